@@ -1,0 +1,43 @@
+# The one entry point for people and CI: make run | test | lint | bench
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench venv clean deps-test
+
+$(PY):
+	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q -e '.[test,lint]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# hopwire on :8080 with the demo backend on :9000. Ctrl-C stops both.
+run: $(STAMP)
+	@$(PY) bench/backend.py --port 9000 & backend=$$!; \
+	trap 'kill $$backend 2>/dev/null' EXIT INT TERM; \
+	echo "hopwire on http://127.0.0.1:8080/ -> demo backend on 127.0.0.1:9000 (Ctrl-C stops both)"; \
+	$(VENV)/bin/hopwire --config deploy/demo.yml
+
+deps-test: $(STAMP)
+	@bash tests/install-deps.sh
+
+test: deps-test
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check server tests bench
+	$(VENV)/bin/ruff format --check server tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	@bash bench/install-deps.sh
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

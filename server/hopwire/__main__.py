@@ -1,0 +1,3 @@
+from hopwire.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,424 @@
+"""The master process: binds, forks, supervises, reloads, stops.
+
+Single-threaded, no event loop, nothing before fork that owns a thread or channel.  Signal
+handlers only enqueue the signal and wake the main loop, which dispatches ``handle_<signal>``.
+
+Workers belong to a *generation* (one per loaded config).  Reload starts a new generation on
+the same inherited listening sockets, waits until all of it has booted, then drains the old one
+with SIGTERM; the listening sockets never close, so no connection is refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hopwire import config as config_mod
+from hopwire.config import Config, ConfigError
+from hopwire.systemd import Notifier
+from hopwire.telemetry import logs
+from hopwire.worker import BOOT_ERROR, HEARTBEAT, run_worker
+
+log = logging.getLogger("hopwire.master")
+
+SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+BOOT_TIMEOUT = 30.0
+BACKOFF_MAX = 5.0
+
+
+@dataclass
+class WorkerProc:
+    pid: int
+    slot: int
+    generation: int
+    heartbeat: mmap.mmap
+    started: float
+    retiring: bool = False  # sent SIGTERM: draining, not to be replaced
+
+    def last_beat(self) -> float:
+        return float(HEARTBEAT.unpack_from(self.heartbeat, 0)[0])
+
+
+@dataclass
+class Listener:
+    address: str
+    reuse_port: bool
+    sock: socket.socket
+
+
+@dataclass
+class Source:
+    """Where the config came from, so a reload reads it the same way."""
+
+    path: str | None
+    flags: list[str]
+    environ: dict[str, str] = field(default_factory=dict)
+
+    def load(self) -> Config:
+        return config_mod.load(self.path, self.flags, self.environ)
+
+
+def bind(address: str, reuse_port: bool) -> socket.socket:
+    host, port = config_mod.parse_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if host and ":" not in host:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family = infos[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host or "0.0.0.0", port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class Arbiter:
+    def __init__(self, config: Config, source: Source):
+        self.config = config
+        self.source = source
+        self.pid = os.getpid()
+        self.listeners: dict[str, Listener] = {}
+        self.workers: dict[int, WorkerProc] = {}
+        self.generation = 0
+        self.count = config.worker_count
+        self.signals: list[int] = []
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.notifier = Notifier()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.respawn_at: dict[int, float] = {}  # slot -> when to respawn
+        self.failures: list[float] = []
+        self.last_watchdog = 0.0
+        self.exit_code = 0
+
+    # -- start -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        logs.setup(self.config.log.level, self.config.log.filePath, "master")
+        try:
+            self.listeners = self.bind_all(self.config, {})
+        except OSError as exc:
+            log.error("cannot listen: %s", exc)
+            return 1
+        for sig in SIGNALS:
+            signal.signal(sig, self.enqueue)
+        signal.siginterrupt(signal.SIGCHLD, False)
+        self.generation = 1
+        slots = [self.spawn(slot) for slot in range(self.count)]
+        if not self.wait_booted(slots):
+            log.error("workers failed to start; stopping")
+            self.kill_all(signal.SIGKILL)
+            self.reap(block=True)
+            return 1
+        eps = ", ".join(f"{n}={ln.address}" for n, ln in self.listeners.items())
+        log.info("hopwire %d: %d worker(s) serving %s", self.pid, self.count, eps)
+        self.notifier.notify(
+            "READY=1", f"STATUS=serving with {self.count} workers", f"MAINPID={self.pid}"
+        )
+        return self.loop()
+
+    def bind_all(self, config: Config, current: dict[str, Listener]) -> dict[str, Listener]:
+        """Listeners for ``config``, reusing every socket whose address is unchanged."""
+        by_address = {(ln.address, ln.reuse_port): ln for ln in current.values()}
+        result: dict[str, Listener] = {}
+        fresh: list[socket.socket] = []
+        try:
+            for name, ep in config.entryPoints.items():
+                old = by_address.get((ep.address, ep.reusePort))
+                if old is None:
+                    sock = bind(ep.address, ep.reusePort)
+                    fresh.append(sock)
+                    old = Listener(ep.address, ep.reusePort, sock)
+                result[name] = old
+        except OSError as exc:
+            for sock in fresh:
+                sock.close()
+            raise OSError(exc.errno, f"{name} ({ep.address}): {exc.strerror}")
+        return result
+
+    def spawn(self, slot: int) -> int:
+        heartbeat = mmap.mmap(-1, HEARTBEAT.size)
+        HEARTBEAT.pack_into(heartbeat, 0, 0.0)
+        sockets = {name: ln.sock for name, ln in self.listeners.items()}
+        config = self.config
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                code = run_worker(config, sockets, heartbeat, slot, self.pid)
+            except BaseException:
+                logging.getLogger("hopwire.worker").exception("worker %d crashed", slot)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.workers[pid] = WorkerProc(pid, slot, self.generation, heartbeat, time.monotonic())
+        return pid
+
+    def wait_booted(self, pids: list[int]) -> bool:
+        """Wait until every worker in ``pids`` has ticked once; False if one failed or hung."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            self.reap(block=False, during_boot=True)
+            if any(p not in self.workers for p in pids):
+                return False
+            if all(self.workers[p].last_beat() > 0 for p in pids):
+                return True
+            time.sleep(0.02)
+        return False
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def enqueue(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+        try:
+            os.write(self.wake_w, b"!")
+        except OSError:
+            pass
+
+    def loop(self) -> int:
+        while True:
+            try:
+                select.select([self.wake_r], [], [], 0.5)
+            except InterruptedError:
+                pass
+            try:
+                while os.read(self.wake_r, 256):
+                    pass
+            except BlockingIOError:
+                pass
+            while self.signals:
+                sig = self.signals.pop(0)
+                handler = getattr(self, "handle_" + signal.Signals(sig).name[3:].lower())
+                handler()
+            self.reap(block=False)
+            if self.stopping:
+                if not self.workers:
+                    self.notifier.notify("STATUS=stopped")
+                    log.info("hopwire %d stopped", self.pid)
+                    return self.exit_code
+                if time.monotonic() > self.stop_deadline:
+                    log.warning("workers did not stop in time; killing them")
+                    self.kill_all(signal.SIGKILL)
+                continue
+            self.check_heartbeats()
+            self.maintain()
+            self.watchdog()
+
+    def reap(self, block: bool, during_boot: bool = False) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            proc = self.workers.pop(pid, None)
+            if proc is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if proc.retiring or self.stopping:
+                log.info("worker %d (pid %d) exited (%d)", proc.slot, pid, code)
+                continue
+            if code == BOOT_ERROR or during_boot:
+                log.error("worker %d (pid %d) failed to boot (exit %d)", proc.slot, pid, code)
+                if proc.generation == self.generation and not during_boot:
+                    self.begin_stop(immediate=True)
+                    self.exit_code = 1
+                continue
+            log.error(
+                "worker %d (pid %d) died unexpectedly (%s); respawning",
+                proc.slot,
+                pid,
+                f"signal {-code}" if code < 0 else f"exit {code}",
+            )
+            now = time.monotonic()
+            self.failures = [t for t in self.failures if now - t < 60] + [now]
+            delay = min(BACKOFF_MAX, 0.05 * 2 ** (len(self.failures) - 1))
+            self.respawn_at[proc.slot] = now + delay * random.uniform(0.5, 1.0)
+
+    def maintain(self) -> None:
+        now = time.monotonic()
+        for slot, when in list(self.respawn_at.items()):
+            if when <= now:
+                del self.respawn_at[slot]
+                if slot < self.count:
+                    self.spawn(slot)
+        live = {
+            p.slot
+            for p in self.workers.values()
+            if p.generation == self.generation and not p.retiring
+        }
+        for slot in range(self.count):
+            if slot not in live and slot not in self.respawn_at:
+                self.spawn(slot)
+        for proc in list(self.workers.values()):
+            if proc.generation == self.generation and not proc.retiring and proc.slot >= self.count:
+                self.retire(proc)
+
+    def check_heartbeats(self) -> None:
+        now = time.monotonic()
+        timeout = self.config.heartbeatTimeout
+        for proc in list(self.workers.values()):
+            beat = proc.last_beat()
+            since = now - (beat or proc.started)
+            if since > (timeout if beat else BOOT_TIMEOUT):
+                log.error(
+                    "worker %d (pid %d) stopped responding for %.1fs; killing it",
+                    proc.slot,
+                    proc.pid,
+                    since,
+                )
+                self.signal(proc.pid, signal.SIGKILL)
+
+    def watchdog(self) -> None:
+        period = self.notifier.watchdog
+        now = time.monotonic()
+        if period and now - self.last_watchdog >= period:
+            self.last_watchdog = now
+            self.notifier.notify("WATCHDOG=1")
+
+    def signal(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill_all(self, sig: int) -> None:
+        for pid in list(self.workers):
+            self.signal(pid, sig)
+
+    def retire(self, proc: WorkerProc) -> None:
+        proc.retiring = True
+        self.signal(proc.pid, signal.SIGTERM)
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def begin_stop(self, immediate: bool) -> None:
+        eps = self.config.entryPoints.values()
+        budget = max(e.transport.lifeCycle.requestAcceptGraceTimeout for e in eps) + max(
+            e.transport.lifeCycle.graceTimeOut for e in eps
+        )
+        if not self.stopping:
+            self.notifier.notify("STOPPING=1")
+            for ln in self.listeners.values():
+                ln.sock.close()  # workers hold their own copies until they stop accepting
+        self.stopping = True
+        if immediate:
+            self.kill_all(signal.SIGINT)
+            self.stop_deadline = time.monotonic() + 2.0
+        else:
+            log.info("graceful stop: draining for up to %.3gs", budget)
+            self.kill_all(signal.SIGTERM)
+            self.stop_deadline = time.monotonic() + budget + 3.0
+
+    def handle_term(self) -> None:
+        self.begin_stop(immediate=self.stopping)  # a second SIGTERM stops at once
+
+    def handle_int(self) -> None:
+        self.begin_stop(immediate=True)
+
+    def handle_quit(self) -> None:
+        self.begin_stop(immediate=True)
+
+    def handle_chld(self) -> None:
+        pass  # reaped by the loop
+
+    def handle_usr1(self) -> None:
+        logs.reopen()
+        for pid in self.workers:
+            self.signal(pid, signal.SIGUSR1)
+
+    def handle_ttin(self) -> None:
+        if not self.stopping:
+            self.count += 1
+            log.info("SIGTTIN: %d workers", self.count)
+
+    def handle_ttou(self) -> None:
+        if not self.stopping and self.count > 1:
+            self.count -= 1
+            log.info("SIGTTOU: %d workers", self.count)
+
+    def handle_hup(self) -> None:
+        if self.stopping:
+            return
+        log.info("reloading configuration")
+        try:
+            new = self.source.load()
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("reload rejected, keeping the running config: %s", line)
+            return
+        self.notifier.notify(
+            "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+        )
+        try:
+            listeners = self.bind_all(new, self.listeners)
+        except OSError as exc:
+            log.error("reload rejected, keeping the running config: cannot listen on %s", exc)
+            self.notifier.notify("READY=1")
+            return
+        old_listeners, old_config = self.listeners, self.config
+        self.listeners, self.config = listeners, new
+        self.generation += 1
+        self.count = new.worker_count if new.workers != old_config.workers else self.count
+        self.respawn_at.clear()
+        pids = [self.spawn(slot) for slot in range(self.count)]
+        if not self.wait_booted(pids):
+            log.error("reload failed: new workers did not start; keeping the running config")
+            for pid in pids:
+                self.signal(pid, signal.SIGKILL)
+            self.generation -= 1
+            self.listeners, self.config = old_listeners, old_config
+            for name, ln in listeners.items():
+                if ln not in old_listeners.values():
+                    ln.sock.close()
+                del name
+            self.notifier.notify("READY=1")
+            return
+        for proc in self.workers.values():
+            if proc.generation < self.generation and not proc.retiring:
+                self.retire(proc)
+        kept = {id(ln) for ln in listeners.values()}
+        for ln in old_listeners.values():
+            if id(ln) not in kept:
+                ln.sock.close()
+        log.info("reloaded: generation %d with %d worker(s)", self.generation, self.count)
+        self.notifier.notify("READY=1", f"STATUS=serving with {self.count} workers")
+
+
+def run(config: Config, source: Source) -> int:
+    try:
+        return Arbiter(config, source).run()
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"hopwire: {exc}", file=sys.stderr)
+            return 1
+        raise

@@ -1,0 +1,161 @@
+"""Services: their servers, how one is picked, and active health checks.
+
+``wrr`` is smooth weighted round robin (the nginx algorithm): over any window of
+``sum(weights)`` picks each server is chosen exactly ``weight`` times, interleaved.  ``p2c``
+picks two healthy servers at random and takes the one with fewer requests in flight.
+
+Health checks run in every worker for the services it serves; a server that fails leaves the
+rotation and returns when a check passes.  Until its first check a server counts as healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+from hopwire.pool import Pool
+
+log = logging.getLogger("hopwire.balancer")
+
+
+def ssl_context(transport: Any) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    for ca in transport.rootCAs:
+        ctx.load_verify_locations(cafile=ca)
+    if transport.insecureSkipVerify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Server:
+    __slots__ = ("current", "healthy", "host_header", "inflight", "pool", "scheme", "url", "weight")
+
+    def __init__(self, url: str, weight: int, pool: Pool, host_header: bytes, scheme: str):
+        self.url = url
+        self.weight = weight
+        self.pool = pool
+        self.host_header = host_header
+        self.scheme = scheme
+        self.healthy = True
+        self.inflight = 0
+        self.current = 0
+
+
+class Service:
+    __slots__ = ("check", "name", "pass_host", "pick", "servers", "task")
+
+    def __init__(
+        self,
+        name: str,
+        lb: Any,
+        transport: Any,
+        loop: asyncio.AbstractEventLoop,
+        contexts: dict[int, ssl.SSLContext],
+    ):
+        self.name = name
+        self.pass_host = lb.passHostHeader
+        self.check = lb.healthCheck
+        self.task: asyncio.Task[None] | None = None
+        self.servers: list[Server] = []
+        for s in lb.servers:
+            parts = urlsplit(s.url)
+            https = parts.scheme == "https"
+            port = parts.port or (443 if https else 80)
+            host = parts.hostname or ""
+            ctx = None
+            if https:
+                ctx = contexts.get(id(transport))
+                if ctx is None:
+                    ctx = contexts[id(transport)] = ssl_context(transport)
+            default_port = (https and port == 443) or (not https and port == 80)
+            shown = f"[{host}]" if ":" in host else host
+            host_header = (shown if default_port else f"{shown}:{port}").encode()
+            pool = Pool(loop, host, port, ctx, transport, f"{name}:{s.url}")
+            self.servers.append(Server(s.url, s.weight, pool, host_header, parts.scheme))
+        if len(self.servers) == 1:
+            self.pick = self._pick_one
+        elif lb.strategy == "p2c":
+            self.pick = self._pick_p2c
+        else:
+            self.pick = self._pick_wrr
+
+    def _pick_one(self) -> Server | None:
+        server = self.servers[0]
+        return server if server.healthy and server.weight else None
+
+    def _pick_wrr(self) -> Server | None:
+        best = None
+        total = 0
+        for s in self.servers:
+            if s.healthy and s.weight:
+                s.current += s.weight
+                total += s.weight
+                if best is None or s.current > best.current:
+                    best = s
+        if best is not None:
+            best.current -= total
+        return best
+
+    def _pick_p2c(self) -> Server | None:
+        up = [s for s in self.servers if s.healthy and s.weight]
+        if len(up) < 2:
+            return up[0] if up else None
+        a, b = random.sample(up, 2)
+        return a if a.inflight <= b.inflight else b
+
+    def start_checks(self) -> None:
+        if self.check is not None:
+            self.task = asyncio.get_running_loop().create_task(self._check_loop())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        for s in self.servers:
+            s.pool.close_all()
+
+    async def _check_loop(self) -> None:
+        while True:
+            results = await asyncio.gather(*(self._check(s) for s in self.servers))
+            for server, (ok, why) in zip(self.servers, results, strict=True):
+                if ok != server.healthy:
+                    log.warning(
+                        "service %s server %s is %s%s",
+                        self.name,
+                        server.url,
+                        "up" if ok else "down",
+                        "" if ok else f": {why}",
+                    )
+                server.healthy = ok
+            await asyncio.sleep(self.check.interval)
+
+    async def _check(self, server: Server) -> tuple[bool, str]:
+        check = self.check
+        pool = server.pool
+        writer = None
+        try:
+            async with asyncio.timeout(check.timeout):
+                reader, writer = await asyncio.open_connection(
+                    pool.host, pool.port, ssl=pool.ssl, server_hostname=pool.server_hostname
+                )
+                writer.write(
+                    b"GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: hopwire-healthcheck\r\n"
+                    b"connection: close\r\n\r\n" % (check.path.encode(), server.host_header)
+                )
+                line = await reader.readline()
+        except (OSError, TimeoutError) as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        finally:
+            if writer is not None:
+                writer.close()
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return False, f"malformed status line {line[:80]!r}"
+        status = int(parts[1])
+        if check.status:
+            return status == check.status, f"status {status}"
+        return 200 <= status < 400, f"status {status}"

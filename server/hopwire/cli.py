@@ -1,0 +1,76 @@
+"""The ``hopwire`` command.
+
+    hopwire [--config FILE] [--check] [--version] [--help-config] [--key.sub=value ...]
+
+Every ``--dotted.key=value`` flag overrides the file and ``HOPWIRE_*`` variables.  A bad config
+prints every problem and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from hopwire import __version__
+from hopwire.config import ConfigError, reference
+
+USAGE = """usage: hopwire [--config FILE] [--check] [--version] [--help-config] [--key.sub=value ...]
+
+  --config FILE    YAML (.yml/.yaml) or TOML (.toml) configuration (or $HOPWIRE_CONFIG)
+  --check          validate the configuration, print "ok" or every error, exit 0 or 2
+  --version        print the version
+  --help-config    print every configuration key with its default
+  --KEY=VALUE      override a key, e.g. --entryPoints.web.address=:8080 --workers=4
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    path = os.environ.get("HOPWIRE_CONFIG") or None
+    check = False
+    flags: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-h", "--help"):
+            print(USAGE, end="")
+            return 0
+        if arg == "--version":
+            print(f"hopwire {__version__}")
+            return 0
+        if arg == "--help-config":
+            print(reference())
+            return 0
+        if arg == "--check":
+            check = True
+        elif arg == "--config" or arg.startswith("--config="):
+            if "=" in arg:
+                path = arg.split("=", 1)[1]
+            elif i + 1 < len(args):
+                i += 1
+                path = args[i]
+            else:
+                print("hopwire: --config needs a file", file=sys.stderr)
+                return 2
+        elif arg.startswith("--") and len(arg) > 2:
+            flags.append(arg)
+        else:
+            print(f"hopwire: unexpected argument {arg!r}\n{USAGE}", file=sys.stderr, end="")
+            return 2
+        i += 1
+
+    from hopwire import config as config_mod
+
+    environ = dict(os.environ)
+    try:
+        config = config_mod.load(path, flags, environ)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"hopwire: config error: {line}", file=sys.stderr)
+        return 2
+    if check:
+        print("ok")
+        return 0
+    from hopwire.arbiter import Source, run
+
+    return run(config, Source(path, flags, environ))

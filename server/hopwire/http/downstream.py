@@ -1,0 +1,342 @@
+"""The client side of a connection: parse requests with httptools, hand each one to an exchange.
+
+State is grouped by lifetime: this object is the connection; each request is an exchange created
+by the entrypoint's factory when a message begins (``ep.new_exchange``).  One exchange is active
+at a time; pipelined requests queue behind it (reading pauses while they wait) and are answered
+in order (RFC 9112 §9.3.2).
+
+Parse failures end the connection with the status the error taxonomy names: the rest of a stream
+whose framing was wrong cannot be trusted (RFC 9112 §6.3, §11.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserInvalidMethodError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+from hopwire import errors
+from hopwire.errors import ErrorKind, ProxyError
+from hopwire.http.flow import BUFFERING, HIGH_WATER, LOW_WATER, PEER_FULL, QUEUED, ReadFlow
+from hopwire.http.wire import simple_response
+
+log = logging.getLogger("hopwire.http")
+
+READ = 1  # the request must be fully read by the deadline (readTimeout) → 408
+IDLE = 2  # keep-alive idle (idleTimeout) or tunnel idle → close quietly
+
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+_SUBSTITUTE_METHOD = b"OPTIONS"
+CHUNK_EXT_LIMIT = 4096  # bytes of chunk framing tolerated without a body byte or chunk event
+
+
+def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
+    message = str(exc)
+    if isinstance(exc, HttpParserCallbackError) and isinstance(exc.__context__, ProxyError):
+        inner = exc.__context__
+        return inner.kind, inner.detail
+    if "HTTP version" in message:
+        return errors.VERSION_NOT_SUPPORTED, message
+    return errors.BAD_REQUEST, message
+
+
+class Downstream(asyncio.Protocol):
+    __slots__ = (
+        "active",
+        "client_ip",
+        "client_ip_bytes",
+        "client_port",
+        "closed",
+        "deadline",
+        "deadline_kind",
+        "deferred_error",
+        "ep",
+        "flow",
+        "method_override",
+        "parser",
+        "queue",
+        "req",
+        "served",
+        "stall",
+        "transport",
+        "trusted",
+        "tunnel",
+        "worker",
+    )
+
+    def __init__(self, ep: Any):
+        self.ep = ep  # the entrypoint runtime of this config generation
+        self.worker = ep.worker
+        self.parser = HttpRequestParser(self)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: ReadFlow = None  # type: ignore[assignment]
+        self.req: Any = None  # the exchange whose message is being parsed
+        self.active: Any = None  # the exchange being proxied
+        self.queue: deque[Any] | None = None
+        self.deferred_error: tuple[ErrorKind, str] | None = None
+        self.tunnel: Any = None  # the upstream connection after a 101
+        self.served = 0
+        self.deadline = 0.0
+        self.deadline_kind = 0
+        self.stall = 0
+        self.closed = False
+        self.client_ip = ""
+        self.client_ip_bytes = b""
+        self.client_port = 0
+        self.trusted = False
+        self.method_override: bytes | None = None
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        self.flow = ReadFlow(transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip, self.client_port = peer[0], peer[1]
+        self.client_ip_bytes = self.client_ip.encode()
+        self.trusted = self.ep.is_trusted(self.client_ip)
+        self.worker.connections.add(self)
+        self.set_deadline(self.ep.read_timeout, READ)
+        if self.worker.draining:
+            self.set_deadline(self.worker.drain_idle, IDLE)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.worker.connections.discard(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+        active = self.active
+        if active is not None and not active.done:
+            active.client_lost()
+        if self.queue:
+            self.queue.clear()
+
+    def eof_received(self) -> bool:
+        # A half-closed client still gets the response to a complete request (RELIABILITY 16).
+        if self.tunnel is not None:
+            self.tunnel.half_close()
+            return True
+        if self.active is not None and self.req is None:
+            self.active.client_eof = True
+            return True
+        if self.active is not None or self.req is not None:
+            log.info("client %s closed mid-request", self.client_ip)
+            self.worker.count("client_aborts")
+        return False
+
+    def pause_writing(self) -> None:
+        other = self.tunnel or (self.active.upstream if self.active is not None else None)
+        if other is not None:
+            other.flow.pause(PEER_FULL)
+
+    def resume_writing(self) -> None:
+        other = self.tunnel or (self.active.upstream if self.active is not None else None)
+        if other is not None:
+            other.flow.resume(PEER_FULL)
+
+    def set_deadline(self, seconds: float, kind: int) -> None:
+        self.deadline = self.worker.clock.now + seconds if seconds else 0.0
+        self.deadline_kind = kind
+
+    def timed_out(self) -> None:
+        """Called by the worker's tick when ``deadline`` has passed."""
+        if self.deadline_kind == READ and self.req is not None:
+            self.worker.count("request_timeouts")
+            self.fail(errors.REQUEST_TIMEOUT, "request not read within readTimeout")
+            return
+        self.close()  # idle, or nothing of a request was ever sent
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    # -- bytes in --------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.deadline = self.worker.clock.now + self.ep.idle_timeout
+            self.tunnel.transport.write(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self.upgrade_requested(data[exc.args[0] :])
+        except HttpParserInvalidMethodError as exc:
+            self.unknown_method(data, exc)
+        except (HttpParserError, ProxyError) as exc:
+            kind, detail = (
+                (exc.kind, exc.detail) if isinstance(exc, ProxyError) else _parser_error_kind(exc)
+            )
+            self.fail(kind, detail)
+        else:
+            if self.req is not None and self.req.chunked and self.req.head_done:
+                self.stall += len(data)
+                if self.stall > CHUNK_EXT_LIMIT:
+                    self.fail(errors.BAD_REQUEST, "chunk framing without data (extension?)")
+                    return
+        active = self.active
+        if active is not None and active.up_out:
+            active.flush_up()
+
+    def unknown_method(self, data: bytes, exc: Exception) -> None:
+        """llhttp knows a fixed list of methods; RFC 9110 §9.1 allows any token.
+
+        When the unknown token starts this read (no message in progress), parse the request
+        with a stand-in method and forward the real one.  A malformed token is a 400.
+        """
+        space = data.find(b" ")
+        token = data[:space] if space > 0 else b""
+        if (
+            self.req is None
+            and token
+            and len(token) <= 32
+            and all(c in _TOKEN_CHARS for c in token)
+            and not self.parser_busy()
+        ):
+            self.parser = HttpRequestParser(self)
+            self.method_override = token  # consumed by the exchange at headers complete
+            self.data_received(_SUBSTITUTE_METHOD + data[space:])
+            return
+        self.fail(errors.BAD_REQUEST, f"invalid method: {exc}")
+
+    def parser_busy(self) -> bool:
+        return (
+            self.active is not None
+            and self.active.req_complete
+            and self.queue is not None
+            and len(self.queue) > 0
+        )
+
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.req = self.ep.new_exchange(self)
+        self.stall = 0
+        if self.active is None:
+            self.set_deadline(self.ep.read_timeout, READ)
+
+    def on_url(self, url: bytes) -> None:
+        req = self.req
+        req.target += url
+        if len(req.target) > self.ep.max_line:
+            raise ProxyError(errors.URI_TOO_LONG, f"request target over {self.ep.max_line} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        if req.head_done:
+            return  # a trailer field: never becomes a header (RFC 9112 §7.1.2)
+        req.headers.append((name, value))
+        req.head_size += len(name) + len(value) + 4
+        if req.head_size > self.ep.max_header_bytes or len(req.headers) > self.ep.max_fields:
+            raise ProxyError(errors.HEADERS_TOO_LARGE, "request header section over the limit")
+
+    def on_headers_complete(self) -> None:
+        req = self.req
+        req.head_done = True
+        req.parsed(self.parser)  # validates; raises ProxyError
+        if self.active is None:
+            self.active = req
+            req.start()
+        else:
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.append(req)
+            self.flow.pause(QUEUED)
+
+    def on_body(self, body: bytes) -> None:
+        self.stall = 0
+        self.req.body(body)
+
+    def on_chunk_header(self) -> None:
+        self.stall = 0
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        self.req = None
+        if self.active is req:
+            self.deadline = 0.0  # the exchange's own deadlines apply now
+        elif self.active is None and not self.closed:
+            self.set_deadline(self.ep.idle_timeout, IDLE)  # answered before it was read
+        req.request_complete()
+
+    # -- exchanges ---------------------------------------------------------------------------
+
+    def exchange_done(self, ex: Any, close: bool) -> None:
+        """The response of the active exchange has been written in full."""
+        self.served += 1
+        self.active = None
+        if close or self.closed:
+            self.close()
+            return
+        queue = self.queue
+        if queue:
+            nxt = queue.popleft()
+            if not queue:
+                self.flow.resume(QUEUED)
+            self.active = nxt
+            nxt.start()
+            if nxt.up_out:
+                nxt.flush_up()
+            return
+        if self.deferred_error is not None:
+            kind, detail = self.deferred_error
+            self.fail(kind, detail)
+            return
+        if ex.client_eof:
+            self.close()
+            return
+        if self.req is None:
+            idle = self.worker.drain_idle if self.worker.draining else self.ep.idle_timeout
+            self.set_deadline(idle, IDLE)
+        else:
+            self.set_deadline(self.ep.read_timeout, READ)
+        self.flow.resume(BUFFERING)
+
+    def fail(self, kind: ErrorKind, detail: str) -> None:
+        """A request could not be parsed or read; answer in order, then close."""
+        if self.closed:
+            return
+        log.log(logging.INFO, "%s from %s: %s", kind.name, self.client_ip, detail)
+        self.worker.count(kind.name)
+        req = self.req
+        active = self.active
+        if active is not None and (req is None or req is not active) and not active.done:
+            # Answer the requests before the bad one first (RFC 9112 §9.3.2); read no more.
+            self.deferred_error = (kind, detail)
+            self.flow.pause(QUEUED)
+            return
+        if active is not None and not active.done:
+            active.abort(kind, detail)  # nothing more reaches the backend
+            return
+        self.transport.write(
+            simple_response(self.worker.clock, kind.status, kind.name.encode() + b"\n", close=True)
+        )
+        self.close()
+
+    def upgrade_requested(self, rest: bytes) -> None:
+        """The parser stopped after a request with Upgrade (or CONNECT); ``rest`` follows it."""
+        req = self.active
+        if req is None or req.method == "CONNECT" or not req.upgrade:
+            self.fail(errors.METHOD_NOT_ALLOWED, "CONNECT is not supported by a reverse proxy")
+            return
+        self.flow.pause(QUEUED)  # nothing more is parsed as HTTP on this connection
+        req.tunnel_pending(rest)
+
+    def start_tunnel(self, upstream: Any) -> None:
+        self.tunnel = upstream
+        self.flow.resume(QUEUED | BUFFERING)
+        self.set_deadline(self.ep.idle_timeout, IDLE)

@@ -1,0 +1,179 @@
+"""The backend side: one pooled HTTP/1.1 connection, parsing responses with httptools.
+
+The connection is attached to at most one exchange at a time and calls it back with the
+response.  Two traps, both measured: ``should_keep_alive()`` is only meaningful inside
+``on_message_complete`` (read later it says False and connections silently stop being reused),
+and llhttp cannot be told that a response answers HEAD, so a HEAD response ends at its head and
+the parser is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpResponseParser,
+)
+
+from hopwire.http.flow import HIGH_WATER, LOW_WATER, PEER_FULL, ReadFlow
+
+log = logging.getLogger("hopwire.upstream")
+
+
+class _HeadOnly(Exception):
+    """Raised from on_headers_complete to end a response to HEAD at its head."""
+
+
+class Upstream(asyncio.Protocol):
+    __slots__ = (
+        "closed",
+        "ex",
+        "flow",
+        "headers",
+        "idle_since",
+        "interim",
+        "parser",
+        "pool",
+        "reason",
+        "transport",
+        "tunnel",
+    )
+
+    def __init__(self, pool: Any):
+        self.pool = pool
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: ReadFlow = None  # type: ignore[assignment]
+        self.parser = HttpResponseParser(self)
+        self.ex: Any = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.interim = False
+        self.idle_since = 0.0
+        self.tunnel: Any = None  # the downstream connection after a 101
+        self.closed = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        self.flow = ReadFlow(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.tunnel is not None:
+            self.tunnel.close()
+            return
+        ex = self.ex
+        if ex is not None:
+            self.ex = None
+            ex.upstream_lost(self, exc)
+        else:
+            self.pool.discard(self)
+
+    def eof_received(self) -> bool:
+        if self.tunnel is not None and not self.tunnel.closed:
+            if self.tunnel.transport.can_write_eof():
+                self.tunnel.transport.write_eof()
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        other = self.tunnel or (self.ex.down if self.ex is not None else None)
+        if other is not None:
+            other.flow.pause(PEER_FULL)
+
+    def resume_writing(self) -> None:
+        other = self.tunnel or (self.ex.down if self.ex is not None else None)
+        if other is not None:
+            other.flow.resume(PEER_FULL)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def half_close(self) -> None:
+        if not self.closed and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.deadline = tunnel.worker.clock.now + tunnel.ep.idle_timeout
+            tunnel.transport.write(data)
+            return
+        ex = self.ex
+        if ex is None:
+            # Bytes from an idle pooled connection: the backend broke framing (RELIABILITY 24).
+            log.info("unsolicited bytes from idle backend %s; dropping connection", self.pool.label)
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            if self.ex is not None:
+                self.ex.response_upgraded(self, data[exc.args[0] :])
+            return
+        except HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadOnly):
+                end = data.find(b"\r\n\r\n")
+                clean = end >= 0 and end + 4 == len(data)
+                self.parser = HttpResponseParser(self)
+                if self.ex is not None:
+                    self.ex.response_complete(clean and self.keep_alive_header())
+            elif self.ex is not None:
+                self.ex.bad_response(self, str(exc.__context__ or exc))
+        except HttpParserError as exc:
+            if self.ex is not None:
+                self.ex.bad_response(self, str(exc))
+        if ex.out:
+            ex.flush_down()
+
+    def keep_alive_header(self) -> bool:
+        if self.parser.get_http_version() == "1.0":
+            return False
+        for name, value in self.headers:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                return False
+        return True
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        ex = self.ex
+        if ex is None or ex.resp_complete:
+            raise RuntimeError("response bytes with no request outstanding")
+        self.headers = []
+        self.reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        ex = self.ex
+        if 100 <= status < 200 and status != 101:
+            self.interim = True
+            ex.response_interim(status, self.reason, self.headers)
+            return
+        ex.response_head(status, self.reason, self.headers)
+        if ex.method == "HEAD":
+            raise _HeadOnly()
+
+    def on_body(self, body: bytes) -> None:
+        self.ex.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        ex = self.ex
+        if ex is not None and not ex.resp_complete:
+            ex.response_complete(self.parser.should_keep_alive())

@@ -1,0 +1,1 @@
+"""Tracing, metrics and logging.  The request path reaches them only through ``Observer``."""
