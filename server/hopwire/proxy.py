@@ -55,6 +55,7 @@ class Exchange:
         "attempts",
         "authority",
         "chunked",
+        "chunks",
         "cl",
         "client_eof",
         "client_ip",
@@ -62,6 +63,7 @@ class Exchange:
         "deadline",
         "done",
         "down",
+        "framing",
         "fwd",
         "has_body",
         "head_done",
@@ -101,6 +103,8 @@ class Exchange:
         self.head_done = False
         self.req_complete = False
         self.chunked = False
+        self.chunks = 0
+        self.framing = 0
         self.done = False
         self.client_eof = False
         self.upstream: Any = None

@@ -54,10 +54,13 @@ def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
 class Downstream(asyncio.Protocol):
     __slots__ = (
         "active",
+        "body_seen",
+        "chunk_req",
         "client_ip",
         "client_ip_bytes",
         "client_port",
         "closed",
+        "completed",
         "deadline",
         "deadline_kind",
         "deferred_error",
@@ -68,7 +71,6 @@ class Downstream(asyncio.Protocol):
         "queue",
         "req",
         "served",
-        "stall",
         "transport",
         "trusted",
         "tunnel",
@@ -89,13 +91,15 @@ class Downstream(asyncio.Protocol):
         self.served = 0
         self.deadline = 0.0
         self.deadline_kind = 0
-        self.stall = 0
+        self.body_seen = 0  # request body bytes parsed on this connection
+        self.chunk_req: Any = None  # the chunked request whose framing is being counted
         self.closed = False
         self.client_ip = ""
         self.client_ip_bytes = b""
         self.client_port = 0
         self.trusted = False
         self.method_override: bytes | None = None
+        self.completed = 0  # messages parsed on this connection
 
     # -- connection ------------------------------------------------------------------------
 
@@ -171,61 +175,75 @@ class Downstream(asyncio.Protocol):
             self.deadline = self.worker.clock.now + self.ep.idle_timeout
             self.tunnel.transport.write(data)
             return
+        fresh = self.req is None  # no message in progress: a new one would start at offset 0
+        completed = self.completed
+        chunk_req = self.chunk_req
+        body_seen = self.body_seen
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
             self.upgrade_requested(data[exc.args[0] :])
         except HttpParserInvalidMethodError as exc:
-            self.unknown_method(data, exc)
+            self.unknown_method(data, exc, fresh and completed == self.completed)
         except (HttpParserError, ProxyError) as exc:
             kind, detail = (
                 (exc.kind, exc.detail) if isinstance(exc, ProxyError) else _parser_error_kind(exc)
             )
             self.fail(kind, detail)
         else:
-            if self.req is not None and self.req.chunked and self.req.head_done:
-                self.stall += len(data)
-                if self.stall > CHUNK_EXT_LIMIT:
-                    self.fail(errors.BAD_REQUEST, "chunk framing without data (extension?)")
-                    return
+            if self.chunk_req is not None and self.chunk_framing_over(
+                data, chunk_req is not None, completed, body_seen
+            ):
+                return
         active = self.active
         if active is not None and active.up_out:
             active.flush_up()
 
-    def unknown_method(self, data: bytes, exc: Exception) -> None:
+    def chunk_framing_over(
+        self, data: bytes, in_body: bool, completed: int, body_seen: int
+    ) -> bool:
+        """Bound the framing bytes of a chunked request body (chunk-size lines, extensions).
+
+        httptools reports no chunk extensions, so the framing is what this read held beyond
+        body bytes (and the head, when the head was in it).  A read that also holds the start
+        of another message cannot be attributed and is not counted.
+        """
+        req = self.chunk_req
+        if self.completed != completed:
+            self.chunk_req = None
+            if self.req is not None or not data.endswith(b"\r\n\r\n"):
+                return False
+        framing = len(data) - (self.body_seen - body_seen)
+        if not in_body:
+            framing -= len(req.method) + len(req.target) + 12 + req.head_size + 2
+        req.framing += framing
+        if req.framing > CHUNK_EXT_LIMIT + 64 * req.chunks:
+            self.fail(errors.BAD_REQUEST, "chunk framing over the limit (chunk extension?)", req)
+            return True
+        return False
+
+    def unknown_method(self, data: bytes, exc: Exception, at_start: bool) -> None:
         """llhttp knows a fixed list of methods; RFC 9110 §9.1 allows any token.
 
-        When the unknown token starts this read (no message in progress), parse the request
-        with a stand-in method and forward the real one.  A malformed token is a 400.
+        When the failed message began at the start of this read, parse it again with a
+        stand-in method and forward the real one.  A malformed token is a 400.  (An unknown
+        method pipelined behind another request in the same read is refused with 400: httptools
+        does not report where that message began.)
         """
         space = data.find(b" ")
         token = data[:space] if space > 0 else b""
-        if (
-            self.req is None
-            and token
-            and len(token) <= 32
-            and all(c in _TOKEN_CHARS for c in token)
-            and not self.parser_busy()
-        ):
+        if at_start and token and len(token) <= 32 and all(c in _TOKEN_CHARS for c in token):
             self.parser = HttpRequestParser(self)
+            self.req = None
             self.method_override = token  # consumed by the exchange at headers complete
             self.data_received(_SUBSTITUTE_METHOD + data[space:])
             return
         self.fail(errors.BAD_REQUEST, f"invalid method: {exc}")
 
-    def parser_busy(self) -> bool:
-        return (
-            self.active is not None
-            and self.active.req_complete
-            and self.queue is not None
-            and len(self.queue) > 0
-        )
-
     # -- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.req = self.ep.new_exchange(self)
-        self.stall = 0
         if self.active is None:
             self.set_deadline(self.ep.read_timeout, READ)
 
@@ -248,6 +266,8 @@ class Downstream(asyncio.Protocol):
         req = self.req
         req.head_done = True
         req.parsed(self.parser)  # validates; raises ProxyError
+        if req.chunked:
+            self.chunk_req = req
         if self.active is None:
             self.active = req
             req.start()
@@ -258,15 +278,16 @@ class Downstream(asyncio.Protocol):
             self.flow.pause(QUEUED)
 
     def on_body(self, body: bytes) -> None:
-        self.stall = 0
+        self.body_seen += len(body)
         self.req.body(body)
 
     def on_chunk_header(self) -> None:
-        self.stall = 0
+        self.req.chunks += 1
 
     def on_message_complete(self) -> None:
         req = self.req
         self.req = None
+        self.completed += 1
         if self.active is req:
             self.deadline = 0.0  # the exchange's own deadlines apply now
         elif self.active is None and not self.closed:
@@ -306,21 +327,28 @@ class Downstream(asyncio.Protocol):
             self.set_deadline(self.ep.read_timeout, READ)
         self.flow.resume(BUFFERING)
 
-    def fail(self, kind: ErrorKind, detail: str) -> None:
-        """A request could not be parsed or read; answer in order, then close."""
+    def fail(self, kind: ErrorKind, detail: str, ex: Any = None) -> None:
+        """A request could not be parsed or read; answer in order, then close.
+
+        ``ex`` is the exchange the error belongs to (default: the one being parsed; None when
+        the error is at the start of a message).
+        """
         if self.closed:
             return
-        log.log(logging.INFO, "%s from %s: %s", kind.name, self.client_ip, detail)
+        ex = ex or self.req
+        log.info("%s from %s: %s", kind.name, self.client_ip, detail)
         self.worker.count(kind.name)
-        req = self.req
+        self.flow.pause(QUEUED)  # the stream cannot be trusted past this point
+        self.chunk_req = None
         active = self.active
-        if active is not None and (req is None or req is not active) and not active.done:
-            # Answer the requests before the bad one first (RFC 9112 §9.3.2); read no more.
-            self.deferred_error = (kind, detail)
-            self.flow.pause(QUEUED)
-            return
         if active is not None and not active.done:
-            active.abort(kind, detail)  # nothing more reaches the backend
+            if ex is active:
+                active.abort(kind, detail)  # nothing more reaches the backend
+                return
+            # Answer the requests before the bad one first (RFC 9112 §9.3.2).
+            if self.queue and ex in self.queue:
+                self.queue.remove(ex)
+            self.deferred_error = (kind, detail)
             return
         self.transport.write(
             simple_response(self.worker.clock, kind.status, kind.name.encode() + b"\n", close=True)

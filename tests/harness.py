@@ -1,0 +1,424 @@
+"""Real parts for the tests: an h11 backend, a hopwire master, and clients.
+
+The backend speaks HTTP/1.1 through h11, a strict independent implementation, so any framing
+mistake hopwire makes towards a backend fails the test there.  Paths under ``/raw/`` make it
+misbehave on purpose (malformed heads, truncated bodies, extra bytes) to test hopwire's side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import h11
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend
+
+
+class Backend:
+    """A threaded HTTP/1.1 server built on h11.
+
+    ``connections`` counts accepted TCP connections; ``requests`` records every request as
+    (method, target, headers list, body bytes).
+    """
+
+    def __init__(self, name: str = "backend"):
+        self.name = name
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self.requests: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
+        self.healthy = True
+        self.drop_reused = False  # close without answering a 2nd request on a connection
+        self.lock = threading.Lock()
+        self.closed = False
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def accept_loop(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        except Exception as exc:  # a strict peer's complaint: recorded for the test to assert
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        h = h11.Connection(h11.SERVER)
+        served = 0
+        while True:
+            req = None
+            body = b""
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    if h.they_are_waiting_for_100_continue and req is not None:
+                        conn.sendall(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+                    data = conn.recv(65536)
+                    h.receive_data(data)
+                    if not data and h.their_state is h11.IDLE:
+                        return
+                    continue
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                if isinstance(event, h11.Request):
+                    req = event
+                    if served and self.drop_reused:
+                        return
+                    if event.target.startswith(b"/raw/"):
+                        self.raw(conn, event, h)
+                        return
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            assert req is not None
+            headers = [(n.decode(), v.decode("latin-1")) for n, v in req.headers]
+            with self.lock:
+                self.requests.append((req.method.decode(), req.target.decode(), headers, body))
+            served += 1
+            self.respond(conn, h, req, body)
+            if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                return
+            h.start_next_cycle()
+
+    def respond(
+        self, conn: socket.socket, h: h11.Connection, req: h11.Request, body: bytes
+    ) -> None:
+        path, _, _ = req.target.decode().partition("?")
+        status = 200
+        chunks: list[bytes] | None = None
+        if path == "/health":
+            status = 200 if self.healthy else 503
+            payload = b"ok"
+        elif path.startswith("/bytes/"):
+            payload = b"x" * int(path[7:])
+        elif path.startswith("/chunked/"):
+            n = int(path[9:])
+            chunks = [b"y" * min(16384, n - i) for i in range(0, n, 16384)]
+            payload = b""
+        elif path.startswith("/slow/"):
+            time.sleep(float(path[6:]))
+            payload = b"slow done"
+        elif path.startswith("/status/"):
+            status = int(path[8:])
+            payload = b"" if status in (204, 304) else b"status"
+        elif path == "/upload":
+            payload = json.dumps(
+                {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+            ).encode()
+        elif path.startswith("/stream/"):
+            # /stream/N/S: N chunks of 64 KiB, S seconds apart
+            n, delay = path[8:].split("/")
+            chunks = [b"z" * 65536 for _ in range(int(n))]
+            payload = b""
+            headers = [("content-type", "application/octet-stream")]
+            conn.sendall(h.send(h11.Response(status_code=200, headers=headers)))
+            for c in chunks:
+                time.sleep(float(delay))
+                conn.sendall(h.send(h11.Data(data=c)))
+            conn.sendall(h.send(h11.EndOfMessage()))
+            return
+        else:
+            payload = json.dumps(
+                {
+                    "server": self.name,
+                    "method": req.method.decode(),
+                    "target": req.target.decode(),
+                    "headers": [[n.decode(), v.decode("latin-1")] for n, v in req.headers],
+                    "body_length": len(body),
+                }
+            ).encode()
+        headers = [("x-server", self.name)]
+        if req.method == b"HEAD":
+            headers.append(("content-length", str(len(payload))))
+            conn.sendall(h.send(h11.Response(status_code=status, headers=headers)))
+            conn.sendall(h.send(h11.EndOfMessage()))
+            return
+        if chunks is None:
+            if status not in (204, 304):
+                headers.append(("content-length", str(len(payload))))
+            conn.sendall(h.send(h11.Response(status_code=status, headers=headers)))
+            if payload:
+                conn.sendall(h.send(h11.Data(data=payload)))
+        else:
+            conn.sendall(h.send(h11.Response(status_code=status, headers=headers)))
+            for c in chunks:
+                conn.sendall(h.send(h11.Data(data=c)))
+        conn.sendall(h.send(h11.EndOfMessage()))
+
+    def raw(self, conn: socket.socket, req: h11.Request, h: h11.Connection) -> None:
+        """Misbehave as the path says; the connection closes afterwards."""
+        what = req.target.decode()[5:]
+        with self.lock:
+            self.requests.append(
+                (
+                    req.method.decode(),
+                    req.target.decode(),
+                    [(n.decode(), v.decode("latin-1")) for n, v in req.headers],
+                    b"",
+                )
+            )
+        if what == "malformed":
+            conn.sendall(b"HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok")
+        elif what == "truncate":
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"t" * 100)
+        elif what == "truncate-chunked":
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n64\r\n"
+                + b"t" * 100
+                + b"\r\n"
+            )
+        elif what == "extra":
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA-BYTES")
+            time.sleep(0.3)
+        elif what == "close-delimited":
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close")
+        elif what == "hang":
+            time.sleep(5)
+        elif what == "head-body":
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nBODY")
+            time.sleep(0.3)
+        elif what == "ws":
+            key = dict(req.headers).get(b"sec-websocket-key", b"")
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                b"connection: upgrade\r\nsec-websocket-accept: " + key + b"\r\n\r\n"
+            )
+            rest = h.trailing_data[0]
+            if rest:
+                conn.sendall(rest)
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                conn.sendall(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# hopwire
+
+
+class Hopwire:
+    """A real hopwire master with workers, started from a config written to ``tmp``."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        config: dict[str, Any],
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ):
+        self.tmp = tmp
+        self.port = free_port()
+        self.internal = free_port()
+        config = dict(config)
+        config.setdefault("workers", workers)
+        eps = config.setdefault("entryPoints", {})
+        eps.setdefault("web", {"address": f"127.0.0.1:{self.port}"})
+        eps.setdefault("internal", {"address": f"127.0.0.1:{self.internal}"})
+        self.config = config
+        self.path = tmp / f"hopwire-{self.port}.yml"
+        self.write(config)
+        self.log_path = tmp / f"hopwire-{self.port}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.args = args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write(self, config: dict[str, Any]) -> None:
+        self.path.write_text(yaml.safe_dump(config))
+
+    def start(self, wait: bool = True) -> Hopwire:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hopwire", "--config", str(self.path), *self.args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=ROOT,
+        )
+        if wait:
+            wait_for(lambda: self.ping() == 200 or self.proc.poll() is not None, timeout=20)
+            assert self.proc.poll() is None, self.logs()
+        return self
+
+    def ping(self) -> int | None:
+        try:
+            return request(self.internal, "GET", "/ping", timeout=1.0)[0]
+        except OSError:
+            return None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def service(*urls: str, **lb: Any) -> dict[str, Any]:
+    return {"loadBalancer": {"servers": [{"url": u} for u in urls], **lb}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+
+def request(
+    port: int,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    timeout: float = 10.0,
+    host: str = "example.test",
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One request on a fresh connection, parsed by h11 (strict)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        return exchange(sock, method, target, headers, body, host)
+
+
+def exchange(
+    sock: socket.socket,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    host: str = "example.test",
+    conn: h11.Connection | None = None,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    h = conn or h11.Connection(h11.CLIENT)
+    hdrs = [("host", host), *(headers or [])]
+    if body and not any(n.lower() in ("content-length", "transfer-encoding") for n, _ in hdrs):
+        hdrs.append(("content-length", str(len(body))))
+    sock.sendall(h.send(h11.Request(method=method, target=target, headers=hdrs)))
+    if body:
+        sock.sendall(h.send(h11.Data(data=body)))
+    sock.sendall(h.send(h11.EndOfMessage()))
+    status = 0
+    resp_headers: list[tuple[str, str]] = []
+    data = b""
+    while True:
+        event = h.next_event()
+        if event is h11.NEED_DATA:
+            h.receive_data(sock.recv(65536))
+            continue
+        if isinstance(event, h11.Response):
+            status = event.status_code
+            resp_headers = [(n.decode(), v.decode("latin-1")) for n, v in event.headers]
+        elif isinstance(event, h11.Data):
+            data += event.data
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            break
+    if conn is not None and h.our_state is h11.DONE and h.their_state is h11.DONE:
+        h.start_next_cycle()
+    return status, resp_headers, data
+
+
+def header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for n, v in headers:
+        if n.lower() == name:
+            return v
+    return None
+
+
+def raw(port: int, data: bytes, timeout: float = 5.0, read_until_close: bool = True) -> bytes:
+    """Send raw bytes, return everything read until the server closes (or ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not read_until_close and b"\r\n\r\n" in out:
+                break
+        return out
+
+
+def is_closed(sock: socket.socket, timeout: float = 3.0) -> bool:
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False

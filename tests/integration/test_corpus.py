@@ -1,0 +1,119 @@
+"""Malformed requests from tests/corpus/requests: status code, connection close, nothing
+forwarded, and the worker keeps serving (RELIABILITY 1-19)."""
+
+from __future__ import annotations
+
+import codecs
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Backend, Hopwire, request, service
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "requests"
+CASES = sorted(p.stem for p in CORPUS.glob("*.http"))
+
+
+def load_case(name: str) -> tuple[bytes, str]:
+    text = (CORPUS / f"{name}.http").read_text().rstrip("\n")
+    text = re.sub(r"\{repeat:(.+?):(\d+)\}", lambda m: m.group(1) * int(m.group(2)), text)
+    text = re.sub(
+        r"\{fields:(\d+)\}",
+        lambda m: "".join(f"X-F{i}: v\\r\\n" for i in range(int(m.group(1)))),
+        text,
+    )
+    data = codecs.escape_decode(text.encode("latin-1"))[0]
+    assert isinstance(data, bytes)
+    return data, (CORPUS / f"{name}.expect").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hopwire, Backend]]:
+    backend = Backend("corpus")
+    hw = Hopwire(
+        tmp_path_factory.mktemp("corpus"),
+        {
+            "http": {
+                "routers": {"all": {"rule": "PathPrefix(`/`)", "service": "svc"}},
+                "services": {"svc": service(backend.url)},
+            },
+        },
+    ).start()
+    yield hw, backend
+    hw.stop()
+    backend.close()
+
+
+def send(port: int, data: bytes) -> tuple[bytes, bool]:
+    """Send bytes; return what came back and whether the server closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return b"", True
+        out = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return out, True
+            except TimeoutError:
+                return out, False
+            if not chunk:
+                return out, True
+            out += chunk
+            if (
+                b"\r\n\r\n" in out
+                and b"content-length: 0" not in out.lower()
+                and out.split(b"\r\n\r\n", 1)[1]
+            ):
+                # a complete small response: see whether the server then closes
+                sock.settimeout(2)
+        return out, False
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_corpus(proxy: Any, name: str) -> None:
+    hw, backend = proxy
+    data, expect = load_case(name)
+    before = len(backend.requests)
+    out, closed = send(hw.port, data)
+    status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else None
+    want = expect.split()
+    if want[0] == "400-or-close":
+        assert status in (400, None) and closed, (out, closed)
+    else:
+        assert status == int(want[0]), out[:200]
+        if "close" in want:
+            assert closed, "the connection must be closed after this error"
+            assert b"connection: close" in out.lower()
+    new = [r for r in backend.requests[before:]]
+    if "forwarded" in want:
+        assert len(new) == 1
+    elif any(r[1].startswith("/corpus-chunk") for r in new):
+        pytest.fail(f"a request with a broken body reached the backend complete: {new}")
+    else:
+        assert not [r for r in new if r[1] == "/corpus-never"], "nothing may be forwarded"
+    # the worker keeps serving
+    assert request(hw.port, "GET", "/after")[0] == 200
+
+
+def test_unknown_method_forwarded_verbatim(proxy: Any) -> None:
+    hw, backend = proxy
+    send(hw.port, b"PURGEX /verbatim HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert ("PURGEX", "/verbatim") in [(r[0], r[1]) for r in backend.requests]
+
+
+def test_trailers_dropped_and_extensions_stripped(proxy: Any) -> None:
+    hw, backend = proxy
+    data, _ = load_case("039-chunked-with-trailer")
+    send(hw.port, data)
+    _method, _target, headers, body = [r for r in backend.requests if r[1] == "/corpus-trailer"][-1]
+    assert body == b"hello"
+    assert "x-trailer" not in [n.lower() for n, _ in headers]
