@@ -153,6 +153,16 @@ class Backend:
         elif path.startswith("/slow/"):
             time.sleep(float(path[6:]))
             payload = b"slow done"
+        elif path == "/hop":
+            # hop-by-hop fields in a response; hopwire must strip them (RFC 9110 §7.6.1)
+            payload = b"hop"
+            extra = [("connection", "x-secret"), ("x-secret", "1"), ("keep-alive", "timeout=5"),
+                     ("proxy-connection", "keep-alive")]
+            conn.sendall(h.send(h11.Response(status_code=200, headers=[
+                *extra, ("content-length", "3")])))
+            conn.sendall(h.send(h11.Data(data=payload)))
+            conn.sendall(h.send(h11.EndOfMessage()))
+            return
         elif path.startswith("/status/"):
             status = int(path[8:])
             payload = b"" if status in (204, 304) else b"status"

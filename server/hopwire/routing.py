@@ -227,7 +227,7 @@ def parse_rule(rule: str) -> Any:
 
 def _header_values(req: Any, name: bytes) -> Iterable[str]:
     for n, v in req.headers:
-        if n == name:
+        if n.lower() == name:
             yield v.decode("latin-1")
 
 

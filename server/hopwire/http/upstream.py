@@ -128,7 +128,13 @@ class Upstream(asyncio.Protocol):
             elif self.ex is not None:
                 self.ex.bad_response(self, str(exc.__context__ or exc))
         except HttpParserError as exc:
-            if self.ex is not None:
+            if self.ex is None:
+                pass
+            elif self.parser.get_status_code() == 101 and b"\r\n\r\n" in data:
+                # a 101 without "Connection: upgrade": llhttp pauses without an offset
+                self.ex.response_upgraded(self, data[data.find(b"\r\n\r\n") + 4 :])
+                return
+            else:
                 self.ex.bad_response(self, str(exc))
         if ex.out:
             ex.flush_down()
@@ -162,6 +168,9 @@ class Upstream(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             self.interim = True
             ex.response_interim(status, self.reason, self.headers)
+            return
+        if status == 101:
+            self.interim = True  # the message "completes" before the parser pauses for upgrade
             return
         ex.response_head(status, self.reason, self.headers)
         if ex.method == "HEAD":
