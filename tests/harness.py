@@ -156,10 +156,15 @@ class Backend:
         elif path == "/hop":
             # hop-by-hop fields in a response; hopwire must strip them (RFC 9110 §7.6.1)
             payload = b"hop"
-            extra = [("connection", "x-secret"), ("x-secret", "1"), ("keep-alive", "timeout=5"),
-                     ("proxy-connection", "keep-alive")]
-            conn.sendall(h.send(h11.Response(status_code=200, headers=[
-                *extra, ("content-length", "3")])))
+            extra = [
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-connection", "keep-alive"),
+            ]
+            conn.sendall(
+                h.send(h11.Response(status_code=200, headers=[*extra, ("content-length", "3")]))
+            )
             conn.sendall(h.send(h11.Data(data=payload)))
             conn.sendall(h.send(h11.EndOfMessage()))
             return
@@ -234,14 +239,14 @@ class Backend:
             )
         elif what == "extra":
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA-BYTES")
-            time.sleep(0.3)
+            time.sleep(3)  # keep the polluted connection open: hopwire must drop it
         elif what == "close-delimited":
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close")
         elif what == "hang":
             time.sleep(5)
         elif what == "head-body":
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nBODY")
-            time.sleep(0.3)
+            time.sleep(3)
         elif what == "ws":
             key = dict(req.headers).get(b"sec-websocket-key", b"")
             conn.sendall(

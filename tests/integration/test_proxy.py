@@ -23,8 +23,20 @@ def echo(port: int, target: str = "/echo", host: str = "example.test", **kw: Any
 
 
 def test_routing_by_each_matcher(make_backend: Any, make_hopwire: Any) -> None:
-    names = ["host", "hostre", "path", "prefix", "pathre", "method", "header", "headerre",
-             "query", "clientip", "combo", "fallback"]
+    names = [
+        "host",
+        "hostre",
+        "path",
+        "prefix",
+        "pathre",
+        "method",
+        "header",
+        "headerre",
+        "query",
+        "clientip",
+        "combo",
+        "fallback",
+    ]
     backends = {n: make_backend(n) for n in names}
     rules = {
         "host": "Host(`a.test`)",
@@ -40,11 +52,14 @@ def test_routing_by_each_matcher(make_backend: Any, make_hopwire: Any) -> None:
         "combo": "(Host(`b.test`) && !PathPrefix(`/skip`)) || Header(`X-Combo`, `1`)",
         "fallback": "PathPrefix(`/`)",
     }
-    routers = {n: {"rule": r, "service": n, **({"priority": 1} if n == "fallback" else {})}
-               for n, r in rules.items()}
+    routers = {
+        n: {"rule": r, "service": n, **({"priority": 1} if n == "fallback" else {})}
+        for n, r in rules.items()
+    }
     routers["clientip"]["priority"] = 500
-    hw = make_hopwire({"http": {"routers": routers,
-                                "services": {n: service(b.url) for n, b in backends.items()}}})
+    hw = make_hopwire(
+        {"http": {"routers": routers, "services": {n: service(b.url) for n, b in backends.items()}}}
+    )
     p = hw.port
     assert echo(p, "/x", host="a.test")["server"] == "host"
     assert echo(p, "/x", host="api.wild.test")["server"] == "hostre"
@@ -71,35 +86,61 @@ def test_routing_by_each_matcher(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_client_ip_matcher(make_backend: Any, make_hopwire: Any) -> None:
     inside, other = make_backend("inside"), make_backend("other")
-    hw = make_hopwire({"http": {
-        "routers": {"inside": {"rule": "ClientIP(`127.0.0.0/8`)", "service": "inside"},
-                    "other": {"rule": "PathPrefix(`/`)", "service": "other", "priority": 1}},
-        "services": {"inside": service(inside.url), "other": service(other.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    "inside": {"rule": "ClientIP(`127.0.0.0/8`)", "service": "inside"},
+                    "other": {"rule": "PathPrefix(`/`)", "service": "other", "priority": 1},
+                },
+                "services": {"inside": service(inside.url), "other": service(other.url)},
+            }
+        }
+    )
     assert echo(hw.port)["server"] == "inside"
 
 
 def test_no_route_is_404_and_never_an_open_proxy(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "Host(`known.test`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "Host(`known.test`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     assert request(hw.port, "GET", "/", host="unknown.test")[0] == 404
-    out = raw(hw.port, b"GET http://evil.test/ HTTP/1.1\r\nHost: known.test\r\n"
-                       b"Connection: close\r\n\r\n")
+    out = raw(
+        hw.port, b"GET http://evil.test/ HTTP/1.1\r\nHost: known.test\r\nConnection: close\r\n\r\n"
+    )
     assert out.startswith(b"HTTP/1.1 404")
     assert b.requests == []
 
 
 def test_priorities(make_backend: Any, make_hopwire: Any) -> None:
     long_rule, short_rule, explicit = make_backend("long"), make_backend("short"), make_backend("x")
-    hw = make_hopwire({"http": {
-        "routers": {
-            # default priority is the rule length: the longer rule wins
-            "short": {"rule": "PathPrefix(`/a`)", "service": "short"},
-            "long": {"rule": "PathPrefix(`/a/b`)", "service": "long"},
-            "explicit": {"rule": "PathPrefix(`/`)", "service": "explicit", "priority": 1000},
-        },
-        "services": {"short": service(short_rule.url), "long": service(long_rule.url),
-                     "explicit": service(explicit.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    # default priority is the rule length: the longer rule wins
+                    "short": {"rule": "PathPrefix(`/a`)", "service": "short"},
+                    "long": {"rule": "PathPrefix(`/a/b`)", "service": "long"},
+                    "explicit": {
+                        "rule": "PathPrefix(`/`)",
+                        "service": "explicit",
+                        "priority": 1000,
+                    },
+                },
+                "services": {
+                    "short": service(short_rule.url),
+                    "long": service(long_rule.url),
+                    "explicit": service(explicit.url),
+                },
+            }
+        }
+    )
     assert echo(hw.port, "/a/b/c")["server"] == "x"
     hw.config["http"]["routers"]["explicit"]["priority"] = 1
     hw.write(hw.config)
@@ -110,10 +151,23 @@ def test_priorities(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_weighted_round_robin_proportions(make_backend: Any, make_hopwire: Any) -> None:
     heavy, light = make_backend("heavy"), make_backend("light")
-    hw = make_hopwire({"http": {
-        "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-        "services": {"s": {"loadBalancer": {"servers": [
-            {"url": heavy.url, "weight": 3}, {"url": light.url, "weight": 1}]}}}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {
+                    "s": {
+                        "loadBalancer": {
+                            "servers": [
+                                {"url": heavy.url, "weight": 3},
+                                {"url": light.url, "weight": 1},
+                            ]
+                        }
+                    }
+                },
+            }
+        }
+    )
     counts = {"heavy": 0, "light": 0}
     for _ in range(400):
         counts[echo(hw.port)["server"]] += 1
@@ -124,20 +178,34 @@ def test_weighted_round_robin_proportions(make_backend: Any, make_hopwire: Any) 
 
 def test_p2c_uses_every_server(make_backend: Any, make_hopwire: Any) -> None:
     a, b = make_backend("a"), make_backend("b")
-    hw = make_hopwire({"http": {
-        "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-        "services": {"s": service(a.url, b.url, strategy="p2c")}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(a.url, b.url, strategy="p2c")},
+            }
+        }
+    )
     seen = {echo(hw.port)["server"] for _ in range(50)}
     assert seen == {"a", "b"}
 
 
 def test_health_check_eviction_and_return(make_backend: Any, make_hopwire: Any) -> None:
     good, flaky = make_backend("good"), make_backend("flaky")
-    hw = make_hopwire({"http": {
-        "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-        "services": {"s": service(good.url, flaky.url,
-                                  healthCheck={"path": "/health", "interval": "200ms",
-                                               "timeout": "1s"})}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {
+                    "s": service(
+                        good.url,
+                        flaky.url,
+                        healthCheck={"path": "/health", "interval": "200ms", "timeout": "1s"},
+                    )
+                },
+            }
+        }
+    )
     assert {echo(hw.port)["server"] for _ in range(20)} == {"good", "flaky"}
     flaky.healthy = False
     time.sleep(1.0)  # several check intervals
@@ -153,8 +221,14 @@ def test_health_check_eviction_and_return(make_backend: Any, make_hopwire: Any) 
 
 def test_keep_alive_reuse(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     for _ in range(100):  # a new client connection each time
         assert request(hw.port, "GET", "/")[0] == 200
     with socket.create_connection(("127.0.0.1", hw.port)) as sock:
@@ -178,8 +252,15 @@ def worker_peak_rss_kib(hw: Any) -> int:
 
 def test_large_bodies_stream_in_constant_memory(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}}, workers=1)
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        },
+        workers=1,
+    )
     request(hw.port, "GET", "/")
     base = worker_peak_rss_kib(hw)
     size = 64 * 1024 * 1024
@@ -195,18 +276,24 @@ def test_large_bodies_stream_in_constant_memory(make_backend: Any, make_hopwire:
         while b"sha256" not in response or not response.endswith(b"}"):
             response += sock.recv(65536)
     assert json.loads(response.split(b"\r\n\r\n", 1)[1]) == {
-        "length": size, "sha256": digest.hexdigest()}
+        "length": size,
+        "sha256": digest.hexdigest(),
+    }
     # chunked upload
-    status, _, body = request(hw.port, "POST", "/upload",
-                              headers=[("transfer-encoding", "chunked")], body=block * 8)
+    status, _, body = request(
+        hw.port, "POST", "/upload", headers=[("transfer-encoding", "chunked")], body=block * 8
+    )
     assert status == 200
-    assert json.loads(body) == {"length": 8 * len(block),
-                                "sha256": hashlib.sha256(block * 8).hexdigest()}
+    assert json.loads(body) == {
+        "length": 8 * len(block),
+        "sha256": hashlib.sha256(block * 8).hexdigest(),
+    }
     # downloads: Content-Length and chunked, read slowly at first
     for target in (f"/bytes/{size}", f"/chunked/{size}"):
         with socket.create_connection(("127.0.0.1", hw.port)) as sock:
-            sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                         % target.encode())
+            sock.sendall(
+                b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target.encode()
+            )
             time.sleep(0.5)  # a slow reader: hopwire must pause the backend, not buffer
             conn = h11.Connection(h11.CLIENT)
             got = 0
@@ -225,12 +312,20 @@ def test_large_bodies_stream_in_constant_memory(make_backend: Any, make_hopwire:
 
 def test_websocket_tunnel(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
-        sock.sendall(b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: abc\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        sock.sendall(
+            b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: abc\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             head += sock.recv(4096)
@@ -252,18 +347,30 @@ def test_websocket_tunnel(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_forwarded_headers(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    routes = {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-              "services": {"s": service(b.url)}}
-    spoof = [("X-Forwarded-For", "6.6.6.6"), ("X-Real-Ip", "6.6.6.6"),
-             ("X-Forwarded-Proto", "https")]
+    routes = {
+        "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+        "services": {"s": service(b.url)},
+    }
+    spoof = [
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Real-Ip", "6.6.6.6"),
+        ("X-Forwarded-Proto", "https"),
+    ]
     untrusted = make_hopwire({"http": routes})
     hdrs = dict((n.lower(), v) for n, v in echo(untrusted.port, headers=spoof)["headers"])
     assert hdrs["x-forwarded-for"] == "127.0.0.1"
     assert hdrs["x-real-ip"] == "127.0.0.1"
     assert hdrs["x-forwarded-proto"] == "http"
     assert hdrs["x-forwarded-host"] == "example.test"
-    trusted = make_hopwire({"http": routes, "entryPoints": {"web": {
-        "address": "", "forwardedHeaders": {"trustedIPs": ["127.0.0.1/32"]}}}}, start=False)
+    trusted = make_hopwire(
+        {
+            "http": routes,
+            "entryPoints": {
+                "web": {"address": "", "forwardedHeaders": {"trustedIPs": ["127.0.0.1/32"]}}
+            },
+        },
+        start=False,
+    )
     trusted.config["entryPoints"]["web"]["address"] = f"127.0.0.1:{trusted.port}"
     trusted.write(trusted.config)
     trusted.start()
@@ -274,15 +381,35 @@ def test_forwarded_headers(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_hop_by_hop_removed_both_ways(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
-    sent = [("Connection", "x-private, keep-alive"), ("X-Private", "secret"),
-            ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Proxy-Connection", "keep-alive"),
-            ("Trailer", "X-T"), ("Upgrade", "h2c"), ("X-Kept", "yes")]
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
+    sent = [
+        ("Connection", "x-private, keep-alive"),
+        ("X-Private", "secret"),
+        ("Keep-Alive", "timeout=5"),
+        ("TE", "trailers"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Trailer", "X-T"),
+        ("Upgrade", "h2c"),
+        ("X-Kept", "yes"),
+    ]
     names = {n.lower() for n, _ in echo(hw.port, headers=sent)["headers"]}
     assert "x-kept" in names
-    assert not names & {"x-private", "keep-alive", "te", "proxy-connection", "trailer",
-                        "upgrade", "connection"}
+    assert not names & {
+        "x-private",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "trailer",
+        "upgrade",
+        "connection",
+    }
     status, headers, body = request(hw.port, "GET", "/hop")
     got = {n.lower() for n, _ in headers}
     assert status == 200 and body == b"hop"
@@ -291,8 +418,14 @@ def test_hop_by_hop_removed_both_ways(make_backend: Any, make_hopwire: Any) -> N
 
 def test_pass_host_header(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url, passHostHeader=False)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url, passHostHeader=False)},
+            }
+        }
+    )
     hdrs = dict((n.lower(), v) for n, v in echo(hw.port, host="front.test")["headers"])
     assert hdrs["host"] == f"127.0.0.1:{b.port}"
     assert hdrs["x-forwarded-host"] == "front.test"
@@ -300,8 +433,14 @@ def test_pass_host_header(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_http10_client(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     # chunked from the backend becomes close-delimited for HTTP/1.0 (RELIABILITY 13)
     out = raw(hw.port, b"GET /chunked/40000 HTTP/1.0\r\nHost: x\r\n\r\n")
     head, _, body = out.partition(b"\r\n\r\n")
@@ -319,8 +458,14 @@ def test_http10_client(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_pipelined_requests_answered_in_order(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     batch = b"".join(b"GET /bytes/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in (1, 2, 3))
     batch += b"GET /bytes/4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     out = raw(hw.port, batch)
@@ -330,11 +475,18 @@ def test_pipelined_requests_answered_in_order(make_backend: Any, make_hopwire: A
 
 def test_expect_100_continue(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
-        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         interim = sock.recv(4096)
         assert interim.startswith(b"HTTP/1.1 100"), interim  # the backend decided
         sock.sendall(b"hello")
@@ -346,8 +498,14 @@ def test_expect_100_continue(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_head_and_no_body_statuses(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
         conn = h11.Connection(h11.CLIENT)
         for _ in range(3):
@@ -361,8 +519,14 @@ def test_head_and_no_body_statuses(make_backend: Any, make_hopwire: Any) -> None
 
 def test_concurrent_clients(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire({"http": {"routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                                "services": {"s": service(b.url)}}})
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        }
+    )
     failures: list[str] = []
 
     def client() -> None:

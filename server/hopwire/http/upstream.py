@@ -127,9 +127,11 @@ class Upstream(asyncio.Protocol):
                     self.ex.response_complete(clean and self.keep_alive_header())
             elif self.ex is not None:
                 self.ex.bad_response(self, str(exc.__context__ or exc))
+            else:
+                self.polluted()
         except HttpParserError as exc:
             if self.ex is None:
-                pass
+                self.polluted()
             elif self.parser.get_status_code() == 101 and b"\r\n\r\n" in data:
                 # a 101 without "Connection: upgrade": llhttp pauses without an offset
                 self.ex.response_upgraded(self, data[data.find(b"\r\n\r\n") + 4 :])
@@ -138,6 +140,11 @@ class Upstream(asyncio.Protocol):
                 self.ex.bad_response(self, str(exc))
         if ex.out:
             ex.flush_down()
+
+    def polluted(self) -> None:
+        """Bytes followed a complete response (RELIABILITY 24): never reuse this connection."""
+        log.info("bytes after a complete response from %s; dropping connection", self.pool.label)
+        self.close()
 
     def keep_alive_header(self) -> bool:
         if self.parser.get_http_version() == "1.0":

@@ -1,0 +1,197 @@
+"""Faults on both sides (RELIABILITY 15-17 and 20-26): the right answer, the right connection
+behaviour, and a worker that keeps serving."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from typing import Any
+
+import h11
+
+from tests.harness import exchange, free_port, raw, request, service, wait_for
+
+TIMEOUTS = {"respondingTimeouts": {"readTimeout": "1s", "idleTimeout": "1s"}}
+
+
+def proxy(
+    make_backend: Any,
+    make_hopwire: Any,
+    transport: dict | None = None,
+    ep: dict | None = None,
+    workers: int = 2,
+    **lb: Any,
+) -> tuple[Any, Any]:
+    b = make_backend()
+    config: dict[str, Any] = {
+        "http": {
+            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+            "services": {"s": service(b.url, **lb)},
+        }
+    }
+    if transport:
+        config["serversTransport"] = transport
+    hw = make_hopwire(config, start=False, workers=workers)
+    if ep:
+        hw.config["entryPoints"]["web"].update(ep)
+        hw.write(hw.config)
+    return hw.start(), b
+
+
+def test_connection_refused_is_502(make_hopwire: Any) -> None:
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(f"http://127.0.0.1:{free_port()}")},
+            }
+        }
+    )
+    status, headers, body = request(hw.port, "GET", "/")
+    assert status == 502 and body == b"connect_failed\n"
+    assert request(hw.port, "GET", "/")[0] == 502  # and again: the worker is fine
+
+
+def test_response_header_timeout_is_504(make_backend: Any, make_hopwire: Any) -> None:
+    hw, _ = proxy(
+        make_backend,
+        make_hopwire,
+        transport={"forwardingTimeouts": {"responseHeaderTimeout": "500ms"}},
+    )
+    assert request(hw.port, "GET", "/raw/hang")[0] == 504
+    assert request(hw.port, "GET", "/")[0] == 200
+
+
+def test_malformed_response_is_502(make_backend: Any, make_hopwire: Any) -> None:
+    hw, b = proxy(make_backend, make_hopwire)
+    assert request(hw.port, "GET", "/raw/malformed")[0] == 502
+    assert request(hw.port, "GET", "/")[0] == 200
+
+
+def test_backend_closing_mid_body_truncates_visibly(make_backend: Any, make_hopwire: Any) -> None:
+    hw, _ = proxy(make_backend, make_hopwire)
+    # Content-Length response cut short: the client sees fewer bytes and a close
+    out = raw(hw.port, b"GET /raw/truncate HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"content-length: 1000" in head.lower() and len(body) == 100
+    # chunked response cut short: never the final 0-chunk
+    out = raw(hw.port, b"GET /raw/truncate-chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"transfer-encoding: chunked" in out.lower()
+    assert not out.endswith(b"0\r\n\r\n")
+    assert request(hw.port, "GET", "/")[0] == 200
+
+
+def test_close_delimited_response_completes(make_backend: Any, make_hopwire: Any) -> None:
+    hw, _ = proxy(make_backend, make_hopwire)
+    status, headers, body = request(hw.port, "GET", "/raw/close-delimited")
+    assert status == 200 and body == b"until close"
+
+
+def test_extra_bytes_after_response_drop_the_connection(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    hw, b = proxy(make_backend, make_hopwire, workers=1)
+    status, _, body = request(hw.port, "GET", "/raw/extra")
+    assert status == 200 and body == b"ok"
+    # the backend keeps that connection open: hopwire must not reuse it
+    for _ in range(5):
+        assert request(hw.port, "GET", "/bytes/3")[2] == b"xxx"
+    assert b.errors == []
+
+
+def test_body_on_head_response_is_dropped(make_backend: Any, make_hopwire: Any) -> None:
+    hw, b = proxy(make_backend, make_hopwire, workers=1)
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        status, headers, body = exchange(sock, "HEAD", "/raw/head-body", conn=conn)
+        assert status == 200 and body == b""
+        for _ in range(3):
+            status, _, body = exchange(sock, "GET", "/bytes/3", conn=conn)
+            assert status == 200 and body == b"xxx"  # not "BODY" from the polluted connection
+
+
+def test_stale_pooled_connection_retried_once_for_idempotent(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    hw, b = proxy(make_backend, make_hopwire, ep=None)
+    hw_one = hw
+    assert request(hw_one.port, "GET", "/")[0] == 200
+    b.drop_reused = True  # the backend now closes pooled connections without answering
+    for _ in range(6):  # whichever worker: its pooled connection fails, the retry succeeds
+        assert request(hw_one.port, "GET", "/")[0] == 200
+    assert "retrying GET /" in hw.logs()
+    # a non-idempotent request is never retried once sent (RELIABILITY 26)
+    results = {request(hw_one.port, "POST", "/", body=b"data")[0] for _ in range(6)}
+    assert 502 in results
+    posts = [r for r in b.requests if r[0] == "POST"]
+    assert len(posts) <= 6
+
+
+def test_slow_request_head_gets_408(make_backend: Any, make_hopwire: Any) -> None:
+    hw, _ = proxy(make_backend, make_hopwire, ep={"transport": TIMEOUTS})
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as slow:
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ... and never the rest
+        assert request(hw.port, "GET", "/")[0] == 200  # others are unaffected
+        data = slow.recv(4096)
+        assert data.startswith(b"HTTP/1.1 408")
+        assert slow.recv(4096) == b""
+
+
+def test_stalled_body_gets_408(make_backend: Any, make_hopwire: Any) -> None:
+    hw, b = proxy(make_backend, make_hopwire, ep={"transport": TIMEOUTS})
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as slow:
+        slow.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        data = slow.recv(4096)
+        assert data.startswith(b"HTTP/1.1 408")
+    assert [r for r in b.requests if r[1] == "/upload"] == []
+
+
+def test_idle_keep_alive_connection_closes(make_backend: Any, make_hopwire: Any) -> None:
+    hw, _ = proxy(make_backend, make_hopwire, ep={"transport": TIMEOUTS})
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+        assert exchange(sock, "GET", "/")[0] == 200
+        assert sock.recv(1) == b""  # closed by the idle timeout, not by us
+
+
+def test_half_closed_client_gets_its_response(make_backend: Any, make_hopwire: Any) -> None:
+    hw, _ = proxy(make_backend, make_hopwire)
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
+        sock.sendall(b"GET /slow/0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(4096):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"slow done")
+
+
+def test_client_reset_cancels_upstream(make_backend: Any, make_hopwire: Any) -> None:
+    hw, b = proxy(make_backend, make_hopwire)
+    sock = socket.create_connection(("127.0.0.1", hw.port))
+    sock.sendall(b"GET /slow/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: any(r[1] == "/slow/1" for r in b.requests))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST
+    wait_for(lambda: "went away" in hw.logs())
+    assert request(hw.port, "GET", "/")[0] == 200
+    time.sleep(1.2)  # the slow backend finishes; its connection must not be pooled
+    before = b.connections
+    assert request(hw.port, "GET", "/")[0] == 200
+    assert b.connections >= before
+
+
+def test_no_server_503_and_no_route_404(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    b.healthy = False
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "Host(`a.test`)", "service": "s"}},
+                "services": {
+                    "s": service(b.url, healthCheck={"path": "/health", "interval": "100ms"})
+                },
+            }
+        }
+    )
+    wait_for(lambda: request(hw.port, "GET", "/", host="a.test")[0] == 503)
+    assert request(hw.port, "GET", "/", host="b.test")[0] == 404
