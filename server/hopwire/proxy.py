@@ -473,7 +473,7 @@ class Exchange:
         if out:
             down = self.down
             if not down.closed:
-                down.transport.write(b"".join(out))
+                down.transport.writelines(out)
             out.clear()
 
     def release(self, conn: Any, reuse: bool) -> None:

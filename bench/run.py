@@ -1,0 +1,260 @@
+"""make bench: hopwire against a direct backend and nginx, side by side, interleaved.
+
+Backend: nginx (1 worker) serving static files of 12 B, 16 KiB and 1 MiB, with stub_status so
+the bench can count new upstream connections.  Targets, each run in turn per round:
+
+    direct   wrk -> backend
+    hopwire  wrk -> hopwire (1 worker) -> backend
+    nginx    wrk -> nginx proxy (1 worker, upstream keepalive) -> backend
+
+Reported per body size and target: median requests/s, p50/p99 latency, requests per CPU-second
+of all the proxy's processes (master included), and new upstream connections per 1,000
+requests, then the ratio hopwire/nginx.  Noise on a shared 2-core machine is large: compare the
+medians and the CPU figures, not one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"12B": 12, "16KiB": 16 * 1024, "1MiB": 1024 * 1024}
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def tree(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *(int(p) for p in out.split())]
+
+
+def start_nginx(tmp: Path, name: str, server_block: str) -> subprocess.Popen[bytes]:
+    conf = tmp / f"{name}.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/{name}-body;
+    proxy_temp_path {tmp}/{name}-proxy;
+    keepalive_requests 1000000;
+    {server_block}
+}}
+""")
+    return subprocess.Popen(
+        [NGINX, "-c", str(conf), "-p", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def accepts(status_port: int) -> int:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status").read().decode()
+    return int(re.search(r"\n\s*(\d+)\s+\d+\s+\d+", text).group(1))  # type: ignore[union-attr]
+
+
+def wrk(port: int, path: str, seconds: float, conns: int) -> tuple[float, float, float, int]:
+    res = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        raise SystemExit(f"wrk failed: {res.stderr.strip() or res.stdout.strip()}")
+    out = res.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    if errors:
+        print(f"  warning: {errors.group(0)}", file=sys.stderr)
+    return rps, pct("50"), pct("99"), total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: run bench/install-deps.sh as root")
+    have_nginx = os.path.exists(NGINX)
+    if not have_nginx:
+        raise SystemExit("nginx is missing (backend and comparison): bench/install-deps.sh")
+
+    tmp = Path(tempfile.mkdtemp(prefix="hopwire-bench-"))
+    tmp.chmod(0o755)  # nginx workers run as nobody when started by root
+    docroot = tmp / "www"
+    docroot.mkdir()
+    for label, size in SIZES.items():
+        (docroot / label).write_bytes(b"x" * size)
+    be_port, status_port, nx_port, hw_port, hw_internal = (free_port() for _ in range(5))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        backend = start_nginx(
+            tmp,
+            "backend",
+            f"""
+    server {{ listen 127.0.0.1:{be_port} backlog=4096; root {docroot}; }}
+    server {{ listen 127.0.0.1:{status_port}; location /status {{ stub_status; }} }}""",
+        )
+        procs.append(backend)
+        proxy = start_nginx(
+            tmp,
+            "proxy",
+            f"""
+    upstream be {{ server 127.0.0.1:{be_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{nx_port} backlog=4096;
+        location / {{ proxy_pass http://be; proxy_http_version 1.1;
+                     proxy_set_header Connection ""; proxy_buffering on; }}
+    }}""",
+        )
+        procs.append(proxy)
+        config = tmp / "hopwire.yml"
+        config.write_text(f"""
+workers: 1
+entryPoints:
+  web: {{address: "127.0.0.1:{hw_port}"}}
+  internal: {{address: "127.0.0.1:{hw_internal}"}}
+http:
+  routers: {{all: {{rule: "PathPrefix(`/`)", service: be}}}}
+  services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be_port}"}}]}}}}}}
+""")
+        hopwire = subprocess.Popen(
+            [sys.executable, "-m", "hopwire", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        procs.append(hopwire)
+        for port in (be_port, nx_port, hw_port):
+            wait_port(port)
+        time.sleep(0.5)
+        targets = {
+            "direct": (be_port, backend.pid),
+            "hopwire": (hw_port, hopwire.pid),
+            "nginx": (nx_port, proxy.pid),
+        }
+        results: dict[tuple[str, str], list[tuple[float, float, float, float, float]]] = {}
+        for label in args.sizes.split(","):
+            conns = 8 if SIZES[label] >= 1 << 20 else 32
+            for port, _ in targets.values():  # warm up pools and caches
+                wrk(port, f"/{label}", 1, conns)
+            for rnd in range(args.rounds):
+                for name, (port, pid) in targets.items():
+                    pids = tree(pid)
+                    cpu0, acc0 = cpu_seconds(pids), accepts(status_port)
+                    rps, p50, p99, total = wrk(port, f"/{label}", args.seconds, conns)
+                    cpu = cpu_seconds(pids) - cpu0
+                    dials = (accepts(status_port) - acc0) * 1000 / max(total, 1)
+                    per_cpu = total / cpu if cpu > 0 else float("nan")
+                    results.setdefault((label, name), []).append((rps, p50, p99, per_cpu, dials))
+                    print(
+                        f"round {rnd + 1} {label:>6} {name:8} {rps:10.0f} req/s "
+                        f"{per_cpu:10.0f} req/CPU-s  dials/1k {dials:6.2f}",
+                        flush=True,
+                    )
+        lines = [
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+            f"wrk -t1, {args.rounds} interleaved rounds of {args.seconds:g}s, medians. "
+            "Backend: nginx static files (1 worker). Proxies: 1 worker each.",
+            "",
+            "| body | target | req/s | p50 ms | p99 ms | req per CPU-s (proxy) | new upstream "
+            "conns / 1k req |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for (label, name), runs in results.items():
+            med = [statistics.median(col) for col in zip(*runs, strict=True)]
+            per_cpu = "—" if name == "direct" else f"{med[3]:,.0f}"
+            dials = "—" if name == "direct" else f"{med[4]:.2f}"
+            lines.append(
+                f"| {label} | {name} | {med[0]:,.0f} | {med[1]:.2f} | {med[2]:.2f} | "
+                f"{per_cpu} | {dials} |"
+            )
+        lines += [
+            "",
+            "| body | hopwire/nginx req/s | hopwire/nginx req per CPU-s |",
+            "| --- | ---: | ---: |",
+        ]
+        for label in args.sizes.split(","):
+            hw = [statistics.median(c) for c in zip(*results[(label, "hopwire")], strict=True)]
+            nx = [statistics.median(c) for c in zip(*results[(label, "nginx")], strict=True)]
+            lines.append(f"| {label} | {hw[0] / nx[0]:.2f} | {hw[3] / nx[3]:.2f} |")
+        table = "\n".join(lines)
+        print("\n" + table)
+        Path(args.out).write_text(table + "\n")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM if p is not procs[-1] else signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
