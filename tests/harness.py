@@ -307,8 +307,12 @@ class Hopwire:
             cwd=ROOT,
         )
         if wait:
-            wait_for(lambda: self.ping() == 200 or self.proc.poll() is not None, timeout=20)
-            assert self.proc.poll() is None, self.logs()
+            try:
+                wait_for(lambda: self.ping() == 200 or self.proc.poll() is not None, timeout=20)
+                assert self.proc.poll() is None, self.logs()
+            except BaseException:
+                self.stop()  # never leave a master behind when start-up fails
+                raise
         return self
 
     def ping(self) -> int | None:
