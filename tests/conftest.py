@@ -13,8 +13,8 @@ from tests.harness import Backend, Hopwire
 def make_backend() -> Iterator[Any]:
     made: list[Backend] = []
 
-    def make(name: str = "backend") -> Backend:
-        b = Backend(name)
+    def make(name: str = "backend", tls: Any = None) -> Backend:
+        b = Backend(name, tls)
         made.append(b)
         return b
 

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -53,14 +54,15 @@ class Backend:
     (method, target, headers list, body bytes).
     """
 
-    def __init__(self, name: str = "backend"):
+    def __init__(self, name: str = "backend", tls: ssl.SSLContext | None = None):
         self.name = name
+        self.tls = tls
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(512)
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.connections = 0
         self.requests: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
         self.healthy = True
@@ -89,6 +91,8 @@ class Backend:
 
     def serve(self, conn: socket.socket) -> None:
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             self._serve(conn)
         except Exception as exc:  # a strict peer's complaint: recorded for the test to assert
             self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -346,6 +350,34 @@ class Hopwire:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+def make_cert(tmp: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl CLI); returns (cert, key)."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def service(*urls: str, **lb: Any) -> dict[str, Any]:

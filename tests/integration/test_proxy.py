@@ -547,3 +547,122 @@ def test_concurrent_clients(make_backend: Any, make_hopwire: Any) -> None:
         t.join()
     assert failures == []
     assert b.errors == []
+
+
+def test_https_backend_with_root_ca_and_skip_verify(
+    make_backend: Any, make_hopwire: Any, tmp_path: Any
+) -> None:
+    import ssl
+
+    from tests.harness import make_cert
+
+    cert, key = make_cert(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    b = make_backend("tls", tls=ctx)
+    assert b.url.startswith("https://")
+    routers = {"r": {"rule": "PathPrefix(`/`)", "service": "s"}}
+    # trusted through rootCAs
+    hw = make_hopwire(
+        {
+            "http": {"routers": routers, "services": {"s": service(b.url)}},
+            "serversTransport": {"rootCAs": [str(cert)]},
+        }
+    )
+    assert echo(hw.port)["server"] == "tls"
+    # not trusted: 502, unless insecureSkipVerify
+    untrusted = make_hopwire({"http": {"routers": routers, "services": {"s": service(b.url)}}})
+    assert request(untrusted.port, "GET", "/")[0] == 502
+    skip = make_hopwire(
+        {
+            "http": {"routers": routers, "services": {"s": service(b.url)}},
+            "serversTransport": {"insecureSkipVerify": True},
+        }
+    )
+    assert echo(skip.port)["server"] == "tls"
+
+
+def test_keep_alive_max_requests(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        },
+        start=False,
+    )
+    hw.config["entryPoints"]["web"]["transport"] = {"keepAliveMaxRequests": 3}
+    hw.write(hw.config)
+    hw.start()
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        closes = []
+        for _ in range(3):
+            _, headers, _ = exchange(sock, "GET", "/", conn=conn)
+            closes.append(header(headers, "connection"))
+        assert closes == [None, None, "close"]
+        assert sock.recv(1) == b""
+
+
+def test_tunnel_idle_timeout(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        },
+        start=False,
+    )
+    hw.config["entryPoints"]["web"]["transport"] = {"respondingTimeouts": {"idleTimeout": "1s"}}
+    hw.write(hw.config)
+    hw.start()
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"ping")
+        assert sock.recv(4) == b"ping"
+        assert sock.recv(1) == b""  # closed after a second of silence in both directions
+
+
+def test_thousands_of_connections_stay_bounded(make_backend: Any, make_hopwire: Any) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        },
+        workers=1,
+    )
+    request(hw.port, "GET", "/")
+    base = worker_peak_rss_kib(hw)
+    socks = []
+    try:
+        for i in range(2000):
+            s = socket.create_connection(("127.0.0.1", hw.port), timeout=10)
+            # half of them idle, half with a partial request head
+            if i % 2:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            socks.append(s)
+        assert request(hw.port, "GET", "/bytes/10")[2] == b"x" * 10  # still serving
+        growth_mib = (worker_peak_rss_kib(hw) - base) / 1024
+        assert growth_mib < 64, f"{growth_mib:.1f} MiB for 2,000 connections"
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
