@@ -395,10 +395,10 @@ class Arbiter:
                 self.signal(pid, signal.SIGKILL)
             self.generation -= 1
             self.listeners, self.config = old_listeners, old_config
-            for name, ln in listeners.items():
-                if ln not in old_listeners.values():
+            kept = {id(ln) for ln in old_listeners.values()}
+            for ln in listeners.values():
+                if id(ln) not in kept:
                     ln.sock.close()
-                del name
             self.notifier.notify("READY=1")
             return
         for proc in self.workers.values():

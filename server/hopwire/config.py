@@ -34,7 +34,6 @@ import yaml
 REQUIRED: Any = object()  # sentinel default: the key must be given
 
 DURATION = "duration"
-ADDRESS = "address"
 
 
 def setting(default: Any, doc: str, kind: str | None = None, check: Any = None) -> Any:
@@ -216,7 +215,7 @@ class EntryPointHTTP:
 @dataclass(frozen=True, slots=True)
 class EntryPoint:
     address: str = setting(
-        REQUIRED, "Listening address: :8080, 127.0.0.1:8080, [::1]:8080.", ADDRESS, _check_address
+        REQUIRED, "Listening address: :8080, 127.0.0.1:8080, [::1]:8080.", check=_check_address
     )
     reusePort: bool = setting(False, "Set SO_REUSEPORT on the listening socket.")
     transport: EntryPointTransport = setting(EntryPointTransport(), "Timeouts and life cycle.")

@@ -18,7 +18,7 @@ from typing import Any
 
 from hopwire import errors
 from hopwire.errors import ErrorKind, ProxyError
-from hopwire.http.flow import BUFFER_LIMIT, BUFFERING
+from hopwire.http.flow import BUFFER_LIMIT, BUFFERING, PEER_FULL
 from hopwire.http.wire import (
     CHUNKED,
     CONN_CLOSE,
@@ -481,6 +481,9 @@ class Exchange:
         conn.ex = None
         self.server.inflight -= 1
         if reuse:
+            # the last write to a slow client may have paused this connection's reading; an
+            # idle pooled connection must read (to notice the backend closing it)
+            conn.flow.resume(PEER_FULL)
             conn.pool.put(conn, self.down.worker.clock.now)
         else:
             conn.close()

@@ -666,3 +666,30 @@ def test_thousands_of_connections_stay_bounded(make_backend: Any, make_hopwire: 
         for s in socks:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_pooled_connection_reads_again_after_a_slow_client(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        },
+        workers=1,
+    )
+    size = 8 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        slow.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+        time.sleep(1.0)  # the whole response reaches hopwire while this client reads nothing
+        got = 0
+        while got < size:
+            got += len(slow.recv(1 << 20))
+    # the backend connection went back to the pool: the next request must use it normally
+    for _ in range(3):
+        assert request(hw.port, "GET", "/bytes/5", timeout=5)[2] == b"xxxxx"
+    assert b.connections == 1

@@ -325,7 +325,7 @@ class Downstream(asyncio.Protocol):
             self.set_deadline(idle, IDLE)
         else:
             self.set_deadline(self.ep.read_timeout, READ)
-        self.flow.resume(BUFFERING)
+        self.flow.resume(BUFFERING | PEER_FULL)  # the exchange's upstream is gone
 
     def fail(self, kind: ErrorKind, detail: str, ex: Any = None) -> None:
         """A request could not be parsed or read; answer in order, then close.
