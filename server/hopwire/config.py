@@ -212,6 +212,96 @@ class EntryPointHTTP:
     maxHeaderFields: int = setting(100, "Most request header fields (431 above).", check=_positive)
 
 
+def _check_rate(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else "expected a probability between 0 and 1"
+
+
+def _check_host_port(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return "expected host:port such as localhost:4317"
+    return None
+
+
+def _check_http_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL such as http://localhost:4318/v1/traces"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Observability:
+    tracing: bool | None = setting(
+        None, "Trace requests here; unset inherits (router <- entrypoint <- global `tracing`)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTLS:
+    ca: str = setting("", "PEM file of the CA that signs the collector's certificate.")
+    cert: str = setting("", "PEM client certificate (mutual TLS).")
+    key: str = setting("", "PEM client key (mutual TLS).")
+    insecureSkipVerify: bool = setting(False, "Do not verify the collector's certificate.")
+
+
+@dataclass(frozen=True, slots=True)
+class OTLPGrpc:
+    endpoint: str = setting("localhost:4317", "Collector host:port.", check=_check_host_port)
+    insecure: bool = setting(False, "Plaintext gRPC (no TLS).")
+    headers: Mapping[str, str] = setting({}, "gRPC metadata sent with every export.")
+    tls: ClientTLS | None = setting(None, "TLS settings; not allowed with insecure.")
+    compression: str = setting("none", "none or gzip.", check=_one_of("none", "gzip"))
+    timeout: float = setting(10.0, "Deadline of one export call.", DURATION, _positive)
+
+
+@dataclass(frozen=True, slots=True)
+class OTLPHttp:
+    endpoint: str = setting(
+        "http://localhost:4318/v1/traces", "Collector URL.", check=_check_http_url
+    )
+    headers: Mapping[str, str] = setting({}, "HTTP headers sent with every export.")
+    tls: ClientTLS | None = setting(None, "TLS settings for https:// endpoints.")
+    compression: str = setting("none", "none or gzip.", check=_one_of("none", "gzip"))
+    timeout: float = setting(10.0, "Deadline of one export request.", DURATION, _positive)
+
+
+@dataclass(frozen=True, slots=True)
+class OTLP:
+    grpc: OTLPGrpc | None = setting(None, "Export over OTLP/gRPC (the default).")
+    http: OTLPHttp | None = setting(None, "Export over OTLP/HTTP (protobuf).")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    maxQueueSize: int = setting(
+        2048, "Spans held by the exporter; more are dropped and counted.", check=_positive
+    )
+    scheduleDelay: float = setting(
+        5.0, "Longest wait before a partial batch is sent.", DURATION, _positive
+    )
+    maxExportBatchSize: int = setting(512, "Spans per export request.", check=_positive)
+    exportTimeout: float = setting(
+        30.0, "Longest time one batch may take, retries included.", DURATION, _positive
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    serviceName: str = setting("hopwire", "service.name of the resource.")
+    sampleRate: float = setting(
+        1.0,
+        "Probability of sampling a new (root) trace; an inbound "
+        "parent's decision is always obeyed.",
+        check=_check_rate,
+    )
+    addInternals: bool = setting(False, "Also trace /ping and other internal endpoints.")
+    resourceAttributes: Mapping[str, str] = setting({}, "Extra resource attributes.")
+    otlp: OTLP = setting(OTLP(), "Where spans go (OTLP/gRPC unless otlp.http is set).")
+    batch: Batch = setting(Batch(), "Batching in the exporter process (OTEL_BSP_* defaults).")
+    exporters: int = setting(1, "Exporter processes.", check=_positive)
+
+
 @dataclass(frozen=True, slots=True)
 class EntryPoint:
     address: str = setting(
@@ -221,6 +311,7 @@ class EntryPoint:
     transport: EntryPointTransport = setting(EntryPointTransport(), "Timeouts and life cycle.")
     forwardedHeaders: ForwardedHeaders = setting(ForwardedHeaders(), "X-Forwarded-* trust.")
     http: EntryPointHTTP = setting(EntryPointHTTP(), "Request size limits.")
+    observability: Observability = setting(Observability(), "Per-entrypoint telemetry.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +322,7 @@ class Router:
         (), "Entrypoints this router listens on; empty means every non-internal entrypoint."
     )
     priority: int = setting(0, "Higher wins; 0 means the length of the rule.", check=_not_negative)
+    observability: Observability = setting(Observability(), "Per-router telemetry.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +422,9 @@ class Config:
     )
     ping: Ping = setting(Ping(), "Health endpoint /ping.")
     log: Log = setting(Log(), "Application log.")
+    tracing: Tracing | None = setting(
+        None, "OpenTelemetry tracing; off unless present (`tracing: {}` or --tracing=true)."
+    )
 
     @property
     def worker_count(self) -> int:
@@ -418,7 +513,14 @@ def _scalar(tp: Any, kind: str | None, value: Any, key: str, errors: list[str]) 
 
 
 def _build(tp: Any, kind: str | None, check: Any, value: Any, key: str, errors: list[str]) -> Any:
+    optional = _unwrap_optional(tp) is not tp
     tp = _unwrap_optional(tp)
+    if dataclasses.is_dataclass(tp):
+        text = str(value).strip().lower() if isinstance(value, str | bool) else None
+        if optional and text == "false":
+            return None  # an optional section switched off
+        if text == "true":
+            value = {}
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build_struct(tp, value, key, errors)
@@ -580,6 +682,152 @@ def _flag_segments(name: str) -> list[str]:
     return [s for s in re.split(r"[.\[\]]+", name) if s]
 
 
+def _ci_get(node: Any, *path: str) -> Any:
+    """The value at ``path`` in a raw mapping (keys matched case-insensitively), or None."""
+    for seg in path:
+        if not isinstance(node, dict):
+            return None
+        node = next((v for k, v in node.items() if str(k).lower() == seg.lower()), None)
+    return node
+
+
+def _ci_set_default(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    if _ci_get(raw, *path) is None:
+        _set(raw, list(path), value)
+
+
+TRUTHY = ("1", "true")
+
+
+def _proxy_tracing_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]) -> None:
+    """PROXY_TRACING_* of the Kubernetes proxy, with exactly its semantics (DESIGN §4).
+
+    They rank with the environment: above the file, below HOPWIRE_* variables and flags.
+    """
+    enabled = environ.get("PROXY_TRACING_ENABLED")
+    if enabled is not None:
+        if enabled.strip().lower() in TRUTHY:
+            if not isinstance(_ci_get(raw, "tracing"), dict):
+                _set(raw, ["tracing"], {})
+        else:
+            _set(raw, ["tracing"], False)
+    endpoint = environ.get("PROXY_TRACING_ENDPOINT", "").strip()
+    if endpoint:
+        scheme, sep, rest = endpoint.partition("://")
+        if not sep:
+            scheme, rest = "", endpoint
+        rest = rest.rstrip("/")
+        if scheme not in ("", "http", "https") or _check_host_port(rest):
+            errors.append(
+                f"environment PROXY_TRACING_ENDPOINT: {endpoint!r} is not valid: "
+                "expected host:port, http://host:port or https://host:port"
+            )
+        else:
+            _set(raw, ["tracing", "otlp", "grpc", "endpoint"], rest)
+            _set(raw, ["tracing", "otlp", "grpc", "insecure"], scheme != "https")
+    rate = environ.get("PROXY_TRACING_SAMPLE_RATE")
+    if rate is not None and rate.strip():
+        try:
+            value = float(rate)
+        except ValueError:
+            value = -1.0
+        if not 0.0 <= value <= 1.0:
+            errors.append(
+                f"environment PROXY_TRACING_SAMPLE_RATE: {rate!r} is not valid: "
+                "expected a probability between 0 and 1"
+            )
+        else:
+            _set(raw, ["tracing", "sampleRate"], value)
+
+
+def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]) -> None:
+    """The standard OTEL_* variables fill in only what no explicit setting gave."""
+    tracing = _ci_get(raw, "tracing")
+    if (
+        tracing is True
+        or tracing is None
+        and any(str(k).lower() == "tracing" for k in raw)
+        or str(tracing).strip().lower() == "true"
+    ):
+        _set(raw, ["tracing"], {})  # `tracing: true`, `tracing:` and --tracing=true enable it
+        tracing = _ci_get(raw, "tracing")
+    if not isinstance(tracing, dict):
+        return
+
+    def env(name: str) -> str:
+        return (
+            environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}")
+            or environ.get(f"OTEL_EXPORTER_OTLP_{name}")
+            or ""
+        ).strip()
+
+    otlp = _ci_get(tracing, "otlp") or {}
+    has_grpc, has_http = _ci_get(otlp, "grpc") is not None, _ci_get(otlp, "http") is not None
+    protocol = env("PROTOCOL")
+    if protocol not in ("", "grpc", "http/protobuf"):
+        errors.append(
+            f"environment OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported: "
+            "expected grpc or http/protobuf"
+        )
+        return
+    kind = "http" if has_http or (not has_grpc and protocol == "http/protobuf") else "grpc"
+    base = ("tracing", "otlp", kind)
+    if not (has_grpc or has_http):
+        _set(raw, list(base), {})
+    traces_endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    endpoint = traces_endpoint or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if endpoint and _ci_get(raw, *base, "endpoint") is None:
+        if kind == "http":
+            if not traces_endpoint:  # the generic variable names the base URL
+                endpoint = endpoint.rstrip("/") + "/v1/traces"
+            _set(raw, [*base, "endpoint"], endpoint)
+        else:
+            scheme, sep, rest = endpoint.partition("://")
+            _set(raw, [*base, "endpoint"], (rest if sep else endpoint).rstrip("/"))
+            if sep and _ci_get(raw, *base, "insecure") is None:
+                _set(raw, [*base, "insecure"], scheme == "http")
+    if kind == "grpc" and env("INSECURE"):
+        _ci_set_default(raw, (*base, "insecure"), env("INSECURE").lower() in TRUTHY)
+    headers = env("HEADERS")
+    if headers and _ci_get(raw, *base, "headers") is None:
+        from urllib.parse import unquote
+
+        parsed = {}
+        for item in headers.split(","):
+            k, sep, v = item.partition("=")
+            if not sep or not k.strip():
+                errors.append("environment OTEL_EXPORTER_OTLP_HEADERS: expected key=value,...")
+                break
+            parsed[unquote(k.strip()).lower()] = unquote(v.strip())
+        _set(raw, [*base, "headers"], parsed)
+    for var, key in (("CERTIFICATE", "ca"), ("CLIENT_CERTIFICATE", "cert"), ("CLIENT_KEY", "key")):
+        if env(var) and not (kind == "grpc" and _ci_get(raw, *base, "insecure") is True):
+            _ci_set_default(raw, (*base, "tls", key), env(var))
+    if env("COMPRESSION"):
+        _ci_set_default(raw, (*base, "compression"), env("COMPRESSION"))
+    if env("TIMEOUT"):
+        _ci_set_default(raw, (*base, "timeout"), f"{env('TIMEOUT')}ms")
+    if environ.get("OTEL_SERVICE_NAME", "").strip():
+        _ci_set_default(raw, ("tracing", "serviceName"), environ["OTEL_SERVICE_NAME"].strip())
+    for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        k, sep, v = item.partition("=")
+        if sep and k.strip():
+            from urllib.parse import unquote
+
+            _ci_set_default(
+                raw, ("tracing", "resourceAttributes", unquote(k.strip())), unquote(v.strip())
+            )
+    for var, key, unit in (
+        ("SCHEDULE_DELAY", "scheduleDelay", "ms"),
+        ("MAX_QUEUE_SIZE", "maxQueueSize", ""),
+        ("MAX_EXPORT_BATCH_SIZE", "maxExportBatchSize", ""),
+        ("EXPORT_TIMEOUT", "exportTimeout", "ms"),
+    ):
+        value = environ.get(f"OTEL_BSP_{var}", "").strip()
+        if value:
+            _ci_set_default(raw, ("tracing", "batch", key), value + unit)
+
+
 def load(
     path: str | None,
     flags: list[str] | None = None,
@@ -589,6 +837,7 @@ def load(
     errors: list[str] = []
     raw: dict[str, Any] = read_file(path) if path else {}
     environ = os.environ if environ is None else environ
+    _proxy_tracing_env(raw, environ, errors)
     for name in sorted(environ):
         if not name.startswith("HOPWIRE_") or name == "HOPWIRE_CONFIG":
             continue
@@ -602,6 +851,7 @@ def load(
         resolved = _resolve(_flag_segments(name), f"flag --{name}", errors)
         if resolved is not None:
             _set(raw, resolved, value if sep else "true")
+    _otel_env(raw, environ, errors)
     config = _build_struct(Config, raw, "", errors)
     if not errors:
         config = _with_defaults(config)
@@ -663,6 +913,22 @@ def validate(config: Config) -> list[str]:
         for i, ca in enumerate(tr.rootCAs):
             if not os.path.isfile(ca):
                 errors.append(f"{name}.rootCAs[{i}]: {ca!r} is not a readable file")
+    if config.tracing is not None:
+        otlp = config.tracing.otlp
+        if otlp.grpc is not None and otlp.http is not None:
+            errors.append("tracing.otlp: set grpc or http, not both")
+        if otlp.grpc is not None and otlp.grpc.insecure and otlp.grpc.tls is not None:
+            errors.append("tracing.otlp.grpc: insecure together with tls: choose one")
+        for kind, target in (("grpc", otlp.grpc), ("http", otlp.http)):
+            tls = getattr(target, "tls", None)
+            for field_name in ("ca", "cert", "key"):
+                value = getattr(tls, field_name, "") if tls is not None else ""
+                if value and not os.path.isfile(value):
+                    errors.append(
+                        f"tracing.otlp.{kind}.tls.{field_name}: {value!r} is not a readable file"
+                    )
+            if tls is not None and bool(tls.cert) != bool(tls.key):
+                errors.append(f"tracing.otlp.{kind}.tls: cert and key go together")
     for name, router in config.http.routers.items():
         key = f"http.routers.{name}"
         if router.service not in config.http.services:
