@@ -745,8 +745,7 @@ def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]
     tracing = _ci_get(raw, "tracing")
     if (
         tracing is True
-        or tracing is None
-        and any(str(k).lower() == "tracing" for k in raw)
+        or (tracing is None and any(str(k).lower() == "tracing" for k in raw))
         or str(tracing).strip().lower() == "true"
     ):
         _set(raw, ["tracing"], {})  # `tracing: true`, `tracing:` and --tracing=true enable it
