@@ -16,10 +16,13 @@ import mmap
 import os
 import random
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +30,7 @@ from hopwire import config as config_mod
 from hopwire.config import Config, ConfigError
 from hopwire.systemd import Notifier
 from hopwire.telemetry import logs
+from hopwire.telemetry.exporter import run_exporter
 from hopwire.worker import BOOT_ERROR, HEARTBEAT, run_worker
 
 log = logging.getLogger("hopwire.master")
@@ -112,6 +116,15 @@ class Arbiter:
         self.failures: list[float] = []
         self.last_watchdog = 0.0
         self.exit_code = 0
+        # span exporters (only when tracing is on): pid -> index, in the current set
+        self.exporters: dict[int, int] = {}
+        self.retired_exporters: set[int] = set()
+        self.exporter_respawn: dict[int, float] = {}
+        self.exporter_set = 0
+        self.span_dir: str | None = None
+        self.span_paths: list[str] = []
+        self.instance_id = str(uuid.uuid4())
+        self.exporters_stopping = False
 
     # -- start -----------------------------------------------------------------------------
 
@@ -126,6 +139,7 @@ class Arbiter:
             signal.signal(sig, self.enqueue)
         signal.siginterrupt(signal.SIGCHLD, False)
         self.generation = 1
+        self.start_exporters()
         slots = [self.spawn(slot) for slot in range(self.count)]
         if not self.wait_booted(slots):
             log.error("workers failed to start; stopping")
@@ -169,7 +183,7 @@ class Arbiter:
             try:
                 os.close(self.wake_r)
                 os.close(self.wake_w)
-                code = run_worker(config, sockets, heartbeat, slot, self.pid)
+                code = run_worker(config, sockets, heartbeat, slot, self.pid, self.span_paths)
             except BaseException:
                 logging.getLogger("hopwire.worker").exception("worker %d crashed", slot)
             finally:
@@ -177,6 +191,53 @@ class Arbiter:
                 os._exit(code)
         self.workers[pid] = WorkerProc(pid, slot, self.generation, heartbeat, time.monotonic())
         return pid
+
+    # -- span exporters ----------------------------------------------------------------------
+
+    def start_exporters(self) -> None:
+        """Fork the span exporter(s) of the current config; workers get their socket paths."""
+        tracing = self.config.tracing
+        if tracing is None:
+            self.span_paths = []
+            return
+        if self.span_dir is None:
+            self.span_dir = tempfile.mkdtemp(prefix="hopwire-spans-")
+        self.exporter_set += 1
+        self.span_paths = [
+            os.path.join(self.span_dir, f"exporter-{self.exporter_set}-{i}.sock")
+            for i in range(tracing.exporters)
+        ]
+        for index in range(tracing.exporters):
+            self.spawn_exporter(index)
+
+    def spawn_exporter(self, index: int) -> None:
+        config = self.config
+        assert config.tracing is not None
+        grace = max(e.transport.lifeCycle.graceTimeOut for e in config.entryPoints.values())
+        flush = min(5.0, grace) if grace else 1.0
+        path = self.span_paths[index]
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                code = run_exporter(
+                    config.tracing, config.log, path, self.instance_id, index, flush
+                )
+            except BaseException:
+                logging.getLogger("hopwire.exporter").exception("span exporter crashed")
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.exporters[pid] = index
+
+    def retire_exporters(self) -> None:
+        for pid in self.exporters:
+            self.retired_exporters.add(pid)
+            self.signal(pid, signal.SIGTERM)
+        self.exporters = {}
+        self.exporter_respawn.clear()
 
     def wait_booted(self, pids: list[int]) -> bool:
         """Wait until every worker in ``pids`` has ticked once; False if one failed or hung."""
@@ -216,12 +277,19 @@ class Arbiter:
                 handler()
             self.reap(block=False)
             if self.stopping:
-                if not self.workers:
+                if not self.workers and (self.exporters or self.retired_exporters):
+                    if not self.exporters_stopping:
+                        # workers flushed their span records on the way out; now the exporters
+                        self.exporters_stopping = True
+                        self.retire_exporters()
+                        self.stop_deadline = time.monotonic() + 8.0
+                elif not self.workers:
+                    self.cleanup()
                     self.notifier.notify("STATUS=stopped")
                     log.info("hopwire %d stopped", self.pid)
                     return self.exit_code
                 if time.monotonic() > self.stop_deadline:
-                    log.warning("workers did not stop in time; killing them")
+                    log.warning("processes did not stop in time; killing them")
                     self.kill_all(signal.SIGKILL)
                 continue
             self.check_heartbeats()
@@ -229,7 +297,7 @@ class Arbiter:
             self.watchdog()
 
     def reap(self, block: bool, during_boot: bool = False) -> None:
-        while self.workers:
+        while self.workers or self.exporters or self.retired_exporters:
             try:
                 pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
             except ChildProcessError:
@@ -240,6 +308,7 @@ class Arbiter:
                 return
             proc = self.workers.pop(pid, None)
             if proc is None:
+                self.exporter_exited(pid, status)
                 continue
             code = os.waitstatus_to_exitcode(status)
             if proc.retiring or self.stopping:
@@ -262,8 +331,30 @@ class Arbiter:
             delay = min(BACKOFF_MAX, 0.05 * 2 ** (len(self.failures) - 1))
             self.respawn_at[proc.slot] = now + delay * random.uniform(0.5, 1.0)
 
+    def exporter_exited(self, pid: int, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if pid in self.retired_exporters:
+            self.retired_exporters.discard(pid)
+            return
+        index = self.exporters.pop(pid, None)
+        if index is None or self.stopping:
+            return
+        log.error(
+            "span exporter %d (pid %d) died (%s); restarting it",
+            index,
+            pid,
+            f"signal {-code}" if code < 0 else f"exit {code}",
+        )
+        now = time.monotonic()
+        self.failures = [t for t in self.failures if now - t < 60] + [now]
+        self.exporter_respawn[index] = now + min(BACKOFF_MAX, 0.05 * 2 ** (len(self.failures) - 1))
+
     def maintain(self) -> None:
         now = time.monotonic()
+        for index, when in list(self.exporter_respawn.items()):
+            if when <= now:
+                del self.exporter_respawn[index]
+                self.spawn_exporter(index)
         for slot, when in list(self.respawn_at.items()):
             if when <= now:
                 del self.respawn_at[slot]
@@ -310,8 +401,12 @@ class Arbiter:
             pass
 
     def kill_all(self, sig: int) -> None:
-        for pid in list(self.workers):
+        for pid in [*self.workers, *self.exporters, *self.retired_exporters]:
             self.signal(pid, sig)
+
+    def cleanup(self) -> None:
+        if self.span_dir is not None:
+            shutil.rmtree(self.span_dir, ignore_errors=True)
 
     def retire(self, proc: WorkerProc) -> None:
         proc.retiring = True
@@ -330,6 +425,7 @@ class Arbiter:
                 ln.sock.close()  # workers hold their own copies until they stop accepting
         self.stopping = True
         if immediate:
+            self.exporters_stopping = True
             self.kill_all(signal.SIGINT)
             self.stop_deadline = time.monotonic() + 2.0
         else:
@@ -384,7 +480,13 @@ class Arbiter:
             self.notifier.notify("READY=1")
             return
         old_listeners, old_config = self.listeners, self.config
+        old_paths = self.span_paths
         self.listeners, self.config = listeners, new
+        tracing_changed = new.tracing != old_config.tracing
+        if tracing_changed:
+            old_exporters = dict(self.exporters)
+            self.exporters = {}
+            self.start_exporters()
         self.generation += 1
         self.count = new.worker_count if new.workers != old_config.workers else self.count
         self.respawn_at.clear()
@@ -395,6 +497,11 @@ class Arbiter:
                 self.signal(pid, signal.SIGKILL)
             self.generation -= 1
             self.listeners, self.config = old_listeners, old_config
+            if tracing_changed:
+                for pid in self.exporters:
+                    self.retired_exporters.add(pid)
+                    self.signal(pid, signal.SIGTERM)
+                self.exporters, self.span_paths = old_exporters, old_paths
             kept = {id(ln) for ln in old_listeners.values()}
             for ln in listeners.values():
                 if id(ln) not in kept:
@@ -404,6 +511,10 @@ class Arbiter:
         for proc in self.workers.values():
             if proc.generation < self.generation and not proc.retiring:
                 self.retire(proc)
+        if tracing_changed:
+            for pid in old_exporters:  # they flush what the old workers sent, then exit
+                self.retired_exporters.add(pid)
+                self.signal(pid, signal.SIGTERM)
         kept = {id(ln) for ln in listeners.values()}
         for ln in old_listeners.values():
             if id(ln) not in kept:

@@ -63,6 +63,7 @@ class Exchange:
         "deadline",
         "done",
         "down",
+        "error_type",
         "framing",
         "fwd",
         "has_body",
@@ -74,6 +75,7 @@ class Exchange:
         "keep_alive",
         "kept",
         "method",
+        "observer",
         "out",
         "path",
         "path_query",
@@ -86,7 +88,9 @@ class Exchange:
         "reused",
         "route",
         "server",
+        "status",
         "target",
+        "trace",
         "tunnel_rest",
         "up_buffered",
         "up_head",
@@ -118,6 +122,10 @@ class Exchange:
         self.route: Any = None
         self.upgrade: bytes | None = None
         self.tunnel_rest = b""
+        self.observer: Any = None  # chosen once per router; None when nothing observes
+        self.trace: Any = None  # set by a tracing observer
+        self.status = 0
+        self.error_type = ""
         self.client_ip = down.client_ip
 
     # -- parse -------------------------------------------------------------------------------
@@ -253,6 +261,10 @@ class Exchange:
             self.respond_error(errors.NO_ROUTE, f"no router for {self.host}{self.path}")
             return
         self.route = route
+        observer = route.target.observer
+        if observer is not None:
+            self.observer = observer
+            observer.start(self)
         service = route.target.service
         server = service.pick()
         if server is None:
@@ -306,18 +318,41 @@ class Exchange:
             parts += (b"content-length: ", self.cl, CRLF)
         if self.upgrade is not None:
             parts += (b"upgrade: ", self.upgrade, b"\r\nconnection: upgrade\r\n")
+        if self.trace is not None:
+            parts.append(self.trace.header())
         parts.append(CRLF)
         return b"".join(parts)
 
     # -- acquire and send ----------------------------------------------------------------------
 
     def acquire(self, conn: Any) -> None:
+        trace = self.trace
+        if trace is not None:
+            self.begin_attempt(trace)
         if conn is None:
             self.reused = False
             self.down.worker.loop.create_task(self.dial())
         else:
             self.reused = True
             self.attach(conn)
+
+    def begin_attempt(self, trace: Any) -> None:
+        """A CLIENT span per attempt; a retry gets a new span id, so the head is rebuilt."""
+        server = self.server
+        retry = bool(trace.attempts)
+        trace.begin_attempt(server.url, self.path, self.query, server.pool.host, server.pool.port)
+        if retry:
+            self.up_head = self.build_head(self.route.target.service, server)
+
+    def end_attempt(self, error: str) -> None:
+        trace = self.trace
+        if trace is not None:
+            trace.end_attempt(self.status if self.resp_head else 0, error)
+
+    def log_ids(self) -> dict[str, str] | None:
+        """trace_id/span_id for log lines written while a sampled request is in scope."""
+        trace = self.trace
+        return trace.ids() if trace is not None and trace.sampled else None
 
     async def dial(self) -> None:
         pool = self.server.pool
@@ -400,6 +435,7 @@ class Exchange:
         if status == 101:
             return  # handled by response_upgraded once the parser stops
         self.resp_head = True
+        self.status = status
         self.deadline = 0.0
         parts = [status_line(status, reason)]
         cl = None
@@ -465,6 +501,7 @@ class Exchange:
         self.flush_down()
         conn = self.upstream
         if conn is not None:
+            self.end_attempt("")
             self.release(conn, upstream_keep_alive and self.req_complete and not self.up_out)
         self.finish(self.close_after)
 
@@ -504,6 +541,8 @@ class Exchange:
                 parts += (name, b": ", value, CRLF)
         parts += (b"upgrade: ", upgrade, b"\r\nconnection: upgrade\r\n\r\n", rest)
         self.resp_head = self.resp_complete = True
+        self.status = 101
+        self.end_attempt("")
         self.deadline = 0.0
         self.upstream = None
         conn.ex = None
@@ -516,7 +555,7 @@ class Exchange:
             conn.transport.write(self.tunnel_rest)
         down.active = None
         down.served += 1
-        obs = self.route.target.observer
+        obs = self.observer
         if obs is not None:
             obs.finish(self)
 
@@ -529,16 +568,15 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        route = self.route
-        if route is not None:
-            obs = route.target.observer
-            if obs is not None:
-                obs.finish(self)
+        obs = self.observer
+        if obs is not None:
+            obs.finish(self)
         self.down.exchange_done(self, close)
 
     def respond_local(self, status: int, body: bytes) -> None:
         down = self.down
         close = not self.keep_alive or self.body_pending() or down.worker.draining
+        self.status = status
         self.resp_head = self.resp_complete = True
         self.out.append(simple_response(down.worker.clock, status, body, close))
         self.flush_down()
@@ -547,7 +585,9 @@ class Exchange:
     def respond_error(self, kind: ErrorKind, detail: str) -> None:
         down = self.down
         level = logging.WARNING if kind.log_level == "WARN" else getattr(logging, kind.log_level)
-        log.log(level, "%s %s %s: %s", kind.name, self.method, self.path, detail)
+        log.log(
+            level, "%s %s %s: %s", kind.name, self.method, self.path, detail, extra=self.log_ids()
+        )
         down.worker.count(kind.name)
         if self.resp_head:
             self.out.clear()
@@ -555,6 +595,8 @@ class Exchange:
             down.close()  # a truncated response must never look complete (RELIABILITY 23)
             down.exchange_done(self, True)
             return
+        self.status = kind.status
+        self.error_type = kind.name
         close = (
             not kind.keep_alive
             or not self.keep_alive
@@ -569,6 +611,7 @@ class Exchange:
         self.finish(close)
 
     def fail_upstream(self, kind: ErrorKind, detail: str) -> None:
+        self.end_attempt(kind.name)
         conn = self.upstream
         if conn is not None:
             self.release(conn, False)
@@ -584,6 +627,7 @@ class Exchange:
         self.server.inflight -= 1
         if self.done:
             return
+        self.end_attempt("" if self.resp_head and self.resp_to_close else "upstream_closed")
         if self.resp_head:
             if self.resp_to_close:
                 self.response_complete(False)  # a close-delimited body ends at the close
@@ -605,6 +649,7 @@ class Exchange:
                 self.method,
                 self.path,
                 conn.pool.label,
+                extra=self.log_ids(),
             )
             self.acquire(None)
             return
@@ -613,6 +658,7 @@ class Exchange:
     def abort(self, kind: ErrorKind, detail: str) -> None:
         """The client's stream broke mid-request: nothing more may reach the backend."""
         self.up_out.clear()
+        self.end_attempt(kind.name)
         conn = self.upstream
         if conn is not None:
             self.release(conn, False)
@@ -622,14 +668,22 @@ class Exchange:
     def client_lost(self) -> None:
         down = self.down
         down.worker.count("client_aborts")
-        log.info("client %s went away during %s %s", down.client_ip, self.method, self.path)
+        log.info(
+            "client %s went away during %s %s",
+            down.client_ip,
+            self.method,
+            self.path,
+            extra=self.log_ids(),
+        )
+        self.end_attempt("client_closed")
+        self.error_type = "client_closed"
         conn = self.upstream
         if conn is not None:
             self.release(conn, False)  # cancelled, never returned to the pool (RELIABILITY 17)
         self.done = True
-        route = self.route
-        if route is not None and route.target.observer is not None:
-            route.target.observer.finish(self)
+        obs = self.observer
+        if obs is not None:
+            obs.finish(self)
 
     def timed_out(self) -> None:
         """``deadline`` passed: no response head in time, or the response write took too long."""

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import mmap
 import os
+import random
 import signal
 import socket
 import ssl
@@ -33,6 +34,7 @@ from hopwire.http.wire import Clock
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
 from hopwire.telemetry import logs
+from hopwire.telemetry.tracing import SpanSink, Tracer
 
 log = logging.getLogger("hopwire.worker")
 
@@ -125,8 +127,11 @@ class Worker:
         heartbeat: mmap.mmap,
         slot: int,
         master_pid: int,
+        span_paths: list[str],
     ):
         self.config = config
+        self.span_paths = span_paths
+        self.sink: SpanSink | None = None
         self.sockets = sockets
         self.heartbeat = heartbeat
         self.slot = slot
@@ -161,6 +166,7 @@ class Worker:
         ):
             signal.signal(sig, signal.SIG_DFL)
         logs.setup(self.config.log.level, self.config.log.filePath, str(self.slot))
+        random.seed()  # a forked child inherits its parent's generator: ids must differ
         tune_malloc()
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -199,12 +205,16 @@ class Worker:
             )
             self.services[name] = Service(name, svc.loadBalancer, transport, self.loop, contexts)
         user_eps = [n for n in config.entryPoints if n != "internal"]
+        if config.tracing is not None and self.span_paths:
+            self.sink = SpanSink(self.span_paths, self)
         for ep_name, ep_cfg in config.entryPoints.items():
             routers = []
             for r_name, router in config.http.routers.items():
                 eps = router.entryPoints or user_eps
                 if ep_name in eps:
-                    target = RouterTarget(r_name, self.services[router.service], None)
+                    target = RouterTarget(
+                        r_name, self.services[router.service], self.tracer(r_name, router, ep_cfg)
+                    )
                     routers.append((r_name, router.rule, router.priority, target))
             runtime = EntryPointRuntime(
                 ep_name, ep_cfg, RouteTable(routers), config.ping.entryPoint == ep_name, self
@@ -215,6 +225,18 @@ class Worker:
             self.servers.append(server)
         for service in self.services.values():
             service.start_checks()
+
+    def tracer(self, name: str, router: Any, ep: Any) -> Tracer | None:
+        """Tracing for a router: its own switch, else its entrypoint's, else the global one."""
+        tracing = self.config.tracing
+        if tracing is None or self.sink is None:
+            return None
+        on = router.observability.tracing
+        if on is None:
+            on = ep.observability.tracing
+        if on is None:
+            on = True
+        return Tracer(name, tracing.sampleRate, self.sink) if on else None
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -233,6 +255,8 @@ class Worker:
         for service in self.services.values():
             for server in service.servers:
                 server.pool.sweep(now)
+        if self.sink is not None:
+            self.sink.flush()
         self.loop.call_later(TICK, self.tick)
 
     # -- stopping --------------------------------------------------------------------------
@@ -253,6 +277,8 @@ class Worker:
             conn.close()
         for service in self.services.values():
             service.stop()
+        if self.sink is not None:
+            self.sink.flush()
         if self.done is not None and not self.done.done():
             self.done.set_result(code)
 
@@ -294,5 +320,6 @@ def run_worker(
     heartbeat: mmap.mmap,
     slot: int,
     master_pid: int,
+    span_paths: list[str],
 ) -> int:
-    return Worker(config, sockets, heartbeat, slot, master_pid).run()
+    return Worker(config, sockets, heartbeat, slot, master_pid, span_paths).run()

@@ -35,6 +35,10 @@ class JSONFormatter(logging.Formatter):
             "pid": self.pid,
             "worker": self.worker,
         }
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id is not None:
+            doc["trace_id"] = trace_id
+            doc["span_id"] = getattr(record, "span_id", "")
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(doc).decode()
