@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace as api
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+
+from hopwire.config import ConfigError, load
+from hopwire.telemetry import otlp
+from hopwire.telemetry.tracing import (
+    LOW64,
+    parse_traceparent,
+    parse_tracestate,
+    redact_query,
+    sampling_bound,
+)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.0001, 0.01, 0.1, 0.25, 0.5, 0.999, 1.0])
+def test_root_decision_equals_the_sdk_sampler(rate: float) -> None:
+    sdk = ParentBased(TraceIdRatioBased(rate))
+    bound = sampling_bound(rate)
+    rng = random.Random(rate)
+    for _ in range(100_000 if rate in (0.01, 0.25) else 20_000):
+        trace_id = rng.getrandbits(128) or 1
+        ours = (trace_id & LOW64) < bound
+        theirs = sdk.should_sample(None, trace_id, "x").decision is Decision.RECORD_AND_SAMPLE
+        assert ours == theirs, (rate, hex(trace_id))
+
+
+def test_parent_decision_is_obeyed_like_the_sdk() -> None:
+    for rate in (0.0, 1.0):
+        sdk = ParentBased(TraceIdRatioBased(rate))
+        for flags in (0, 1):
+            ctx = api.set_span_in_context(
+                api.NonRecordingSpan(
+                    api.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=api.TraceFlags(flags))
+                )
+            )
+            decision = sdk.should_sample(ctx, 0xABC, "x").decision
+            assert (decision is Decision.RECORD_AND_SAMPLE) == bool(flags)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1),
+        ),
+        (
+            b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 0),
+        ),
+        (
+            b"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future",
+            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1),
+        ),
+        (b"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", None),  # upper case
+        (b"00-00000000000000000000000000000000-b7ad6b7169203331-01", None),  # zero trace id
+        (b"00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", None),  # zero parent id
+        (b"ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None),  # version ff
+        (b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x", None),  # 00 with more
+        (b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01", None),
+        (b"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x", None),
+        (b"garbage", None),
+    ],
+)
+def test_traceparent(value: bytes, expected: tuple[int, int, int] | None) -> None:
+    assert parse_traceparent(value) == expected
+
+
+def test_tracestate() -> None:
+    assert parse_tracestate([b"a=1,b=2", b"c=3"]) == b"a=1,b=2,c=3"
+    assert parse_tracestate([b" a=1 , ,tenant@sys=x "]) == b"a=1,tenant@sys=x"
+    assert parse_tracestate([b"A=1"]) is None  # upper-case key
+    assert parse_tracestate([b"a=1,a=2"]) is None  # duplicate key
+    assert parse_tracestate([b"a=1,b"]) is None  # no '='
+    assert parse_tracestate([b"a=x,y"]) is None
+    many = b",".join(b"k%d=v" % i for i in range(40))
+    assert parse_tracestate([many]) == b",".join(b"k%d=v" % i for i in range(32))
+
+
+def test_redacted_query() -> None:
+    assert redact_query("a=1&b=secret&flag") == "a=REDACTED&b=REDACTED&flag"
+
+
+def _kv(key: str, value: object) -> common_pb2.KeyValue:
+    if isinstance(value, bool):
+        return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(int_value=value))
+    return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=str(value)))
+
+
+def test_encoding_decodes_identically_with_opentelemetry_proto() -> None:
+    """The bytes written by hand equal the message built with opentelemetry-proto."""
+    record = (
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+        0x00F067AA0BA902B7,
+        True,
+        1,
+        b"k=v",
+        "GET",
+        "api",
+        "/x",
+        "a=REDACTED",
+        "a.test",
+        8080,
+        "10.0.0.1",
+        5555,
+        "1.1",
+        "curl/8",
+        502,
+        "connect_failed",
+        1000,
+        2000,
+        False,
+        [(0x1111, 1100, 1900, "http://b:1/x", "b", 1, 0, "connect_failed")],
+    )
+    resource, scope = otlp.resource_part({"service.name": "hopwire"}, "hopwire", "0.1.0")
+    ours = ExportTraceServiceRequest.FromString(
+        otlp.request(resource, scope, otlp.spans_of(record))
+    )
+    tid = record[0].to_bytes(16, "big")
+    server = trace_pb2.Span(
+        trace_id=tid,
+        span_id=(0xB7AD6B7169203331).to_bytes(8, "big"),
+        trace_state="k=v",
+        parent_span_id=(0x00F067AA0BA902B7).to_bytes(8, "big"),
+        name="GET api",
+        kind=trace_pb2.Span.SPAN_KIND_SERVER,
+        start_time_unix_nano=1000,
+        end_time_unix_nano=2000,
+        attributes=[
+            _kv(k, v)
+            for k, v in [
+                ("http.request.method", "GET"),
+                ("url.path", "/x"),
+                ("url.scheme", "http"),
+                ("http.route", "api"),
+                ("server.address", "a.test"),
+                ("server.port", 8080),
+                ("client.address", "10.0.0.1"),
+                ("network.peer.address", "10.0.0.1"),
+                ("network.peer.port", 5555),
+                ("network.protocol.version", "1.1"),
+                ("url.query", "a=REDACTED"),
+                ("user_agent.original", "curl/8"),
+                ("http.response.status_code", 502),
+                ("error.type", "connect_failed"),
+            ]
+        ],
+        status=trace_pb2.Status(code=trace_pb2.Status.STATUS_CODE_ERROR),
+        flags=0x301,
+    )
+    client = trace_pb2.Span(
+        trace_id=tid,
+        span_id=(0x1111).to_bytes(8, "big"),
+        trace_state="k=v",
+        parent_span_id=(0xB7AD6B7169203331).to_bytes(8, "big"),
+        name="GET",
+        kind=trace_pb2.Span.SPAN_KIND_CLIENT,
+        start_time_unix_nano=1100,
+        end_time_unix_nano=1900,
+        attributes=[
+            _kv(k, v)
+            for k, v in [
+                ("http.request.method", "GET"),
+                ("url.full", "http://b:1/x"),
+                ("server.address", "b"),
+                ("server.port", 1),
+                ("error.type", "connect_failed"),
+            ]
+        ],
+        status=trace_pb2.Status(code=trace_pb2.Status.STATUS_CODE_ERROR),
+        flags=0x101,
+    )
+    expected = ExportTraceServiceRequest(
+        resource_spans=[
+            trace_pb2.ResourceSpans(
+                resource=resource_pb2.Resource(attributes=[_kv("service.name", "hopwire")]),
+                scope_spans=[
+                    trace_pb2.ScopeSpans(
+                        scope=common_pb2.InstrumentationScope(name="hopwire", version="0.1.0"),
+                        spans=[server, client],
+                    )
+                ],
+            )
+        ]
+    )
+    assert ours == expected
+
+
+def test_proxy_tracing_environment(tmp_path: Path) -> None:
+    for truthy in ("1", "true", "TRUE", " True "):
+        assert load(None, [], {"PROXY_TRACING_ENABLED": truthy}).tracing is not None
+    on_in_file = tmp_path / "on.yml"
+    on_in_file.write_text("tracing: {}\n")
+    for other in ("0", "false", "yes", "on", ""):  # the environment outranks the file
+        assert load(str(on_in_file), [], {"PROXY_TRACING_ENABLED": other}).tracing is None
+    # ... and flags outrank the environment
+    assert load(None, ["--tracing=true"], {"PROXY_TRACING_ENABLED": "0"}).tracing is not None
+    cases = {
+        "coll:4317": ("coll:4317", True),
+        "http://coll:4317": ("coll:4317", True),
+        "https://coll:4317": ("coll:4317", False),
+    }
+    for value, (endpoint, insecure) in cases.items():
+        grpc = load(
+            None, [], {"PROXY_TRACING_ENABLED": "1", "PROXY_TRACING_ENDPOINT": value}
+        ).tracing.otlp.grpc  # type: ignore[union-attr]
+        assert (grpc.endpoint, grpc.insecure) == (endpoint, insecure)
+    env = {
+        "PROXY_TRACING_ENABLED": "1",
+        "PROXY_TRACING_ENDPOINT": "",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://generic:4317",
+    }
+    assert load(None, [], env).tracing.otlp.grpc.endpoint == "generic:4317"  # type: ignore
+    env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "https://traces:4317"
+    grpc = load(None, [], env).tracing.otlp.grpc  # type: ignore[union-attr]
+    assert (grpc.endpoint, grpc.insecure) == ("traces:4317", False)
+    assert (
+        load(
+            None, [], {"PROXY_TRACING_ENABLED": "1", "PROXY_TRACING_SAMPLE_RATE": "0.25"}
+        ).tracing.sampleRate
+        == 0.25
+    )  # type: ignore[union-attr]
+    for bad in ("1.5", "-0.1", "half"):
+        with pytest.raises(ConfigError) as info:
+            load(None, [], {"PROXY_TRACING_ENABLED": "1", "PROXY_TRACING_SAMPLE_RATE": bad})
+        assert "PROXY_TRACING_SAMPLE_RATE" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load(None, ["--tracing.sampleRate=2"], {})
+    assert "tracing.sampleRate" in str(info.value)
+
+
+def test_explicit_settings_win_over_otel_variables(tmp_path: object) -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4317",
+        "OTEL_SERVICE_NAME": "from-otel",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-a=1",
+        "OTEL_BSP_SCHEDULE_DELAY": "250",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=edge",
+    }
+    t = load(
+        None, ["--tracing.serviceName=mine", "--tracing.otlp.grpc.endpoint=mine:4317"], env
+    ).tracing
+    assert t is not None and t.serviceName == "mine" and t.otlp.grpc is not None
+    assert t.otlp.grpc.endpoint == "mine:4317" and dict(t.otlp.grpc.headers) == {"x-a": "1"}
+    assert t.batch.scheduleDelay == 0.25
+    assert dict(t.resourceAttributes) == {"deployment.environment": "prod", "team": "edge"}
+    # OTEL_* alone never turn tracing on
+    assert load(None, [], env).tracing is None
+
+
+def test_insecure_with_tls_is_an_error(tmp_path: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(
+            None,
+            [
+                "--tracing.otlp.grpc.insecure=true",
+                "--tracing.otlp.grpc.tls.insecureSkipVerify=true",
+            ],
+            {},
+        )
+    assert "insecure together with tls" in str(info.value)
