@@ -87,6 +87,8 @@ class Backend:
                 return
             with self.lock:
                 self.connections += 1
+            # the handler writes head, body and end separately: no Nagle delay between them
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     def serve(self, conn: socket.socket) -> None:
@@ -334,6 +336,16 @@ class Hopwire:
             ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
         ).stdout
         return [int(p) for p in out.split()]
+
+    def exporter_pids(self) -> list[int]:
+        """Pids of live span exporters, from their "ready" log lines."""
+        pids = []
+        for line in self.logs().splitlines():
+            if '"msg":"span exporter' in line and " ready on " in line:
+                pid = json.loads(line)["pid"]
+                if os.path.exists(f"/proc/{pid}") and pid in self.worker_pids():
+                    pids.append(pid)
+        return pids
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

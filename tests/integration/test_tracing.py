@@ -1,0 +1,512 @@
+"""Tracing end to end: hopwire workers -> exporter process -> a real OTLP receiver."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import h11
+import pytest
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+
+from tests.harness import exchange, free_port, request, service, wait_for
+from tests.otlp_receiver import GrpcReceiver, HttpReceiver, attrs
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture
+def receiver() -> Any:
+    rx = GrpcReceiver()
+    yield rx
+    rx.close()
+
+
+def tracing(rx: Any, **extra: Any) -> dict[str, Any]:
+    grpc_cfg = {"endpoint": rx.endpoint, "insecure": True, **extra.pop("grpc", {})}
+    return {"otlp": {"grpc": grpc_cfg}, "batch": {"scheduleDelay": "100ms"}, **extra}
+
+
+def routes(backend: Any, name: str = "api", **router: Any) -> dict[str, Any]:
+    return {
+        "routers": {name: {"rule": "PathPrefix(`/`)", "service": "s", **router}},
+        "services": {"s": service(backend.url)},
+    }
+
+
+def backend_traceparents(backend: Any, path: str) -> list[list[str]]:
+    return [
+        [v for n, v in r[2] if n.lower() == "traceparent"]
+        for r in backend.requests
+        if r[1].startswith(path)
+    ]
+
+
+def test_span_model_and_propagation(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": routes(b),
+            "tracing": tracing(
+                receiver,
+                grpc={"headers": {"x-api-key": "k1"}},
+                serviceName="edge",
+                resourceAttributes={"deployment.environment": "t"},
+            ),
+        }
+    )
+    status, _, _ = request(
+        hw.port,
+        "GET",
+        "/hello?user=alice&x=1",
+        host="a.test:8080",
+        headers=[("traceparent", PARENT), ("tracestate", "vendor=abc"), ("user-agent", "tests/1")],
+    )
+    assert status == 200
+    server, client = sorted(receiver.wait(2), key=lambda s: s.kind)
+    assert (server.name, server.kind, client.name, client.kind) == ("GET api", 2, "GET", 3)
+    assert server.trace_id.hex() == client.trace_id.hex() == PARENT[3:35]
+    assert server.parent_span_id.hex() == PARENT[36:52]  # child of the inbound parent
+    assert client.parent_span_id == server.span_id
+    assert server.trace_state == client.trace_state == "vendor=abc"
+    # the backend saw exactly one traceparent, carrying the CLIENT span
+    [[sent]] = backend_traceparents(b, "/hello")
+    assert sent == f"00-{PARENT[3:35]}-{client.span_id.hex()}-01"
+    assert ("tracestate", "vendor=abc") in [(n.lower(), v) for n, v in b.requests[-1][2]]
+    assert attrs(server) == {
+        "http.request.method": "GET",
+        "url.path": "/hello",
+        "url.scheme": "http",
+        "url.query": "user=REDACTED&x=REDACTED",
+        "http.route": "api",
+        "server.address": "a.test",
+        "server.port": 8080,
+        "client.address": "127.0.0.1",
+        "network.peer.address": "127.0.0.1",
+        "network.peer.port": attrs(server)["network.peer.port"],
+        "network.protocol.version": "1.1",
+        "user_agent.original": "tests/1",
+        "http.response.status_code": 200,
+    }
+    assert attrs(client) == {
+        "http.request.method": "GET",
+        "url.full": f"{b.url}/hello?user=REDACTED&x=REDACTED",
+        "server.address": "127.0.0.1",
+        "server.port": b.port,
+        "http.response.status_code": 200,
+    }
+    assert server.status.code == client.status.code == 0
+    assert server.flags == 0x301 and client.flags == 0x101  # remote parent, sampled
+    assert server.start_time_unix_nano <= client.start_time_unix_nano
+    assert client.end_time_unix_nano <= server.end_time_unix_nano
+    resource = receiver.resources()[0]
+    assert resource["service.name"] == "edge" and resource["deployment.environment"] == "t"
+    assert resource["service.version"] and resource["service.instance.id"]
+    assert resource["host.name"] == socket.gethostname()
+    assert resource["telemetry.sdk.name"] == "opentelemetry"
+    assert resource["telemetry.sdk.language"] == "python" and resource["telemetry.sdk.version"]
+    assert receiver.requests[0][1]["x-api-key"] == "k1"  # headers arrive as gRPC metadata
+
+
+def test_error_statuses_and_new_root_flags(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    down = f"http://127.0.0.1:{free_port()}"
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    "ok": {"rule": "PathPrefix(`/`)", "service": "s", "priority": 1},
+                    "down": {"rule": "PathPrefix(`/down`)", "service": "d"},
+                },
+                "services": {"s": service(b.url), "d": service(down)},
+            },
+            "tracing": tracing(receiver),
+        }
+    )
+    assert request(hw.port, "GET", "/status/404")[0] == 404
+    assert request(hw.port, "GET", "/down")[0] == 502
+    spans = receiver.wait(4)
+    by = {(s.name, s.kind, attrs(s).get("http.response.status_code")): s for s in spans}
+    server404, client404 = by[("GET ok", 2, 404)], by[("GET", 3, 404)]
+    assert server404.status.code == 0  # SERVER spans are errors on 5xx only
+    assert client404.status.code == 2 and attrs(client404)["error.type"] == "404"
+    server502 = by[("GET down", 2, 502)]
+    client_failed = next(s for s in spans if s.kind == 3 and s.trace_id == server502.trace_id)
+    assert server502.status.code == 2 and attrs(server502)["error.type"] == "connect_failed"
+    assert client_failed.status.code == 2 and attrs(client_failed)["error.type"] == "connect_failed"
+    assert not server502.parent_span_id  # a new root ...
+    assert server502.flags & 0xFF == 0x03  # ... sampled, with the level-2 random flag
+
+
+def test_retry_shows_two_client_spans(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver)}, workers=1)
+    assert request(hw.port, "GET", "/warm")[0] == 200
+    b.drop_reused = True
+    assert request(hw.port, "GET", "/again")[0] == 200
+    spans = receiver.wait(5)
+    server = next(s for s in spans if s.kind == 2 and attrs(s)["url.path"] == "/again")
+    clients = [s for s in spans if s.kind == 3 and s.parent_span_id == server.span_id]
+    assert len(clients) == 2 and clients[0].span_id != clients[1].span_id
+    failed, ok = sorted(clients, key=lambda s: s.start_time_unix_nano)
+    assert attrs(failed)["error.type"] == "upstream_closed"
+    [[sent]] = backend_traceparents(b, "/again")
+    assert sent.split("-")[2] == ok.span_id.hex()
+
+
+def test_sample_rate_quarter_matches_the_sdk(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver, sampleRate=0.25)})
+    n = 4000
+    with socket.create_connection(("127.0.0.1", hw.port)) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        for _ in range(n):
+            assert exchange(sock, "GET", "/s", conn=conn)[0] == 200
+    sdk = ParentBased(TraceIdRatioBased(0.25))
+    decided: dict[str, bool] = {}
+    for [value] in backend_traceparents(b, "/s"):
+        _, trace_id, _, flags = value.split("-")
+        decided[trace_id] = flags == "03"
+        assert flags in ("02", "03")  # not sampled still propagates, with the random flag
+        sdk_says = sdk.should_sample(None, int(trace_id, 16), "x").decision
+        assert (sdk_says is Decision.RECORD_AND_SAMPLE) == decided[trace_id], trace_id
+    assert len(decided) == n  # every request a new root
+    sampled = {t for t, s in decided.items() if s}
+    # binomial(4000, 0.25): mean 1000, sd 27.4; 6 sd either way
+    assert 836 <= len(sampled) <= 1164, len(sampled)
+    wait_for(lambda: len({s.trace_id.hex() for s in receiver.spans()}) >= len(sampled))
+    assert {s.trace_id.hex() for s in receiver.spans()} == sampled
+
+
+def test_inbound_decision_obeyed(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver, sampleRate=0.0)})
+    unsampled = PARENT[:-2] + "00"
+    assert request(hw.port, "GET", "/no", headers=[("traceparent", unsampled)])[0] == 200
+    assert request(hw.port, "GET", "/yes", headers=[("traceparent", PARENT)])[0] == 200
+    assert request(hw.port, "GET", "/root")[0] == 200
+    spans = receiver.wait(2)
+    time.sleep(0.5)
+    assert {attrs(s).get("url.path") for s in receiver.spans() if s.kind == 2} == {"/yes"}
+    [[no]] = backend_traceparents(b, "/no")
+    assert no.startswith(f"00-{PARENT[3:35]}-") and no.endswith("-00")
+    assert no.split("-")[2] != PARENT[36:52]  # the parent is hopwire's (unsampled) CLIENT span
+    [[root]] = backend_traceparents(b, "/root")
+    assert root.endswith("-02")
+    del spans
+
+
+@pytest.mark.parametrize(
+    "inbound",
+    [
+        [("traceparent", "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01")],
+        [("traceparent", PARENT), ("traceparent", PARENT)],
+        [("traceparent", "x" * 600), ("tracestate", "a=1")],
+    ],
+)
+def test_invalid_or_duplicate_traceparent_starts_a_new_trace(
+    make_backend: Any, make_hopwire: Any, receiver: Any, inbound: list
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver)})
+    assert request(hw.port, "GET", "/bad", headers=inbound)[0] == 200
+    [[sent]] = backend_traceparents(b, "/bad")
+    assert sent.split("-")[1] != PARENT[3:35].lower() and sent.endswith("-03")
+    assert "tracestate" not in [n.lower() for n, _ in b.requests[-1][2]]
+    server = next(s for s in receiver.wait(2) if s.kind == 2)
+    assert not server.parent_span_id
+
+
+def test_switches_inherit_and_off_passes_through(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    "inherit": {"rule": "PathPrefix(`/inherit`)", "service": "s"},
+                    "forced": {
+                        "rule": "PathPrefix(`/forced`)",
+                        "service": "s",
+                        "observability": {"tracing": True},
+                    },
+                    "muted": {
+                        "rule": "PathPrefix(`/muted`)",
+                        "service": "s",
+                        "entryPoints": ["web"],
+                        "observability": {"tracing": False},
+                    },
+                },
+                "services": {"s": service(b.url)},
+            },
+            "tracing": tracing(receiver),
+        },
+        start=False,
+    )
+    quiet = free_port()
+    hw.config["entryPoints"]["quiet"] = {
+        "address": f"127.0.0.1:{quiet}",
+        "observability": {"tracing": False},
+    }
+    hw.write(hw.config)
+    hw.start()
+    odd = [
+        ("traceparent", "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01"),
+        ("tracestate", "Weird =  kept ,, as is"),
+    ]
+    for port, path in (
+        (hw.port, "/inherit"),
+        (quiet, "/inherit"),
+        (quiet, "/forced"),
+        (hw.port, "/muted"),
+    ):
+        assert request(port, "GET", path, headers=odd)[0] == 200
+    spans = receiver.wait(4)
+    time.sleep(0.5)
+    traced = sorted(attrs(s)["url.path"] for s in receiver.spans() if s.kind == 2)
+    assert traced == ["/forced", "/inherit"]  # web inherits on; quiet off unless forced
+    untraced = [r for r in b.requests if r[1] in ("/muted",)] + [
+        r for r in b.requests if r[1] == "/inherit"
+    ][1:]
+    for r in untraced:  # byte for byte
+        got = [(n.lower(), v) for n, v in r[2] if n.lower() in ("traceparent", "tracestate")]
+        assert got == [(n, v) for n, v in odd]
+    del spans
+
+
+def test_tracing_off_everywhere_means_no_exporter(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b)}, workers=2)
+    assert len(hw.worker_pids()) == 2
+    sent = [("traceparent", PARENT), ("tracestate", "x=1")]
+    assert request(hw.port, "GET", "/p", headers=sent)[0] == 200
+    got = [(n.lower(), v) for n, v in b.requests[-1][2] if n.lower().startswith("trace")]
+    assert got == sent
+    assert "span exporter" not in hw.logs()
+
+
+def make_ca(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (tmp / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    )
+    return tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
+
+
+def test_tls_to_the_receiver(make_backend: Any, make_hopwire: Any, tmp_path: Path) -> None:
+    ca, cert, key = make_ca(tmp_path)
+    creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    rx = GrpcReceiver(creds)
+    try:
+        b = make_backend()
+        hw = make_hopwire(
+            {
+                "http": routes(b),
+                "tracing": {
+                    "otlp": {"grpc": {"endpoint": rx.endpoint, "tls": {"ca": str(ca)}}},
+                    "batch": {"scheduleDelay": "100ms"},
+                },
+            }
+        )
+        assert request(hw.port, "GET", "/tls")[0] == 200
+        assert {s.name for s in rx.wait(2)} == {"GET api", "GET"}
+    finally:
+        rx.close()
+
+
+def test_otlp_http_receiver(make_backend: Any, make_hopwire: Any) -> None:
+    rx = HttpReceiver()
+    try:
+        b = make_backend()
+        hw = make_hopwire(
+            {
+                "http": routes(b),
+                "tracing": {
+                    "otlp": {
+                        "http": {
+                            "endpoint": rx.endpoint,
+                            "headers": {"x-team": "edge"},
+                            "compression": "gzip",
+                        }
+                    },
+                    "batch": {"scheduleDelay": "100ms"},
+                },
+            }
+        )
+        assert request(hw.port, "GET", "/h")[0] == 200
+        assert {s.name for s in rx.wait(2)} == {"GET api", "GET"}
+        assert rx.requests[0][1]["x-team"] == "edge"
+        assert rx.requests[0][1]["content-type"] == "application/x-protobuf"
+    finally:
+        rx.close()
+
+
+def test_collector_down(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": routes(b),
+            "tracing": {
+                "otlp": {
+                    "grpc": {
+                        "endpoint": f"127.0.0.1:{free_port()}",
+                        "insecure": True,
+                        "timeout": "500ms",
+                    }
+                },
+                "batch": {"scheduleDelay": "100ms", "exportTimeout": "1s"},
+            },
+        }
+    )
+    for _ in range(200):
+        assert request(hw.port, "GET", "/")[0] == 200  # requests unaffected
+    wait_for(lambda: "span export failed" in hw.logs())
+    started = time.monotonic()
+    assert hw.stop() == 0
+    assert time.monotonic() - started < 15  # the flush is bounded (functional bound, not perf)
+    last = [json.loads(x) for x in hw.logs().splitlines() if "span exporter 0 stopped" in x][-1]
+    dropped = int(last["msg"].split(" dropped")[0].rsplit(" ", 1)[1])
+    assert dropped > 0
+
+
+def test_exporter_killed_is_restarted(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver)})
+    [pid] = wait_for(hw.exporter_pids)
+    assert request(hw.port, "GET", "/one")[0] == 200
+    receiver.wait(2)
+    import os
+
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: hw.exporter_pids() and pid not in hw.exporter_pids())
+    assert "span exporter 0" in hw.logs() and "restarting" in hw.logs()
+    for _ in range(20):  # workers keep serving throughout
+        assert request(hw.port, "GET", "/two")[0] == 200
+    wait_for(lambda: any(attrs(s).get("url.path") == "/two" for s in receiver.spans()))
+
+
+def test_chained_instances_make_one_trace(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    inner = make_hopwire(
+        {"http": routes(b, "inner"), "tracing": tracing(receiver, serviceName="inner")}
+    )
+    edge = make_hopwire(
+        {
+            "http": {
+                "routers": {"edge": {"rule": "PathPrefix(`/`)", "service": "in"}},
+                "services": {"in": service(f"http://127.0.0.1:{inner.port}")},
+            },
+            "tracing": tracing(receiver, serviceName="edge"),
+        }
+    )
+    assert request(edge.port, "GET", "/chain")[0] == 200
+    spans = receiver.wait(4)
+    assert len({s.trace_id for s in spans}) == 1
+    edge_server = next(s for s in spans if s.name == "GET edge")
+    edge_client = next(s for s in spans if s.kind == 3 and s.parent_span_id == edge_server.span_id)
+    inner_server = next(s for s in spans if s.name == "GET inner")
+    inner_client = next(
+        s for s in spans if s.kind == 3 and s.parent_span_id == inner_server.span_id
+    )
+    assert inner_server.parent_span_id == edge_client.span_id
+    [[sent]] = backend_traceparents(b, "/chain")
+    assert sent.split("-")[2] == inner_client.span_id.hex()
+    services = {r["service.name"] for r in receiver.resources()}
+    assert services == {"edge", "inner"}
+
+
+def test_upgrade_span_and_traced_handshake(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver)})
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        server = next(s for s in receiver.wait(2) if s.kind == 2)  # ended at the upgrade
+    assert attrs(server)["http.connection.upgrade"] is True
+    assert attrs(server)["http.response.status_code"] == 101
+    [[sent]] = backend_traceparents(b, "/raw/ws")
+    assert sent.split("-")[1] == server.trace_id.hex()
+
+
+def test_log_lines_carry_trace_ids(make_hopwire: Any, receiver: Any) -> None:
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "d"}},
+                "services": {"d": service(f"http://127.0.0.1:{free_port()}")},
+            },
+            "tracing": tracing(receiver),
+        }
+    )
+    assert request(hw.port, "GET", "/x", headers=[("traceparent", PARENT)])[0] == 502
+    server = next(s for s in receiver.wait(2) if s.kind == 2)
+    line = next(json.loads(x) for x in hw.logs().splitlines() if "connect_failed" in x)
+    assert line["trace_id"] == PARENT[3:35]
+    assert line["span_id"] == server.span_id.hex()
