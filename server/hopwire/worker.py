@@ -297,6 +297,9 @@ class Worker:
             await asyncio.sleep(accept_grace)
         for server in self.servers:
             server.close()
+        # Connections accepted just before the close may still have connection_made queued:
+        # let the loop run it, or they would not be counted below and would be cut at exit.
+        await asyncio.sleep(0.05)
         self.draining = True
         now = time.monotonic()
         for conn in list(self.connections):
