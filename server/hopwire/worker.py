@@ -297,10 +297,10 @@ class Worker:
             await asyncio.sleep(accept_grace)
         for server in self.servers:
             server.close()
+        self.draining = True  # from now on every response carries Connection: close
         # Connections accepted just before the close may still have connection_made queued:
         # let the loop run it, or they would not be counted below and would be cut at exit.
         await asyncio.sleep(0.05)
-        self.draining = True
         now = time.monotonic()
         for conn in list(self.connections):
             if conn.active is None and conn.req is None:
