@@ -115,11 +115,24 @@ def _span(
     return ld(b"\x12", b"".join(body))  # ScopeSpans.spans (field 2)
 
 
-_pack_be = struct.Struct(">Q").pack
+_pack_q_be = struct.Struct(">Q").pack
 
 
-def _pack_q_be(n: int) -> bytes:
-    return _pack_be(n)
+_CACHE: dict[tuple[str, Any], bytes] = {}
+_CACHE_MAX = 20_000
+
+
+def cached(key: str, value: Any) -> bytes:
+    """The encoded attribute of a value that repeats (method, route, host, port, status...).
+    Bounded: cleared when full, so a high-cardinality value cannot grow it without limit."""
+    item = _CACHE.get((key, value))
+    if item is None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        item = _CACHE[(key, value)] = (
+            kv_int(key, value) if isinstance(value, int) else kv_str(key, value)
+        )
+    return item
 
 
 def spans_of(record: tuple[Any, ...]) -> list[bytes]:
@@ -151,25 +164,25 @@ def spans_of(record: tuple[Any, ...]) -> list[bytes]:
     tid = trace_id.to_bytes(16, "big")
     trace_flags = flags & 0xFF
     attrs = [
-        kv_str("http.request.method", method),
+        cached("http.request.method", method),
         kv_str("url.path", path),
-        kv_str("url.scheme", "http"),
-        kv_str("http.route", route),
-        kv_str("server.address", address),
-        kv_int("server.port", port),
-        kv_str("client.address", client_address),
-        kv_str("network.peer.address", client_address),
+        cached("url.scheme", "http"),
+        cached("http.route", route),
+        cached("server.address", address),
+        cached("server.port", port),
+        cached("client.address", client_address),
+        cached("network.peer.address", client_address),
         kv_int("network.peer.port", client_port),
-        kv_str("network.protocol.version", version),
+        cached("network.protocol.version", version),
     ]
     if query:
         attrs.append(kv_str("url.query", query))
     if user_agent:
-        attrs.append(kv_str("user_agent.original", user_agent))
+        attrs.append(cached("user_agent.original", user_agent))
     if status:
-        attrs.append(kv_int("http.response.status_code", status))
+        attrs.append(cached("http.response.status_code", status))
     if error_type:
-        attrs.append(kv_str("error.type", error_type))
+        attrs.append(cached("error.type", error_type))
     if upgraded:
         attrs.append(kv_bool("http.connection.upgrade", True))
     name = f"{method} {route}".encode()
@@ -190,15 +203,15 @@ def spans_of(record: tuple[Any, ...]) -> list[bytes]:
     ]
     for a_id, a_start, a_end, url, a_address, a_port, a_status, a_error in attempts:
         c_attrs = [
-            kv_str("http.request.method", method),
+            cached("http.request.method", method),
             kv_str("url.full", url),
-            kv_str("server.address", a_address),
-            kv_int("server.port", a_port),
+            cached("server.address", a_address),
+            cached("server.port", a_port),
         ]
         if a_status:
-            c_attrs.append(kv_int("http.response.status_code", a_status))
+            c_attrs.append(cached("http.response.status_code", a_status))
         if a_error:
-            c_attrs.append(kv_str("error.type", a_error))
+            c_attrs.append(cached("error.type", a_error))
         out.append(
             _span(
                 tid,
