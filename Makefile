@@ -38,6 +38,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@bash bench/install-deps.sh
 	$(PY) bench/run.py
+	$(PY) bench/tracing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

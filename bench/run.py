@@ -97,7 +97,9 @@ def accepts(status_port: int) -> int:
     return int(re.search(r"\n\s*(\d+)\s+\d+\s+\d+", text).group(1))  # type: ignore[union-attr]
 
 
-def wrk(port: int, path: str, seconds: float, conns: int) -> tuple[float, float, float, int]:
+def wrk(
+    port: int, path: str, seconds: float, conns: int, headers: list[str] | None = None
+) -> tuple[float, float, float, int]:
     res = subprocess.run(
         [
             "wrk",
@@ -105,6 +107,7 @@ def wrk(port: int, path: str, seconds: float, conns: int) -> tuple[float, float,
             f"-c{conns}",
             f"-d{max(1, round(seconds))}s",
             "--latency",
+            *(arg for h in headers or [] for arg in ("-H", h)),
             f"http://127.0.0.1:{port}{path}",
         ],
         capture_output=True,
