@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
-# System packages the test suite uses, installed when running as root on Debian.
-# (Issue 4 adds prometheus here.)  Nothing is needed yet beyond the Python test extras.
+# System packages the test suite uses, installed from Debian when running as root.
+#   openssl: the TLS tests make a CA and certificates with the openssl command.
 set -euo pipefail
-exit 0
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "the tests need: ${missing[*]} (apt-get install them as root)" >&2
+  exit 1
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
