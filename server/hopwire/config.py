@@ -918,6 +918,11 @@ def validate(config: Config) -> list[str]:
             errors.append("tracing.otlp: set grpc or http, not both")
         if otlp.grpc is not None and otlp.grpc.insecure and otlp.grpc.tls is not None:
             errors.append("tracing.otlp.grpc: insecure together with tls: choose one")
+        if otlp.grpc is not None and otlp.grpc.tls is not None and otlp.grpc.tls.insecureSkipVerify:
+            errors.append(
+                "tracing.otlp.grpc.tls.insecureSkipVerify: not supported for gRPC "
+                "(grpcio cannot skip verification): give tls.ca instead"
+            )
         for kind, target in (("grpc", otlp.grpc), ("http", otlp.http)):
             tls = getattr(target, "tls", None)
             for field_name in ("ca", "cert", "key"):

@@ -272,3 +272,6 @@ def test_insecure_with_tls_is_an_error(tmp_path: object) -> None:
             {},
         )
     assert "insecure together with tls" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load(None, ["--tracing.otlp.grpc.tls.insecureSkipVerify=true"], {})
+    assert "not supported for gRPC" in str(info.value)
