@@ -242,7 +242,9 @@ class ClientTLS:
     ca: str = setting("", "PEM file of the CA that signs the collector's certificate.")
     cert: str = setting("", "PEM client certificate (mutual TLS).")
     key: str = setting("", "PEM client key (mutual TLS).")
-    insecureSkipVerify: bool = setting(False, "Do not verify the collector's certificate.")
+    insecureSkipVerify: bool = setting(
+        False, "Do not verify the collector's certificate (OTLP/HTTP only)."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,9 +339,9 @@ class Exchange:
     def begin_attempt(self, trace: Any) -> None:
         """A CLIENT span per attempt; a retry gets a new span id, so the head is rebuilt."""
         server = self.server
-        retry = bool(trace.attempts)
-        trace.begin_attempt(server.url, self.path, self.query, server.pool.host, server.pool.port)
-        if retry:
+        if trace.begin_attempt(
+            server.url, self.path, self.query, server.pool.host, server.pool.port
+        ):
             self.up_head = self.build_head(self.route.target.service, server)
 
     def end_attempt(self, error: str) -> None:

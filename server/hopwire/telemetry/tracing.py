@@ -99,6 +99,7 @@ class Trace:
         "start",
         "trace_id",
         "tracestate",
+        "tries",
     )
 
     def __init__(
@@ -112,7 +113,9 @@ class Trace:
         self.tracestate = tracestate
         self.span_id = getrandbits(64) or 1
         self.client_id = getrandbits(64) or 1  # the CLIENT span of the current attempt
-        self.start = time.time_ns()
+        self.tries = 0
+        # timings and attempts are only kept for what will be exported
+        self.start = time.time_ns() if self.sampled else 0
         self.attempts: list[list[Any]] = []
 
     def header(self) -> bytes:
@@ -124,17 +127,21 @@ class Trace:
 
     def begin_attempt(
         self, server_url: str, path: str, query: str, address: str, port: int
-    ) -> None:
-        if self.attempts and self.attempts[-1][2] == 0:
-            return
-        url = server_url.rstrip("/") + path + ("?" + redact_query(query) if query else "")
-        if self.attempts:
-            self.client_id = getrandbits(64) or 1  # a retry is a new CLIENT span
-        self.attempts.append([self.client_id, time.time_ns(), 0, url, address, port, 0, ""])
+    ) -> bool:
+        """Start a CLIENT span; True when it is a retry (a new span id: rebuild the head)."""
+        self.tries += 1
+        retry = self.tries > 1
+        if retry:
+            self.client_id = getrandbits(64) or 1
+        if self.sampled:
+            url = server_url.rstrip("/") + path + ("?" + redact_query(query) if query else "")
+            self.attempts.append([self.client_id, time.time_ns(), 0, url, address, port, 0, ""])
+        return retry
 
     def end_attempt(self, status: int, error: str) -> None:
-        if self.attempts and self.attempts[-1][2] == 0:
-            attempt = self.attempts[-1]
+        attempts = self.attempts
+        if attempts and attempts[-1][2] == 0:
+            attempt = attempts[-1]
             attempt[2] = time.time_ns()
             attempt[6] = status
             if status >= 400 and not error:
