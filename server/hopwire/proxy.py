@@ -252,12 +252,20 @@ class Exchange:
         ep = down.ep
         if ep.ping and self.path == "/ping":
             stopping = down.worker.stopping
+            observer = ep.ping_observer  # tracing.addInternals
+            if observer is not None:
+                self.observer = observer
+                observer.start(self)
             self.respond_local(
                 503 if stopping else 200, b"Service Unavailable" if stopping else b"OK"
             )
             return
         route = ep.table.match(self)
         if route is None:
+            observer = ep.unrouted_observer
+            if observer is not None:
+                self.observer = observer
+                observer.start(self)
             self.respond_error(errors.NO_ROUTE, f"no router for {self.host}{self.path}")
             return
         self.route = route

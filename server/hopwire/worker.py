@@ -81,9 +81,11 @@ class EntryPointRuntime:
         "name",
         "new_exchange",
         "ping",
+        "ping_observer",
         "read_timeout",
         "table",
         "trusted",
+        "unrouted_observer",
         "worker",
         "write_timeout",
     )
@@ -106,6 +108,8 @@ class EntryPointRuntime:
             ipaddress.ip_network(n, strict=False) for n in cfg.forwardedHeaders.trustedIPs
         ]
         self.new_exchange = Exchange
+        self.unrouted_observer: Any = None  # requests no router matched (404)
+        self.ping_observer: Any = None  # /ping, observed only with addInternals
 
     def is_trusted(self, ip: str) -> bool:
         if self.insecure:
@@ -219,6 +223,15 @@ class Worker:
             runtime = EntryPointRuntime(
                 ep_name, ep_cfg, RouteTable(routers), config.ping.entryPoint == ep_name, self
             )
+            if self.sink is not None and config.tracing is not None:
+                rate = config.tracing.sampleRate
+                internal = ep_name == "internal"
+                if ep_cfg.observability.tracing is not False and (
+                    not internal or config.tracing.addInternals
+                ):
+                    runtime.unrouted_observer = Tracer("", rate, self.sink)
+                if runtime.ping and config.tracing.addInternals:
+                    runtime.ping_observer = Tracer("ping", rate, self.sink)
             server = await self.loop.create_server(
                 functools.partial(Downstream, runtime), sock=self.sockets[ep_name], backlog=2048
             )

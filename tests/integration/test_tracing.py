@@ -510,3 +510,26 @@ def test_log_lines_carry_trace_ids(make_hopwire: Any, receiver: Any) -> None:
     line = next(json.loads(x) for x in hw.logs().splitlines() if "connect_failed" in x)
     assert line["trace_id"] == PARENT[3:35]
     assert line["span_id"] == server.span_id.hex()
+
+
+def test_unrouted_requests_and_internals(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    config = {
+        "http": {
+            "routers": {"api": {"rule": "Host(`a.test`)", "service": "s"}},
+            "services": {"s": service(b.url)},
+        }
+    }
+    hw = make_hopwire({**config, "tracing": tracing(receiver)})
+    assert request(hw.port, "GET", "/nowhere", host="b.test")[0] == 404
+    assert request(hw.internal, "GET", "/ping")[0] == 200
+    [span] = receiver.wait(1)
+    time.sleep(0.5)
+    assert len(receiver.spans()) == 1  # /ping is not traced by default
+    assert span.name == "GET" and "http.route" not in attrs(span)  # no route: the method only
+    assert attrs(span)["http.response.status_code"] == 404 and span.status.code == 0
+    with_internals = make_hopwire({**config, "tracing": tracing(receiver, addInternals=True)})
+    assert request(with_internals.internal, "GET", "/ping")[0] == 200
+    wait_for(lambda: any(s.name == "GET ping" for s in receiver.spans()))

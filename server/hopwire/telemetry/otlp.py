@@ -167,7 +167,6 @@ def spans_of(record: tuple[Any, ...]) -> list[bytes]:
         cached("http.request.method", method),
         kv_str("url.path", path),
         cached("url.scheme", "http"),
-        cached("http.route", route),
         cached("server.address", address),
         cached("server.port", port),
         cached("client.address", client_address),
@@ -175,6 +174,8 @@ def spans_of(record: tuple[Any, ...]) -> list[bytes]:
         kv_int("network.peer.port", client_port),
         cached("network.protocol.version", version),
     ]
+    if route:
+        attrs.append(cached("http.route", route))
     if query:
         attrs.append(kv_str("url.query", query))
     if user_agent:
@@ -185,7 +186,7 @@ def spans_of(record: tuple[Any, ...]) -> list[bytes]:
         attrs.append(cached("error.type", error_type))
     if upgraded:
         attrs.append(kv_bool("http.connection.upgrade", True))
-    name = f"{method} {route}".encode()
+    name = (f"{method} {route}" if route else method).encode()  # no route: just the method
     out = [
         _span(
             tid,
