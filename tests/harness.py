@@ -396,6 +396,14 @@ def service(*urls: str, **lb: Any) -> dict[str, Any]:
     return {"loadBalancer": {"servers": [{"url": u} for u in urls], **lb}}
 
 
+def catch_all(*urls: str, **lb: Any) -> dict[str, Any]:
+    """The `http` section of a config with one router sending everything to ``urls``."""
+    return {
+        "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+        "services": {"s": service(*urls, **lb)},
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Clients
 

@@ -172,23 +172,30 @@ class Arbiter:
             raise OSError(exc.errno, f"{name} ({ep.address}): {exc.strerror}")
         return result
 
-    def spawn(self, slot: int) -> int:
-        heartbeat = mmap.mmap(-1, HEARTBEAT.size)
-        HEARTBEAT.pack_into(heartbeat, 0, 0.0)
-        sockets = {name: ln.sock for name, ln in self.listeners.items()}
-        config = self.config
+    def fork(self, what: str, main: Any, *args: Any) -> int:
+        """Fork a child that runs ``main(*args)`` and exits with its code; never returns in it."""
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 os.close(self.wake_r)
                 os.close(self.wake_w)
-                code = run_worker(config, sockets, heartbeat, slot, self.pid, self.span_paths)
+                code = main(*args)
             except BaseException:
-                logging.getLogger("hopwire.worker").exception("worker %d crashed", slot)
+                logging.getLogger("hopwire.master").exception("%s crashed", what)
             finally:
                 logging.shutdown()
                 os._exit(code)
+        return pid
+
+    def spawn(self, slot: int) -> int:
+        heartbeat = mmap.mmap(-1, HEARTBEAT.size)
+        HEARTBEAT.pack_into(heartbeat, 0, 0.0)
+        sockets = {name: ln.sock for name, ln in self.listeners.items()}
+        config = self.config
+        pid = self.fork(
+            "worker", run_worker, config, sockets, heartbeat, slot, self.pid, self.span_paths
+        )
         self.workers[pid] = WorkerProc(pid, slot, self.generation, heartbeat, time.monotonic())
         return pid
 
@@ -216,20 +223,16 @@ class Arbiter:
         grace = max(e.transport.lifeCycle.graceTimeOut for e in config.entryPoints.values())
         flush = min(5.0, grace) if grace else 1.0
         path = self.span_paths[index]
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(self.wake_r)
-                os.close(self.wake_w)
-                code = run_exporter(
-                    config.tracing, config.log, path, self.instance_id, index, flush
-                )
-            except BaseException:
-                logging.getLogger("hopwire.exporter").exception("span exporter crashed")
-            finally:
-                logging.shutdown()
-                os._exit(code)
+        pid = self.fork(
+            "span exporter",
+            run_exporter,
+            config.tracing,
+            config.log,
+            path,
+            self.instance_id,
+            index,
+            flush,
+        )
         self.exporters[pid] = index
 
     def retire_exporters(self) -> None:

@@ -14,17 +14,11 @@ from typing import Any
 
 import h11
 
-from tests.harness import ROOT, exchange, request, service, wait_for
+from tests.harness import ROOT, catch_all, exchange, request, service, wait_for
 
 
 def basic(backend: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "http": {
-            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-            "services": {"s": service(backend.url)},
-        },
-        **extra,
-    }
+    return {"http": catch_all(backend.url), **extra}
 
 
 class Hammer:

@@ -13,7 +13,7 @@ from typing import Any
 
 import h11
 
-from tests.harness import exchange, header, raw, request, service, wait_for
+from tests.harness import catch_all, exchange, header, raw, request, service, wait_for
 
 
 def echo(port: int, target: str = "/echo", host: str = "example.test", **kw: Any) -> dict:
@@ -178,14 +178,7 @@ def test_weighted_round_robin_proportions(make_backend: Any, make_hopwire: Any) 
 
 def test_p2c_uses_every_server(make_backend: Any, make_hopwire: Any) -> None:
     a, b = make_backend("a"), make_backend("b")
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(a.url, b.url, strategy="p2c")},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(a.url, b.url, strategy="p2c")})
     seen = {echo(hw.port)["server"] for _ in range(50)}
     assert seen == {"a", "b"}
 
@@ -221,14 +214,7 @@ def test_health_check_eviction_and_return(make_backend: Any, make_hopwire: Any) 
 
 def test_keep_alive_reuse(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     for _ in range(100):  # a new client connection each time
         assert request(hw.port, "GET", "/")[0] == 200
     with socket.create_connection(("127.0.0.1", hw.port)) as sock:
@@ -253,12 +239,7 @@ def worker_peak_rss_kib(hw: Any) -> int:
 def test_large_bodies_stream_in_constant_memory(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
     hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        },
+        {"http": catch_all(b.url)},
         workers=1,
     )
     request(hw.port, "GET", "/")
@@ -312,14 +293,7 @@ def test_large_bodies_stream_in_constant_memory(make_backend: Any, make_hopwire:
 
 def test_websocket_tunnel(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
         sock.sendall(
             b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -381,14 +355,7 @@ def test_forwarded_headers(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_hop_by_hop_removed_both_ways(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     sent = [
         ("Connection", "x-private, keep-alive"),
         ("X-Private", "secret"),
@@ -418,14 +385,7 @@ def test_hop_by_hop_removed_both_ways(make_backend: Any, make_hopwire: Any) -> N
 
 def test_pass_host_header(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url, passHostHeader=False)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url, passHostHeader=False)})
     hdrs = dict((n.lower(), v) for n, v in echo(hw.port, host="front.test")["headers"])
     assert hdrs["host"] == f"127.0.0.1:{b.port}"
     assert hdrs["x-forwarded-host"] == "front.test"
@@ -433,14 +393,7 @@ def test_pass_host_header(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_http10_client(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     # chunked from the backend becomes close-delimited for HTTP/1.0 (RELIABILITY 13)
     out = raw(hw.port, b"GET /chunked/40000 HTTP/1.0\r\nHost: x\r\n\r\n")
     head, _, body = out.partition(b"\r\n\r\n")
@@ -458,14 +411,7 @@ def test_http10_client(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_pipelined_requests_answered_in_order(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     batch = b"".join(b"GET /bytes/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in (1, 2, 3))
     batch += b"GET /bytes/4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     out = raw(hw.port, batch)
@@ -475,14 +421,7 @@ def test_pipelined_requests_answered_in_order(make_backend: Any, make_hopwire: A
 
 def test_expect_100_continue(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
         sock.sendall(
             b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
@@ -498,14 +437,7 @@ def test_expect_100_continue(make_backend: Any, make_hopwire: Any) -> None:
 
 def test_head_and_no_body_statuses(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
         conn = h11.Connection(h11.CLIENT)
         for _ in range(3):
@@ -519,14 +451,7 @@ def test_head_and_no_body_statuses(make_backend: Any, make_hopwire: Any) -> None
 
 def test_concurrent_clients(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
-    hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        }
-    )
+    hw = make_hopwire({"http": catch_all(b.url)})
     failures: list[str] = []
 
     def client() -> None:
@@ -585,12 +510,7 @@ def test_https_backend_with_root_ca_and_skip_verify(
 def test_keep_alive_max_requests(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
     hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        },
+        {"http": catch_all(b.url)},
         start=False,
     )
     hw.config["entryPoints"]["web"]["transport"] = {"keepAliveMaxRequests": 3}
@@ -609,12 +529,7 @@ def test_keep_alive_max_requests(make_backend: Any, make_hopwire: Any) -> None:
 def test_tunnel_idle_timeout(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
     hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        },
+        {"http": catch_all(b.url)},
         start=False,
     )
     hw.config["entryPoints"]["web"]["transport"] = {"respondingTimeouts": {"idleTimeout": "1s"}}
@@ -641,12 +556,7 @@ def test_thousands_of_connections_stay_bounded(make_backend: Any, make_hopwire: 
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     b = make_backend()
     hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        },
+        {"http": catch_all(b.url)},
         workers=1,
     )
     request(hw.port, "GET", "/")
@@ -673,12 +583,7 @@ def test_pooled_connection_reads_again_after_a_slow_client(
 ) -> None:
     b = make_backend()
     hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(b.url)},
-            }
-        },
+        {"http": catch_all(b.url)},
         workers=1,
     )
     size = 8 * 1024 * 1024
