@@ -235,6 +235,28 @@ class Observability:
     tracing: bool | None = setting(
         None, "Trace requests here; unset inherits (router <- entrypoint <- global `tracing`)."
     )
+    metrics: bool | None = setting(
+        None, "Count requests here; unset inherits (router <- entrypoint <- global `metrics`)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Prometheus:
+    entryPoint: str = setting("internal", "Entrypoint that serves /metrics.")
+    buckets: tuple[float, ...] = setting(
+        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        "Request duration histogram bounds, in seconds.",
+        check=_positive,
+    )
+    addEntryPointsLabels: bool = setting(True, "hopwire_entrypoint_* families.")
+    addRoutersLabels: bool = setting(False, "hopwire_router_* families (label router, service).")
+    addServicesLabels: bool = setting(True, "hopwire_service_* families.")
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    prometheus: Prometheus | None = setting(Prometheus(), "Prometheus metrics (false: off).")
+    addInternals: bool = setting(False, "Also count /ping and /metrics requests.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +449,7 @@ class Config:
     tracing: Tracing | None = setting(
         None, "OpenTelemetry tracing; off unless present (`tracing: {}` or --tracing=true)."
     )
+    metrics: Metrics = setting(Metrics(), "Prometheus metrics, on by default.")
 
     @property
     def worker_count(self) -> int:
@@ -887,6 +910,15 @@ def validate(config: Config) -> list[str]:
                 f"entrypoint {other!r}"
             )
         seen[(host, port)] = name
+    prom = config.metrics.prometheus
+    if prom is not None:
+        if prom.entryPoint not in config.entryPoints:
+            errors.append(
+                f"metrics.prometheus.entryPoint: {prom.entryPoint!r} is not an entrypoint"
+                f"{_suggest(prom.entryPoint, list(config.entryPoints))}"
+            )
+        if list(prom.buckets) != sorted(set(prom.buckets)):
+            errors.append("metrics.prometheus.buckets: expected increasing, distinct bounds")
     if config.ping.entryPoint not in config.entryPoints:
         errors.append(
             f"ping.entryPoint: {config.ping.entryPoint!r} is not an entrypoint"
