@@ -29,8 +29,9 @@ from typing import Any
 from hopwire import config as config_mod
 from hopwire.config import Config, ConfigError
 from hopwire.systemd import Notifier
-from hopwire.telemetry import logs
+from hopwire.telemetry import logs, metrics
 from hopwire.telemetry.exporter import run_exporter
+from hopwire.telemetry.metrics import default_buckets as metrics_default_buckets
 from hopwire.worker import BOOT_ERROR, HEARTBEAT, run_worker
 
 log = logging.getLogger("hopwire.master")
@@ -125,6 +126,8 @@ class Arbiter:
         self.span_paths: list[str] = []
         self.instance_id = str(uuid.uuid4())
         self.exporters_stopping = False
+        self.metrics_dir = ""
+        self.last_sample = 0.0
 
     # -- start -----------------------------------------------------------------------------
 
@@ -135,6 +138,11 @@ class Arbiter:
         except OSError as exc:
             log.error("cannot listen: %s", exc)
             return 1
+        # a fresh multiprocess directory private to this instance, before anything forks
+        self.metrics_dir = tempfile.mkdtemp(prefix="hopwire-metrics-")
+        prom = self.config.metrics.prometheus
+        metrics.init(self.metrics_dir, tuple(prom.buckets) if prom else metrics_default_buckets())
+        metrics.family("last_reload").set(time.time())
         for sig in SIGNALS:
             signal.signal(sig, self.enqueue)
         signal.siginterrupt(signal.SIGCHLD, False)
@@ -298,6 +306,7 @@ class Arbiter:
             self.check_heartbeats()
             self.maintain()
             self.watchdog()
+            self.sample()
 
     def reap(self, block: bool, during_boot: bool = False) -> None:
         while self.workers or self.exporters or self.retired_exporters:
@@ -309,6 +318,7 @@ class Arbiter:
                 continue
             if pid == 0:
                 return
+            self.archive_metrics(pid)
             proc = self.workers.pop(pid, None)
             if proc is None:
                 self.exporter_exited(pid, status)
@@ -333,6 +343,15 @@ class Arbiter:
             self.failures = [t for t in self.failures if now - t < 60] + [now]
             delay = min(BACKOFF_MAX, 0.05 * 2 ** (len(self.failures) - 1))
             self.respawn_at[proc.slot] = now + delay * random.uniform(0.5, 1.0)
+
+    def archive_metrics(self, pid: int) -> None:
+        """Fold a dead child's counters into the archive; metrics never stop the master."""
+        if not self.metrics_dir:
+            return
+        try:
+            metrics.archive(self.metrics_dir, pid, metrics.keeper(self.config))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error("could not archive the metrics of pid %d: %s", pid, exc)
 
     def exporter_exited(self, pid: int, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
@@ -390,6 +409,20 @@ class Arbiter:
                 )
                 self.signal(proc.pid, signal.SIGKILL)
 
+    def sample(self) -> None:
+        """Worker states and the master's own process gauges, every few seconds."""
+        now = time.monotonic()
+        if now - self.last_sample < 2.0:
+            return
+        self.last_sample = now
+        states = {"running": 0, "booting": 0, "draining": 0}
+        for proc in self.workers.values():
+            state = "draining" if proc.retiring else "running" if proc.last_beat() else "booting"
+            states[state] += 1
+        for state, count in states.items():
+            metrics.family("workers").labels(state).set(count)
+        metrics.process_sample("master")
+
     def watchdog(self) -> None:
         period = self.notifier.watchdog
         now = time.monotonic()
@@ -408,8 +441,9 @@ class Arbiter:
             self.signal(pid, sig)
 
     def cleanup(self) -> None:
-        if self.span_dir is not None:
-            shutil.rmtree(self.span_dir, ignore_errors=True)
+        for path in (self.span_dir, self.metrics_dir):
+            if path:
+                shutil.rmtree(path, ignore_errors=True)
 
     def retire(self, proc: WorkerProc) -> None:
         proc.retiring = True
@@ -472,6 +506,7 @@ class Arbiter:
         except ConfigError as exc:
             for line in exc.errors:
                 log.error("reload rejected, keeping the running config: %s", line)
+            metrics.family("reload_failures").inc()
             return
         self.notifier.notify(
             "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
@@ -480,6 +515,7 @@ class Arbiter:
             listeners = self.bind_all(new, self.listeners)
         except OSError as exc:
             log.error("reload rejected, keeping the running config: cannot listen on %s", exc)
+            metrics.family("reload_failures").inc()
             self.notifier.notify("READY=1")
             return
         old_listeners, old_config = self.listeners, self.config
@@ -496,6 +532,7 @@ class Arbiter:
         pids = [self.spawn(slot) for slot in range(self.count)]
         if not self.wait_booted(pids):
             log.error("reload failed: new workers did not start; keeping the running config")
+            metrics.family("reload_failures").inc()
             for pid in pids:
                 self.signal(pid, signal.SIGKILL)
             self.generation -= 1
@@ -522,6 +559,12 @@ class Arbiter:
         for ln in old_listeners.values():
             if id(ln) not in kept:
                 ln.sock.close()
+        metrics.family("reloads").inc()
+        metrics.family("last_reload").set(time.time())
+        try:
+            metrics.compact(self.metrics_dir, metrics.keeper(new))  # removed routers disappear
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error("could not compact archived metrics: %s", exc)
         log.info("reloaded: generation %d with %d worker(s)", self.generation, self.count)
         self.notifier.notify("READY=1", f"STATUS=serving with {self.count} workers")
 

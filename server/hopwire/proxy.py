@@ -80,7 +80,9 @@ class Exchange:
         "path",
         "path_query",
         "query",
+        "req_bytes",
         "req_complete",
+        "resp_bytes",
         "resp_complete",
         "resp_head",
         "resp_mode",
@@ -89,6 +91,7 @@ class Exchange:
         "route",
         "server",
         "status",
+        "t0",
         "target",
         "trace",
         "tunnel_rest",
@@ -126,6 +129,8 @@ class Exchange:
         self.trace: Any = None  # set by a tracing observer
         self.status = 0
         self.error_type = ""
+        self.req_bytes = 0  # body bytes, for metrics
+        self.resp_bytes = 0
         self.client_ip = down.client_ip
 
     # -- parse -------------------------------------------------------------------------------
@@ -250,9 +255,21 @@ class Exchange:
     def start(self) -> None:
         down = self.down
         ep = down.ep
+        if ep.metrics_page and self.path == "/metrics":
+            observer = ep.internal_observer  # metrics.addInternals
+            if observer is not None:
+                self.observer = observer
+                observer.start(self)
+            accept = b""
+            for name, value in self.kept:
+                if name.lower() == b"accept":
+                    accept = value
+            body, content_type = ep.metrics_page(accept)
+            self.respond_local(200, body, content_type)
+            return
         if ep.ping and self.path == "/ping":
             stopping = down.worker.stopping
-            observer = ep.ping_observer  # tracing.addInternals
+            observer = ep.internal_observer  # tracing.addInternals
             if observer is not None:
                 self.observer = observer
                 observer.start(self)
@@ -400,6 +417,7 @@ class Exchange:
     def body(self, data: bytes) -> None:
         if self.done:
             return
+        self.req_bytes += len(data)
         if self.chunked:
             self.up_out += (b"%x\r\n" % len(data), data, CRLF)
         else:
@@ -497,6 +515,7 @@ class Exchange:
             self.deadline = down.worker.clock.now + write_timeout
 
     def response_body(self, data: bytes) -> None:
+        self.resp_bytes += len(data)
         if self.resp_mode == CHUNK:
             self.out += (b"%x\r\n" % len(data), data, CRLF)
         else:
@@ -581,12 +600,15 @@ class Exchange:
             obs.finish(self)
         self.down.exchange_done(self, close)
 
-    def respond_local(self, status: int, body: bytes) -> None:
+    def respond_local(
+        self, status: int, body: bytes, content_type: bytes = b"text/plain; charset=utf-8"
+    ) -> None:
         down = self.down
         close = not self.keep_alive or self.body_pending() or down.worker.draining
         self.status = status
+        self.resp_bytes = len(body)
         self.resp_head = self.resp_complete = True
-        self.out.append(simple_response(down.worker.clock, status, body, close))
+        self.out.append(simple_response(down.worker.clock, status, body, close, content_type))
         self.flush_down()
         self.finish(close)
 
@@ -612,9 +634,9 @@ class Exchange:
             or down.worker.draining
         )
         self.resp_head = self.resp_complete = True
-        self.out.append(
-            simple_response(down.worker.clock, kind.status, kind.name.encode() + b"\n", close)
-        )
+        body = kind.name.encode() + b"\n"
+        self.resp_bytes = len(body)
+        self.out.append(simple_response(down.worker.clock, kind.status, body, close))
         self.flush_down()
         self.finish(close)
 
@@ -652,6 +674,7 @@ class Exchange:
             # The keep-alive race: a pooled connection the backend had closed.  Retry once on
             # a fresh connection (RELIABILITY 25).
             self.down.worker.count("retries")
+            self.down.worker.retries[self.route.target.service.name] += 1
             log.info(
                 "retrying %s %s: pooled connection to %s was closed",
                 self.method,

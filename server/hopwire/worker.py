@@ -28,17 +28,19 @@ from typing import Any
 import uvloop
 
 from hopwire.balancer import Service
-from hopwire.config import Config
+from hopwire.config import INTERNAL_ENTRYPOINT, Config
 from hopwire.http.downstream import Downstream
 from hopwire.http.wire import Clock
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
-from hopwire.telemetry import logs
+from hopwire.telemetry import logs, metrics
+from hopwire.telemetry.metrics import Meter, WorkerMetrics, combine
 from hopwire.telemetry.tracing import SpanSink, Tracer
 
 log = logging.getLogger("hopwire.worker")
 
 TICK = 0.25
+FOLD_TICKS = 4  # metrics are folded into prometheus_client once a second
 DRAIN_IDLE = 1.0  # while draining, keep-alive connections idle this long are closed
 BOOT_ERROR = 3  # exit code of a worker that could not start: the master stops, not loops
 HEARTBEAT = struct.Struct("d")
@@ -74,14 +76,15 @@ class EntryPointRuntime:
     __slots__ = (
         "idle_timeout",
         "insecure",
+        "internal_observer",
         "max_fields",
         "max_header_bytes",
         "max_line",
         "max_requests",
+        "metrics_page",
         "name",
         "new_exchange",
         "ping",
-        "ping_observer",
         "read_timeout",
         "table",
         "trusted",
@@ -109,7 +112,8 @@ class EntryPointRuntime:
         ]
         self.new_exchange = Exchange
         self.unrouted_observer: Any = None  # requests no router matched (404)
-        self.ping_observer: Any = None  # /ping, observed only with addInternals
+        self.internal_observer: Any = None  # /ping and /metrics, only with addInternals
+        self.metrics_page: Any = None  # serves /metrics here when set
 
     def is_trusted(self, ip: str) -> bool:
         if self.insecure:
@@ -136,6 +140,10 @@ class Worker:
         self.config = config
         self.span_paths = span_paths
         self.sink: SpanSink | None = None
+        self.metrics: WorkerMetrics | None = None
+        self.retries: dict[str, int] = defaultdict(int)
+        self.entrypoint_names: list[str] = []
+        self.ticks = 0
         self.sockets = sockets
         self.heartbeat = heartbeat
         self.slot = slot
@@ -171,6 +179,7 @@ class Worker:
             signal.signal(sig, signal.SIG_DFL)
         logs.setup(self.config.log.level, self.config.log.filePath, str(self.slot))
         random.seed()  # a forked child inherits its parent's generator: ids must differ
+        metrics.process_started()
         tune_malloc()
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -208,30 +217,42 @@ class Worker:
                 else config.serversTransport
             )
             self.services[name] = Service(name, svc.loadBalancer, transport, self.loop, contexts)
-        user_eps = [n for n in config.entryPoints if n != "internal"]
+        user_eps = [n for n in config.entryPoints if n != INTERNAL_ENTRYPOINT]
+        self.entrypoint_names = list(config.entryPoints)
         if config.tracing is not None and self.span_paths:
             self.sink = SpanSink(self.span_paths, self)
+        prom = config.metrics.prometheus
+        if prom is not None and metrics.enabled():
+            self.metrics = WorkerMetrics(config)
+        tracing_internals = config.tracing is not None and config.tracing.addInternals
+        metrics_internals = config.metrics.addInternals
         for ep_name, ep_cfg in config.entryPoints.items():
+            ep_obs = ep_cfg.observability
             routers = []
             for r_name, router in config.http.routers.items():
-                eps = router.entryPoints or user_eps
-                if ep_name in eps:
-                    target = RouterTarget(
-                        r_name, self.services[router.service], self.tracer(r_name, router, ep_cfg)
+                if ep_name in (router.entryPoints or user_eps):
+                    observer = combine(
+                        self.tracer(r_name, router.observability, ep_obs),
+                        self.meter(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
+                    target = RouterTarget(r_name, self.services[router.service], observer)
                     routers.append((r_name, router.rule, router.priority, target))
             runtime = EntryPointRuntime(
                 ep_name, ep_cfg, RouteTable(routers), config.ping.entryPoint == ep_name, self
             )
-            if self.sink is not None and config.tracing is not None:
-                rate = config.tracing.sampleRate
-                internal = ep_name == "internal"
-                if ep_cfg.observability.tracing is not False and (
-                    not internal or config.tracing.addInternals
-                ):
-                    runtime.unrouted_observer = Tracer("", rate, self.sink)
-                if runtime.ping and config.tracing.addInternals:
-                    runtime.ping_observer = Tracer("ping", rate, self.sink)
+            internal = ep_name == INTERNAL_ENTRYPOINT
+            runtime.unrouted_observer = combine(
+                self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
+                self.meter(ep_name, None, None, None, ep_obs)
+                if not internal or metrics_internals
+                else None,
+            )
+            runtime.internal_observer = combine(
+                self.tracer("", None, ep_obs) if tracing_internals else None,
+                self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
+            )
+            if prom is not None and prom.entryPoint == ep_name:
+                runtime.metrics_page = metrics.exposition
             server = await self.loop.create_server(
                 functools.partial(Downstream, runtime), sock=self.sockets[ep_name], backlog=2048
             )
@@ -239,17 +260,28 @@ class Worker:
         for service in self.services.values():
             service.start_checks()
 
+    @staticmethod
+    def switch(kind: str, router: Any, ep: Any) -> bool:
+        """A router's own switch, else its entrypoint's, else on (the global section decides
+        whether the feature exists at all)."""
+        for obs in (router, ep):
+            value = getattr(obs, kind) if obs is not None else None
+            if value is not None:
+                return bool(value)
+        return True
+
     def tracer(self, name: str, router: Any, ep: Any) -> Tracer | None:
-        """Tracing for a router: its own switch, else its entrypoint's, else the global one."""
         tracing = self.config.tracing
-        if tracing is None or self.sink is None:
+        if tracing is None or self.sink is None or not self.switch("tracing", router, ep):
             return None
-        on = router.observability.tracing
-        if on is None:
-            on = ep.observability.tracing
-        if on is None:
-            on = True
-        return Tracer(name, tracing.sampleRate, self.sink) if on else None
+        return Tracer(name, tracing.sampleRate, self.sink)
+
+    def meter(
+        self, ep_name: str, router_name: str | None, service: str | None, router: Any, ep: Any
+    ) -> Meter | None:
+        if self.metrics is None or not self.switch("metrics", router, ep):
+            return None
+        return self.metrics.meter(ep_name, router_name, service)
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -270,6 +302,9 @@ class Worker:
                 server.pool.sweep(now)
         if self.sink is not None:
             self.sink.flush()
+        self.ticks += 1
+        if self.metrics is not None and self.ticks % FOLD_TICKS == 0:
+            self.metrics.fold(self)
         self.loop.call_later(TICK, self.tick)
 
     # -- stopping --------------------------------------------------------------------------
@@ -292,6 +327,8 @@ class Worker:
             service.stop()
         if self.sink is not None:
             self.sink.flush()
+        if self.metrics is not None:
+            self.metrics.fold(self)  # the last interval too: the master archives it
         if self.done is not None and not self.done.done():
             self.done.set_result(code)
 

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from hopwire import __version__
-from hopwire.telemetry import logs, otlp
+from hopwire.telemetry import logs, metrics, otlp
 
 log = logging.getLogger("hopwire.exporter")
 
@@ -41,9 +41,21 @@ class Stats:
         self.errors = 0
         self.last_error_log = 0.0
 
+    def sent(self, spans: int) -> None:
+        self.exported += spans
+        if metrics.enabled():
+            metrics.family("spans_exported").inc(spans)
+
+    def drop(self, spans: int) -> None:
+        self.dropped += spans
+        if metrics.enabled():
+            metrics.family("spans_dropped").inc(spans)
+
     def failed(self, spans: int, reason: str) -> None:
         self.errors += 1
-        self.dropped += spans
+        self.drop(spans)
+        if metrics.enabled():
+            metrics.family("export_errors").inc()
         now = time.monotonic()
         if now - self.last_error_log >= ERROR_LOG_INTERVAL:
             self.last_error_log = now
@@ -180,7 +192,7 @@ class Sender(threading.Thread):
             while True:
                 ok, retryable, reason = self.transport.send(body, deadline)
                 if ok:
-                    self.stats.exported += spans
+                    self.stats.sent(spans)
                     break
                 wait = delay * random.uniform(0.8, 1.2)
                 if not retryable or time.monotonic() + wait >= deadline:
@@ -249,7 +261,7 @@ def run_exporter(
     spans: list[bytes] = []
     batch_size = batch_cfg.maxExportBatchSize
     first_at = 0.0
-    last_report = time.monotonic()
+    last_report = last_sample = time.monotonic()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
     log.info("span exporter %d ready on %s", index, path)
@@ -284,7 +296,7 @@ def run_exporter(
                 for record in records:
                     encoded = otlp.spans_of(record)
                     if len(spans) + len(encoded) > batch_cfg.maxQueueSize:
-                        stats.dropped += len(encoded)
+                        stats.drop(len(encoded))
                         continue
                     if not spans:
                         first_at = time.monotonic()
@@ -293,8 +305,11 @@ def run_exporter(
                         export_pending()
         if spans and time.monotonic() - first_at >= batch_cfg.scheduleDelay:
             export_pending()
+        if time.monotonic() - last_sample >= 2:
+            last_sample = time.monotonic()
+            metrics.process_sample("exporter")
         if time.monotonic() - last_report >= 60:
-            last_report = time.monotonic()
+            last_report = last_sample = time.monotonic()
             log.info(
                 "spans: %d exported, %d dropped, %d export errors",
                 stats.exported,
