@@ -174,8 +174,8 @@ class Backend:
             conn.sendall(h.send(h11.Data(data=payload)))
             conn.sendall(h.send(h11.EndOfMessage()))
             return
-        elif path.startswith("/status/"):
-            status = int(path[8:])
+        elif "/status/" in path:  # also under a router's prefix: /a/status/404
+            status = int(path.rsplit("/status/", 1)[1])
             payload = b"" if status in (204, 304) else b"status"
         elif path == "/upload":
             payload = json.dumps(
