@@ -38,7 +38,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@bash bench/install-deps.sh
 	$(PY) bench/run.py
-	$(PY) bench/tracing.py
+	$(PY) bench/telemetry.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -238,6 +238,66 @@ class Observability:
     metrics: bool | None = setting(
         None, "Count requests here; unset inherits (router <- entrypoint <- global `metrics`)."
     )
+    accessLogs: bool | None = setting(
+        None, "Access-log requests here; unset inherits (router <- entrypoint <- `accessLog`)."
+    )
+
+
+def _check_status_range(value: str) -> str | None:
+    low, _, high = value.partition("-")
+    if not low.isdigit() or (high and not high.isdigit()) or (high and int(high) < int(low)):
+        return "expected a status code or a range such as 200, 500-599"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogFilters:
+    statusCodes: tuple[str, ...] = setting(
+        (),
+        "Keep lines whose status is in one of these codes or ranges (500-599).",
+        check=_check_status_range,
+    )
+    retryAttempts: bool = setting(False, "Keep lines of requests that were retried.")
+    minDuration: float = setting(0.0, "Keep lines of requests that took longer.", DURATION)
+
+
+_MODES = ("keep", "drop")
+_HEADER_MODES = ("keep", "drop", "redact")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogHeaders:
+    defaultMode: str = setting(
+        "drop", "Request headers: keep, drop or redact.", check=_one_of(*_HEADER_MODES)
+    )
+    names: Mapping[str, str] = setting(
+        {}, "Per header: keep, drop or redact.", check=_one_of(*_HEADER_MODES)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogFields:
+    defaultMode: str = setting("keep", "Fields: keep or drop.", check=_one_of(*_MODES))
+    names: Mapping[str, str] = setting(
+        {}, "Per field (e.g. ClientHost): keep or drop.", check=_one_of(*_MODES)
+    )
+    headers: AccessLogHeaders = setting(AccessLogHeaders(), "Request headers in the log.")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    filePath: str = setting(
+        "", "File to write; empty writes to standard output. SIGUSR1 reopens it."
+    )
+    format: str = setting("json", "json or common.", check=_one_of("json", "common"))
+    bufferingSize: int = setting(
+        0,
+        "Lines held before a write; 0 writes every tick (250 ms). Never on the request path.",
+        check=_not_negative,
+    )
+    filters: AccessLogFilters | None = setting(None, "Keep only matching lines (any filter).")
+    fields: AccessLogFields = setting(AccessLogFields(), "Which fields and headers.")
+    addInternals: bool = setting(False, "Also log /ping and /metrics.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +510,7 @@ class Config:
         None, "OpenTelemetry tracing; off unless present (`tracing: {}` or --tracing=true)."
     )
     metrics: Metrics = setting(Metrics(), "Prometheus metrics, on by default.")
+    accessLog: AccessLog | None = setting(None, "Access log; off unless present (`accessLog: {}`).")
 
     @property
     def worker_count(self) -> int:
@@ -560,7 +621,7 @@ def _build(tp: Any, kind: str | None, check: Any, value: Any, key: str, errors: 
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]*", name):
                 errors.append(f"{key}.{name}: invalid name: use letters, digits, _ . @ -")
                 continue
-            built[name] = _build(item_tp, None, None, item, f"{key}.{name}", errors)
+            built[name] = _build(item_tp, None, check, item, f"{key}.{name}", errors)
         return types.MappingProxyType(built)
     if origin is tuple:
         item_tp = typing.get_args(tp)[0]

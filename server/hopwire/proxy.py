@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from hopwire import errors
@@ -76,6 +77,9 @@ class Exchange:
         "kept",
         "method",
         "observer",
+        "origin_duration",
+        "origin_status",
+        "origin_t0",
         "out",
         "path",
         "path_query",
@@ -93,6 +97,7 @@ class Exchange:
         "status",
         "t0",
         "target",
+        "timed",
         "trace",
         "tunnel_rest",
         "up_buffered",
@@ -100,6 +105,7 @@ class Exchange:
         "up_out",
         "upgrade",
         "upstream",
+        "wall",
     )
 
     def __init__(self, down: Any):
@@ -131,6 +137,9 @@ class Exchange:
         self.error_type = ""
         self.req_bytes = 0  # body bytes, for metrics
         self.resp_bytes = 0
+        self.timed = False  # set by the access log: time the backend exchange
+        self.origin_status = 0
+        self.origin_duration = 0.0
         self.client_ip = down.client_ip
 
     # -- parse -------------------------------------------------------------------------------
@@ -400,6 +409,8 @@ class Exchange:
         conn.ex = self
         self.server.inflight += 1
         self.attempts += 1
+        if self.timed and self.attempts == 1:
+            self.origin_t0 = time.monotonic()
         timeout = conn.pool.response_header_timeout
         if timeout:
             self.deadline = down.worker.clock.now + timeout
@@ -461,7 +472,7 @@ class Exchange:
         if status == 101:
             return  # handled by response_upgraded once the parser stops
         self.resp_head = True
-        self.status = status
+        self.status = self.origin_status = status
         self.deadline = 0.0
         parts = [status_line(status, reason)]
         cl = None
@@ -523,6 +534,8 @@ class Exchange:
 
     def response_complete(self, upstream_keep_alive: bool) -> None:
         self.resp_complete = True
+        if self.timed:
+            self.origin_duration = time.monotonic() - self.origin_t0
         if self.resp_mode == CHUNK:
             self.out.append(LAST_CHUNK)
         self.flush_down()

@@ -34,6 +34,7 @@ from hopwire.http.wire import Clock
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
 from hopwire.telemetry import logs, metrics
+from hopwire.telemetry.accesslog import AccessLogger, Writer
 from hopwire.telemetry.metrics import Meter, WorkerMetrics, combine
 from hopwire.telemetry.tracing import SpanSink, Tracer
 
@@ -141,6 +142,7 @@ class Worker:
         self.span_paths = span_paths
         self.sink: SpanSink | None = None
         self.metrics: WorkerMetrics | None = None
+        self.access: Writer | None = None
         self.retries: dict[str, int] = defaultdict(int)
         self.entrypoint_names: list[str] = []
         self.ticks = 0
@@ -199,7 +201,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self.on_term)
         loop.add_signal_handler(signal.SIGINT, self.on_int)
         loop.add_signal_handler(signal.SIGQUIT, self.on_int)
-        loop.add_signal_handler(signal.SIGUSR1, logs.reopen)
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # reloads are the master's
         self.done = loop.create_future()
         self.tick()
@@ -224,8 +226,11 @@ class Worker:
         prom = config.metrics.prometheus
         if prom is not None and metrics.enabled():
             self.metrics = WorkerMetrics(config)
+        if config.accessLog is not None:
+            self.access = Writer(config.accessLog, self)
         tracing_internals = config.tracing is not None and config.tracing.addInternals
         metrics_internals = config.metrics.addInternals
+        access_internals = config.accessLog is not None and config.accessLog.addInternals
         for ep_name, ep_cfg in config.entryPoints.items():
             ep_obs = ep_cfg.observability
             routers = []
@@ -234,6 +239,7 @@ class Worker:
                     observer = combine(
                         self.tracer(r_name, router.observability, ep_obs),
                         self.meter(ep_name, r_name, router.service, router.observability, ep_obs),
+                        self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
                     target = RouterTarget(r_name, self.services[router.service], observer)
                     routers.append((r_name, router.rule, router.priority, target))
@@ -246,10 +252,14 @@ class Worker:
                 self.meter(ep_name, None, None, None, ep_obs)
                 if not internal or metrics_internals
                 else None,
+                self.logger(ep_name, "", "", None, ep_obs)
+                if not internal or access_internals
+                else None,
             )
             runtime.internal_observer = combine(
                 self.tracer("", None, ep_obs) if tracing_internals else None,
                 self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
+                self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
             )
             if prom is not None and prom.entryPoint == ep_name:
                 runtime.metrics_page = metrics.exposition
@@ -283,6 +293,18 @@ class Worker:
             return None
         return self.metrics.meter(ep_name, router_name, service)
 
+    def logger(
+        self, ep_name: str, router_name: str, service: str, router: Any, ep: Any
+    ) -> AccessLogger | None:
+        if self.access is None or not self.switch("accessLogs", router, ep):
+            return None
+        return AccessLogger(self.access, ep_name, router_name, service)
+
+    def reopen_logs(self) -> None:
+        logs.reopen()
+        if self.access is not None:
+            self.access.reopen()
+
     def tick(self) -> None:
         now = time.monotonic()
         self.clock.tick(now)
@@ -302,6 +324,8 @@ class Worker:
                 server.pool.sweep(now)
         if self.sink is not None:
             self.sink.flush()
+        if self.access is not None:
+            self.access.flush()
         self.ticks += 1
         if self.metrics is not None and self.ticks % FOLD_TICKS == 0:
             self.metrics.fold(self)
@@ -329,6 +353,8 @@ class Worker:
             self.sink.flush()
         if self.metrics is not None:
             self.metrics.fold(self)  # the last interval too: the master archives it
+        if self.access is not None:
+            self.access.flush()
         if self.done is not None and not self.done.done():
             self.done.set_result(code)
 

@@ -206,29 +206,29 @@ class Meter:
                 row[4][index] += 1
 
 
-class Both:
-    """Two observers of one router (tracing and metrics), called in turn."""
+class Chain:
+    """Several observers of one router (tracing, metrics, access log), called in turn."""
 
-    __slots__ = ("first", "second")
+    __slots__ = ("observers",)
 
-    def __init__(self, first: Any, second: Any):
-        self.first = first
-        self.second = second
+    def __init__(self, observers: tuple[Any, ...]):
+        self.observers = observers
 
     def start(self, ex: Any) -> None:
-        self.first.start(ex)
-        self.second.start(ex)
+        for observer in self.observers:
+            observer.start(ex)
 
     def finish(self, ex: Any) -> None:
-        self.first.finish(ex)
-        self.second.finish(ex)
+        for observer in self.observers:
+            observer.finish(ex)
 
 
 def combine(*observers: Any) -> Any:
-    present = [o for o in observers if o is not None]
+    """The observer of a router: None when nothing observes it (the request path skips it)."""
+    present = tuple(o for o in observers if o is not None)
     if not present:
         return None
-    return present[0] if len(present) == 1 else Both(present[0], present[1])
+    return present[0] if len(present) == 1 else Chain(present)
 
 
 class WorkerMetrics:

@@ -1,8 +1,10 @@
-"""make bench, tracing part: what tracing costs hopwire, per request, in CPU.
+"""make bench, telemetry part: what metrics and tracing cost hopwire, per request, in CPU.
 
-One hopwire (1 worker) per setting — tracing off, sample rate 0, 0.01, 0.1 and 1.0 — all
-exporting to a real OTLP/gRPC receiver (bench/otlp_sink.py), each driven by wrk with and
-without an inbound sampled traceparent, interleaved over several rounds.  CPU counts every
+One hopwire (1 worker) per setting: no telemetry (`bare`), default metrics, metrics with router
+labels, and tracing at sample rate 0, 0.01, 0.1 and 1.0 on top of default metrics, exporting to
+a real OTLP/gRPC receiver (bench/otlp_sink.py); each driven by wrk with and without an inbound
+sampled traceparent, interleaved over several rounds.  Metrics rows compare with `bare`,
+tracing rows with `metrics` (tracing off).  CPU counts every
 hopwire process: master, worker and span exporter.  Reported: median requests/s, requests per
 CPU-second, CPU µs per request and its ratio to tracing off, and the spans each exporter
 exported and dropped.
@@ -27,12 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ROOT, cpu_seconds, free_port, start_nginx, tree, wait_port, wrk
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-RATES: dict[str, float | None] = {
-    "off": None,
-    "rate 0": 0.0,
-    "rate 0.01": 0.01,
-    "rate 0.1": 0.1,
-    "rate 1.0": 1.0,
+METRICS_OFF = "metrics: {prometheus: false}"
+ROUTER_LABELS = "metrics: {prometheus: {addRoutersLabels: true}}"
+# name -> (config fragment, tracing sample rate or None, baseline)
+SCENARIOS: dict[str, tuple[str, float | None, str]] = {
+    "bare": (METRICS_OFF, None, "bare"),
+    "metrics": ("", None, "bare"),
+    "metrics+routers": (ROUTER_LABELS, None, "bare"),
+    "tracing rate 0": ("", 0.0, "metrics"),
+    "tracing rate 0.01": ("", 0.01, "metrics"),
+    "tracing rate 0.1": ("", 0.1, "metrics"),
+    "tracing rate 1.0": ("", 1.0, "metrics"),
 }
 
 
@@ -40,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tracing.md"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "telemetry.md"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hopwire-bench-tracing-"))
     tmp.chmod(0o755)
@@ -63,9 +70,9 @@ def main() -> None:
             stdout=subprocess.PIPE,
         )
         procs.append(sink)
-        for name, rate in RATES.items():
+        for name, (fragment, rate, _) in SCENARIOS.items():
             port, internal = free_port(), free_port()
-            tracing = (
+            tracing = fragment + (
                 ""
                 if rate is None
                 else f"""
@@ -144,18 +151,19 @@ http:
         f"wrk -t1 -c32, {args.rounds} interleaved rounds of {args.seconds:g}s, medians. CPU is "
         "master + worker + span exporter. Spans went to a real OTLP/gRPC receiver.",
         "",
-        "| tracing | inbound parent | req/s | CPU µs/req | vs off | spans (whole run) |",
+        "| setting | inbound parent | req/s | CPU µs/req | vs baseline | spans (whole run) |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for inbound in (False, True):
-        base = statistics.median(c for _, c in results[("off", inbound)])
-        for name in RATES:
+        for name, (_, _, baseline) in SCENARIOS.items():
+            base = statistics.median(c for _, c in results[(baseline, inbound)])
             runs = results[(name, inbound)]
             rps = statistics.median(r for r, _ in runs)
             cpu = statistics.median(c for _, c in runs)
+            versus = "—" if baseline == name else f"{100 * (cpu / base - 1):+.1f}% vs {baseline}"
+            kind = "sampled" if inbound else "none"
             lines.append(
-                f"| {name} | {'sampled' if inbound else 'none'} | {rps:,.0f} | "
-                f"{cpu:.2f} | {100 * (cpu / base - 1):+.1f}% | {exported[name]} |"
+                f"| {name} | {kind} | {rps:,.0f} | {cpu:.2f} | {versus} | {exported[name]} |"
             )
     table = "\n".join(lines)
     print("\n" + table)
