@@ -1,10 +1,10 @@
 """make bench, telemetry part: what metrics and tracing cost hopwire, per request, in CPU.
 
 One hopwire (1 worker) per setting: no telemetry (`bare`), default metrics, metrics with router
-labels, and tracing at sample rate 0, 0.01, 0.1 and 1.0 on top of default metrics, exporting to
+labels, default metrics plus a JSON access log to a file, and tracing at sample rate 0, 0.01, 0.1 and 1.0 on top of default metrics, exporting to
 a real OTLP/gRPC receiver (bench/otlp_sink.py); each driven by wrk with and without an inbound
-sampled traceparent, interleaved over several rounds.  Metrics rows compare with `bare`,
-tracing rows with `metrics` (tracing off).  CPU counts every
+sampled traceparent, interleaved over several rounds.  Metrics rows compare with `bare`;
+access-log and tracing rows with `metrics` (the default configuration).  CPU counts every
 hopwire process: master, worker and span exporter.  Reported: median requests/s, requests per
 CPU-second, CPU µs per request and its ratio to tracing off, and the spans each exporter
 exported and dropped.
@@ -36,6 +36,7 @@ SCENARIOS: dict[str, tuple[str, float | None, str]] = {
     "bare": (METRICS_OFF, None, "bare"),
     "metrics": ("", None, "bare"),
     "metrics+routers": (ROUTER_LABELS, None, "bare"),
+    "metrics+accesslog": ("accessLog: {filePath: ACCESS_LOG}", None, "metrics"),
     "tracing rate 0": ("", 0.0, "metrics"),
     "tracing rate 0.01": ("", 0.01, "metrics"),
     "tracing rate 0.1": ("", 0.1, "metrics"),
@@ -72,6 +73,7 @@ def main() -> None:
         procs.append(sink)
         for name, (fragment, rate, _) in SCENARIOS.items():
             port, internal = free_port(), free_port()
+            fragment = fragment.replace("ACCESS_LOG", str(tmp / "access.log"))
             tracing = fragment + (
                 ""
                 if rate is None

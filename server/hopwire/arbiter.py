@@ -132,7 +132,8 @@ class Arbiter:
     # -- start -----------------------------------------------------------------------------
 
     def run(self) -> int:
-        logs.setup(self.config.log.level, self.config.log.filePath, "master")
+        log_cfg = self.config.log
+        logs.setup(log_cfg.level, log_cfg.filePath, "master", log_cfg.format)
         try:
             self.listeners = self.bind_all(self.config, {})
         except OSError as exc:

@@ -486,6 +486,11 @@ class Log:
         check=_one_of("DEBUG", "INFO", "WARN", "WARNING", "ERROR"),
     )
     filePath: str = setting("", "Log file; empty writes to standard error. SIGUSR1 reopens it.")
+    format: str = setting(
+        "json",
+        "json (one object per line) or common (plain text).",
+        check=_one_of("json", "common"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

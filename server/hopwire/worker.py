@@ -179,7 +179,8 @@ class Worker:
             signal.SIGCHLD,
         ):
             signal.signal(sig, signal.SIG_DFL)
-        logs.setup(self.config.log.level, self.config.log.filePath, str(self.slot))
+        log_cfg = self.config.log
+        logs.setup(log_cfg.level, log_cfg.filePath, str(self.slot), log_cfg.format)
         random.seed()  # a forked child inherits its parent's generator: ids must differ
         metrics.process_started()
         tune_malloc()

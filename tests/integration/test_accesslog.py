@@ -215,3 +215,10 @@ def test_access_log_off_by_default(make_backend: Any, make_hopwire: Any) -> None
     request(hw.port, "GET", "/")
     time.sleep(0.6)
     assert '"RequestPath"' not in hw.logs()
+
+
+def test_application_log_common_format(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url), "log": {"format": "common", "level": "DEBUG"}})
+    first = hw.logs().splitlines()[0]
+    assert not first.startswith("{") and " INFO [" in first and "serving" in hw.logs()

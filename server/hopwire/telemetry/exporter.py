@@ -228,7 +228,7 @@ def run_exporter(
     """Entry point of the exporter process (after fork)."""
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    logs.setup(log_cfg.level, log_cfg.filePath, f"exporter-{index}")
+    logs.setup(log_cfg.level, log_cfg.filePath, f"exporter-{index}", log_cfg.format)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))

@@ -44,6 +44,27 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(doc).decode()
 
 
+class CommonFormatter(logging.Formatter):
+    """Plain text: time, level, process, message (and the trace ids when present)."""
+
+    def __init__(self, worker: str):
+        super().__init__()
+        self.prefix = f"[{os.getpid()} {worker}]"
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = (
+            f"{when}.{int(record.msecs):03d}Z {record.levelname} {self.prefix} "
+            f"{record.getMessage()}"
+        )
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id is not None:
+            line += f" trace_id={trace_id} span_id={getattr(record, 'span_id', '')}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 class ReopenableHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """Writes to a path (appending) and reopens it on ``reopen()`` (logrotate, SIGUSR1)."""
 
@@ -61,7 +82,7 @@ class ReopenableHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-
             self.release()
 
 
-def setup(level: str, path: str, worker: str) -> logging.Handler:
+def setup(level: str, path: str, worker: str, fmt: str = "json") -> logging.Handler:
     """(Re)configure the root logger for this process; returns the handler."""
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -69,7 +90,7 @@ def setup(level: str, path: str, worker: str) -> logging.Handler:
     handler: logging.Handler = (
         ReopenableHandler(path) if path else logging.StreamHandler(sys.stderr)
     )
-    handler.setFormatter(JSONFormatter(worker))
+    handler.setFormatter(CommonFormatter(worker) if fmt == "common" else JSONFormatter(worker))
     root.addHandler(handler)
     root.setLevel(LEVELS[level.upper()])
     return handler
