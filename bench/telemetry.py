@@ -49,7 +49,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "telemetry.md"))
+    ap.add_argument("--only", default="", help="comma-separated scenarios (and baselines)")
     args = ap.parse_args()
+    if args.only:
+        wanted = set(args.only.split(","))
+        wanted |= {SCENARIOS[n][2] for n in wanted}
+        wanted |= {SCENARIOS[n][2] for n in wanted}
+        for name in [n for n in SCENARIOS if n not in wanted]:
+            del SCENARIOS[name]
     tmp = Path(tempfile.mkdtemp(prefix="hopwire-bench-tracing-"))
     tmp.chmod(0o755)
     (tmp / "www").mkdir()

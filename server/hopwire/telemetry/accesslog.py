@@ -43,6 +43,7 @@ FIELDS = (
     "span_id",
 )
 ERROR_INTERVAL = 10.0
+BATCH = 256
 MAX_PENDING = 100_000  # lines held while the file cannot be written; more are dropped
 
 
@@ -54,7 +55,9 @@ class Writer:
         self.worker = worker
         self.path = cfg.filePath
         self.common = cfg.format == "common"
-        self.limit = cfg.bufferingSize
+        # a batch is written every tick or every `limit` lines; small batches keep the records
+        # young for the garbage collector (measured: holding a whole tick's lines cost 2x)
+        self.limit = cfg.bufferingSize or BATCH
         self.pending: list[tuple[Any, ...]] = []
         self.fh: Any = None
         self.last_error = 0.0
@@ -64,6 +67,13 @@ class Writer:
         self.header_modes = {k.lower(): v for k, v in headers.names.items()}
         self.header_default = headers.defaultMode
         self.header_names = {k.lower(): k for k in headers.names}
+        self.want_headers = headers.defaultMode != "drop" or any(
+            mode != "drop" for mode in headers.names.values()
+        )
+        self.all_fields = self.fields == FIELDS
+        self.kept = [FIELDS.index(f) for f in self.fields]
+        self.second = -1
+        self.prefix = ""
         filters = cfg.filters
         self.filter = filters is not None
         self.ranges: list[tuple[int, int]] = []
@@ -102,7 +112,7 @@ class Writer:
                 exc.strerror or exc,
             )
 
-    def add(self, line: tuple[Any, ...]) -> None:
+    def add(self, line: tuple[Any, ...]) -> None:  # a raw record, formatted at flush
         pending = self.pending
         if len(pending) >= MAX_PENDING:
             self.worker.counters["accesslog_dropped"] += 1
@@ -124,7 +134,8 @@ class Writer:
         if not self.pending:
             return
         lines, self.pending = self.pending, []
-        data = b"".join(self.format(line) for line in lines)
+        line = self.common_line if self.common else self.json_line
+        data = b"".join([line(record) for record in lines])
         if self.fh is None:
             self.open()
             if self.fh is None:
@@ -137,24 +148,62 @@ class Writer:
             self.worker.counters["accesslog_dropped"] += len(lines)
             self.error(exc)
 
-    def format(self, line: tuple[Any, ...]) -> bytes:
-        values, headers = line
-        if self.common:
-            return self.common_line(values)
-        doc = {name: values[name] for name in self.fields if values.get(name) is not None}
-        for name, value in headers:
-            doc["request_" + name] = value
-        return orjson.dumps(doc) + b"\n"
+    def start_utc(self, wall: float) -> str:
+        second = int(wall)
+        if second != self.second:  # strftime once a second, not once a line
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.prefix}.{int((wall - second) * 1e6):06d}Z"
 
-    def common_line(self, v: dict[str, Any]) -> bytes:
-        ua = v.get("_ua", "-")
-        referer = v.get("_referer", "-")
-        when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(v["_start"]))
+    def values(self, r: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The FIELDS values of a record made by AccessLogger.finish."""
+        nanos = int(r[1] * 1e9)
+        origin = int(r[16] * 1e9) if r[16] is not None else None
         return (
-            f'{v["ClientHost"]} - - [{when}] "{v["RequestMethod"]} {v["RequestPath"]} '
-            f'{v["RequestProtocol"]}" {v["DownstreamStatus"]} {v["DownstreamContentSize"]} '
-            f'"{referer}" "{ua}" {v["RetryAttempts"]} "{v["RouterName"] or "-"}" '
-            f'"{v["ServiceURL"] or "-"}" {int(v["Duration"] / 1e6)}ms\n'
+            self.start_utc(r[0]),
+            nanos,
+            r[2],
+            r[3] or None,
+            r[4] or None,
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9].decode("latin-1"),
+            "HTTP/1.0" if r[10] else "HTTP/1.1",
+            r[11],
+            r[12],
+            r[13],
+            r[14],
+            r[15],
+            origin,
+            nanos - (origin or 0),
+            r[17],
+            f"{r[18]:032x}" if r[18] else None,
+            f"{r[19]:016x}" if r[19] else None,
+        )
+
+    def json_line(self, record: tuple[Any, ...]) -> bytes:
+        values = self.values(record)
+        if self.all_fields:
+            doc = dict(zip(FIELDS, values, strict=True))
+            if values[19] is None:
+                del doc["trace_id"], doc["span_id"]
+        else:
+            doc = {FIELDS[i]: values[i] for i in self.kept if values[i] is not None}
+        headers = record[20]
+        if headers:
+            for name, value in headers:
+                doc["request_" + name] = value
+        return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+
+    def common_line(self, record: tuple[Any, ...]) -> bytes:
+        v = self.values(record)
+        ua, referer = record[21] or ("-", "-")
+        when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(record[0]))
+        return (
+            f'{v[6]} - - [{when}] "{v[8]} {v[9]} {v[10]}" {v[13]} {v[14]} "{referer}" '
+            f'"{ua}" {v[18]} "{v[3] or "-"}" "{v[5] or "-"}" {int(v[1] / 1e6)}ms\n'
         ).encode()
 
 
@@ -176,53 +225,62 @@ class AccessLogger:
 
     def finish(self, ex: Any) -> None:
         duration = time.monotonic() - ex.t0
-        retries = max(0, ex.attempts - 1)
+        retries = ex.attempts - 1 if ex.attempts > 1 else 0
         writer = self.writer
-        if not writer.keep(ex.status, retries, duration):
+        if writer.filter and not writer.keep(ex.status, retries, duration):
             return
-        origin = ex.origin_duration
-        trace = ex.trace
-        ids = trace.ids() if trace is not None and trace.sampled else {}
         server = ex.server if ex.attempts else None
-        values = {
-            "_start": ex.wall,
-            "StartUTC": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ex.wall))
-            + f".{int(ex.wall % 1 * 1e6):06d}Z",
-            "Duration": (nanos := int(duration * 1e9)),
-            "entryPointName": self.entrypoint,
-            "RouterName": self.router or None,
-            "ServiceName": self.service or None,
-            "ServiceURL": server.url if server is not None else None,
-            "ClientHost": ex.down.client_ip,
-            "ClientPort": ex.down.client_port,
-            "RequestMethod": ex.method,
-            "RequestPath": ex.path_query.decode("latin-1"),
-            "RequestProtocol": "HTTP/1.0" if ex.http10 else "HTTP/1.1",
-            "RequestHost": ex.host,
-            "RequestContentSize": ex.req_bytes,
-            "DownstreamStatus": ex.status,
-            "DownstreamContentSize": ex.resp_bytes,
-            "OriginStatus": ex.origin_status if server is not None else None,
-            "OriginDuration": (origin_nanos := int(origin * 1e9)) if server is not None else None,
-            "Overhead": nanos - (origin_nanos if server is not None else 0),
-            "RetryAttempts": retries,
-            "trace_id": ids.get("trace_id"),
-            "span_id": ids.get("span_id"),
-        }
+        trace = ex.trace
+        sampled = trace is not None and trace.sampled
+        headers = None
+        if writer.want_headers:
+            headers = []
+            modes, default, names = writer.header_modes, writer.header_default, writer.header_names
+            for name, value in ex.headers:
+                text = name.decode("latin-1")
+                lname = text.lower()
+                mode = modes.get(lname, default)
+                if mode != "drop":
+                    headers.append(
+                        (
+                            names.get(lname, text),
+                            value.decode("latin-1") if mode == "keep" else "REDACTED",
+                        )
+                    )
+        extra = None
         if writer.common:  # the common format always shows these two, whatever the modes
+            ua = referer = "-"
             for name, value in ex.headers:
                 lname = name.lower()
                 if lname == b"user-agent":
-                    values["_ua"] = value.decode("latin-1")
+                    ua = value.decode("latin-1")
                 elif lname == b"referer":
-                    values["_referer"] = value.decode("latin-1")
-        headers = []
-        modes, default, names = writer.header_modes, writer.header_default, writer.header_names
-        for name, value in ex.headers:
-            lname = name.decode("latin-1").lower()
-            mode = modes.get(lname, default)
-            if mode == "keep":
-                headers.append((names.get(lname, name.decode("latin-1")), value.decode("latin-1")))
-            elif mode == "redact":
-                headers.append((names.get(lname, name.decode("latin-1")), "REDACTED"))
-        writer.add((values, headers))
+                    referer = value.decode("latin-1")
+            extra = (ua, referer)
+        down = ex.down
+        writer.add(
+            (
+                ex.wall,
+                duration,
+                self.entrypoint,
+                self.router,
+                self.service,
+                server.url if server is not None else None,
+                down.client_ip,
+                down.client_port,
+                ex.method,
+                ex.path_query,
+                ex.http10,
+                ex.host,
+                ex.req_bytes,
+                ex.status,
+                ex.resp_bytes,
+                ex.origin_status if server is not None else None,
+                ex.origin_duration if server is not None else None,
+                retries,
+                trace.trace_id if sampled else 0,
+                trace.span_id if sampled else 0,
+                headers,
+                extra,
+            )
+        )
