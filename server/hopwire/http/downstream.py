@@ -43,9 +43,14 @@ CHUNK_EXT_LIMIT = 4096  # bytes of chunk framing tolerated without a body byte o
 
 def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
     message = str(exc)
-    if isinstance(exc, HttpParserCallbackError) and isinstance(exc.__context__, ProxyError):
+    if isinstance(exc, HttpParserCallbackError):
         inner = exc.__context__
-        return inner.kind, inner.detail
+        if isinstance(inner, ProxyError):
+            return inner.kind, inner.detail
+        if inner is not None:
+            # a bug of ours inside a callback, not a bad request: 500, with the traceback
+            log.error("internal error while handling a request", exc_info=inner)
+            return errors.INTERNAL_ERROR, f"{type(inner).__name__}: {inner}"
     if "HTTP version" in message:
         return errors.VERSION_NOT_SUPPORTED, message
     return errors.BAD_REQUEST, message

@@ -327,8 +327,15 @@ def exposition(accept: bytes) -> tuple[bytes, bytes]:
     if b"application/openmetrics-text" in accept:
         from prometheus_client.openmetrics import exposition as om
 
-        return om.generate_latest(registry), om.CONTENT_TYPE_LATEST.encode()
-    return _prom.generate_latest(registry), _prom.CONTENT_TYPE_LATEST.encode()
+        generate, content_type = om.generate_latest, om.CONTENT_TYPE_LATEST
+    else:
+        generate, content_type = _prom.generate_latest, _prom.CONTENT_TYPE_LATEST
+    try:
+        body = generate(registry)
+    except (OSError, RuntimeError):
+        # a file vanished (a dead process archived) or grew while being read: read again
+        body = generate(registry)
+    return body, content_type.encode()
 
 
 # ---------------------------------------------------------------------------------------------
