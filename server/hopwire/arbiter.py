@@ -132,6 +132,12 @@ class Arbiter:
     # -- start -----------------------------------------------------------------------------
 
     def run(self) -> int:
+        try:
+            return self.serve()
+        finally:
+            self.cleanup()  # children leave through os._exit and never get here
+
+    def serve(self) -> int:
         log_cfg = self.config.log
         logs.setup(log_cfg.level, log_cfg.filePath, "master", log_cfg.format)
         try:
