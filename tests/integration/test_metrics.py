@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import catch_all, exchange, free_port, request, service, wait_for
+from tests.harness import catch_all, exchange, free_port, request, service, wait_for, websocket
 
 
 def scrape(hw: Any, accept: str | None = None) -> str:
@@ -308,14 +308,8 @@ def test_websocket_counted_at_upgrade_out_of_histograms(
 ) -> None:
     b = make_backend()
     hw = make_hopwire({"http": catch_all(b.url)}, workers=1)
-    with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
-        sock.sendall(
-            b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n"
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(4096)
+    sock, head = websocket(hw.port, timeout=5)
+    with sock:
 
         def counted() -> bool:
             text = scrape(hw)

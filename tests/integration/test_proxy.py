@@ -13,7 +13,7 @@ from typing import Any
 
 import h11
 
-from tests.harness import catch_all, exchange, header, raw, request, service, wait_for
+from tests.harness import catch_all, exchange, header, raw, request, service, wait_for, websocket
 
 
 def echo(port: int, target: str = "/echo", host: str = "example.test", **kw: Any) -> dict:
@@ -479,9 +479,9 @@ def test_https_backend_with_root_ca_and_skip_verify(
 ) -> None:
     import ssl
 
-    from tests.harness import make_cert
+    from tests.harness import make_ca
 
-    cert, key = make_cert(tmp_path)
+    ca, cert, key = make_ca(tmp_path)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     b = make_backend("tls", tls=ctx)
@@ -491,7 +491,7 @@ def test_https_backend_with_root_ca_and_skip_verify(
     hw = make_hopwire(
         {
             "http": {"routers": routers, "services": {"s": service(b.url)}},
-            "serversTransport": {"rootCAs": [str(cert)]},
+            "serversTransport": {"rootCAs": [str(ca)]},
         }
     )
     assert echo(hw.port)["server"] == "tls"
@@ -535,14 +535,8 @@ def test_tunnel_idle_timeout(make_backend: Any, make_hopwire: Any) -> None:
     hw.config["entryPoints"]["web"]["transport"] = {"respondingTimeouts": {"idleTimeout": "1s"}}
     hw.write(hw.config)
     hw.start()
-    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
-        sock.sendall(
-            b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n"
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(4096)
+    sock, head = websocket(hw.port, timeout=10)
+    with sock:
         assert head.startswith(b"HTTP/1.1 101")
         sock.sendall(b"ping")
         assert sock.recv(4) == b"ping"

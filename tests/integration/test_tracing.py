@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import h11
 import pytest
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 
-from tests.harness import exchange, free_port, request, service, wait_for
+from tests.harness import exchange, free_port, make_ca, request, service, wait_for, websocket
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, attrs
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -296,60 +295,6 @@ def test_tracing_off_everywhere_means_no_exporter(make_backend: Any, make_hopwir
     assert "span exporter" not in hw.logs()
 
 
-def make_ca(tmp: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    )
-    (tmp / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    )
-    return tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
-
-
 def test_tls_to_the_receiver(make_backend: Any, make_hopwire: Any, tmp_path: Path) -> None:
     ca, cert, key = make_ca(tmp_path)
     creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
@@ -484,14 +429,8 @@ def test_upgrade_span_and_traced_handshake(
 ) -> None:
     b = make_backend()
     hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver)})
-    with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
-        sock.sendall(
-            b"GET /raw/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n"
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(4096)
+    sock, head = websocket(hw.port, timeout=5)
+    with sock:
         assert head.startswith(b"HTTP/1.1 101")
         server = next(s for s in receiver.wait(2) if s.kind == 2)  # ended at the upgrade
     assert attrs(server)["http.connection.upgrade"] is True
