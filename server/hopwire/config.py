@@ -27,7 +27,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -880,8 +880,6 @@ def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]
         _ci_set_default(raw, (*base, "insecure"), env("INSECURE").lower() in TRUTHY)
     headers = env("HEADERS")
     if headers and _ci_get(raw, *base, "headers") is None:
-        from urllib.parse import unquote
-
         parsed = {}
         for item in headers.split(","):
             k, sep, v = item.partition("=")
@@ -902,8 +900,6 @@ def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]
     for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         k, sep, v = item.partition("=")
         if sep and k.strip():
-            from urllib.parse import unquote
-
             _ci_set_default(
                 raw, ("tracing", "resourceAttributes", unquote(k.strip())), unquote(v.strip())
             )

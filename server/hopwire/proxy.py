@@ -44,11 +44,17 @@ PASS = 0  # response body bytes go to the client as they are
 CHUNK = 1  # response body is re-framed as chunked for an HTTP/1.1 client
 
 
-def _split_host(authority: bytes) -> str:
+def _split_authority(authority: bytes) -> tuple[str, bytes]:
+    """(host in lower case, port) of a Host value or absolute-form authority; port 80 if none."""
     text = authority.decode("latin-1").lower()
     if text.startswith("["):
-        return text[: text.find("]") + 1]
-    return text.partition(":")[0]
+        end = text.find("]") + 1
+        host, rest = text[:end], text[end:]
+    else:
+        host, _, rest = text.partition(":")
+        rest = ":" + rest if rest else ""
+    port = rest[1:]
+    return host, port.encode() if port.isdigit() else b"80"
 
 
 class Exchange:
@@ -83,6 +89,7 @@ class Exchange:
         "out",
         "path",
         "path_query",
+        "port",
         "query",
         "req_bytes",
         "req_complete",
@@ -253,7 +260,7 @@ class Exchange:
         self.kept = kept
         self.fwd = fwd
         self.authority = host or b""
-        self.host = _split_host(host) if host else ""
+        self.host, self.port = _split_authority(host) if host else ("", b"80")
         self.path_query = path_query
         path, _, query = path_query.partition(b"?")
         self.path = path.decode("latin-1")
@@ -265,10 +272,7 @@ class Exchange:
         down = self.down
         ep = down.ep
         if ep.metrics_page and self.path == "/metrics":
-            observer = ep.internal_observer  # metrics.addInternals
-            if observer is not None:
-                self.observer = observer
-                observer.start(self)
+            self.observe(ep.internal_observer)  # only with addInternals
             accept = b""
             for name, value in self.kept:
                 if name.lower() == b"accept":
@@ -278,27 +282,18 @@ class Exchange:
             return
         if ep.ping and self.path == "/ping":
             stopping = down.worker.stopping
-            observer = ep.internal_observer  # tracing.addInternals
-            if observer is not None:
-                self.observer = observer
-                observer.start(self)
+            self.observe(ep.internal_observer)  # only with addInternals
             self.respond_local(
                 503 if stopping else 200, b"Service Unavailable" if stopping else b"OK"
             )
             return
         route = ep.table.match(self)
         if route is None:
-            observer = ep.unrouted_observer
-            if observer is not None:
-                self.observer = observer
-                observer.start(self)
+            self.observe(ep.unrouted_observer)
             self.respond_error(errors.NO_ROUTE, f"no router for {self.host}{self.path}")
             return
         self.route = route
-        observer = route.target.observer
-        if observer is not None:
-            self.observer = observer
-            observer.start(self)
+        self.observe(route.target.observer)
         service = route.target.service
         server = service.pick()
         if server is None:
@@ -307,6 +302,18 @@ class Exchange:
         self.server = server
         self.up_head = self.build_head(service, server)
         self.acquire(server.pool.take())
+
+    def observe(self, observer: Any) -> None:
+        """Hand the exchange to the observer chosen for where it was routed (None: nothing)."""
+        if observer is not None:
+            self.observer = observer
+            observer.start(self)
+
+    def observed(self) -> None:
+        """The exchange has ended, however: its observer sees it exactly once."""
+        observer = self.observer
+        if observer is not None:
+            observer.finish(self)
 
     def build_head(self, service: Any, server: Any) -> bytes:
         down = self.down
@@ -324,11 +331,6 @@ class Exchange:
         ip = down.client_ip_bytes
         xff = fwd.get(b"x-forwarded-for")
         authority = self.authority
-        port = (
-            authority.rpartition(b":")[2]
-            if authority[-1:].isdigit() and b":" in authority
-            else b"80"
-        )
         parts += (
             b"x-forwarded-for: ",
             xff + b", " + ip if xff else ip,
@@ -340,7 +342,7 @@ class Exchange:
             fwd.get(b"x-forwarded-host", authority),
             CRLF,
             b"x-forwarded-port: ",
-            fwd.get(b"x-forwarded-port", port),
+            fwd.get(b"x-forwarded-port", self.port),
             CRLF,
             b"x-real-ip: ",
             fwd.get(b"x-real-ip", ip),
@@ -595,9 +597,7 @@ class Exchange:
             conn.transport.write(self.tunnel_rest)
         down.active = None
         down.served += 1
-        obs = self.observer
-        if obs is not None:
-            obs.finish(self)
+        self.observed()
 
     def tunnel_pending(self, rest: bytes) -> None:
         self.tunnel_rest = rest
@@ -608,9 +608,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        obs = self.observer
-        if obs is not None:
-            obs.finish(self)
+        self.observed()
         self.down.exchange_done(self, close)
 
     def respond_local(
@@ -686,7 +684,6 @@ class Exchange:
         ):
             # The keep-alive race: a pooled connection the backend had closed.  Retry once on
             # a fresh connection (RELIABILITY 25).
-            self.down.worker.count("retries")
             self.down.worker.retries[self.route.target.service.name] += 1
             log.info(
                 "retrying %s %s: pooled connection to %s was closed",
@@ -725,9 +722,7 @@ class Exchange:
         if conn is not None:
             self.release(conn, False)  # cancelled, never returned to the pool (RELIABILITY 17)
         self.done = True
-        obs = self.observer
-        if obs is not None:
-            obs.finish(self)
+        self.observed()
 
     def timed_out(self) -> None:
         """``deadline`` passed: no response head in time, or the response write took too long."""

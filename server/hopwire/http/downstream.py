@@ -141,7 +141,8 @@ class Downstream(asyncio.Protocol):
         if self.active is not None and self.req is None:
             self.active.client_eof = True
             return True
-        if self.active is not None or self.req is not None:
+        if self.active is None and self.req is not None:
+            # a request that never reached an exchange; an active one is counted by client_lost
             log.info("client %s closed mid-request", self.client_ip)
             self.worker.count("client_aborts")
         return False

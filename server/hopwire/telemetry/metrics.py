@@ -391,15 +391,16 @@ def compact(directory: str, keep: Callable[[dict[str, str]], bool]) -> None:
 
 def keeper(config: Any) -> Callable[[dict[str, str]], bool]:
     """Which archived series survive: those naming only current routers/services/entrypoints."""
-    routers = set(config.http.routers)
-    services = set(config.http.services)
-    entrypoints = set(config.entryPoints)
+    # "" stands for a series without that label
+    routers = {"", *config.http.routers}
+    services = {"", *config.http.services}
+    entrypoints = {"", *config.entryPoints}
 
     def keep(labels: dict[str, str]) -> bool:
         return (
-            labels.get("router", "") in routers | {""}
-            and labels.get("service", "") in services | {""}
-            and labels.get("entrypoint", "") in entrypoints | {""}
+            labels.get("router", "") in routers
+            and labels.get("service", "") in services
+            and labels.get("entrypoint", "") in entrypoints
         )
 
     return keep

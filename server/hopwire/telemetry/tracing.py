@@ -203,12 +203,6 @@ class Tracer:
             if name.lower() == b"user-agent":
                 user_agent = value
                 break
-        authority = ex.authority.decode("latin-1")
-        host, _, port = (
-            authority.rpartition(":")
-            if authority[-1:].isdigit() and ":" in authority.lstrip("[").split("]")[-1]
-            else (authority, "", "80")
-        )
         error = ex.error_type or (str(status) if status >= 500 else "")
         self.sink.add(
             (
@@ -222,8 +216,8 @@ class Tracer:
                 self.route,
                 ex.path,
                 redact_query(ex.query),
-                host,
-                int(port) if port.isdigit() else 80,
+                ex.host,
+                int(ex.port),
                 ex.down.client_ip,
                 ex.down.client_port,
                 "1.0" if ex.http10 else "1.1",
