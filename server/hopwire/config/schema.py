@@ -1,0 +1,385 @@
+"""The configuration schema: one set of frozen dataclasses.
+
+Every field carries its default, its documentation and how to check it (``setting``); the
+loader, the validator and the generated reference all walk these classes.  Names and meanings
+follow Traefik's static and dynamic configuration so that a Traefik user's file reads the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hopwire.config.values import (
+    DURATION,
+    REQUIRED,
+    check_address,
+    check_cidr,
+    check_host_port,
+    check_http_url,
+    check_rate,
+    check_server_url,
+    check_status_range,
+    not_negative,
+    one_of,
+    positive,
+    status_code,
+)
+
+
+def setting(default: Any, doc: str, kind: str | None = None, check: Any = None) -> Any:
+    """Declare one config field: its default, its documentation and how to check it."""
+    meta = {"doc": doc, "kind": kind, "check": check}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: types.MappingProxyType(dict(default)), metadata=meta)
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class RespondingTimeouts:
+    readTimeout: float = setting(
+        60.0, "Maximum time to read a whole request, head and body; 408 when it passes.", DURATION
+    )
+    writeTimeout: float = setting(
+        0.0, "Maximum time to write a response; 0 means no limit.", DURATION
+    )
+    idleTimeout: float = setting(
+        180.0, "How long an idle keep-alive connection stays open.", DURATION
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LifeCycle:
+    requestAcceptGraceTimeout: float = setting(
+        0.0, "On stop, how long to keep accepting requests (with /ping answering 503).", DURATION
+    )
+    graceTimeOut: float = setting(
+        10.0, "On stop, how long in-flight requests may take to finish.", DURATION
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPointTransport:
+    respondingTimeouts: RespondingTimeouts = setting(RespondingTimeouts(), "Client-side timeouts.")
+    lifeCycle: LifeCycle = setting(LifeCycle(), "Graceful-stop timings.")
+    keepAliveMaxRequests: int = setting(
+        0,
+        "Requests served on one connection before it is closed; 0 means no limit.",
+        check=not_negative,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedHeaders:
+    trustedIPs: tuple[str, ...] = setting(
+        (),
+        "Clients (IPs or CIDRs) whose X-Forwarded-* headers are kept and appended to.",
+        check=check_cidr,
+    )
+    insecure: bool = setting(False, "Trust X-Forwarded-* headers from every client.")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPointHTTP:
+    maxRequestLineBytes: int = setting(
+        8192, "Longest request line accepted (414 above).", check=positive
+    )
+    maxHeaderBytes: int = setting(
+        32768, "Largest request header section (431 above).", check=positive
+    )
+    maxHeaderFields: int = setting(100, "Most request header fields (431 above).", check=positive)
+
+
+@dataclass(frozen=True, slots=True)
+class Observability:
+    tracing: bool | None = setting(
+        None, "Trace requests here; unset inherits (router <- entrypoint <- global `tracing`)."
+    )
+    metrics: bool | None = setting(
+        None, "Count requests here; unset inherits (router <- entrypoint <- global `metrics`)."
+    )
+    accessLogs: bool | None = setting(
+        None, "Access-log requests here; unset inherits (router <- entrypoint <- `accessLog`)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogFilters:
+    statusCodes: tuple[str, ...] = setting(
+        (),
+        "Keep lines whose status is in one of these codes or ranges (500-599).",
+        check=check_status_range,
+    )
+    retryAttempts: bool = setting(False, "Keep lines of requests that were retried.")
+    minDuration: float = setting(0.0, "Keep lines of requests that took longer.", DURATION)
+
+
+_MODES = ("keep", "drop")
+_HEADER_MODES = ("keep", "drop", "redact")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogHeaders:
+    defaultMode: str = setting(
+        "drop", "Request headers: keep, drop or redact.", check=one_of(*_HEADER_MODES)
+    )
+    names: Mapping[str, str] = setting(
+        {}, "Per header: keep, drop or redact.", check=one_of(*_HEADER_MODES)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogFields:
+    defaultMode: str = setting("keep", "Fields: keep or drop.", check=one_of(*_MODES))
+    names: Mapping[str, str] = setting(
+        {}, "Per field (e.g. ClientHost): keep or drop.", check=one_of(*_MODES)
+    )
+    headers: AccessLogHeaders = setting(AccessLogHeaders(), "Request headers in the log.")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    filePath: str = setting(
+        "", "File to write; empty writes to standard output. SIGUSR1 reopens it."
+    )
+    format: str = setting("json", "json or common.", check=one_of("json", "common"))
+    bufferingSize: int = setting(
+        0,
+        "Lines held before a write; 0 writes every tick (250 ms). Never on the request path.",
+        check=not_negative,
+    )
+    filters: AccessLogFilters | None = setting(None, "Keep only matching lines (any filter).")
+    fields: AccessLogFields = setting(AccessLogFields(), "Which fields and headers.")
+    addInternals: bool = setting(False, "Also log /ping and /metrics.")
+
+
+@dataclass(frozen=True, slots=True)
+class Prometheus:
+    entryPoint: str = setting("internal", "Entrypoint that serves /metrics.")
+    buckets: tuple[float, ...] = setting(
+        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        "Request duration histogram bounds, in seconds.",
+        check=positive,
+    )
+    addEntryPointsLabels: bool = setting(True, "hopwire_entrypoint_* families.")
+    addRoutersLabels: bool = setting(False, "hopwire_router_* families (label router, service).")
+    addServicesLabels: bool = setting(True, "hopwire_service_* families.")
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    prometheus: Prometheus | None = setting(Prometheus(), "Prometheus metrics (false: off).")
+    addInternals: bool = setting(False, "Also count /ping and /metrics requests.")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTLS:
+    ca: str = setting("", "PEM file of the CA that signs the collector's certificate.")
+    cert: str = setting("", "PEM client certificate (mutual TLS).")
+    key: str = setting("", "PEM client key (mutual TLS).")
+    insecureSkipVerify: bool = setting(
+        False, "Do not verify the collector's certificate (OTLP/HTTP only)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OTLPGrpc:
+    endpoint: str = setting("localhost:4317", "Collector host:port.", check=check_host_port)
+    insecure: bool = setting(False, "Plaintext gRPC (no TLS).")
+    headers: Mapping[str, str] = setting({}, "gRPC metadata sent with every export.")
+    tls: ClientTLS | None = setting(None, "TLS settings; not allowed with insecure.")
+    compression: str = setting("none", "none or gzip.", check=one_of("none", "gzip"))
+    timeout: float = setting(10.0, "Deadline of one export call.", DURATION, positive)
+
+
+@dataclass(frozen=True, slots=True)
+class OTLPHttp:
+    endpoint: str = setting(
+        "http://localhost:4318/v1/traces", "Collector URL.", check=check_http_url
+    )
+    headers: Mapping[str, str] = setting({}, "HTTP headers sent with every export.")
+    tls: ClientTLS | None = setting(None, "TLS settings for https:// endpoints.")
+    compression: str = setting("none", "none or gzip.", check=one_of("none", "gzip"))
+    timeout: float = setting(10.0, "Deadline of one export request.", DURATION, positive)
+
+
+@dataclass(frozen=True, slots=True)
+class OTLP:
+    grpc: OTLPGrpc | None = setting(None, "Export over OTLP/gRPC (the default).")
+    http: OTLPHttp | None = setting(None, "Export over OTLP/HTTP (protobuf).")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    maxQueueSize: int = setting(
+        2048, "Spans held by the exporter; more are dropped and counted.", check=positive
+    )
+    scheduleDelay: float = setting(
+        5.0, "Longest wait before a partial batch is sent.", DURATION, positive
+    )
+    maxExportBatchSize: int = setting(512, "Spans per export request.", check=positive)
+    exportTimeout: float = setting(
+        30.0, "Longest time one batch may take, retries included.", DURATION, positive
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    serviceName: str = setting("hopwire", "service.name of the resource.")
+    sampleRate: float = setting(
+        1.0,
+        "Probability of sampling a new (root) trace; an inbound "
+        "parent's decision is always obeyed.",
+        check=check_rate,
+    )
+    addInternals: bool = setting(False, "Also trace /ping and other internal endpoints.")
+    resourceAttributes: Mapping[str, str] = setting({}, "Extra resource attributes.")
+    otlp: OTLP = setting(OTLP(), "Where spans go (OTLP/gRPC unless otlp.http is set).")
+    batch: Batch = setting(Batch(), "Batching in the exporter process (OTEL_BSP_* defaults).")
+    exporters: int = setting(1, "Exporter processes.", check=positive)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPoint:
+    address: str = setting(
+        REQUIRED, "Listening address: :8080, 127.0.0.1:8080, [::1]:8080.", check=check_address
+    )
+    reusePort: bool = setting(False, "Set SO_REUSEPORT on the listening socket.")
+    transport: EntryPointTransport = setting(EntryPointTransport(), "Timeouts and life cycle.")
+    forwardedHeaders: ForwardedHeaders = setting(ForwardedHeaders(), "X-Forwarded-* trust.")
+    http: EntryPointHTTP = setting(EntryPointHTTP(), "Request size limits.")
+    observability: Observability = setting(Observability(), "Per-entrypoint telemetry.")
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    rule: str = setting(REQUIRED, "Matching rule, e.g. Host(`a.example`) && PathPrefix(`/api`).")
+    service: str = setting(REQUIRED, "Name of the service that receives matching requests.")
+    entryPoints: tuple[str, ...] = setting(
+        (), "Entrypoints this router listens on; empty means every non-internal entrypoint."
+    )
+    priority: int = setting(0, "Higher wins; 0 means the length of the rule.", check=not_negative)
+    observability: Observability = setting(Observability(), "Per-router telemetry.")
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    url: str = setting(REQUIRED, "Backend URL, http:// or https://.", check=check_server_url)
+    weight: int = setting(1, "Relative weight in weighted round robin.", check=not_negative)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    path: str = setting(REQUIRED, "Path requested on each server, e.g. /health.")
+    interval: float = setting(30.0, "Time between checks.", DURATION, positive)
+    timeout: float = setting(
+        5.0, "Time a check may take before it counts as failed.", DURATION, positive
+    )
+    status: int = setting(0, "Expected status code; 0 accepts any 2xx or 3xx.", check=status_code)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancer:
+    servers: tuple[Server, ...] = setting(REQUIRED, "The backend servers.")
+    passHostHeader: bool = setting(True, "Forward the client's Host; false sends the server's.")
+    strategy: str = setting(
+        "wrr",
+        "wrr (smooth weighted round robin) or p2c (power of two choices, fewest in-flight).",
+        check=one_of("wrr", "p2c"),
+    )
+    healthCheck: HealthCheck | None = setting(None, "Active health checks; off when absent.")
+    serversTransport: str = setting("", "Name of an http.serversTransports entry.")
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    loadBalancer: LoadBalancer = setting(REQUIRED, "The servers and how to pick one.")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingTimeouts:
+    dialTimeout: float = setting(30.0, "Time to connect to a backend.", DURATION)
+    responseHeaderTimeout: float = setting(
+        0.0,
+        "Time to wait for a response head once the request is sent; 0 means none (504).",
+        DURATION,
+    )
+    idleConnTimeout: float = setting(
+        90.0, "How long an idle pooled backend connection is kept.", DURATION
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServersTransport:
+    forwardingTimeouts: ForwardingTimeouts = setting(ForwardingTimeouts(), "Backend timeouts.")
+    maxIdleConnsPerHost: int = setting(
+        200, "Idle keep-alive connections kept per server.", check=not_negative
+    )
+    insecureSkipVerify: bool = setting(False, "Do not verify backend TLS certificates.")
+    rootCAs: tuple[str, ...] = setting((), "PEM files of CAs trusted for https:// backends.")
+
+
+@dataclass(frozen=True, slots=True)
+class HTTP:
+    routers: Mapping[str, Router] = setting({}, "Routers by name.")
+    services: Mapping[str, Service] = setting({}, "Services by name.")
+    serversTransports: Mapping[str, ServersTransport] = setting({}, "Named backend transports.")
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    entryPoint: str = setting("internal", "Entrypoint that answers /ping.")
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: str = setting(
+        "INFO",
+        "DEBUG, INFO, WARN or ERROR.",
+        check=one_of("DEBUG", "INFO", "WARN", "WARNING", "ERROR"),
+    )
+    filePath: str = setting("", "Log file; empty writes to standard error. SIGUSR1 reopens it.")
+    format: str = setting(
+        "json",
+        "json (one object per line) or common (plain text).",
+        check=one_of("json", "common"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    workers: int = setting(0, "Worker processes; 0 means one per CPU.", check=not_negative)
+    heartbeatTimeout: float = setting(
+        30.0,
+        "A worker whose event loop has not ticked for this long is killed and replaced.",
+        DURATION,
+        positive,
+    )
+    entryPoints: Mapping[str, EntryPoint] = setting(
+        {}, "Listening entrypoints by name; none configured means `web` on :8080."
+    )
+    http: HTTP = setting(HTTP(), "Routers, services and backend transports.")
+    serversTransport: ServersTransport = setting(
+        ServersTransport(), "Defaults for backends without a named serversTransport."
+    )
+    ping: Ping = setting(Ping(), "Health endpoint /ping.")
+    log: Log = setting(Log(), "Application log.")
+    tracing: Tracing | None = setting(
+        None, "OpenTelemetry tracing; off unless present (`tracing: {}` or --tracing=true)."
+    )
+    metrics: Metrics = setting(Metrics(), "Prometheus metrics, on by default.")
+    accessLog: AccessLog | None = setting(None, "Access log; off unless present (`accessLog: {}`).")
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+
+INTERNAL_ENTRYPOINT = "internal"
+INTERNAL_ADDRESS = "127.0.0.1:8082"

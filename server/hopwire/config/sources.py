@@ -1,0 +1,291 @@
+"""Where settings come from: the file, ``HOPWIRE_*`` variables, ``--dotted.flags``, and the
+compatibility variables (``PROXY_TRACING_*`` of the Kubernetes proxy, the standard ``OTEL_*``).
+
+Precedence: command-line flag > environment variable > file > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import yaml
+
+from hopwire.config.schema import Config
+from hopwire.config.validate import (
+    ConfigError,
+    build_struct,
+    suggest,
+    type_hints,
+    unwrap_optional,
+    validate,
+    with_defaults,
+)
+from hopwire.config.values import check_host_port
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """Read a YAML (.yml/.yaml) or TOML (.toml) file into a plain mapping."""
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError([f"config file {path}: cannot read: {exc.strerror}"])
+    try:
+        if ext == ".toml":
+            loaded: Any = tomllib.loads(data.decode("utf-8"))
+        elif ext in (".yml", ".yaml"):
+            loaded = yaml.safe_load(data)
+        else:
+            raise ConfigError(
+                [f"config file {path}: unknown extension {ext!r}: expected .yml, .yaml or .toml"]
+            )
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"config file {path}: cannot parse: {exc}"])
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError([f"config file {path}: expected a mapping at the top level"])
+    return loaded
+
+
+def _resolve(segments: list[str], origin: str, errors: list[str]) -> list[str | int] | None:
+    """Map override segments onto canonical schema names (case-insensitively)."""
+    tp: Any = Config
+    out: list[str | int] = []
+    for i, seg in enumerate(segments):
+        tp = unwrap_optional(tp)
+        origin_tp = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            names = [f.name for f in dataclasses.fields(tp)]
+            match = next((n for n in names if n.lower() == seg.lower()), None)
+            if match is None:
+                errors.append(f"{origin}: unknown key {seg!r}{suggest(seg, names)}")
+                return None
+            out.append(match)
+            tp = type_hints(typing.cast(type, tp))[match]
+        elif origin_tp is Mapping:
+            out.append(seg)
+            tp = typing.get_args(tp)[1]
+        elif origin_tp is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            if not seg.isdigit():
+                errors.append(f"{origin}: expected a list index at {seg!r}")
+                return None
+            out.append(int(seg))
+            tp = typing.get_args(tp)[0]
+        else:
+            errors.append(f"{origin}: {'.'.join(segments[:i])} takes a value, not sub-keys")
+            return None
+    return out
+
+
+def _set(raw: dict[str, Any], path: list[str | int], value: Any) -> None:
+    node: Any = raw
+    for seg, nxt in itertools.pairwise(path):
+        if isinstance(node, dict):
+            found = next((k for k in node if str(k).lower() == str(seg).lower()), seg)
+            child = node.get(found)
+            if not isinstance(child, dict | list):
+                child = [] if isinstance(nxt, int) else {}
+                node[found] = child
+            node = child
+        else:
+            while len(node) <= int(seg):
+                node.append({})
+            if not isinstance(node[seg], dict | list):
+                node[seg] = [] if isinstance(nxt, int) else {}
+            node = node[seg]
+    last = path[-1]
+    if isinstance(node, dict):
+        found = next((k for k in node if str(k).lower() == str(last).lower()), last)
+        node[found] = value
+    else:
+        while len(node) <= int(last):
+            node.append({})
+        node[last] = value
+
+
+def _flag_segments(name: str) -> list[str]:
+    return [s for s in re.split(r"[.\[\]]+", name) if s]
+
+
+def _ci_get(node: Any, *path: str) -> Any:
+    """The value at ``path`` in a raw mapping (keys matched case-insensitively), or None."""
+    for seg in path:
+        if not isinstance(node, dict):
+            return None
+        node = next((v for k, v in node.items() if str(k).lower() == seg.lower()), None)
+    return node
+
+
+def _ci_set_default(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    if _ci_get(raw, *path) is None:
+        _set(raw, list(path), value)
+
+
+TRUTHY = ("1", "true")
+
+
+def _proxy_tracing_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]) -> None:
+    """PROXY_TRACING_* of the Kubernetes proxy, with exactly its semantics (DESIGN §4).
+
+    They rank with the environment: above the file, below HOPWIRE_* variables and flags.
+    """
+    enabled = environ.get("PROXY_TRACING_ENABLED")
+    if enabled is not None:
+        if enabled.strip().lower() in TRUTHY:
+            if not isinstance(_ci_get(raw, "tracing"), dict):
+                _set(raw, ["tracing"], {})
+        else:
+            _set(raw, ["tracing"], False)
+    endpoint = environ.get("PROXY_TRACING_ENDPOINT", "").strip()
+    if endpoint:
+        scheme, sep, rest = endpoint.partition("://")
+        if not sep:
+            scheme, rest = "", endpoint
+        rest = rest.rstrip("/")
+        if scheme not in ("", "http", "https") or check_host_port(rest):
+            errors.append(
+                f"environment PROXY_TRACING_ENDPOINT: {endpoint!r} is not valid: "
+                "expected host:port, http://host:port or https://host:port"
+            )
+        else:
+            _set(raw, ["tracing", "otlp", "grpc", "endpoint"], rest)
+            _set(raw, ["tracing", "otlp", "grpc", "insecure"], scheme != "https")
+    rate = environ.get("PROXY_TRACING_SAMPLE_RATE")
+    if rate is not None and rate.strip():
+        try:
+            value = float(rate)
+        except ValueError:
+            value = -1.0
+        if not 0.0 <= value <= 1.0:
+            errors.append(
+                f"environment PROXY_TRACING_SAMPLE_RATE: {rate!r} is not valid: "
+                "expected a probability between 0 and 1"
+            )
+        else:
+            _set(raw, ["tracing", "sampleRate"], value)
+
+
+def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]) -> None:
+    """The standard OTEL_* variables fill in only what no explicit setting gave."""
+    tracing = _ci_get(raw, "tracing")
+    if (
+        tracing is True
+        or (tracing is None and any(str(k).lower() == "tracing" for k in raw))
+        or str(tracing).strip().lower() == "true"
+    ):
+        _set(raw, ["tracing"], {})  # `tracing: true`, `tracing:` and --tracing=true enable it
+        tracing = _ci_get(raw, "tracing")
+    if not isinstance(tracing, dict):
+        return
+
+    def env(name: str) -> str:
+        return (
+            environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}")
+            or environ.get(f"OTEL_EXPORTER_OTLP_{name}")
+            or ""
+        ).strip()
+
+    otlp = _ci_get(tracing, "otlp") or {}
+    has_grpc, has_http = _ci_get(otlp, "grpc") is not None, _ci_get(otlp, "http") is not None
+    protocol = env("PROTOCOL")
+    if protocol not in ("", "grpc", "http/protobuf"):
+        errors.append(
+            f"environment OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported: "
+            "expected grpc or http/protobuf"
+        )
+        return
+    kind = "http" if has_http or (not has_grpc and protocol == "http/protobuf") else "grpc"
+    base = ("tracing", "otlp", kind)
+    if not (has_grpc or has_http):
+        _set(raw, list(base), {})
+    traces_endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    endpoint = traces_endpoint or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if endpoint and _ci_get(raw, *base, "endpoint") is None:
+        if kind == "http":
+            if not traces_endpoint:  # the generic variable names the base URL
+                endpoint = endpoint.rstrip("/") + "/v1/traces"
+            _set(raw, [*base, "endpoint"], endpoint)
+        else:
+            scheme, sep, rest = endpoint.partition("://")
+            _set(raw, [*base, "endpoint"], (rest if sep else endpoint).rstrip("/"))
+            if sep and _ci_get(raw, *base, "insecure") is None:
+                _set(raw, [*base, "insecure"], scheme == "http")
+    if kind == "grpc" and env("INSECURE"):
+        _ci_set_default(raw, (*base, "insecure"), env("INSECURE").lower() in TRUTHY)
+    headers = env("HEADERS")
+    if headers and _ci_get(raw, *base, "headers") is None:
+        parsed = {}
+        for item in headers.split(","):
+            k, sep, v = item.partition("=")
+            if not sep or not k.strip():
+                errors.append("environment OTEL_EXPORTER_OTLP_HEADERS: expected key=value,...")
+                break
+            parsed[unquote(k.strip()).lower()] = unquote(v.strip())
+        _set(raw, [*base, "headers"], parsed)
+    for var, key in (("CERTIFICATE", "ca"), ("CLIENT_CERTIFICATE", "cert"), ("CLIENT_KEY", "key")):
+        if env(var) and not (kind == "grpc" and _ci_get(raw, *base, "insecure") is True):
+            _ci_set_default(raw, (*base, "tls", key), env(var))
+    if env("COMPRESSION"):
+        _ci_set_default(raw, (*base, "compression"), env("COMPRESSION"))
+    if env("TIMEOUT"):
+        _ci_set_default(raw, (*base, "timeout"), f"{env('TIMEOUT')}ms")
+    if environ.get("OTEL_SERVICE_NAME", "").strip():
+        _ci_set_default(raw, ("tracing", "serviceName"), environ["OTEL_SERVICE_NAME"].strip())
+    for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        k, sep, v = item.partition("=")
+        if sep and k.strip():
+            _ci_set_default(
+                raw, ("tracing", "resourceAttributes", unquote(k.strip())), unquote(v.strip())
+            )
+    for var, key, unit in (
+        ("SCHEDULE_DELAY", "scheduleDelay", "ms"),
+        ("MAX_QUEUE_SIZE", "maxQueueSize", ""),
+        ("MAX_EXPORT_BATCH_SIZE", "maxExportBatchSize", ""),
+        ("EXPORT_TIMEOUT", "exportTimeout", "ms"),
+    ):
+        value = environ.get(f"OTEL_BSP_{var}", "").strip()
+        if value:
+            _ci_set_default(raw, ("tracing", "batch", key), value + unit)
+
+
+def load(
+    path: str | None,
+    flags: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate; raise ConfigError with every problem found."""
+    errors: list[str] = []
+    raw: dict[str, Any] = read_file(path) if path else {}
+    environ = os.environ if environ is None else environ
+    _proxy_tracing_env(raw, environ, errors)
+    for name in sorted(environ):
+        if not name.startswith("HOPWIRE_") or name == "HOPWIRE_CONFIG":
+            continue
+        segments = [s.lower() for s in name[len("HOPWIRE_") :].split("_") if s]
+        resolved = _resolve(segments, f"environment {name}", errors)
+        if resolved is not None:
+            _set(raw, resolved, environ[name])
+    for flag in flags or []:
+        body = flag[2:] if flag.startswith("--") else flag
+        name, sep, value = body.partition("=")
+        resolved = _resolve(_flag_segments(name), f"flag --{name}", errors)
+        if resolved is not None:
+            _set(raw, resolved, value if sep else "true")
+    _otel_env(raw, environ, errors)
+    config = build_struct(Config, raw, "", errors)
+    if not errors:
+        config = with_defaults(config)
+        errors.extend(validate(config))
+    if errors:
+        raise ConfigError(errors)
+    return typing.cast(Config, config)

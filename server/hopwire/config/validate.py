@@ -1,0 +1,278 @@
+"""Turning a raw mapping into a typed, frozen Config, and the checks across fields.
+
+Every problem found is collected (not just the first) as a ``key: message`` string naming the
+key, the value and what was expected; the command line turns them into exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from hopwire.config.schema import INTERNAL_ADDRESS, INTERNAL_ENTRYPOINT, Config, EntryPoint
+from hopwire.config.values import DURATION, REQUIRED, parse_address, parse_duration
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; ``errors`` lists ``key: message`` strings."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def type_hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def suggest(word: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    if not close:
+        lowered = {n.lower(): n for n in names}
+        close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=1)]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unwrap_optional(tp: Any) -> Any:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _show(value: Any) -> str:
+    return repr(value) if not isinstance(value, str) else '"' + value + '"'
+
+
+def _scalar(tp: Any, kind: str | None, value: Any, key: str, errors: list[str]) -> Any:
+    if isinstance(value, dict | list):
+        errors.append(f"{key}: expected a single value, got a {type(value).__name__}")
+        return None
+    try:
+        if kind == DURATION:
+            return parse_duration(value)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1"):
+                return True
+            if text in ("false", "0"):
+                return False
+            raise ValueError("expected true or false")
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected an integer")
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if tp is str:
+            return str(value)
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("invalid literal") or message.startswith("could not convert"):
+            message = "expected " + ("an integer" if tp is int else "a number")
+        errors.append(f"{key}: {_show(value)} is not valid: {message}")
+        return None
+    raise TypeError(f"schema type {tp!r} not handled")  # a bug in the schema, not in the input
+
+
+def _build(tp: Any, kind: str | None, check: Any, value: Any, key: str, errors: list[str]) -> Any:
+    optional = unwrap_optional(tp) is not tp
+    tp = unwrap_optional(tp)
+    if dataclasses.is_dataclass(tp):
+        text = str(value).strip().lower() if isinstance(value, str | bool) else None
+        if optional and text == "false":
+            return None  # an optional section switched off
+        if text == "true":
+            value = {}
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build_struct(tp, value, key, errors)
+    if origin is Mapping:
+        _, item_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            errors.append(f"{key}: expected a mapping of names, got {_show(value)}")
+            return types.MappingProxyType({})
+        built = {}
+        for name, item in value.items():
+            name = str(name)
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]*", name):
+                errors.append(f"{key}.{name}: invalid name: use letters, digits, _ . @ -")
+                continue
+            built[name] = _build(item_tp, None, check, item, f"{key}.{name}", errors)
+        return types.MappingProxyType(built)
+    if origin is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if isinstance(value, str) and not dataclasses.is_dataclass(item_tp):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, dict) and all(str(k).isdigit() for k in value):
+            value = [value[k] for k in sorted(value, key=lambda k: int(k))]
+        if not isinstance(value, list):
+            errors.append(f"{key}: expected a list, got {_show(value)}")
+            return ()
+        items = []
+        for i, item in enumerate(value):
+            built_item = _build(item_tp, kind, check, item, f"{key}[{i}]", errors)
+            items.append(built_item)
+        return tuple(items)
+    result = _scalar(tp, kind, value, key, errors)
+    if result is not None and check is not None:
+        problem = check(result)
+        if problem:
+            errors.append(f"{key}: {_show(value)} is not valid: {problem}")
+    return result
+
+
+def build_struct(cls: Any, value: Any, key: str, errors: list[str]) -> Any:
+    if value is None or value is True:
+        value = {}
+    if not isinstance(value, dict):
+        errors.append(f"{key or 'config'}: expected a mapping, got {_show(value)}")
+        value = {}
+    hints = type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    lowered = {n.lower(): n for n in names}
+    given: dict[str, Any] = {}
+    for raw_key, item in value.items():
+        name = str(raw_key)
+        if name not in hints:
+            name = lowered.get(name.lower(), "")
+        if not name:
+            where = f"{key}.{raw_key}" if key else str(raw_key)
+            errors.append(f"{where}: unknown key{suggest(str(raw_key), names)}")
+            continue
+        given[name] = item
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        sub = f"{key}.{f.name}" if key else f.name
+        if f.name in given:
+            kwargs[f.name] = _build(
+                hints[f.name],
+                f.metadata.get("kind"),
+                f.metadata.get("check"),
+                given[f.name],
+                sub,
+                errors,
+            )
+        elif f.default is REQUIRED:
+            errors.append(f"{sub}: required key is missing ({f.metadata['doc']})")
+            kwargs[f.name] = None
+    return cls(**kwargs)
+
+
+def with_defaults(config: Config) -> Config:
+    """Add the implicit entrypoints: `web` when none is configured, and `internal`."""
+    eps = dict(config.entryPoints)
+    if not eps:
+        eps["web"] = EntryPoint(address=":8080")
+    if INTERNAL_ENTRYPOINT not in eps:
+        eps[INTERNAL_ENTRYPOINT] = EntryPoint(address=INTERNAL_ADDRESS)
+    return dataclasses.replace(config, entryPoints=types.MappingProxyType(eps))
+
+
+def validate(config: Config) -> list[str]:
+    """Cross-field checks: references between sections, rules, addresses."""
+    from hopwire.routing import RuleError, parse_rule  # routing depends on config, not back
+
+    errors: list[str] = []
+    seen: dict[tuple[str, int], str] = {}
+    for name, ep in config.entryPoints.items():
+        host, port = parse_address(ep.address)
+        other = seen.get((host, port))
+        if other:
+            errors.append(
+                f"entryPoints.{name}.address: {ep.address!r} is already used by "
+                f"entrypoint {other!r}"
+            )
+        seen[(host, port)] = name
+    prom = config.metrics.prometheus
+    if prom is not None:
+        if prom.entryPoint not in config.entryPoints:
+            errors.append(
+                f"metrics.prometheus.entryPoint: {prom.entryPoint!r} is not an entrypoint"
+                f"{suggest(prom.entryPoint, list(config.entryPoints))}"
+            )
+        if list(prom.buckets) != sorted(set(prom.buckets)):
+            errors.append("metrics.prometheus.buckets: expected increasing, distinct bounds")
+    if config.ping.entryPoint not in config.entryPoints:
+        errors.append(
+            f"ping.entryPoint: {config.ping.entryPoint!r} is not an entrypoint"
+            f"{suggest(config.ping.entryPoint, list(config.entryPoints))}"
+        )
+    transports = config.http.serversTransports
+    for name, svc in config.http.services.items():
+        lb = svc.loadBalancer
+        if not lb.servers:
+            errors.append(
+                f"http.services.{name}.loadBalancer.servers: at least one server is required"
+            )
+        elif not any(s.weight for s in lb.servers):
+            errors.append(f"http.services.{name}.loadBalancer.servers: every weight is 0")
+        if lb.serversTransport and lb.serversTransport not in transports:
+            errors.append(
+                f"http.services.{name}.loadBalancer.serversTransport: "
+                f"{lb.serversTransport!r} is not in http.serversTransports"
+                f"{suggest(lb.serversTransport, list(transports))}"
+            )
+    for name, tr in [
+        ("serversTransport", config.serversTransport),
+        *((f"http.serversTransports.{n}", t) for n, t in transports.items()),
+    ]:
+        for i, ca in enumerate(tr.rootCAs):
+            if not os.path.isfile(ca):
+                errors.append(f"{name}.rootCAs[{i}]: {ca!r} is not a readable file")
+    if config.tracing is not None:
+        otlp = config.tracing.otlp
+        if otlp.grpc is not None and otlp.http is not None:
+            errors.append("tracing.otlp: set grpc or http, not both")
+        if otlp.grpc is not None and otlp.grpc.insecure and otlp.grpc.tls is not None:
+            errors.append("tracing.otlp.grpc: insecure together with tls: choose one")
+        if otlp.grpc is not None and otlp.grpc.tls is not None and otlp.grpc.tls.insecureSkipVerify:
+            errors.append(
+                "tracing.otlp.grpc.tls.insecureSkipVerify: not supported for gRPC "
+                "(grpcio cannot skip verification): give tls.ca instead"
+            )
+        for kind, target in (("grpc", otlp.grpc), ("http", otlp.http)):
+            tls = getattr(target, "tls", None)
+            for field_name in ("ca", "cert", "key"):
+                value = getattr(tls, field_name, "") if tls is not None else ""
+                if value and not os.path.isfile(value):
+                    errors.append(
+                        f"tracing.otlp.{kind}.tls.{field_name}: {value!r} is not a readable file"
+                    )
+            if tls is not None and bool(tls.cert) != bool(tls.key):
+                errors.append(f"tracing.otlp.{kind}.tls: cert and key go together")
+    for name, router in config.http.routers.items():
+        key = f"http.routers.{name}"
+        if router.service not in config.http.services:
+            errors.append(
+                f"{key}.service: {router.service!r} is not a service"
+                f"{suggest(router.service, list(config.http.services))}"
+            )
+        for ep_name in router.entryPoints:
+            if ep_name not in config.entryPoints:
+                errors.append(
+                    f"{key}.entryPoints: {ep_name!r} is not an entrypoint"
+                    f"{suggest(ep_name, list(config.entryPoints))}"
+                )
+        try:
+            parse_rule(router.rule)
+        except RuleError as exc:
+            errors.append(f"{key}.rule: {router.rule!r}: {exc}")
+    return errors
