@@ -6,6 +6,8 @@ the bench can count new upstream connections.  Targets, each run in turn per rou
     direct   wrk -> backend
     hopwire  wrk -> hopwire (1 worker) -> backend
     nginx    wrk -> nginx proxy (1 worker, upstream keepalive) -> backend
+    hopwire@REV  with --ref REV: the same hopwire config run from that git revision, for A/B
+
 
 Reported per body size and target: median requests/s, p50/p99 latency, requests per CPU-second
 of all the proxy's processes (master included), and new upstream connections per 1,000
@@ -131,12 +133,38 @@ def wrk(
     return rps, pct("50"), pct("99"), total
 
 
+def start_ref(
+    tmp: Path, rev: str, config: Path, ports: tuple[int, int], internals: tuple[int, int]
+) -> subprocess.Popen[bytes]:
+    """hopwire from git revision ``rev`` (exported into ``tmp``) on the same config, other ports."""
+    tree_dir = tmp / "ref"
+    tree_dir.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "server"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree_dir)], input=archive, check=True)
+    text = config.read_text()
+    for old, new in (ports, internals):
+        text = text.replace(f":{old}", f":{new}")
+    ref_config = tmp / "hopwire-ref.yml"
+    ref_config.write_text(text)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hopwire", "--config", str(ref_config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tree_dir,
+        env={**os.environ, "PYTHONPATH": str(tree_dir / "server")},
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--sizes", default=",".join(SIZES))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
+    ap.add_argument("--ref", default="", help="also run hopwire from this git revision (A/B)")
+    ap.add_argument("--no-nginx", action="store_true", help="skip the nginx proxy target")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: run bench/install-deps.sh as root")
@@ -151,6 +179,7 @@ def main() -> None:
     for label, size in SIZES.items():
         (docroot / label).write_bytes(b"x" * size)
     be_port, status_port, nx_port, hw_port, hw_internal = (free_port() for _ in range(5))
+    ref_port, ref_internal = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         backend = start_nginx(
@@ -190,14 +219,20 @@ http:
             cwd=ROOT,
         )
         procs.append(hopwire)
-        for port in (be_port, nx_port, hw_port):
-            wait_port(port)
-        time.sleep(0.5)
         targets = {
             "direct": (be_port, backend.pid),
             "hopwire": (hw_port, hopwire.pid),
             "nginx": (nx_port, proxy.pid),
         }
+        if args.no_nginx:
+            del targets["nginx"]
+        if args.ref:
+            ref = start_ref(tmp, args.ref, config, (hw_port, ref_port), (hw_internal, ref_internal))
+            procs.insert(len(procs) - 1, ref)
+            targets[f"hopwire@{args.ref}"] = (ref_port, ref.pid)
+        for port, _ in targets.values():
+            wait_port(port)
+        time.sleep(0.5)
         results: dict[tuple[str, str], list[tuple[float, float, float, float, float]]] = {}
         for label in args.sizes.split(","):
             conns = 8 if SIZES[label] >= 1 << 20 else 32
@@ -240,9 +275,13 @@ http:
             "| body | hopwire/nginx req/s | hopwire/nginx req per CPU-s |",
             "| --- | ---: | ---: |",
         ]
+        other = "nginx" if "nginx" in targets else f"hopwire@{args.ref}"
+        if other not in targets:
+            other = "direct"
+        lines[-2] = f"| body | hopwire/{other} req/s | hopwire/{other} req per CPU-s |"
         for label in args.sizes.split(","):
             hw = [statistics.median(c) for c in zip(*results[(label, "hopwire")], strict=True)]
-            nx = [statistics.median(c) for c in zip(*results[(label, "nginx")], strict=True)]
+            nx = [statistics.median(c) for c in zip(*results[(label, other)], strict=True)]
             lines.append(f"| {label} | {hw[0] / nx[0]:.2f} | {hw[3] / nx[3]:.2f} |")
         table = "\n".join(lines)
         print("\n" + table)

@@ -17,6 +17,7 @@ class Pool:
     __slots__ = (
         "dial_timeout",
         "dials",
+        "expect_continue_timeout",
         "host",
         "idle",
         "idle_timeout",
@@ -47,6 +48,7 @@ class Pool:
         self.dial_timeout = timeouts.dialTimeout or None
         self.idle_timeout = timeouts.idleConnTimeout
         self.response_header_timeout = timeouts.responseHeaderTimeout
+        self.expect_continue_timeout = timeouts.expectContinueTimeout
         self.max_idle = transport.maxIdleConnsPerHost
         self.idle: list[Upstream] = []
         self.label = label

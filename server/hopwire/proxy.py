@@ -1,96 +1,77 @@
 """One proxied request, as named phases on one ``__slots__`` object.
 
-    parse    ``parsed``           validate the head (RELIABILITY 1-14), decide framing
-    route    ``start``            compiled router table of the entrypoint, or /ping
+    parse    ``parsed``           the head rules of ``hopwire.http.head``, framing decided
+    route    ``start``            compiled router table of the entrypoint, or /ping, /metrics
     acquire  ``acquire``/``dial`` LIFO idle connection, else dial
     send     ``attach``           request head (+ any buffered body) in one write
     stream   ``body``/``response_*``  both directions, flow control on both transports
-    finish   ``finish``           the one place that ends an exchange (observer, counters)
+    end      ``end``              the one way out, whatever the outcome
 
-Failures go through ``fail_upstream``/``respond_error`` with a kind from ``hopwire.errors``.
+Every ending goes through ``end(kind, close)``: a complete response, a local answer, an error
+before or after the response head, a request rejected while parsing, a client gone, an
+upgrade.  ``end`` does, exactly once: the error counter and log line (``kind`` decides both,
+see ``hopwire.errors``), the release of an attached backend connection, the observer (metrics,
+access log, span), and the client connection's bookkeeping (close, or the next request).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hopwire import errors
-from hopwire.errors import ErrorKind, ProxyError
+from hopwire.errors import ErrorKind
 from hopwire.http.flow import BUFFER_LIMIT, BUFFERING, PEER_FULL
+from hopwire.http.head import RequestHead, read_request, response_fields
+from hopwire.http.path import has_denied
 from hopwire.http.wire import (
     CHUNKED,
     CONN_CLOSE,
     CONN_KEEP_ALIVE,
+    CONTINUE_100,
     CRLF,
-    FORWARDED,
-    HOP_BY_HOP,
     IDEMPOTENT,
     LAST_CHUNK,
     simple_response,
     status_line,
 )
 
-log = logging.getLogger("hopwire.proxy")
+if TYPE_CHECKING:
+    from hopwire.balancer import Server, Service
+    from hopwire.http.downstream import Downstream
+    from hopwire.http.upstream import Upstream
+    from hopwire.routing import Route
+    from hopwire.telemetry.observer import Observer
+    from hopwire.telemetry.tracing import Trace
 
-_SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
-# RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
-_CONN_KNOWN = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+log = logging.getLogger("hopwire.proxy")
 
 PASS = 0  # response body bytes go to the client as they are
 CHUNK = 1  # response body is re-framed as chunked for an HTTP/1.1 client
 
 
-def _split_authority(authority: bytes) -> tuple[str, bytes]:
-    """(host in lower case, port) of a Host value or absolute-form authority; port 80 if none."""
-    text = authority.decode("latin-1").lower()
-    if text.startswith("["):
-        end = text.find("]") + 1
-        host, rest = text[:end], text[end:]
-    else:
-        host, _, rest = text.partition(":")
-        rest = ":" + rest if rest else ""
-    port = rest[1:]
-    return host, port.encode() if port.isdigit() else b"80"
-
-
-class Exchange:
+class Exchange(RequestHead):
     __slots__ = (
         "attempts",
-        "authority",
-        "chunked",
         "chunks",
-        "cl",
         "client_eof",
         "client_ip",
         "close_after",
+        "continue_at",
         "deadline",
         "done",
         "down",
         "error_type",
         "framing",
-        "fwd",
-        "has_body",
         "head_done",
         "head_size",
         "headers",
-        "host",
-        "http10",
-        "keep_alive",
-        "kept",
-        "method",
         "observer",
         "origin_duration",
         "origin_status",
         "origin_t0",
         "out",
-        "path",
-        "path_query",
-        "port",
-        "query",
         "req_bytes",
         "req_complete",
         "resp_bytes",
@@ -110,161 +91,80 @@ class Exchange:
         "up_buffered",
         "up_head",
         "up_out",
-        "upgrade",
         "upstream",
         "wall",
     )
 
-    def __init__(self, down: Any):
+    def __init__(self, down: Downstream):
+        RequestHead.__init__(self)
+        # the connection
         self.down = down
+        self.client_ip = down.client_ip
+        # the request message, as the parser delivers it
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
         self.head_done = False
         self.req_complete = False
-        self.chunked = False
-        self.chunks = 0
-        self.framing = 0
-        self.done = False
         self.client_eof = False
-        self.upstream: Any = None
+        self.chunks = 0  # chunk headers seen, and framing bytes counted (chunk_framing_over)
+        self.framing = 0
+        self.req_bytes = 0  # body bytes, for metrics
+        # where it goes
+        self.route: Route | None = None
+        self.server: Server | None = None
+        self.observer: Observer | None = None  # chosen once per router; None: nothing observes
+        self.trace: Trace | None = None  # set by a tracing observer
+        self.t0 = 0.0  # set by observers that time the exchange
+        self.wall = 0.0
+        # the backend attempt
+        self.upstream: Upstream | None = None
+        self.up_head = b""
         self.up_out: list[bytes] = []
         self.up_buffered = 0
-        self.out: list[bytes] = []
-        self.resp_head = False
-        self.resp_complete = False
-        self.deadline = 0.0
         self.attempts = 0
-        self.route: Any = None
-        self.upgrade: bytes | None = None
-        self.tunnel_rest = b""
-        self.observer: Any = None  # chosen once per router; None when nothing observes
-        self.trace: Any = None  # set by a tracing observer
-        self.status = 0
-        self.error_type = ""
-        self.req_bytes = 0  # body bytes, for metrics
-        self.resp_bytes = 0
+        self.reused = False
+        self.deadline = 0.0  # response head (responseHeaderTimeout) or write (writeTimeout)
+        self.continue_at = 0.0  # when hopwire answers 100 Continue itself (expectContinueTimeout)
         self.timed = False  # set by the access log: time the backend exchange
+        self.origin_t0 = 0.0
         self.origin_status = 0
         self.origin_duration = 0.0
-        self.client_ip = down.client_ip
+        # the response
+        self.status = 0
+        self.resp_head = False
+        self.resp_complete = False
+        self.resp_mode = PASS
+        self.resp_to_close = False
+        self.close_after = False
+        self.out: list[bytes] = []
+        self.resp_bytes = 0
+        self.tunnel_rest = b""
+        # the outcome
+        self.done = False
+        self.error_type = ""
 
     # -- parse -------------------------------------------------------------------------------
 
     def parsed(self, parser: Any) -> None:
         """Validate the head and decide framing; raise ProxyError for a bad request."""
         down = self.down
-        version = parser.get_http_version()
-        if version == "1.1":
-            self.http10 = False
-        elif version == "1.0":
-            self.http10 = True
-        elif version == "0.9":
-            raise ProxyError(errors.BAD_REQUEST, "HTTP/0.9 request line")
-        else:
-            raise ProxyError(errors.VERSION_NOT_SUPPORTED, f"HTTP/{version}")
         override = down.method_override
         if override is not None:
             down.method_override = None
             method = override.decode("latin-1")
         else:
             method = parser.get_method().decode("latin-1")
-        self.method = method
-        if method == "CONNECT":
-            raise ProxyError(errors.METHOD_NOT_ALLOWED, "CONNECT to a reverse proxy")
-        target = self.target
-        authority = None
-        if target[:1] == b"/":
-            path_query = target
-        elif target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
-            # absolute-form: its authority wins over Host (RFC 9112 §3.2.2)
-            rest = target.partition(b"://")[2]
-            cut = len(rest)
-            for sep in (b"/", b"?"):
-                at = rest.find(sep)
-                if 0 <= at < cut:
-                    cut = at
-            authority, path_query = rest[:cut], rest[cut:]
-            if path_query[:1] != b"/":
-                path_query = b"/" + path_query
-            if not authority or not _HOST.fullmatch(authority) or b"@" in authority:
-                raise ProxyError(errors.BAD_REQUEST, "invalid authority in absolute-form target")
-        elif target == b"*" and method == "OPTIONS":
-            path_query = target
-        else:
-            raise ProxyError(errors.BAD_REQUEST, "invalid request target")
-
-        kept: list[tuple[bytes, bytes]] = []
-        host: bytes | None = None
-        hosts = 0
-        tokens: list[bytes] = []
-        te: bytes | None = None
-        cl: bytes | None = None
-        upgrade: bytes | None = None
-        fwd: dict[bytes, bytes] = {}
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname not in _SPECIAL:
-                kept.append((name, value))
-            elif lname == b"host":
-                hosts += 1
-                host = value
-            elif lname == b"connection":
-                tokens.extend(t.strip() for t in value.lower().split(b","))
-            elif lname == b"content-length":
-                cl = value
-            elif lname == b"transfer-encoding":
-                te = value if te is None else te + b"," + value
-            elif lname == b"expect":
-                if value.lower() != b"100-continue":
-                    raise ProxyError(errors.EXPECTATION_FAILED, f"expectation {value!r}")
-                if not self.http10:  # RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0
-                    kept.append((name, value))
-            elif lname == b"upgrade":
-                upgrade = value
-            elif lname in FORWARDED and down.trusted:
-                fwd[lname] = value
-            # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
-        if hosts > 1:
-            raise ProxyError(errors.BAD_REQUEST, "more than one Host field")
-        if host is None:
-            if not self.http10 and authority is None:
-                raise ProxyError(errors.BAD_REQUEST, "HTTP/1.1 request without Host")
-        elif not _HOST.fullmatch(host):
-            raise ProxyError(errors.BAD_REQUEST, f"invalid Host {host[:64]!r}")
-        if authority is not None:
-            host = authority
-        if te is not None:
-            if self.http10:
-                raise ProxyError(errors.BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request")
-            codings = [c.strip().lower() for c in te.split(b",")]
-            if any(c != b"chunked" for c in codings):
-                raise ProxyError(errors.NOT_IMPLEMENTED, f"transfer coding {te[:64]!r}")
-            if len(codings) != 1:
-                raise ProxyError(errors.BAD_REQUEST, "chunked applied more than once")
-            self.chunked = True
-        extra = [t for t in tokens if t not in _CONN_KNOWN]
-        if extra:
-            named = frozenset(extra)
-            kept = [(n, v) for n, v in kept if n.lower() not in named]
-            fwd = {k: v for k, v in fwd.items() if k not in named}
-        if self.http10:
-            self.keep_alive = b"keep-alive" in tokens
-        else:
-            self.keep_alive = b"close" not in tokens
-        if upgrade is not None and b"upgrade" in tokens and not self.http10:
-            self.upgrade = upgrade
-            self.keep_alive = False  # after an upgrade the connection is a tunnel or closes
-        self.cl = cl
-        self.has_body = self.chunked or (cl is not None and cl != b"0")
-        self.kept = kept
-        self.fwd = fwd
-        self.authority = host or b""
-        self.host, self.port = _split_authority(host) if host else ("", b"80")
-        self.path_query = path_query
-        path, _, query = path_query.partition(b"?")
-        self.path = path.decode("latin-1")
-        self.query = query.decode("latin-1")
+        ep = down.ep
+        read_request(
+            self,
+            parser.get_http_version(),
+            method,
+            self.target,
+            self.headers,
+            down.trusted,
+            ep.sanitize,
+        )
 
     # -- route -------------------------------------------------------------------------------
 
@@ -294,6 +194,11 @@ class Exchange:
             return
         self.route = route
         self.observe(route.target.observer)
+        if ep.denied:
+            code = has_denied(self.path_query.partition(b"?")[0], ep.denied)
+            if code is not None:  # Traefik's encodedCharacters, checked for the matched router
+                self.respond_error(errors.BAD_REQUEST, f"encoded {code.decode()} in the path")
+                return
         service = route.target.service
         server = service.pick()
         if server is None:
@@ -303,19 +208,13 @@ class Exchange:
         self.up_head = self.build_head(service, server)
         self.acquire(server.pool.take())
 
-    def observe(self, observer: Any) -> None:
+    def observe(self, observer: Observer | None) -> None:
         """Hand the exchange to the observer chosen for where it was routed (None: nothing)."""
         if observer is not None:
             self.observer = observer
             observer.start(self)
 
-    def observed(self) -> None:
-        """The exchange has ended, however: its observer sees it exactly once."""
-        observer = self.observer
-        if observer is not None:
-            observer.finish(self)
-
-    def build_head(self, service: Any, server: Any) -> bytes:
+    def build_head(self, service: Service, server: Server) -> bytes:
         down = self.down
         fwd = self.fwd
         parts = [
@@ -361,10 +260,9 @@ class Exchange:
 
     # -- acquire and send ----------------------------------------------------------------------
 
-    def acquire(self, conn: Any) -> None:
-        trace = self.trace
-        if trace is not None:
-            self.begin_attempt(trace)
+    def acquire(self, conn: Upstream | None) -> None:
+        if self.trace is not None:
+            self.begin_attempt(self.trace)
         if conn is None:
             self.reused = False
             self.down.worker.loop.create_task(self.dial())
@@ -372,18 +270,14 @@ class Exchange:
             self.reused = True
             self.attach(conn)
 
-    def begin_attempt(self, trace: Any) -> None:
+    def begin_attempt(self, trace: Trace) -> None:
         """A CLIENT span per attempt; a retry gets a new span id, so the head is rebuilt."""
         server = self.server
+        assert server is not None and self.route is not None
         if trace.begin_attempt(
             server.url, self.path, self.query, server.pool.host, server.pool.port
         ):
             self.up_head = self.build_head(self.route.target.service, server)
-
-    def end_attempt(self, error: str) -> None:
-        trace = self.trace
-        if trace is not None:
-            trace.end_attempt(self.status if self.resp_head else 0, error)
 
     def log_ids(self) -> dict[str, str] | None:
         """trace_id/span_id for log lines written while a sampled request is in scope."""
@@ -391,31 +285,38 @@ class Exchange:
         return trace.ids() if trace is not None and trace.sampled else None
 
     async def dial(self) -> None:
+        assert self.server is not None
         pool = self.server.pool
         try:
             conn = await pool.connect()
         except TimeoutError:
-            self.fail_upstream(errors.CONNECT_TIMEOUT, f"dial {pool.label} timed out")
+            self.respond_error(errors.CONNECT_TIMEOUT, f"dial {pool.label} timed out")
             return
         except OSError as exc:
-            self.fail_upstream(errors.CONNECT_FAILED, f"dial {pool.label}: {exc.strerror or exc}")
+            self.respond_error(errors.CONNECT_FAILED, f"dial {pool.label}: {exc.strerror or exc}")
             return
         if self.done:
             pool.put(conn, self.down.worker.clock.now)
             return
         self.attach(conn)
 
-    def attach(self, conn: Any) -> None:
+    def attach(self, conn: Upstream) -> None:
         down = self.down
         self.upstream = conn
         conn.ex = self
+        assert self.server is not None
         self.server.inflight += 1
         self.attempts += 1
         if self.timed and self.attempts == 1:
             self.origin_t0 = time.monotonic()
-        timeout = conn.pool.response_header_timeout
-        if timeout:
-            self.deadline = down.worker.clock.now + timeout
+        pool = conn.pool
+        now = down.worker.clock.now
+        if pool.response_header_timeout:
+            self.deadline = now + pool.response_header_timeout
+        if self.expect_continue and self.has_body and pool.expect_continue_timeout:
+            # Go's transport for Traefik: if the backend has not answered 100 (or at all) in
+            # time, the client is told to send its body anyway
+            self.continue_at = now + pool.expect_continue_timeout
         out = self.up_out
         if out:
             out.insert(0, self.up_head)
@@ -427,10 +328,18 @@ class Exchange:
         else:
             conn.transport.write(self.up_head)
 
+    def continue_now(self) -> None:
+        """``continue_at`` passed: answer 100 Continue so that the client sends its body."""
+        self.continue_at = 0.0
+        if not self.done and not self.resp_head and self.expect_continue:
+            self.expect_continue = False
+            self.down.transport.write(CONTINUE_100)
+
     def body(self, data: bytes) -> None:
         if self.done:
             return
         self.req_bytes += len(data)
+        self.expect_continue = False  # the client is sending: it waits for nothing
         if self.chunked:
             self.up_out += (b"%x\r\n" % len(data), data, CRLF)
         else:
@@ -462,43 +371,24 @@ class Exchange:
     ) -> None:
         if self.http10 or self.resp_head:
             return  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
-        parts = [status_line(status, reason)]
-        for name, value in headers:
-            if name.lower() not in HOP_BY_HOP:
-                parts += (name, b": ", value, CRLF)
-        parts.append(CRLF)
-        self.out.append(b"".join(parts))
+        if status == 100:
+            if not self.expect_continue:
+                return  # hopwire already answered 100 itself (or nobody asked)
+            self.expect_continue = False
+            self.continue_at = 0.0
+        lines = response_fields(headers, status_line(status, reason))[0]
+        lines.append(CRLF)
+        self.out.append(b"".join(lines))
 
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        down = self.down
         if status == 101:
             return  # handled by response_upgraded once the parser stops
+        down = self.down
         self.resp_head = True
         self.status = self.origin_status = status
         self.deadline = 0.0
-        parts = [status_line(status, reason)]
-        cl = None
-        up_chunked = False
-        tokens = None
-        for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP:
-                if lname == b"connection":
-                    tokens = [t.strip() for t in value.lower().split(b",")]
-                elif lname == b"transfer-encoding":
-                    up_chunked = True
-                continue
-            if lname == b"content-length":
-                cl = value
-            parts += (name, b": ", value, CRLF)
-        if tokens is not None:
-            extra = frozenset(t for t in tokens if t not in _CONN_KNOWN)
-            if extra:
-                parts = [parts[0]]
-                for name, value in headers:
-                    lname = name.lower()
-                    if lname not in HOP_BY_HOP and lname not in extra:
-                        parts += (name, b": ", value, CRLF)
+        self.continue_at = 0.0
+        parts, cl, up_chunked, _ = response_fields(headers, status_line(status, reason))
         ep = down.ep
         close = (
             not self.keep_alive
@@ -516,7 +406,7 @@ class Exchange:
         else:
             self.resp_mode = CHUNK
             parts.append(CHUNKED)
-        self.close_after = close
+        self.close_after = bool(close)
         if close:
             parts.append(CONN_CLOSE)
         elif self.http10:
@@ -545,7 +435,7 @@ class Exchange:
         if conn is not None:
             self.end_attempt("")
             self.release(conn, upstream_keep_alive and self.req_complete and not self.up_out)
-        self.finish(self.close_after)
+        self.end(None, self.close_after)
 
     def flush_down(self) -> None:
         out = self.out
@@ -555,9 +445,15 @@ class Exchange:
                 down.transport.writelines(out)
             out.clear()
 
-    def release(self, conn: Any, reuse: bool) -> None:
+    def end_attempt(self, error: str) -> None:
+        trace = self.trace
+        if trace is not None:
+            trace.end_attempt(self.origin_status, error)
+
+    def release(self, conn: Upstream, reuse: bool) -> None:
         self.upstream = None
         conn.ex = None
+        assert self.server is not None
         self.server.inflight -= 1
         if reuse:
             # the last write to a slow client may have paused this connection's reading; an
@@ -567,123 +463,142 @@ class Exchange:
         else:
             conn.close()
 
-    def response_upgraded(self, conn: Any, rest: bytes) -> None:
+    def response_upgraded(self, conn: Upstream, rest: bytes) -> None:
         """The backend answered 101: relay it and turn both connections into a byte tunnel."""
         down = self.down
         if self.upgrade is None:
             self.bad_response(conn, "101 Switching Protocols without an Upgrade request")
             return
-        parts = [status_line(101)]
-        upgrade = b"websocket"
-        for name, value in conn.headers:
-            lname = name.lower()
-            if lname == b"upgrade":
-                upgrade = value
-            elif lname not in HOP_BY_HOP:
-                parts += (name, b": ", value, CRLF)
-        parts += (b"upgrade: ", upgrade, b"\r\nconnection: upgrade\r\n\r\n", rest)
+        parts, _, _, upgrade = response_fields(conn.headers, status_line(101))
+        parts += (b"upgrade: ", upgrade or b"websocket", b"\r\nconnection: upgrade\r\n\r\n", rest)
         self.resp_head = self.resp_complete = True
-        self.status = 101
+        self.status = self.origin_status = 101
         self.end_attempt("")
         self.deadline = 0.0
         self.upstream = None
         conn.ex = None
+        assert self.server is not None
         self.server.inflight -= 1
-        self.done = True
         down.transport.write(b"".join(parts))
         conn.tunnel = down
         down.start_tunnel(conn)
         if self.tunnel_rest:
             conn.transport.write(self.tunnel_rest)
-        down.active = None
-        down.served += 1
-        self.observed()
+        self.end(None, False)
 
     def tunnel_pending(self, rest: bytes) -> None:
         self.tunnel_rest = rest
 
-    # -- finish and failures -------------------------------------------------------------------
+    # -- the one ending ----------------------------------------------------------------------
 
-    def finish(self, close: bool) -> None:
+    def end(self, kind: ErrorKind | None, close: bool, detail: str = "") -> None:
+        """End the exchange with its outcome: ``kind`` None for a complete answer, else the
+        error; ``close``: the client connection closes after it.  Idempotent."""
         if self.done:
             return
         self.done = True
-        self.observed()
-        self.down.exchange_done(self, close)
+        down = self.down
+        if self.trace is not None:
+            self.end_attempt(kind.name if kind is not None else "")
+        conn = self.upstream
+        if conn is not None:
+            self.release(conn, False)  # cancelled, never returned to the pool (RELIABILITY 17)
+        if kind is not None:
+            if not self.error_type:
+                self.error_type = kind.name
+            down.worker.errors[kind.name] += 1
+            if log.isEnabledFor(kind.log_level):
+                log.log(
+                    kind.log_level,
+                    "%s %s %s from %s: %s",
+                    kind.name,
+                    self.method or "-",
+                    self.path or "-",
+                    self.client_ip,
+                    detail,
+                    extra=self.log_ids(),
+                )
+        observer = self.observer
+        if observer is not None:
+            observer.finish(self)
+        down.exchange_done(self, close)
 
     def respond_local(
         self, status: int, body: bytes, content_type: bytes = b"text/plain; charset=utf-8"
     ) -> None:
+        """An answer hopwire gives itself (/ping, /metrics)."""
         down = self.down
-        close = not self.keep_alive or self.body_pending() or down.worker.draining
+        close = errors.closes(None, self.keep_alive, self.body_pending(), down.worker.draining)
         self.status = status
         self.resp_bytes = len(body)
         self.resp_head = self.resp_complete = True
         self.out.append(simple_response(down.worker.clock, status, body, close, content_type))
         self.flush_down()
-        self.finish(close)
+        self.end(None, close)
 
     def respond_error(self, kind: ErrorKind, detail: str) -> None:
+        """Answer an error with its status; after the response head, cut the response short."""
+        if self.done:
+            return
         down = self.down
-        level = logging.WARNING if kind.log_level == "WARN" else getattr(logging, kind.log_level)
-        log.log(
-            level, "%s %s %s: %s", kind.name, self.method, self.path, detail, extra=self.log_ids()
-        )
-        down.worker.count(kind.name)
         if self.resp_head:
             self.out.clear()
-            self.done = True
             down.close()  # a truncated response must never look complete (RELIABILITY 23)
-            down.exchange_done(self, True)
+            self.end(kind, True, detail)
             return
+        close = errors.closes(kind, self.keep_alive, self.body_pending(), down.worker.draining)
         self.status = kind.status
-        self.error_type = kind.name
-        close = (
-            not kind.keep_alive
-            or not self.keep_alive
-            or self.body_pending()
-            or down.worker.draining
-        )
         self.resp_head = self.resp_complete = True
         body = kind.name.encode() + b"\n"
         self.resp_bytes = len(body)
         self.out.append(simple_response(down.worker.clock, kind.status, body, close))
         self.flush_down()
-        self.finish(close)
+        self.end(kind, close, detail)
 
-    def fail_upstream(self, kind: ErrorKind, detail: str) -> None:
-        self.end_attempt(kind.name)
-        conn = self.upstream
-        if conn is not None:
-            self.release(conn, False)
-        if not self.done:
-            self.respond_error(kind, detail)
+    def reject(self, kind: ErrorKind, detail: str, parser: Any) -> None:
+        """A request refused while it was parsed (it was never routed): answer, then close."""
+        if self.done:
+            self.down.close()
+            return
+        if not self.method:
+            try:
+                self.method = parser.get_method().decode("latin-1")
+            except Exception:  # httptools raises when the request line was not parsed yet
+                self.method = ""
+        if not self.path_query and self.target:
+            self.path_query = self.target[:1024]  # as received, for the log and the span
+            self.path = self.path_query.partition(b"?")[0].decode("latin-1")
+        self.keep_alive = False
+        self.observe(self.down.ep.unrouted_observer)
+        self.respond_error(kind, detail)
 
-    def bad_response(self, conn: Any, detail: str) -> None:
-        self.fail_upstream(errors.BAD_RESPONSE, f"{conn.pool.label}: {detail}")
+    def bad_response(self, conn: Upstream, detail: str) -> None:
+        self.respond_error(errors.BAD_RESPONSE, f"{conn.pool.label}: {detail}")
 
-    def upstream_lost(self, conn: Any, exc: Exception | None) -> None:
+    def upstream_lost(self, conn: Upstream, exc: Exception | None) -> None:
         """The attached backend connection closed (``conn.ex`` is already cleared)."""
         self.upstream = None
+        assert self.server is not None and self.route is not None
         self.server.inflight -= 1
         if self.done:
             return
-        self.end_attempt("" if self.resp_head and self.resp_to_close else "upstream_closed")
         if self.resp_head:
             if self.resp_to_close:
                 self.response_complete(False)  # a close-delimited body ends at the close
             else:
-                self.respond_error(errors.UPSTREAM_CLOSED, "backend closed mid-response")
+                self.respond_error(errors.UPSTREAM_TRUNCATED, "backend closed mid-response")
             return
-        if (
-            self.reused
-            and self.attempts == 1
-            and not self.has_body
-            and self.method in IDEMPOTENT
-            and not self.out
+        kind = errors.UPSTREAM_CLOSED
+        if errors.may_retry(
+            kind,
+            self.reused,
+            self.attempts,
+            self.method in IDEMPOTENT and not self.has_body,
+            bool(self.out),
         ):
             # The keep-alive race: a pooled connection the backend had closed.  Retry once on
             # a fresh connection (RELIABILITY 25).
+            self.end_attempt(kind.name)
             self.down.worker.retries[self.route.target.service.name] += 1
             log.info(
                 "retrying %s %s: pooled connection to %s was closed",
@@ -694,35 +609,18 @@ class Exchange:
             )
             self.acquire(None)
             return
-        self.respond_error(errors.UPSTREAM_CLOSED, f"{conn.pool.label} closed before responding")
+        self.respond_error(kind, f"{conn.pool.label} closed before responding")
 
     def abort(self, kind: ErrorKind, detail: str) -> None:
         """The client's stream broke mid-request: nothing more may reach the backend."""
         self.up_out.clear()
-        self.end_attempt(kind.name)
-        conn = self.upstream
-        if conn is not None:
-            self.release(conn, False)
-        if not self.done:
-            self.respond_error(kind, detail)
+        self.respond_error(kind, detail)
 
     def client_lost(self) -> None:
-        down = self.down
-        down.worker.count("client_aborts")
-        log.info(
-            "client %s went away during %s %s",
-            down.client_ip,
-            self.method,
-            self.path,
-            extra=self.log_ids(),
-        )
-        self.end_attempt("client_closed")
-        self.error_type = "client_closed"
-        conn = self.upstream
-        if conn is not None:
-            self.release(conn, False)  # cancelled, never returned to the pool (RELIABILITY 17)
-        self.done = True
-        self.observed()
+        """The client connection closed before the exchange ended."""
+        if not self.resp_head:
+            self.status = errors.CLIENT_CLOSED.status
+        self.end(errors.CLIENT_CLOSED, True, "the client went away")
 
     def timed_out(self) -> None:
         """``deadline`` passed: no response head in time, or the response write took too long."""
@@ -730,6 +628,6 @@ class Exchange:
         if self.done:
             return
         if not self.resp_head:
-            self.fail_upstream(errors.RESPONSE_TIMEOUT, "no response head before the deadline")
+            self.respond_error(errors.RESPONSE_TIMEOUT, "no response head before the deadline")
         else:
-            self.abort(errors.RESPONSE_TIMEOUT, "response write timeout")
+            self.abort(errors.WRITE_TIMEOUT, "response not written within writeTimeout")

@@ -30,6 +30,7 @@ import uvloop
 from hopwire.balancer import Service
 from hopwire.config import INTERNAL_ENTRYPOINT, Config
 from hopwire.http.downstream import Downstream
+from hopwire.http.path import ENCODED_CHARACTERS, denied_encodings
 from hopwire.http.wire import Clock
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
@@ -75,6 +76,7 @@ class EntryPointRuntime:
     """One entrypoint of one config generation, with every per-request setting resolved."""
 
     __slots__ = (
+        "denied",
         "idle_timeout",
         "insecure",
         "internal_observer",
@@ -87,6 +89,7 @@ class EntryPointRuntime:
         "new_exchange",
         "ping",
         "read_timeout",
+        "sanitize",
         "table",
         "trusted",
         "unrouted_observer",
@@ -107,6 +110,11 @@ class EntryPointRuntime:
         self.max_line = cfg.http.maxRequestLineBytes
         self.max_header_bytes = cfg.http.maxHeaderBytes
         self.max_fields = cfg.http.maxHeaderFields
+        self.sanitize = cfg.http.sanitizePath
+        encoded = cfg.http.encodedCharacters
+        self.denied = denied_encodings(
+            {name: getattr(encoded, name) for name in ENCODED_CHARACTERS}
+        )
         self.insecure = cfg.forwardedHeaders.insecure
         self.trusted = [
             ipaddress.ip_network(n, strict=False) for n in cfg.forwardedHeaders.trustedIPs
@@ -154,6 +162,9 @@ class Worker:
         self.clock = Clock(time.monotonic())
         self.connections: set[Downstream] = set()
         self.services: dict[str, Service] = {}
+        # events counted in plain integers, folded into metrics once a second (and reset):
+        # errors by kind (Exchange.end), and the telemetry writers' own problems
+        self.errors: dict[str, int] = defaultdict(int)
         self.counters: dict[str, int] = defaultdict(int)
         self.stopping = False  # /ping answers 503
         self.draining = False  # responses carry Connection: close; idle connections close
@@ -161,9 +172,6 @@ class Worker:
         self.servers: list[asyncio.AbstractServer] = []
         self.done: asyncio.Future[int] | None = None
         self.terms = 0
-
-    def count(self, name: str) -> None:
-        self.counters[name] += 1
 
     # -- process ---------------------------------------------------------------------------
 
@@ -318,8 +326,11 @@ class Worker:
             if conn.deadline and conn.deadline <= now:
                 conn.timed_out()
             ex = conn.active
-            if ex is not None and ex.deadline and ex.deadline <= now:
-                ex.timed_out()
+            if ex is not None:
+                if ex.continue_at and ex.continue_at <= now:
+                    ex.continue_now()
+                if ex.deadline and ex.deadline <= now:
+                    ex.timed_out()
         for service in self.services.values():
             for server in service.servers:
                 server.pool.sweep(now)

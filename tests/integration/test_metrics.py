@@ -21,7 +21,16 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import catch_all, exchange, free_port, request, service, wait_for, websocket
+from tests.harness import (
+    catch_all,
+    exchange,
+    free_port,
+    raw,
+    request,
+    service,
+    wait_for,
+    websocket,
+)
 
 
 def scrape(hw: Any, accept: str | None = None) -> str:
@@ -390,3 +399,89 @@ def test_metrics_off(make_backend: Any, make_hopwire: Any, workers: int) -> None
     hw = make_hopwire({"http": catch_all(b.url), "metrics": {"prometheus": False}}, workers=workers)
     assert request(hw.internal, "GET", "/metrics")[0] == 404
     assert request(hw.port, "GET", "/")[0] == 200
+
+
+def test_reload_after_a_dead_worker_compacts_the_archive(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    a, b = make_backend("a"), make_backend("b")
+    hw = make_hopwire(two_routers(a, b), workers=2)
+    reloads = int(os.environ.get("HOPWIRE_TEST_RELOADS", "3"))
+    send_spread(hw.port, "/a", 4)
+    send_spread(hw.port, "/b", 4)
+    wait_for(lambda: total(scrape(hw), "hopwire_router_requests_total", router="rb") == 4)
+    victim = hw.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)  # its counters go to the archive files
+    wait_for(lambda: len(hw.worker_pids()) == 2 and victim not in hw.worker_pids())
+    wait_for(lambda: total(scrape(hw), "hopwire_router_requests_total", router="rb") == 4)
+    config = two_routers(a, b)
+    del config["http"]["routers"]["rb"], config["http"]["services"]["sb"]
+    config["entryPoints"] = hw.config["entryPoints"]
+    for generation in range(2, reloads + 2):
+        pids = set(hw.worker_pids())
+        hw.write(config)
+        hw.signal(signal.SIGHUP)
+        wait_for(lambda g=generation: f"reloaded: generation {g}" in hw.logs(), timeout=20)
+        wait_for(lambda p=pids: not p & set(hw.worker_pids()), timeout=20)
+        send_spread(hw.port, "/a", 1)
+    want = 4 + reloads
+    wait_for(lambda: total(scrape(hw), "hopwire_router_requests_total", router="ra") == want)
+    text = scrape(hw)
+    assert total(text, "hopwire_router_requests_total", router="rb") == 0  # dropped from archive
+    logs = hw.logs()
+    assert "could not compact" not in logs
+    bad = [line for line in logs.splitlines() if '"level":"ERROR"' in line]
+    assert len(bad) == 1 and "died unexpectedly" in bad[0], bad  # only the kill above
+
+
+def test_errors_by_kind_counted_once(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    config = {
+        "http": {
+            "routers": {
+                "r": {"rule": "PathPrefix(`/app`) || PathPrefix(`/raw`)", "service": "s"},
+                "dead": {"rule": "PathPrefix(`/dead`)", "service": "gone"},
+            },
+            "services": {"s": service(b.url), "gone": service(f"http://127.0.0.1:{free_port()}")},
+        },
+        "accessLog": {"filePath": "/dev/null"},  # the access log's counters are exported too
+    }
+    hw = make_hopwire(config, workers=2)
+    for _ in range(3):
+        assert raw(hw.port, b"GET /app HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")[9:12] == b"400"
+    for _ in range(2):
+        assert request(hw.port, "GET", "/nowhere")[0] == 404
+        assert request(hw.port, "GET", "/dead")[0] == 502
+    assert raw(hw.port, b"GET /app HTTP/2.0\r\nHost: a\r\n\r\n")[9:12] == b"505"
+    for _ in range(2):  # the backend closes mid-body after the head went out
+        assert raw(hw.port, b"GET /raw/truncate HTTP/1.1\r\nHost: a\r\n\r\n")[9:12] == b"200"
+    with socket.create_connection(("127.0.0.1", hw.port)) as sock:  # a client gone mid-request
+        sock.sendall(b"POST /app/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        time.sleep(0.3)
+
+    def errors() -> dict[str, float]:
+        text = scrape(hw)
+        return {
+            dict(lbl)["kind"]: v
+            for (name, lbl), v in samples(text).items()
+            if name == "hopwire_errors_total"
+        }
+
+    want = {
+        "bad_request": 3,
+        "no_route": 2,
+        "connect_failed": 2,
+        "version_not_supported": 1,
+        "upstream_truncated": 2,
+        "client_closed": 1,
+    }
+    wait_for(lambda: errors() == want, timeout=5)
+    time.sleep(1.2)  # another fold: nothing is counted twice
+    assert errors() == want
+    text = scrape(hw)
+    assert total(text, "hopwire_entrypoint_requests_total", entrypoint="web", code="400") == 3
+    assert total(text, "hopwire_entrypoint_requests_total", entrypoint="web", code="505") == 1
+    assert total(text, "hopwire_entrypoint_requests_total", entrypoint="web", code="499") == 1
+    assert total(text, "hopwire_service_requests_total", service="s", code="200") == 2  # cut short
+    assert ("hopwire_accesslog_lines_dropped_total", frozenset()) in samples(text)
+    assert ("hopwire_accesslog_write_errors_total", frozenset()) in samples(text)

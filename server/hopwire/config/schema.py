@@ -86,7 +86,25 @@ class ForwardedHeaders:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedCharacters:
+    allowEncodedSlash: bool = setting(True, "Allow %2F in the request path (false: 400).")
+    allowEncodedBackSlash: bool = setting(True, "Allow %5C in the request path (false: 400).")
+    allowEncodedNullCharacter: bool = setting(True, "Allow %00 in the request path (false: 400).")
+    allowEncodedSemicolon: bool = setting(True, "Allow %3B in the request path (false: 400).")
+    allowEncodedPercent: bool = setting(True, "Allow %25 in the request path (false: 400).")
+    allowEncodedQuestionMark: bool = setting(True, "Allow %3F in the request path (false: 400).")
+    allowEncodedHash: bool = setting(True, "Allow %23 in the request path (false: 400).")
+
+
+@dataclass(frozen=True, slots=True)
 class EntryPointHTTP:
+    sanitizePath: bool = setting(
+        True,
+        "Resolve . and .. segments and merge repeated slashes before routing and forwarding.",
+    )
+    encodedCharacters: EncodedCharacters = setting(
+        EncodedCharacters(), "Which encoded characters the path may hold (checked per router)."
+    )
     maxRequestLineBytes: int = setting(
         8192, "Longest request line accepted (414 above).", check=positive
     )
@@ -312,6 +330,12 @@ class ForwardingTimeouts:
     )
     idleConnTimeout: float = setting(
         90.0, "How long an idle pooled backend connection is kept.", DURATION
+    )
+    expectContinueTimeout: float = setting(
+        1.0,
+        "With Expect: 100-continue, how long the backend may take to answer 100 before hopwire "
+        "tells the client to send its body anyway; 0 waits for the backend.",
+        DURATION,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from httptools import (
     HttpParserCallbackError,
@@ -27,7 +27,10 @@ from httptools import (
 from hopwire import errors
 from hopwire.errors import ErrorKind, ProxyError
 from hopwire.http.flow import BUFFERING, HIGH_WATER, LOW_WATER, PEER_FULL, QUEUED, ReadFlow
-from hopwire.http.wire import simple_response
+
+if TYPE_CHECKING:
+    from hopwire.proxy import Exchange
+    from hopwire.worker import EntryPointRuntime
 
 log = logging.getLogger("hopwire.http")
 
@@ -82,16 +85,18 @@ class Downstream(asyncio.Protocol):
         "worker",
     )
 
-    def __init__(self, ep: Any):
+    def __init__(self, ep: EntryPointRuntime):
         self.ep = ep  # the entrypoint runtime of this config generation
         self.worker = ep.worker
         self.parser = HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.flow: ReadFlow = None  # type: ignore[assignment]
-        self.req: Any = None  # the exchange whose message is being parsed
-        self.active: Any = None  # the exchange being proxied
-        self.queue: deque[Any] | None = None
-        self.deferred_error: tuple[ErrorKind, str] | None = None
+        # the exchange whose message is being parsed: never None inside the parser callbacks
+        # between on_message_begin and on_message_complete, which is where it is used unchecked
+        self.req: Exchange = None  # type: ignore[assignment]
+        self.active: Exchange | None = None  # the exchange being proxied
+        self.queue: deque[Exchange] | None = None
+        self.deferred_error: tuple[Exchange, ErrorKind, str] | None = None
         self.tunnel: Any = None  # the upstream connection after a 101
         self.served = 0
         self.deadline = 0.0
@@ -130,8 +135,17 @@ class Downstream(asyncio.Protocol):
         active = self.active
         if active is not None and not active.done:
             active.client_lost()
+        # requests that were never routed: one being read, or pipelined behind the active one
+        pending: list[Exchange] = []
+        if self.req is not None and self.req is not active:
+            pending.append(self.req)
         if self.queue:
+            pending += self.queue
             self.queue.clear()
+        for ex in pending:
+            if not ex.done:
+                ex.observe(self.ep.unrouted_observer)
+                ex.client_lost()
 
     def eof_received(self) -> bool:
         # A half-closed client still gets the response to a complete request (RELIABILITY 16).
@@ -141,11 +155,7 @@ class Downstream(asyncio.Protocol):
         if self.active is not None and self.req is None:
             self.active.client_eof = True
             return True
-        if self.active is None and self.req is not None:
-            # a request that never reached an exchange; an active one is counted by client_lost
-            log.info("client %s closed mid-request", self.client_ip)
-            self.worker.count("client_aborts")
-        return False
+        return False  # a request cut short ends as client_closed in connection_lost
 
     def pause_writing(self) -> None:
         other = self.tunnel or (self.active.upstream if self.active is not None else None)
@@ -164,7 +174,6 @@ class Downstream(asyncio.Protocol):
     def timed_out(self) -> None:
         """Called by the worker's tick when ``deadline`` has passed."""
         if self.deadline_kind == READ and self.req is not None:
-            self.worker.count("request_timeouts")
             self.fail(errors.REQUEST_TIMEOUT, "request not read within readTimeout")
             return
         self.close()  # idle, or nothing of a request was ever sent
@@ -240,7 +249,7 @@ class Downstream(asyncio.Protocol):
         token = data[:space] if space > 0 else b""
         if at_start and token and len(token) <= 32 and all(c in _TOKEN_CHARS for c in token):
             self.parser = HttpRequestParser(self)
-            self.req = None
+            self.req = None  # type: ignore[assignment]
             self.method_override = token  # consumed by the exchange at headers complete
             self.data_received(_SUBSTITUTE_METHOD + data[space:])
             return
@@ -292,7 +301,7 @@ class Downstream(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         req = self.req
-        self.req = None
+        self.req = None  # type: ignore[assignment]
         self.completed += 1
         if self.active is req:
             self.deadline = 0.0  # the exchange's own deadlines apply now
@@ -302,10 +311,13 @@ class Downstream(asyncio.Protocol):
 
     # -- exchanges ---------------------------------------------------------------------------
 
-    def exchange_done(self, ex: Any, close: bool) -> None:
-        """The response of the active exchange has been written in full."""
+    def exchange_done(self, ex: Exchange, close: bool) -> None:
+        """An exchange has ended (``Exchange.end``): close, or go on with the next request."""
         self.served += 1
-        self.active = None
+        if self.active is ex:
+            self.active = None
+        if self.tunnel is not None:
+            return  # the connection is a byte tunnel now
         if close or self.closed:
             self.close()
             return
@@ -320,8 +332,9 @@ class Downstream(asyncio.Protocol):
                 nxt.flush_up()
             return
         if self.deferred_error is not None:
-            kind, detail = self.deferred_error
-            self.fail(kind, detail)
+            bad, kind, detail = self.deferred_error
+            self.deferred_error = None
+            self.fail(kind, detail, bad)
             return
         if ex.client_eof:
             self.close()
@@ -333,17 +346,16 @@ class Downstream(asyncio.Protocol):
             self.set_deadline(self.ep.read_timeout, READ)
         self.flow.resume(BUFFERING | PEER_FULL)  # the exchange's upstream is gone
 
-    def fail(self, kind: ErrorKind, detail: str, ex: Any = None) -> None:
+    def fail(self, kind: ErrorKind, detail: str, ex: Exchange | None = None) -> None:
         """A request could not be parsed or read; answer in order, then close.
 
-        ``ex`` is the exchange the error belongs to (default: the one being parsed; None when
-        the error is at the start of a message).
+        ``ex`` is the exchange the error belongs to (default: the one being parsed; a new one
+        when the error came before any message began), so that the answer is observed like
+        any other.
         """
         if self.closed:
             return
-        ex = ex or self.req
-        log.info("%s from %s: %s", kind.name, self.client_ip, detail)
-        self.worker.count(kind.name)
+        ex = ex or self.req or self.ep.new_exchange(self)
         self.flow.pause(QUEUED)  # the stream cannot be trusted past this point
         self.chunk_req = None
         active = self.active
@@ -354,12 +366,9 @@ class Downstream(asyncio.Protocol):
             # Answer the requests before the bad one first (RFC 9112 §9.3.2).
             if self.queue and ex in self.queue:
                 self.queue.remove(ex)
-            self.deferred_error = (kind, detail)
+            self.deferred_error = (ex, kind, detail)
             return
-        self.transport.write(
-            simple_response(self.worker.clock, kind.status, kind.name.encode() + b"\n", close=True)
-        )
-        self.close()
+        ex.reject(kind, detail, self.parser)
 
     def upgrade_requested(self, rest: bytes) -> None:
         """The parser stopped after a request with Upgrade (or CONNECT); ``rest`` follows it."""

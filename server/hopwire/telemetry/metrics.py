@@ -68,6 +68,19 @@ def init(directory: str, buckets: tuple[float, ...]) -> None:
             f"hopwire_{scope}_responses_bytes", f"Response body bytes by {scope}.", lbl
         )
     _families["retries"] = counter("hopwire_service_retries", "Retries by service.", ("service",))
+    _families["errors"] = counter(
+        "hopwire_errors",
+        "Exchanges that ended in an error, by kind (bad_request, client_closed, "
+        "upstream_truncated...); each exactly once.",
+        ("kind",),
+    )
+    _families["accesslog_errors"] = counter(
+        "hopwire_accesslog_write_errors", "Failed writes of the access log."
+    )
+    _families["accesslog_dropped"] = counter(
+        "hopwire_accesslog_lines_dropped",
+        "Access-log lines dropped (write failed, or too many pending).",
+    )
     _families["server_up"] = gauge(
         "hopwire_service_server_up",
         "1 when the server is in rotation (health checks), else 0.",
@@ -295,10 +308,15 @@ class WorkerMetrics:
                             hist._buckets[i].inc(n)
                     hist._sum.inc(total)
         counters = worker.counters
-        dropped = counters.get("spans_dropped", 0) - self.counters.get("spans_dropped", 0)
-        if dropped:
-            _families["spans_dropped"].inc(dropped)
-            self.counters["spans_dropped"] = counters["spans_dropped"]
+        for name in ("spans_dropped", "accesslog_errors", "accesslog_dropped"):
+            delta = counters.get(name, 0) - self.counters.get(name, 0)
+            if delta:
+                _families[name].inc(delta)
+                self.counters[name] = counters[name]
+        for kind, count in list(worker.errors.items()):
+            if count:
+                self._child("errors", (kind,)).inc(count)
+                worker.errors[kind] = 0
         for service, count in list(worker.retries.items()):
             if count:
                 self._child("retries", (service,)).inc(count)
@@ -342,6 +360,18 @@ def exposition(accept: bytes) -> tuple[bytes, bytes]:
 # The master: archive what dead processes counted.
 
 
+def _entries(path: str) -> list[tuple[str, float, float]]:
+    """(key, value, timestamp) of every entry of a prometheus_client mmap file.
+
+    This reads the library's file format (pinned in pyproject.toml): the key is the JSON
+    ``[metric_name, name, labels, help]`` and the reader yields (key, value, timestamp, pos)
+    in the pinned versions; only the first three are used.
+    """
+    from prometheus_client.mmap_dict import MmapedDict
+
+    return [(e[0], e[1], e[2]) for e in MmapedDict.read_all_values_from_file(path)]
+
+
 def archive(directory: str, pid: int, keep: Callable[[dict[str, str]], bool]) -> None:
     """Fold a dead process's counters and histograms into the archive files."""
     from prometheus_client import multiprocess
@@ -353,7 +383,7 @@ def archive(directory: str, pid: int, keep: Callable[[dict[str, str]], bool]) ->
             continue
         target = MmapedDict(os.path.join(directory, f"{typ}_archive.db"))
         try:
-            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(source):
+            for key, value, timestamp in _entries(source):
                 if keep(json.loads(key)[2]):
                     old, _ = target.read_value(key)
                     target.write_value(key, old + value, timestamp)
@@ -375,11 +405,7 @@ def compact(directory: str, keep: Callable[[dict[str, str]], bool]) -> None:
         path = os.path.join(directory, f"{typ}_archive.db")
         if not os.path.exists(path):
             continue
-        values = [
-            (k, v, t)
-            for k, v, t in MmapedDict.read_all_values_from_file(path)
-            if keep(json.loads(k)[2])
-        ]
+        values = [(k, v, t) for k, v, t in _entries(path) if keep(json.loads(k)[2])]
         tmp = path + ".new"
         target = MmapedDict(tmp)
         for key, value, timestamp in values:

@@ -1,22 +1,31 @@
 """The seam between the request path and telemetry.
 
 A router's observer is chosen once per config generation.  When nothing observes a router its
-observer is ``None`` and the request path skips the call entirely, so the null observer costs
-one attribute test at finish and nothing else.
+observer is ``None`` and the request path skips the calls entirely, so the null observer costs
+one attribute test and nothing else.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from hopwire.proxy import Exchange
 
 
-class Observer:
+class Observer(Protocol):
     """What telemetry sees of an exchange.  Every method must return quickly and never raise.
 
-    ``finish(ex)`` is called exactly once per exchange, when it ends for any reason (response
-    written, error answered, client gone, tunnel established); ``ex`` carries the route, the
-    method, the path, the status and timing fields the observer needs.
+    ``start(ex)`` is called once, when the exchange is handed to the observer of where it was
+    routed (a router, an entrypoint's unrouted requests, the internal endpoints), which may be
+    right before it ends (a request rejected while parsing).
+
+    ``finish(ex)`` is called exactly once per exchange that was started, from its one ending
+    (``Exchange.end``), whatever the outcome: response written, error answered, response cut
+    short, client gone, tunnel established.  ``ex`` carries the route, the method, the path,
+    the status, ``error_type`` and the byte counts the observer needs.
     """
 
-    def finish(self, ex: Any) -> None:
-        raise NotImplementedError
+    def start(self, ex: Exchange) -> None: ...
+
+    def finish(self, ex: Exchange) -> None: ...

@@ -1,0 +1,258 @@
+"""Request and response heads as plain functions: validation, framing, hop-by-hop removal.
+
+These hold every rule of RFC 9110/9112 that hopwire applies to a head (RELIABILITY 1-14) and
+need no connection, loop or process: the unit tests call them with bytes.  ``Exchange`` keeps
+the phases and calls these once per message.
+
+``RequestHead`` is the parsed request as the rest of the request path reads it; ``Exchange``
+extends it, so that the fields are the exchange's own slots and reading them costs nothing more.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hopwire import errors
+from hopwire.errors import ProxyError
+from hopwire.http.path import PathError, normalise
+from hopwire.http.wire import FORWARDED, HOP_BY_HOP
+
+Fields = list[tuple[bytes, bytes]]
+
+# fields the request scan treats itself; every other field is forwarded as it is
+_SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
+# RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
+# Connection tokens that are not field names to remove
+_CONN_KNOWN = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+
+
+class RequestHead:
+    """A validated request head.  Every field has a value from construction on, so that an
+    observer can read a head that failed validation half-way (a 400 is observed too)."""
+
+    __slots__ = (
+        "authority",
+        "chunked",
+        "cl",
+        "expect_continue",
+        "fwd",
+        "has_body",
+        "host",
+        "http10",
+        "keep_alive",
+        "kept",
+        "method",
+        "path",
+        "path_query",
+        "port",
+        "query",
+        "upgrade",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.http10 = False
+        self.authority = b""  # Host, or the absolute-form target's authority
+        self.host = ""  # its host part, lower case
+        self.port = b"80"
+        self.path_query = b""  # origin-form target as forwarded (normalised path + query)
+        self.path = ""  # the routing path (see hopwire.http.path)
+        self.query = ""
+        self.kept: Fields = []  # end-to-end fields, forwarded as they came
+        self.fwd: dict[bytes, bytes] = {}  # X-Forwarded-* of a trusted client
+        self.chunked = False
+        self.cl: bytes | None = None
+        self.has_body = False
+        self.expect_continue = False  # Expect: 100-continue from an HTTP/1.1 client
+        self.keep_alive = True
+        self.upgrade: bytes | None = None  # the Upgrade value of an upgrade request
+
+
+def connection_tokens(value: bytes) -> list[bytes]:
+    """The lower-case tokens of a Connection field value."""
+    return [t.strip() for t in value.lower().split(b",")]
+
+
+def split_authority(authority: bytes) -> tuple[str, bytes]:
+    """(host in lower case, port) of a Host value or absolute-form authority; port 80 if none."""
+    text = authority.decode("latin-1").lower()
+    if text.startswith("["):
+        end = text.find("]") + 1
+        host, rest = text[:end], text[end:]
+    else:
+        host, _, rest = text.partition(":")
+        rest = ":" + rest if rest else ""
+    port = rest[1:]
+    return host, port.encode() if port.isdigit() else b"80"
+
+
+def parse_target(target: bytes, method: str) -> tuple[bytes | None, bytes]:
+    """(authority of an absolute-form target or None, origin-form path and query)."""
+    if target[:1] == b"/":
+        return None, target
+    if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        # absolute-form: its authority wins over Host (RFC 9112 §3.2.2)
+        rest = target.partition(b"://")[2]
+        cut = len(rest)
+        for sep in (b"/", b"?"):
+            at = rest.find(sep)
+            if 0 <= at < cut:
+                cut = at
+        authority, path_query = rest[:cut], rest[cut:]
+        if path_query[:1] != b"/":
+            path_query = b"/" + path_query
+        if not authority or not _HOST.fullmatch(authority) or b"@" in authority:
+            raise ProxyError(errors.BAD_REQUEST, "invalid authority in absolute-form target")
+        return authority, path_query
+    if target == b"*" and method == "OPTIONS":
+        return None, target
+    raise ProxyError(errors.BAD_REQUEST, "invalid request target")
+
+
+def read_request(
+    head: RequestHead,
+    version: str,
+    method: str,
+    target: bytes,
+    headers: Fields,
+    trusted: bool,
+    sanitize: bool,
+) -> None:
+    """Validate a request head and fill ``head``; raise ProxyError for a bad request.
+
+    ``trusted``: the client may set X-Forwarded-* (forwardedHeaders); ``sanitize``: resolve dot
+    segments and repeated slashes of the path (entryPoints.<ep>.http.sanitizePath).
+    """
+    if version == "1.1":
+        http10 = False
+    elif version == "1.0":
+        http10 = True
+    elif version == "0.9":
+        raise ProxyError(errors.BAD_REQUEST, "HTTP/0.9 request line")
+    else:
+        raise ProxyError(errors.VERSION_NOT_SUPPORTED, f"HTTP/{version}")
+    head.http10 = http10
+    head.method = method
+    if method == "CONNECT":
+        raise ProxyError(errors.METHOD_NOT_ALLOWED, "CONNECT to a reverse proxy")
+    authority, path_query = parse_target(target, method)
+    path, _, query = path_query.partition(b"?")
+    head.query = query.decode("latin-1")
+    if b"#" in path_query:
+        raise ProxyError(errors.BAD_REQUEST, "fragment in the request target")
+    if path_query != b"*":
+        try:
+            forwarded, head.path = normalise(path, sanitize)
+        except PathError as exc:
+            raise ProxyError(errors.BAD_REQUEST, str(exc))
+        if forwarded is not path:
+            path_query = forwarded + b"?" + query if query else forwarded
+    else:
+        head.path = "*"
+    head.path_query = path_query
+
+    kept: Fields = []
+    host: bytes | None = None
+    hosts = 0
+    tokens: list[bytes] = []
+    te: bytes | None = None
+    cl: bytes | None = None
+    upgrade: bytes | None = None
+    fwd: dict[bytes, bytes] = {}
+    for name, value in headers:
+        lname = name.lower()
+        if lname not in _SPECIAL:
+            kept.append((name, value))
+        elif lname == b"host":
+            hosts += 1
+            host = value
+        elif lname == b"connection":
+            tokens += connection_tokens(value)
+        elif lname == b"content-length":
+            cl = value
+        elif lname == b"transfer-encoding":
+            te = value if te is None else te + b"," + value
+        elif lname == b"expect":
+            if value.lower() != b"100-continue":
+                raise ProxyError(errors.EXPECTATION_FAILED, f"expectation {value!r}")
+            if not http10:  # RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0
+                kept.append((name, value))
+                head.expect_continue = True
+        elif lname == b"upgrade":
+            upgrade = value
+        elif lname in FORWARDED and trusted:
+            fwd[lname] = value
+        # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
+    if hosts > 1:
+        raise ProxyError(errors.BAD_REQUEST, "more than one Host field")
+    if host is None:
+        if not http10 and authority is None:
+            raise ProxyError(errors.BAD_REQUEST, "HTTP/1.1 request without Host")
+    elif not _HOST.fullmatch(host):
+        raise ProxyError(errors.BAD_REQUEST, f"invalid Host {host[:64]!r}")
+    if authority is not None:
+        host = authority
+    if te is not None:
+        if http10:
+            raise ProxyError(errors.BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request")
+        codings = [c.strip().lower() for c in te.split(b",")]
+        if any(c != b"chunked" for c in codings):
+            raise ProxyError(errors.NOT_IMPLEMENTED, f"transfer coding {te[:64]!r}")
+        if len(codings) != 1:
+            raise ProxyError(errors.BAD_REQUEST, "chunked applied more than once")
+        head.chunked = True
+    extra = [t for t in tokens if t not in _CONN_KNOWN]
+    if extra:
+        named = frozenset(extra)
+        kept = [(n, v) for n, v in kept if n.lower() not in named]
+        fwd = {k: v for k, v in fwd.items() if k not in named}
+    keep_alive = b"keep-alive" in tokens if http10 else b"close" not in tokens
+    if upgrade is not None and b"upgrade" in tokens and not http10:
+        head.upgrade = upgrade
+        keep_alive = False  # after an upgrade the connection is a tunnel or closes
+    head.keep_alive = keep_alive
+    head.cl = cl
+    head.has_body = head.chunked or (cl is not None and cl != b"0")
+    head.kept = kept
+    head.fwd = fwd
+    if host:
+        head.authority = host
+        head.host, head.port = split_authority(host)
+
+
+def response_fields(
+    headers: Fields, first: bytes
+) -> tuple[list[bytes], bytes | None, bool, bytes | None]:
+    """A response head's wire pieces, ``first`` (its status line) then the end-to-end fields,
+    with what framing needs: (pieces, Content-Length value, chunked, Upgrade value).
+
+    Hop-by-hop fields and every field a Connection header names are removed (RFC 9110 §7.6.1).
+    """
+    lines: list[bytes] = [first]
+    cl: bytes | None = None
+    chunked = False
+    upgrade: bytes | None = None
+    named: list[bytes] | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"connection":
+                named = (named or []) + connection_tokens(value)
+            elif lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"upgrade":
+                upgrade = value
+            continue
+        if lname == b"content-length":
+            cl = value
+        lines += (name, b": ", value, b"\r\n")
+    if named is not None:
+        extra = frozenset(t for t in named if t not in _CONN_KNOWN)
+        if extra:
+            lines = [first]
+            for name, value in headers:
+                lname = name.lower()
+                if lname not in HOP_BY_HOP and lname not in extra:
+                    lines += (name, b": ", value, b"\r\n")
+    return lines, cl, chunked, upgrade
