@@ -67,6 +67,7 @@ class Backend:
         self.requests: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
         self.healthy = True
         self.drop_reused = False  # close without answering a 2nd request on a connection
+        self.answers_continue = True  # answer Expect: 100-continue with 100 (False: never)
         self.lock = threading.Lock()
         self.closed = False
         self.errors: list[str] = []
@@ -111,7 +112,11 @@ class Backend:
             while True:
                 event = h.next_event()
                 if event is h11.NEED_DATA:
-                    if h.they_are_waiting_for_100_continue and req is not None:
+                    if (
+                        h.they_are_waiting_for_100_continue
+                        and req is not None
+                        and self.answers_continue
+                    ):
                         conn.sendall(h.send(h11.InformationalResponse(status_code=100, headers=[])))
                     data = conn.recv(65536)
                     h.receive_data(data)

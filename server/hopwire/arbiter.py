@@ -219,7 +219,12 @@ class Arbiter:
     def start_exporters(self) -> None:
         """Fork the span exporter(s) of the current config; workers get their socket paths."""
         tracing = self.config.tracing
-        if tracing is None:
+        if tracing is None or not self.config.traces_anything():
+            if tracing is not None:
+                log.info(
+                    "tracing is switched off on every entrypoint and router: "
+                    "no span exporter is started"
+                )
             self.span_paths = []
             return
         if self.span_dir is None:

@@ -12,14 +12,15 @@ import os
 import sys
 
 from hopwire import __version__
-from hopwire.config import ConfigError, reference
+from hopwire.config import ConfigError
+from hopwire.config.reference import markdown, reference
 
 USAGE = """usage: hopwire [--config FILE] [--check] [--version] [--help-config] [--key.sub=value ...]
 
   --config FILE    YAML (.yml/.yaml) or TOML (.toml) configuration (or $HOPWIRE_CONFIG)
   --check          validate the configuration, print "ok" or every error, exit 0 or 2
   --version        print the version
-  --help-config    print every configuration key with its default
+  --help-config    print every configuration key with its default (--markdown: as a table)
   --KEY=VALUE      override a key, e.g. --entryPoints.web.address=:8080 --workers=4
 """
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hopwire {__version__}")
             return 0
         if arg == "--help-config":
-            print(reference())
+            print(markdown() if "--markdown" in args else reference())
             return 0
         if arg == "--check":
             check = True

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import h11
+import pytest
 
 from tests.harness import exchange, free_port, raw, request, service, wait_for
 
@@ -195,3 +196,28 @@ def test_no_server_503_and_no_route_404(make_backend: Any, make_hopwire: Any) ->
     )
     wait_for(lambda: request(hw.port, "GET", "/", host="a.test")[0] == 503)
     assert request(hw.port, "GET", "/", host="b.test")[0] == 404
+
+
+@pytest.mark.parametrize("timeout", ["300ms", None])
+def test_expect_continue_without_a_100_from_the_backend(
+    make_backend: Any, make_hopwire: Any, timeout: str | None
+) -> None:
+    """As Go's transport does for Traefik: past expectContinueTimeout (default 1s) hopwire
+    answers 100 Continue itself, so that the client sends its body."""
+    transport = {"forwardingTimeouts": {"expectContinueTimeout": timeout}} if timeout else None
+    hw, b = proxy(make_backend, make_hopwire, transport=transport)
+    b.answers_continue = False
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        started = time.monotonic()
+        interim = sock.recv(4096)
+        waited = time.monotonic() - started
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        assert waited >= (0.2 if timeout else 0.9)  # not before the timeout
+        sock.sendall(b"hello")
+        final = b""
+        while b"sha256" not in final:
+            final += sock.recv(4096)
+        assert final.startswith(b"HTTP/1.1 200") and b'"length": 5' in final

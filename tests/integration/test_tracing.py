@@ -477,3 +477,46 @@ def test_unrouted_requests_and_internals(
     with_internals = make_hopwire({**config, "tracing": tracing(receiver, addInternals=True)})
     assert request(with_internals.internal, "GET", "/ping")[0] == 200
     wait_for(lambda: any(attrs(s).get("url.path") == "/ping" for s in receiver.spans()))
+
+
+def test_tracing_section_switched_off_everywhere_starts_no_exporter(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    off = {"tracing": False}
+    hw = make_hopwire(
+        {"http": routes(b, observability=off), "tracing": tracing(receiver)}, start=False
+    )
+    for ep in hw.config["entryPoints"].values():
+        ep["observability"] = off
+    hw.write(hw.config)
+    hw.start()
+    assert len(hw.worker_pids()) == 2  # the workers only: no exporter process
+    sent = [("traceparent", PARENT)]
+    assert request(hw.port, "GET", "/p", headers=sent)[0] == 200
+    assert [(n.lower(), v) for n, v in b.requests[-1][2] if n.lower() == "traceparent"] == sent
+    assert "no span exporter is started" in hw.logs()
+    assert hw.exporter_pids() == []
+    assert receiver.spans() == []
+
+
+def test_w3c_whitespace_duplicates_and_limit(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver)})
+    trace_id = PARENT.split("-")[1]
+    with socket.create_connection(("127.0.0.1", hw.port)) as sock:  # OWS around the value
+        sock.sendall(
+            b"GET /ows HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+            b"traceparent: \t" + PARENT.encode() + b" \t\r\ntracestate: a=1,b=2,a=3\r\n\r\n"
+        )
+        while sock.recv(65536):
+            pass
+    [[sent_parent]] = backend_traceparents(b, "/ows")
+    assert sent_parent.split("-")[1] == trace_id  # the same trace, not a new one
+    states = [v for n, v in b.requests[-1][2] if n.lower() == "tracestate"]
+    assert states == ["a=1,b=2"]  # the duplicate removed, the rest propagated
+    many = ",".join(f"k{i}=v" for i in range(33))
+    request(hw.port, "GET", "/many", headers=[("traceparent", PARENT), ("tracestate", many)])
+    assert [v for n, v in b.requests[-1][2] if n.lower() == "tracestate"] == []

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hopwire.config import ConfigError, load, parse_address, parse_duration, reference
+from hopwire.config import ConfigError, load, parse_address, parse_duration
+from hopwire.config.reference import markdown
 
 
 def write(tmp_path: Path, text: str, name: str = "c.yml") -> str:
@@ -118,7 +119,7 @@ def test_config_is_frozen() -> None:
 
 
 def test_reference_lists_every_key() -> None:
-    text = reference()
+    text = markdown()
     for key in (
         "entryPoints.<name>.transport.respondingTimeouts.readTimeout",
         "http.services.<name>.loadBalancer.healthCheck.interval",

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatio
 
 from hopwire.config import ConfigError, load
 from hopwire.telemetry import otlp
+from hopwire.telemetry.records import AttemptRecord, SpanRecord
 from hopwire.telemetry.tracing import (
     LOW64,
     parse_traceparent,
@@ -80,11 +81,25 @@ def test_tracestate() -> None:
     assert parse_tracestate([b"a=1,b=2", b"c=3"]) == b"a=1,b=2,c=3"
     assert parse_tracestate([b" a=1 , ,tenant@sys=x "]) == b"a=1,tenant@sys=x"
     assert parse_tracestate([b"A=1"]) is None  # upper-case key
-    assert parse_tracestate([b"a=1,a=2"]) is None  # duplicate key
     assert parse_tracestate([b"a=1,b"]) is None  # no '='
     assert parse_tracestate([b"a=x,y"]) is None
-    many = b",".join(b"k%d=v" % i for i in range(40))
-    assert parse_tracestate([many]) == b",".join(b"k%d=v" % i for i in range(32))
+
+
+def test_tracestate_duplicates_and_limit() -> None:
+    # a repeated key keeps its first member: the rest still propagates
+    assert parse_tracestate([b"a=1,b=2,a=3"]) == b"a=1,b=2"
+    assert parse_tracestate([b"a=1", b"a=2"]) == b"a=1"
+    exactly = b",".join(b"k%d=v" % i for i in range(32))
+    assert parse_tracestate([exactly]) == exactly
+    too_many = b",".join(b"k%d=v" % i for i in range(33))
+    assert parse_tracestate([too_many]) is None  # discarded whole, never truncated
+
+
+def test_traceparent_optional_whitespace() -> None:
+    value = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    expected = (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1)
+    assert parse_traceparent(b" \t" + value + b"  \t") == expected
+    assert parse_traceparent(value + b" x") is None
 
 
 def test_redacted_query() -> None:
@@ -101,29 +116,41 @@ def _kv(key: str, value: object) -> common_pb2.KeyValue:
 
 def test_encoding_decodes_identically_with_opentelemetry_proto() -> None:
     """The bytes written by hand equal the message built with opentelemetry-proto."""
-    record = (
-        0x0AF7651916CD43DD8448EB211C80319C,
-        0xB7AD6B7169203331,
-        0x00F067AA0BA902B7,
-        True,
-        1,
-        b"k=v",
-        "GET",
-        "api",
-        "/x",
-        "a=REDACTED",
-        "a.test",
-        8080,
-        "10.0.0.1",
-        5555,
-        "1.1",
-        "curl/8",
-        502,
-        "connect_failed",
-        1000,
-        2000,
-        False,
-        [(0x1111, 1100, 1900, "http://b:1/x", "b", 1, 0, "connect_failed")],
+    # built by name: the reader (otlp.spans_of) is bound to the one definition of the record
+    record = SpanRecord(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        parent_id=0x00F067AA0BA902B7,
+        parent_is_remote=True,
+        flags=1,
+        tracestate=b"k=v",
+        method="GET",
+        route="api",
+        path="/x",
+        query="a=REDACTED",
+        server_address="a.test",
+        server_port=8080,
+        client_address="10.0.0.1",
+        client_port=5555,
+        protocol_version="1.1",
+        user_agent="curl/8",
+        status=502,
+        error_type="connect_failed",
+        start_ns=1000,
+        end_ns=2000,
+        upgraded=False,
+        attempts=[
+            AttemptRecord(
+                span_id=0x1111,
+                start_ns=1100,
+                end_ns=1900,
+                url_full="http://b:1/x",
+                server_address="b",
+                server_port=1,
+                status=0,
+                error_type="connect_failed",
+            )
+        ],
     )
     resource, scope = otlp.resource_part({"service.name": "hopwire"}, "hopwire", "0.1.0")
     ours = ExportTraceServiceRequest.FromString(
@@ -267,7 +294,7 @@ def test_insecure_with_tls_is_an_error(tmp_path: object) -> None:
             None,
             [
                 "--tracing.otlp.grpc.insecure=true",
-                "--tracing.otlp.grpc.tls.insecureSkipVerify=true",
+                "--tracing.otlp.grpc.tls.ca=/etc/hostname",
             ],
             {},
         )
@@ -275,3 +302,63 @@ def test_insecure_with_tls_is_an_error(tmp_path: object) -> None:
     with pytest.raises(ConfigError) as info:
         load(None, ["--tracing.otlp.grpc.tls.insecureSkipVerify=true"], {})
     assert "not supported for gRPC" in str(info.value)
+
+
+def test_proxy_tracing_is_opt_in(tmp_path: Path) -> None:
+    off = {"PROXY_TRACING_ENABLED": "false", "PROXY_TRACING_ENDPOINT": "c:4317"}
+    assert load(None, [], off).tracing is None
+    assert load(None, [], {**off, "PROXY_TRACING_SAMPLE_RATE": "0.5"}).tracing is None
+    on_in_file = tmp_path / "on.yml"
+    on_in_file.write_text("tracing: {sampleRate: 0.5}\n")
+    assert load(str(on_in_file), [], off).tracing is None  # the variable switches it off
+    # endpoint and rate alone only configure: they never switch tracing on
+    assert load(None, [], {"PROXY_TRACING_ENDPOINT": "c:4317"}).tracing is None
+    assert load(None, [], {"PROXY_TRACING_SAMPLE_RATE": "0.5"}).tracing is None
+    configured = load(
+        str(on_in_file), [], {"PROXY_TRACING_ENDPOINT": "c:4317", "PROXY_TRACING_SAMPLE_RATE": "1"}
+    ).tracing
+    assert configured is not None and configured.sampleRate == 1.0
+    assert configured.otlp.grpc is not None and configured.otlp.grpc.endpoint == "c:4317"
+
+
+def test_flags_win_over_proxy_tracing_variables(tmp_path: Path) -> None:
+    env = {
+        "PROXY_TRACING_ENABLED": "1",
+        "PROXY_TRACING_ENDPOINT": "c:4317",
+        "PROXY_TRACING_SAMPLE_RATE": "0.9",
+    }
+    tracing = load(
+        None,
+        ["--tracing.otlp.http.endpoint=http://h:4318/v1/traces", "--tracing.sampleRate=0.3"],
+        env,
+    ).tracing
+    assert tracing is not None and tracing.sampleRate == 0.3
+    assert tracing.otlp.grpc is None
+    assert tracing.otlp.http is not None and tracing.otlp.http.endpoint == "http://h:4318/v1/traces"
+    assert load(None, ["--tracing=false"], env).tracing is None
+    # above the file: the variable's gRPC collector replaces the file's OTLP/HTTP one
+    http_file = tmp_path / "http.yml"
+    http_file.write_text("tracing:\n  otlp:\n    http: {endpoint: 'http://f:4318/v1/traces'}\n")
+    tracing = load(str(http_file), [], env).tracing
+    assert tracing is not None and tracing.otlp.http is None
+    assert tracing.otlp.grpc is not None and tracing.otlp.grpc.endpoint == "c:4317"
+
+
+def test_otlp_enabled_keys(tmp_path: Path) -> None:
+    path = tmp_path / "t.yml"
+    path.write_text("tracing:\n  otlp:\n    http: {enabled: true}\n    grpc: {enabled: false}\n")
+    tracing = load(str(path), [], {}).tracing
+    assert tracing is not None and tracing.otlp.http is not None and tracing.otlp.grpc is None
+    path.write_text("tracing:\n  otlp:\n    grpc: {enabled: true, endpoint: 'c:4317'}\n")
+    tracing = load(str(path), [], {}).tracing
+    assert tracing is not None and tracing.otlp.grpc is not None and tracing.otlp.http is None
+    tracing = load(None, ["--tracing.otlp.http.enabled=false", "--tracing=true"], {}).tracing
+    assert tracing is not None and tracing.otlp.http is None  # gRPC, the default, is used
+
+
+def test_otel_endpoint_goes_to_the_enabled_exporter(tmp_path: Path) -> None:
+    path = tmp_path / "t.yml"
+    path.write_text("tracing:\n  otlp:\n    http: {enabled: false}\n")
+    tracing = load(str(path), [], {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}).tracing
+    assert tracing is not None and tracing.otlp.http is None
+    assert tracing.otlp.grpc is not None and tracing.otlp.grpc.endpoint == "c:4317"

@@ -12,7 +12,7 @@ import os
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hopwire.config.values import (
     DURATION,
@@ -198,16 +198,31 @@ class Metrics:
 
 @dataclass(frozen=True, slots=True)
 class ClientTLS:
+    # keys Traefik has here that hopwire refuses, with the reason (see validate.build_struct)
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {
+            "insecureSkipVerify": "not supported for gRPC (grpcio cannot skip verification): "
+            "give tls.ca instead"
+        }
+    )
     ca: str = setting("", "PEM file of the CA that signs the collector's certificate.")
     cert: str = setting("", "PEM client certificate (mutual TLS).")
     key: str = setting("", "PEM client key (mutual TLS).")
-    insecureSkipVerify: bool = setting(
-        False, "Do not verify the collector's certificate (OTLP/HTTP only)."
-    )
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPClientTLS:
+    ca: str = setting("", "PEM file of the CA that signs the collector's certificate.")
+    cert: str = setting("", "PEM client certificate (mutual TLS).")
+    key: str = setting("", "PEM client key (mutual TLS).")
+    insecureSkipVerify: bool = setting(False, "Do not verify the collector's certificate.")
 
 
 @dataclass(frozen=True, slots=True)
 class OTLPGrpc:
+    enabled: bool = setting(
+        True, "false switches this exporter off, as if the section were absent."
+    )
     endpoint: str = setting("localhost:4317", "Collector host:port.", check=check_host_port)
     insecure: bool = setting(False, "Plaintext gRPC (no TLS).")
     headers: Mapping[str, str] = setting({}, "gRPC metadata sent with every export.")
@@ -218,11 +233,14 @@ class OTLPGrpc:
 
 @dataclass(frozen=True, slots=True)
 class OTLPHttp:
+    enabled: bool = setting(
+        True, "false switches this exporter off, as if the section were absent."
+    )
     endpoint: str = setting(
         "http://localhost:4318/v1/traces", "Collector URL.", check=check_http_url
     )
     headers: Mapping[str, str] = setting({}, "HTTP headers sent with every export.")
-    tls: ClientTLS | None = setting(None, "TLS settings for https:// endpoints.")
+    tls: HTTPClientTLS | None = setting(None, "TLS settings for https:// endpoints.")
     compression: str = setting("none", "none or gzip.", check=one_of("none", "gzip"))
     timeout: float = setting(10.0, "Deadline of one export request.", DURATION, positive)
 
@@ -403,6 +421,29 @@ class Config:
     @property
     def worker_count(self) -> int:
         return self.workers or (os.cpu_count() or 1)
+
+    def traces_anything(self) -> bool:
+        """Whether any request can be traced: the `tracing` section is present and some
+        entrypoint or router has not switched it off (else no exporter process is started).
+
+        The switches resolve as the workers resolve them: a router's own, else its
+        entrypoint's, else on; an entrypoint's own requests (unrouted, and /ping with
+        addInternals on the internal entrypoint) follow the entrypoint's switch.
+        """
+        tracing = self.tracing
+        if tracing is None:
+            return False
+        user_eps = [n for n in self.entryPoints if n != INTERNAL_ENTRYPOINT]
+        for name, ep in self.entryPoints.items():
+            ep_on = ep.observability.tracing is not False
+            if ep_on and (name != INTERNAL_ENTRYPOINT or tracing.addInternals):
+                return True
+            for router in self.http.routers.values():
+                if name in (router.entryPoints or user_eps):
+                    own = router.observability.tracing
+                    if own if own is not None else ep_on:
+                        return True
+        return False
 
 
 INTERNAL_ENTRYPOINT = "internal"

@@ -68,7 +68,13 @@ def _resolve(segments: list[str], origin: str, errors: list[str]) -> list[str | 
             names = [f.name for f in dataclasses.fields(tp)]
             match = next((n for n in names if n.lower() == seg.lower()), None)
             if match is None:
-                errors.append(f"{origin}: unknown key {seg!r}{suggest(seg, names)}")
+                rejected = getattr(tp, "REJECTED", {})
+                reason = next((v for k, v in rejected.items() if k.lower() == seg.lower()), "")
+                errors.append(
+                    f"{origin}: {reason}"
+                    if reason
+                    else f"{origin}: unknown key {seg!r}{suggest(seg, names)}"
+                )
                 return None
             out.append(match)
             tp = type_hints(typing.cast(type, tp))[match]
@@ -134,19 +140,37 @@ def _ci_set_default(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> N
 TRUTHY = ("1", "true")
 
 
-def _proxy_tracing_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]) -> None:
+def _tracing_switched_on(raw: dict[str, Any]) -> bool:
+    """`tracing: true`, `tracing:`, --tracing=true (and a `tracing:` mapping) switch it on; the
+    first three are turned into a mapping here."""
+    tracing = _ci_get(raw, "tracing")
+    if isinstance(tracing, dict):
+        return True
+    if (
+        tracing is True
+        or (tracing is None and any(str(k).lower() == "tracing" for k in raw))
+        or str(tracing).strip().lower() == "true"
+    ):
+        _set(raw, ["tracing"], {})
+        return True
+    return False
+
+
+def _proxy_tracing_env(
+    raw: dict[str, Any],
+    environ: Mapping[str, str],
+    overridden: list[list[str | int]],
+    errors: list[str],
+) -> None:
     """PROXY_TRACING_* of the Kubernetes proxy, with exactly its semantics (DESIGN §4).
 
-    They rank with the environment: above the file, below HOPWIRE_* variables and flags.
+    Tracing is opt-in: PROXY_TRACING_ENABLED truthy (1 or true, any case, whitespace ignored)
+    switches it on, anything else switches it off; unset, the file decides.  ENDPOINT and
+    SAMPLE_RATE only configure tracing that is on, they never switch it on.  The variables rank
+    above the file and below HOPWIRE_* variables and flags (``overridden``: the keys those set).
     """
-    enabled = environ.get("PROXY_TRACING_ENABLED")
-    if enabled is not None:
-        if enabled.strip().lower() in TRUTHY:
-            if not isinstance(_ci_get(raw, "tracing"), dict):
-                _set(raw, ["tracing"], {})
-        else:
-            _set(raw, ["tracing"], False)
     endpoint = environ.get("PROXY_TRACING_ENDPOINT", "").strip()
+    grpc: dict[str, Any] | None = None
     if endpoint:
         scheme, sep, rest = endpoint.partition("://")
         if not sep:
@@ -158,35 +182,57 @@ def _proxy_tracing_env(raw: dict[str, Any], environ: Mapping[str, str], errors: 
                 "expected host:port, http://host:port or https://host:port"
             )
         else:
-            _set(raw, ["tracing", "otlp", "grpc", "endpoint"], rest)
-            _set(raw, ["tracing", "otlp", "grpc", "insecure"], scheme != "https")
-    rate = environ.get("PROXY_TRACING_SAMPLE_RATE")
-    if rate is not None and rate.strip():
+            grpc = {"endpoint": rest, "insecure": scheme != "https"}
+    rate_text = environ.get("PROXY_TRACING_SAMPLE_RATE")
+    rate: float | None = None
+    if rate_text is not None and rate_text.strip():
         try:
-            value = float(rate)
+            rate = float(rate_text)
         except ValueError:
-            value = -1.0
-        if not 0.0 <= value <= 1.0:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:
             errors.append(
-                f"environment PROXY_TRACING_SAMPLE_RATE: {rate!r} is not valid: "
+                f"environment PROXY_TRACING_SAMPLE_RATE: {rate_text!r} is not valid: "
                 "expected a probability between 0 and 1"
             )
-        else:
-            _set(raw, ["tracing", "sampleRate"], value)
+            rate = None
+    enabled = environ.get("PROXY_TRACING_ENABLED")
+    if enabled is not None and ["tracing"] not in overridden:
+        if enabled.strip().lower() not in TRUTHY:
+            _set(raw, ["tracing"], False)
+            return
+        if not _tracing_switched_on(raw):
+            _set(raw, ["tracing"], {})
+    if not _tracing_switched_on(raw):
+        return
+    if grpc is not None and not any(p[:2] == ["tracing", "otlp"] for p in overridden):
+        # the variable names a gRPC collector: it replaces the file's exporter choice
+        otlp = _ci_get(raw, "tracing", "otlp")
+        file_grpc = _ci_get(otlp, "grpc") if isinstance(otlp, dict) else None
+        kept = {
+            k: v
+            for k, v in (file_grpc if isinstance(file_grpc, dict) else {}).items()
+            if str(k).lower() not in ("endpoint", "insecure", "tls")
+        }
+        _set(raw, ["tracing", "otlp"], {"grpc": {**kept, **grpc}})
+    if rate is not None and ["tracing", "sampleRate"] not in overridden:
+        _set(raw, ["tracing", "sampleRate"], rate)
+
+
+def _exporter_on(otlp: Any, kind: str) -> bool:
+    """An OTLP exporter section is given and not switched off (`enabled: false`, `false`)."""
+    section = _ci_get(otlp, kind)
+    if section is None or str(section).strip().lower() == "false":
+        return False
+    enabled = _ci_get(section, "enabled")
+    return enabled is None or str(enabled).strip().lower() not in ("false", "0")
 
 
 def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]) -> None:
     """The standard OTEL_* variables fill in only what no explicit setting gave."""
-    tracing = _ci_get(raw, "tracing")
-    if (
-        tracing is True
-        or (tracing is None and any(str(k).lower() == "tracing" for k in raw))
-        or str(tracing).strip().lower() == "true"
-    ):
-        _set(raw, ["tracing"], {})  # `tracing: true`, `tracing:` and --tracing=true enable it
-        tracing = _ci_get(raw, "tracing")
-    if not isinstance(tracing, dict):
+    if not _tracing_switched_on(raw):
         return
+    tracing = _ci_get(raw, "tracing")
 
     def env(name: str) -> str:
         return (
@@ -196,7 +242,7 @@ def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]
         ).strip()
 
     otlp = _ci_get(tracing, "otlp") or {}
-    has_grpc, has_http = _ci_get(otlp, "grpc") is not None, _ci_get(otlp, "http") is not None
+    has_grpc, has_http = _exporter_on(otlp, "grpc"), _exporter_on(otlp, "http")
     protocol = env("PROTOCOL")
     if protocol not in ("", "grpc", "http/protobuf"):
         errors.append(
@@ -267,7 +313,7 @@ def load(
     errors: list[str] = []
     raw: dict[str, Any] = read_file(path) if path else {}
     environ = os.environ if environ is None else environ
-    _proxy_tracing_env(raw, environ, errors)
+    overridden: list[list[str | int]] = []  # keys set by HOPWIRE_* variables and flags
     for name in sorted(environ):
         if not name.startswith("HOPWIRE_") or name == "HOPWIRE_CONFIG":
             continue
@@ -275,12 +321,15 @@ def load(
         resolved = _resolve(segments, f"environment {name}", errors)
         if resolved is not None:
             _set(raw, resolved, environ[name])
+            overridden.append(resolved)
     for flag in flags or []:
         body = flag[2:] if flag.startswith("--") else flag
         name, sep, value = body.partition("=")
         resolved = _resolve(_flag_segments(name), f"flag --{name}", errors)
         if resolved is not None:
             _set(raw, resolved, value if sep else "true")
+            overridden.append(resolved)
+    _proxy_tracing_env(raw, environ, overridden, errors)
     _otel_env(raw, environ, errors)
     config = build_struct(Config, raw, "", errors)
     if not errors:

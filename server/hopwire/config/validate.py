@@ -155,7 +155,12 @@ def build_struct(cls: Any, value: Any, key: str, errors: list[str]) -> Any:
             name = lowered.get(name.lower(), "")
         if not name:
             where = f"{key}.{raw_key}" if key else str(raw_key)
-            errors.append(f"{where}: unknown key{suggest(str(raw_key), names)}")
+            rejected = getattr(cls, "REJECTED", {})
+            reason = next((v for k, v in rejected.items() if k.lower() == str(raw_key).lower()), "")
+            if reason:
+                errors.append(f"{where}: {reason}")
+            else:
+                errors.append(f"{where}: unknown key{suggest(str(raw_key), names)}")
             continue
         given[name] = item
     kwargs = {}
@@ -177,13 +182,23 @@ def build_struct(cls: Any, value: Any, key: str, errors: list[str]) -> Any:
 
 
 def with_defaults(config: Config) -> Config:
-    """Add the implicit entrypoints: `web` when none is configured, and `internal`."""
+    """Add the implicit entrypoints (`web` when none is configured, and `internal`), and drop
+    the OTLP exporter sections switched off with ``enabled: false`` (Traefik's Helm values)."""
     eps = dict(config.entryPoints)
     if not eps:
         eps["web"] = EntryPoint(address=":8080")
     if INTERNAL_ENTRYPOINT not in eps:
         eps[INTERNAL_ENTRYPOINT] = EntryPoint(address=INTERNAL_ADDRESS)
-    return dataclasses.replace(config, entryPoints=types.MappingProxyType(eps))
+    config = dataclasses.replace(config, entryPoints=types.MappingProxyType(eps))
+    tracing = config.tracing
+    if tracing is not None:
+        otlp = tracing.otlp
+        grpc = otlp.grpc if otlp.grpc is not None and otlp.grpc.enabled else None
+        http = otlp.http if otlp.http is not None and otlp.http.enabled else None
+        if (grpc, http) != (otlp.grpc, otlp.http):
+            otlp = dataclasses.replace(otlp, grpc=grpc, http=http)
+            config = dataclasses.replace(config, tracing=dataclasses.replace(tracing, otlp=otlp))
+    return config
 
 
 def validate(config: Config) -> list[str]:
@@ -243,11 +258,6 @@ def validate(config: Config) -> list[str]:
             errors.append("tracing.otlp: set grpc or http, not both")
         if otlp.grpc is not None and otlp.grpc.insecure and otlp.grpc.tls is not None:
             errors.append("tracing.otlp.grpc: insecure together with tls: choose one")
-        if otlp.grpc is not None and otlp.grpc.tls is not None and otlp.grpc.tls.insecureSkipVerify:
-            errors.append(
-                "tracing.otlp.grpc.tls.insecureSkipVerify: not supported for gRPC "
-                "(grpcio cannot skip verification): give tls.ca instead"
-            )
         for kind, target in (("grpc", otlp.grpc), ("http", otlp.http)):
             tls = getattr(target, "tls", None)
             for field_name in ("ca", "cert", "key"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from httptools import (
     HttpParserCallbackError,
@@ -21,6 +21,11 @@ from httptools import (
 )
 
 from hopwire.http.flow import HIGH_WATER, LOW_WATER, PEER_FULL, ReadFlow
+
+if TYPE_CHECKING:
+    from hopwire.http.downstream import Downstream
+    from hopwire.pool import Pool
+    from hopwire.proxy import Exchange
 
 log = logging.getLogger("hopwire.upstream")
 
@@ -44,17 +49,17 @@ class Upstream(asyncio.Protocol):
         "tunnel",
     )
 
-    def __init__(self, pool: Any):
+    def __init__(self, pool: Pool):
         self.pool = pool
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.flow: ReadFlow = None  # type: ignore[assignment]
         self.parser = HttpResponseParser(self)
-        self.ex: Any = None
+        self.ex: Exchange | None = None  # the exchange this connection serves, if any
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
         self.interim = False
         self.idle_since = 0.0
-        self.tunnel: Any = None  # the downstream connection after a 101
+        self.tunnel: Downstream | None = None  # the downstream connection after a 101
         self.closed = False
 
     def connection_made(self, transport: Any) -> None:
@@ -172,6 +177,7 @@ class Upstream(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         ex = self.ex
+        assert ex is not None  # on_message_begin refuses a response nobody asked for
         if 100 <= status < 200 and status != 101:
             self.interim = True
             ex.response_interim(status, self.reason, self.headers)
@@ -184,7 +190,7 @@ class Upstream(asyncio.Protocol):
             raise _HeadOnly()
 
     def on_body(self, body: bytes) -> None:
-        self.ex.response_body(body)
+        self.ex.response_body(body)  # type: ignore[union-attr]  # as in on_headers_complete
 
     def on_message_complete(self) -> None:
         if self.interim:

@@ -17,6 +17,12 @@ from typing import Any
 
 import orjson
 
+from hopwire.telemetry.records import AccessRecord
+
+WALL = AccessRecord._fields.index("wall")
+HEADERS = AccessRecord._fields.index("headers")
+COMMON = AccessRecord._fields.index("common")
+
 log = logging.getLogger("hopwire.accesslog")
 
 FIELDS = (
@@ -156,31 +162,55 @@ class Writer:
         return f"{self.prefix}.{int((wall - second) * 1e6):06d}Z"
 
     def values(self, r: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The FIELDS values of a record made by AccessLogger.finish."""
-        nanos = int(r[1] * 1e9)
-        origin = int(r[16] * 1e9) if r[16] is not None else None
+        """The FIELDS values of an AccessRecord (hopwire.telemetry.records)."""
+        (
+            wall,
+            duration,
+            entrypoint,
+            router,
+            service,
+            service_url,
+            client_host,
+            client_port,
+            method,
+            path_query,
+            http10,
+            host,
+            request_size,
+            status,
+            response_size,
+            origin_status,
+            origin_duration,
+            retries,
+            trace_id,
+            span_id,
+            _,
+            _,
+        ) = r
+        nanos = int(duration * 1e9)
+        origin = int(origin_duration * 1e9) if origin_duration is not None else None
         return (
-            self.start_utc(r[0]),
+            self.start_utc(wall),
             nanos,
-            r[2],
-            r[3] or None,
-            r[4] or None,
-            r[5],
-            r[6],
-            r[7],
-            r[8],
-            r[9].decode("latin-1"),
-            "HTTP/1.0" if r[10] else "HTTP/1.1",
-            r[11],
-            r[12],
-            r[13],
-            r[14],
-            r[15],
+            entrypoint,
+            router or None,
+            service or None,
+            service_url,
+            client_host,
+            client_port,
+            method,
+            path_query.decode("latin-1"),
+            "HTTP/1.0" if http10 else "HTTP/1.1",
+            host,
+            request_size,
+            status,
+            response_size,
+            origin_status,
             origin,
             nanos - (origin or 0),
-            r[17],
-            f"{r[18]:032x}" if r[18] else None,
-            f"{r[19]:016x}" if r[19] else None,
+            retries,
+            f"{trace_id:032x}" if trace_id else None,
+            f"{span_id:016x}" if span_id else None,
         )
 
     def json_line(self, record: tuple[Any, ...]) -> bytes:
@@ -191,7 +221,7 @@ class Writer:
                 del doc["trace_id"], doc["span_id"]
         else:
             doc = {FIELDS[i]: values[i] for i in self.kept if values[i] is not None}
-        headers = record[20]
+        headers = record[HEADERS]
         if headers:
             for name, value in headers:
                 doc["request_" + name] = value
@@ -199,8 +229,8 @@ class Writer:
 
     def common_line(self, record: tuple[Any, ...]) -> bytes:
         v = self.values(record)
-        ua, referer = record[21] or ("-", "-")
-        when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(record[0]))
+        ua, referer = record[COMMON] or ("-", "-")
+        when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(record[WALL]))
         return (
             f'{v[6]} - - [{when}] "{v[8]} {v[9]} {v[10]}" {v[13]} {v[14]} "{referer}" '
             f'"{ua}" {v[18]} "{v[3] or "-"}" "{v[5] or "-"}" {int(v[1] / 1e6)}ms\n'
@@ -259,7 +289,7 @@ class AccessLogger:
             extra = (ua, referer)
         down = ex.down
         writer.add(
-            (
+            (  # an AccessRecord (hopwire.telemetry.records), as a plain tuple
                 ex.wall,
                 duration,
                 self.entrypoint,

@@ -5,11 +5,8 @@ span, protobuf wire bytes written directly ~4.7 µs.  Everything that does not c
 (the resource, the scope, attribute keys, the constant attributes of a router) is encoded once;
 a span only joins bytes.  The tests decode what this writes with opentelemetry-proto.
 
-Record layout (``Tracer.finish``): trace_id, span_id, parent_id, parent_is_remote, flags,
-tracestate, method, route, path, query, server_address, server_port, client_address,
-client_port, protocol_version, user_agent, status, error_type, start_ns, end_ns, upgraded,
-attempts; each attempt: span_id, start_ns, end_ns, url_full, server_address, server_port,
-status, error_type.
+The record is a ``SpanRecord`` with ``AttemptRecord`` attempts (hopwire.telemetry.records),
+unpacked here in that order.
 """
 
 from __future__ import annotations
@@ -136,7 +133,7 @@ def cached(key: str, value: Any) -> bytes:
 
 
 def spans_of(record: tuple[Any, ...]) -> list[bytes]:
-    """The encoded spans (as ScopeSpans.spans entries) of one request record."""
+    """The encoded spans (as ScopeSpans.spans entries) of one SpanRecord."""
     (
         trace_id,
         span_id,

@@ -21,6 +21,8 @@ import time
 from random import getrandbits
 from typing import Any
 
+from hopwire.telemetry.records import ATTEMPT_END, ATTEMPT_ERROR, ATTEMPT_STATUS
+
 log = logging.getLogger("hopwire.tracing")
 
 LOW64 = (1 << 64) - 1
@@ -37,8 +39,11 @@ _TS_VALUE = re.compile(rb"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3
 
 
 def parse_traceparent(value: bytes) -> tuple[int, int, int] | None:
-    """(trace id, parent id, flags) of a valid W3C traceparent, else None."""
-    m = _TRACEPARENT.match(value)
+    """(trace id, parent id, flags) of a valid W3C traceparent, else None.
+
+    Optional whitespace around the value is not part of it (RFC 9110 §5.5).
+    """
+    m = _TRACEPARENT.match(value.strip(b" \t"))
     if m is None:
         return None
     version = m.group(1)
@@ -52,23 +57,30 @@ def parse_traceparent(value: bytes) -> tuple[int, int, int] | None:
 
 
 def parse_tracestate(values: list[bytes]) -> bytes | None:
-    """The tracestate to propagate: None when any member is invalid or a key repeats; at most
-    the first 32 members."""
+    """The tracestate to propagate, or None to drop it (W3C Trace Context §3.3).
+
+    A member that is not ``key=value`` with a valid key and value makes the whole header
+    invalid; more than 32 members are not truncated but discarded whole.  A key that repeats
+    keeps its first member (the later ones are removed), so the rest still propagates.
+    """
     members: list[bytes] = []
     keys: set[bytes] = set()
+    count = 0
     for value in values:
         for member in value.split(b","):
             member = member.strip(b" \t")
             if not member:
                 continue
             key, sep, val = member.partition(b"=")
-            if not sep or not _TS_KEY.match(key) or not _TS_VALUE.match(val) or key in keys:
+            if not sep or not _TS_KEY.match(key) or not _TS_VALUE.match(val):
                 return None
-            keys.add(key)
-            members.append(member)
-    if not members:
+            count += 1
+            if key not in keys:
+                keys.add(key)
+                members.append(member)
+    if not members or count > MAX_TRACESTATE_MEMBERS:
         return None
-    return b",".join(members[:MAX_TRACESTATE_MEMBERS])
+    return b",".join(members)
 
 
 def sampling_bound(rate: float) -> int:
@@ -135,18 +147,19 @@ class Trace:
             self.client_id = getrandbits(64) or 1
         if self.sampled:
             url = server_url.rstrip("/") + path + ("?" + redact_query(query) if query else "")
+            # an AttemptRecord, open (end_ns 0) until end_attempt
             self.attempts.append([self.client_id, time.time_ns(), 0, url, address, port, 0, ""])
         return retry
 
     def end_attempt(self, status: int, error: str) -> None:
         attempts = self.attempts
-        if attempts and attempts[-1][2] == 0:
+        if attempts and attempts[-1][ATTEMPT_END] == 0:
             attempt = attempts[-1]
-            attempt[2] = time.time_ns()
-            attempt[6] = status
+            attempt[ATTEMPT_END] = time.time_ns()
+            attempt[ATTEMPT_STATUS] = status
             if status >= 400 and not error:
                 error = str(status)
-            attempt[7] = error
+            attempt[ATTEMPT_ERROR] = error
 
     def ids(self) -> dict[str, str]:
         """For log correlation: the ids as the W3C header writes them."""
@@ -205,7 +218,7 @@ class Tracer:
                 break
         error = ex.error_type or (str(status) if status >= 500 else "")
         self.sink.add(
-            (
+            (  # a SpanRecord (hopwire.telemetry.records), as a plain tuple
                 trace.trace_id,
                 trace.span_id,
                 trace.parent_id,

@@ -1,0 +1,89 @@
+"""The records' writers (on the request path) follow the one definition of their fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from hopwire.config import load
+from hopwire.proxy import Exchange
+from hopwire.telemetry.accesslog import AccessLogger, Writer
+from hopwire.telemetry.records import AccessRecord, AttemptRecord, SpanRecord
+from hopwire.telemetry.tracing import Tracer
+
+PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, ...]] = []
+
+    def add(self, record: tuple[Any, ...]) -> None:
+        self.records.append(record)
+
+
+def exchange() -> Exchange:
+    down: Any = SimpleNamespace(client_ip="10.0.0.7", client_port=5555, client_ip_bytes=b"")
+    ex = Exchange(down)
+    ex.method, ex.path, ex.query, ex.path_query = "POST", "/p", "a=1", b"/p?a=1"
+    ex.host, ex.port, ex.http10 = "a.test", b"8080", True
+    ex.headers = [(b"traceparent", PARENT), (b"User-Agent", b"t/1")]
+    ex.kept = list(ex.headers)
+    ex.status, ex.req_bytes, ex.resp_bytes = 201, 5, 7
+    return ex
+
+
+def test_span_record_fields() -> None:
+    sink = Sink()
+    tracer = Tracer("api", 1.0, sink)  # type: ignore[arg-type]
+    ex = exchange()
+    tracer.start(ex)
+    assert ex.trace is not None
+    ex.trace.begin_attempt("http://b:9/", "/p", "a=1", "b", 9)
+    ex.trace.end_attempt(201, "")
+    tracer.finish(ex)
+    [raw] = sink.records
+    assert len(raw) == len(SpanRecord._fields)
+    rec = SpanRecord._make(raw)
+    assert rec.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert rec.parent_id == 0xB7AD6B7169203331 and rec.parent_is_remote
+    assert (rec.method, rec.route, rec.path, rec.query) == ("POST", "api", "/p", "a=REDACTED")
+    assert (rec.server_address, rec.server_port) == ("a.test", 8080)
+    assert (rec.client_address, rec.client_port) == ("10.0.0.7", 5555)
+    assert (rec.protocol_version, rec.user_agent, rec.status) == ("1.0", "t/1", 201)
+    assert rec.start_ns <= rec.end_ns and not rec.upgraded and rec.error_type == ""
+    [attempt] = [AttemptRecord._make(a) for a in rec.attempts]
+    assert attempt.url_full == "http://b:9/p?a=REDACTED"
+    assert (attempt.server_address, attempt.server_port, attempt.status) == ("b", 9, 201)
+    assert attempt.start_ns <= attempt.end_ns and attempt.error_type == ""
+
+
+def test_access_record_fields(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    config = load(None, [f"--accessLog.filePath={log}", "--accessLog.format=common"], {})
+    assert config.accessLog is not None
+    worker: Any = SimpleNamespace(counters={})
+    writer = Writer(config.accessLog, worker)
+    ex = exchange()
+    logger = AccessLogger(writer, "web", "api", "svc")
+    logger.start(ex)
+    logger.finish(ex)
+    [raw] = writer.pending
+    assert len(raw) == len(AccessRecord._fields)
+    rec = AccessRecord._make(raw)
+    assert (rec.entrypoint, rec.router, rec.service) == ("web", "api", "svc")
+    assert (rec.client_host, rec.client_port, rec.method) == ("10.0.0.7", 5555, "POST")
+    assert (rec.path_query, rec.http10, rec.host) == (b"/p?a=1", True, "a.test")
+    assert (rec.request_size, rec.status, rec.response_size) == (5, 201, 7)
+    assert rec.service_url is None and rec.origin_status is None and rec.retries == 0
+    assert rec.trace_id == 0 and rec.span_id == 0  # no tracing here
+    assert rec.common == ("t/1", "-")
+    from hopwire.telemetry.accesslog import FIELDS
+
+    values = dict(zip(FIELDS, writer.values(raw), strict=True))
+    assert values["entryPointName"] == "web" and values["RouterName"] == "api"
+    writer.flush()
+    writer.fh.close()
+    line = log.read_text()
+    assert line.startswith("10.0.0.7 - - [") and '"POST /p?a=1 HTTP/1.0" 201 7 "-" "t/1"' in line
