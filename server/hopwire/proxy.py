@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hopwire.proxy")
 
+_head_init = RequestHead.__init__
+
 PASS = 0  # response body bytes go to the client as they are
 CHUNK = 1  # response body is re-framed as chunked for an HTTP/1.1 client
 
@@ -96,7 +98,7 @@ class Exchange(RequestHead):
     )
 
     def __init__(self, down: Downstream):
-        RequestHead.__init__(self)
+        _head_init(self)
         # the connection
         self.down = down
         self.client_ip = down.client_ip

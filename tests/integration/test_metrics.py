@@ -406,7 +406,7 @@ def test_reload_after_a_dead_worker_compacts_the_archive(
 ) -> None:
     a, b = make_backend("a"), make_backend("b")
     hw = make_hopwire(two_routers(a, b), workers=2)
-    reloads = int(os.environ.get("HOPWIRE_TEST_RELOADS", "3"))
+    reloads = int(os.environ.get("TEST_RELOADS", "3"))
     send_spread(hw.port, "/a", 4)
     send_spread(hw.port, "/b", 4)
     wait_for(lambda: total(scrape(hw), "hopwire_router_requests_total", router="rb") == 4)

@@ -11,10 +11,12 @@ extends it, so that the fields are the exchange's own slots and reading them cos
 from __future__ import annotations
 
 import re
+import types
+from collections.abc import Mapping, Sequence
 
 from hopwire import errors
 from hopwire.errors import ProxyError
-from hopwire.http.path import PathError, normalise
+from hopwire.http.path import NOT_PLAIN, PathError, normalise
 from hopwire.http.wire import FORWARDED, HOP_BY_HOP
 
 Fields = list[tuple[bytes, bytes]]
@@ -25,6 +27,8 @@ _SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 # Connection tokens that are not field names to remove
 _CONN_KNOWN = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+_NOT_PLAIN = NOT_PLAIN.search
+_NO_FIELDS: Mapping[bytes, bytes] = types.MappingProxyType({})
 
 
 class RequestHead:
@@ -59,8 +63,11 @@ class RequestHead:
         self.path_query = b""  # origin-form target as forwarded (normalised path + query)
         self.path = ""  # the routing path (see hopwire.http.path)
         self.query = ""
-        self.kept: Fields = []  # end-to-end fields, forwarded as they came
-        self.fwd: dict[bytes, bytes] = {}  # X-Forwarded-* of a trusted client
+        # end-to-end fields, forwarded as they came, and the X-Forwarded-* of a trusted client;
+        # read-only once read (a reader that filters assigns a new sequence), so the defaults
+        # can be shared
+        self.kept: Sequence[tuple[bytes, bytes]] = ()
+        self.fwd: Mapping[bytes, bytes] = _NO_FIELDS
         self.chunked = False
         self.cl: bytes | None = None
         self.has_body = False
@@ -136,20 +143,28 @@ def read_request(
     head.method = method
     if method == "CONNECT":
         raise ProxyError(errors.METHOD_NOT_ALLOWED, "CONNECT to a reverse proxy")
-    authority, path_query = parse_target(target, method)
+    if target[:1] == b"/":
+        authority, path_query = None, target  # origin-form, the common case
+    else:
+        authority, path_query = parse_target(target, method)
     path, _, query = path_query.partition(b"?")
-    head.query = query.decode("latin-1")
-    if b"#" in path_query:
-        raise ProxyError(errors.BAD_REQUEST, "fragment in the request target")
-    if path_query != b"*":
+    if query:
+        if b"#" in query:
+            raise ProxyError(errors.BAD_REQUEST, "fragment in the request target")
+        head.query = query.decode("latin-1")
+    if _NOT_PLAIN(path) is None:
+        head.path = path.decode("latin-1")  # the common case: nothing to decode or clean
+    elif path_query == b"*":
+        head.path = "*"
+    else:
+        if b"#" in path:
+            raise ProxyError(errors.BAD_REQUEST, "fragment in the request target")
         try:
             forwarded, head.path = normalise(path, sanitize)
         except PathError as exc:
             raise ProxyError(errors.BAD_REQUEST, str(exc))
         if forwarded is not path:
             path_query = forwarded + b"?" + query if query else forwarded
-    else:
-        head.path = "*"
     head.path_query = path_query
 
     kept: Fields = []
@@ -238,7 +253,8 @@ def response_fields(
         lname = name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"connection":
-                named = (named or []) + connection_tokens(value)
+                tokens = value.lower().split(b",")
+                named = tokens if named is None else named + tokens
             elif lname == b"transfer-encoding":
                 chunked = True
             elif lname == b"upgrade":
@@ -248,7 +264,7 @@ def response_fields(
             cl = value
         lines += (name, b": ", value, b"\r\n")
     if named is not None:
-        extra = frozenset(t for t in named if t not in _CONN_KNOWN)
+        extra = frozenset(t.strip() for t in named) - _CONN_KNOWN
         if extra:
             lines = [first]
             for name, value in headers:

@@ -16,8 +16,8 @@ characters (RFC 3986 §2.2) and ``%``: ``/a%20b`` matches ``PathPrefix(`/a b`)``
 ``/admin%2Fx`` keeps its ``%2F``.  An invalid encoding (``%zz``, a ``%`` near the end) is a 400,
 as is a fragment in the target.
 
-Most paths need none of this: one C-level scan (``bytes.translate``) finds that a path has only
-plain bytes and no ``//`` or ``/.``, and it is used as it is.
+Most paths need none of this: one regular-expression scan (``NOT_PLAIN``) finds that a path
+has only plain bytes and no ``//`` or ``/.``, and it is used as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ _KEEP_WHEN_ENCODING = frozenset(_ALNUM + b"-._~$&+,/:;=@")
 # RFC 3986 §2.2 reserved characters, and %: their encodings keep their meaning in the route
 _RESERVED = frozenset(b":/?#[]@!$&'()*+,;=%")
 _PCT = re.compile(rb"%(.?.?)")
+# a path that needs any of the steps: a byte outside _VALID (% included), "//" or "/."
+NOT_PLAIN = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@\[\]/]|//|/\.")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 # Traefik's entryPoints.<ep>.http.encodedCharacters options -> the encodings they allow
@@ -109,9 +111,7 @@ def _routing(path: bytes) -> str:
 def normalise(path: bytes, sanitize: bool) -> tuple[bytes, str]:
     """(path to forward, path to route on) of an origin-form path (no query); PathError if it
     cannot be decoded."""
-    if not path.translate(None, _VALID) and (
-        not sanitize or (b"//" not in path and b"/." not in path)
-    ):
+    if NOT_PLAIN.search(path) is None:
         return path, path.decode("latin-1")  # plain: nothing to decode or clean
     if path.translate(None, _VALID + b"%"):
         path = _encode(_decode_all(path))  # bytes Go would not take as they are: re-encode

@@ -1,0 +1,148 @@
+"""The request path in one process, no sockets: for A/B of Python-level changes.
+
+A real ``Downstream`` and ``Upstream`` (httptools parsers, the routing table, the exchange, the
+metrics meter of a default config) exchange bytes through fake transports; the backend's fake
+transport answers every request head at once with a fixed response.  What is measured is
+hopwire's own work per request, without the loop and the syscalls (``bench/run.py`` measures
+those).  Stable enough for ``valgrind --tool=callgrind`` and quick enough for a few million
+requests:
+
+    python bench/callpath.py --requests 200000            # ns per request, best of --repeat
+    python bench/callpath.py --profile                     # cProfile of one run, top 25
+    PYTHONPATH=/tmp/old/server python bench/callpath.py    # another tree (git archive REV)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import time
+from typing import Any
+
+REQUEST = b"GET /12B HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n\r\n"
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Tue, 01 Dec 2026 09:00:00 GMT\r\n"
+    b"Content-Type: application/octet-stream\r\nContent-Length: 12\r\n"
+    b"Last-Modified: Tue, 01 Dec 2026 08:00:00 GMT\r\nConnection: keep-alive\r\n"
+    b'ETag: "1-c"\r\nAccept-Ranges: bytes\r\n\r\nxxxxxxxxxxxx'
+)
+
+
+class Transport:
+    """Just what the protocols call; ``sink`` receives what is written."""
+
+    def __init__(self, peer: tuple[str, int], sink: Any = None):
+        self.peer = peer
+        self.sink = sink
+        self.written = 0
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.peer if name == "peername" else None
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        if self.sink is not None:
+            self.sink(data)
+
+    def writelines(self, parts: Any) -> None:
+        for part in parts:
+            self.written += len(part)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return False
+
+
+def build(loop: asyncio.AbstractEventLoop) -> Any:
+    from hopwire import worker as worker_mod
+    from hopwire.config import load
+    from hopwire.http.downstream import Downstream
+    from hopwire.http.upstream import Upstream
+    from hopwire.routing import RouteTable
+    from hopwire.telemetry import metrics
+
+    config = load(
+        None,
+        [
+            "--http.routers.all.rule=PathPrefix(`/`)",
+            "--http.routers.all.service=be",
+            "--http.services.be.loadBalancer.servers[0].url=http://127.0.0.1:9",
+        ],
+        {},
+    )
+    worker = worker_mod.Worker(config, {}, bytearray(8), 0, 0, [])  # type: ignore[arg-type]
+    worker.loop = loop
+    for name, svc in config.http.services.items():
+        worker.services[name] = worker_mod.Service(
+            name, svc.loadBalancer, config.serversTransport, loop, {}
+        )
+    if not metrics.enabled():
+        import tempfile
+
+        metrics.init(tempfile.mkdtemp(prefix="hopwire-callpath-"), metrics.default_buckets())
+    worker.metrics = metrics.WorkerMetrics(config)
+    ep_cfg = config.entryPoints["web"]
+    service = worker.services["be"]
+    meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
+    target = worker_mod.RouterTarget("all", service, meter)
+    table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
+    ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
+    down = Downstream(ep)
+    down.connection_made(Transport(("127.0.0.1", 40000)))
+    pool = service.servers[0].pool
+    up = Upstream(pool)
+    up.connection_made(Transport(("127.0.0.1", 9)))
+    pool.put(up, worker.clock.now)
+    return down, up
+
+
+def run(down: Any, up: Any, n: int) -> float:
+    """n requests: the client's bytes, then the backend's answer (as a loop would deliver)."""
+    feed, answer = down.data_received, up.data_received
+    started = time.perf_counter()
+    for _ in range(n):
+        feed(REQUEST)
+        answer(RESPONSE)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    loop = asyncio.new_event_loop()
+    down, up = build(loop)
+    run(down, up, 1000)  # warm
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        run(down, up, args.requests)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return
+    best = min(run(down, up, args.requests) for _ in range(args.repeat))
+    served = down.served
+    assert served >= args.requests, served
+    print(f"{best / args.requests * 1e9:.0f} ns per request (best of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()
