@@ -222,3 +222,29 @@ def test_application_log_common_format(make_backend: Any, make_hopwire: Any) -> 
     hw = make_hopwire({"http": catch_all(b.url), "log": {"format": "common", "level": "DEBUG"}})
     first = hw.logs().splitlines()[0]
     assert not first.startswith("{") and " INFO [" in first and "serving" in hw.logs()
+
+
+def test_unwritable_access_log_is_counted_not_fatal(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    b = make_backend()
+    hw = make_hopwire(
+        {"http": catch_all(b.url), "accessLog": {"filePath": str(tmp_path / "no" / "access.log")}}
+    )
+    for _ in range(5):
+        assert request(hw.port, "GET", "/x")[0] == 200  # requests never wait for the log
+
+    def counters() -> dict[str, float]:
+        text = request(hw.internal, "GET", "/metrics")[2].decode()
+        return {
+            s.name: s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+            if s.name.startswith("hopwire_accesslog_")
+        }
+
+    wait_for(lambda: counters().get("hopwire_accesslog_lines_dropped_total") == 5)
+    assert counters()["hopwire_accesslog_write_errors_total"] >= 1
+    assert "access log" in hw.logs() and "cannot be written" in hw.logs()
