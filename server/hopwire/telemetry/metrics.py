@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import resource
+import struct
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -31,6 +32,7 @@ METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
 REQ = ("code", "method", "protocol")
+SCRAPE_ATTEMPTS = 5  # reads of the multiprocess files before a scrape gives up
 
 _families: dict[str, Any] = {}
 _prom: Any = None
@@ -336,24 +338,46 @@ class WorkerMetrics:
         process_sample("worker")
 
 
+class _Files:
+    """prometheus_client's multiprocess collector over the files that can be read: a file a
+    process has just created is empty until its header is written, and would fail the scrape."""
+
+    def __init__(self, directory: str, multiprocess: Any):
+        self.directory = directory
+        self.merge = multiprocess.MultiProcessCollector.merge
+
+    def collect(self) -> Any:
+        files = []
+        for path in glob.glob(os.path.join(self.directory, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:  # the used-bytes header and its padding
+                    files.append(path)
+            except OSError:
+                pass  # archived meanwhile
+        return self.merge(files, accumulate=True)
+
+
 def exposition(accept: bytes) -> tuple[bytes, bytes]:
     """(body, content type) of a scrape: OpenMetrics when the Accept header asks for it."""
     from prometheus_client import CollectorRegistry, multiprocess
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(_Files(os.environ["PROMETHEUS_MULTIPROC_DIR"], multiprocess))
     if b"application/openmetrics-text" in accept:
         from prometheus_client.openmetrics import exposition as om
 
         generate, content_type = om.generate_latest, om.CONTENT_TYPE_LATEST
     else:
         generate, content_type = _prom.generate_latest, _prom.CONTENT_TYPE_LATEST
-    try:
-        body = generate(registry)
-    except (OSError, RuntimeError):
-        # a file vanished (a dead process archived) or grew while being read: read again
-        body = generate(registry)
-    return body, content_type.encode()
+    for attempt in range(SCRAPE_ATTEMPTS):
+        try:
+            return generate(registry), content_type.encode()
+        except (OSError, RuntimeError, struct.error):
+            # a file vanished (a dead process archived), grew while being read, or was just
+            # created and is still empty (a process that started): read again
+            if attempt == SCRAPE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------------------------
