@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv clean deps-test
+.PHONY: run test lint bench fuzz venv clean deps-test
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -34,6 +34,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/ruff format --check server tests bench
 	$(VENV)/bin/mypy
+
+# coverage-guided fuzzing of the request path (atheris); findings become corpus files
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS)
 
 bench: $(STAMP)
 	@bash bench/install-deps.sh

@@ -238,7 +238,13 @@ class Backend:
                     b"",
                 )
             )
-        if what == "malformed":
+        if what == "status-99":
+            conn.sendall(b"HTTP/1.1 99 Odd\r\ncontent-length: 2\r\n\r\nok")
+        elif what == "nul-reason":
+            conn.sendall(b"HTTP/1.1 200 O\x00K\r\ncontent-length: 2\r\n\r\nok")
+        elif what == "gzip-coding":
+            conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nzz")
+        elif what == "malformed":
             conn.sendall(b"HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok")
         elif what == "truncate":
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"t" * 100)

@@ -67,6 +67,7 @@ class Exchange(RequestHead):
         "error_type",
         "framing",
         "head_done",
+        "head_sent",
         "head_size",
         "headers",
         "observer",
@@ -134,7 +135,8 @@ class Exchange(RequestHead):
         self.origin_duration = 0.0
         # the response
         self.status = 0
-        self.resp_head = False
+        self.resp_head = False  # a response head is decided (written, or about to be)
+        self.head_sent = False  # ... and written to the client: from now on, only cut short
         self.resp_complete = False
         self.resp_mode = PASS
         self.resp_to_close = False
@@ -306,6 +308,7 @@ class Exchange(RequestHead):
         down = self.down
         self.upstream = conn
         conn.ex = self
+        conn.fresh = True
         assert self.server is not None
         self.server.inflight += 1
         self.attempts += 1
@@ -446,6 +449,7 @@ class Exchange(RequestHead):
             if not down.closed:
                 down.transport.writelines(out)
             out.clear()
+            self.head_sent = self.resp_head
 
     def end_attempt(self, error: str) -> None:
         trace = self.trace
@@ -543,11 +547,12 @@ class Exchange(RequestHead):
         if self.done:
             return
         down = self.down
-        if self.resp_head:
+        if self.head_sent:
             self.out.clear()
             down.close()  # a truncated response must never look complete (RELIABILITY 23)
             self.end(kind, True, detail)
             return
+        self.out.clear()  # a response head not yet written is replaced by the error
         close = errors.closes(kind, self.keep_alive, self.body_pending(), down.worker.draining)
         self.status = kind.status
         self.resp_head = self.resp_complete = True

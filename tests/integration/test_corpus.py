@@ -83,6 +83,7 @@ def test_corpus(proxy: Any, name: str) -> None:
     hw, backend = proxy
     data, expect = load_case(name)
     before = len(backend.requests)
+    errors_before = hw.logs().count('"level":"ERROR"')
     out, closed = send(hw.port, data)
     status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else None
     want = expect.split()
@@ -100,8 +101,9 @@ def test_corpus(proxy: Any, name: str) -> None:
         pytest.fail(f"a request with a broken body reached the backend complete: {new}")
     else:
         assert not [r for r in new if r[1] == "/corpus-never"], "nothing may be forwarded"
-    # the worker keeps serving
+    # the worker keeps serving, and a bad request is no page for an operator
     assert request(hw.port, "GET", "/after")[0] == 200
+    assert hw.logs().count('"level":"ERROR"') == errors_before, hw.logs()[-2000:]
 
 
 def test_unknown_method_forwarded_verbatim(proxy: Any) -> None:

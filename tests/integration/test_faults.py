@@ -221,3 +221,11 @@ def test_expect_continue_without_a_100_from_the_backend(
         while b"sha256" not in final:
             final += sock.recv(4096)
         assert final.startswith(b"HTTP/1.1 200") and b'"length": 5' in final
+
+
+@pytest.mark.parametrize("what", ["status-99", "nul-reason", "gzip-coding"])
+def test_malformed_response_heads_are_502(make_backend: Any, make_hopwire: Any, what: str) -> None:
+    hw, b = proxy(make_backend, make_hopwire)
+    status, _, body = request(hw.port, "GET", f"/raw/{what}")
+    assert status == 502 and body == b"bad_response\n"
+    assert request(hw.port, "GET", "/ok")[0] == 200  # the worker, and the pool, are fine

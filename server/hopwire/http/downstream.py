@@ -47,7 +47,7 @@ CHUNK_EXT_LIMIT = 4096  # bytes of chunk framing tolerated without a body byte o
 def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
     message = str(exc)
     if isinstance(exc, HttpParserCallbackError):
-        inner = exc.__context__
+        inner = exc.__cause__ or exc.__context__
         if isinstance(inner, ProxyError):
             return inner.kind, inner.detail
         if inner is not None:
@@ -194,12 +194,13 @@ class Downstream(asyncio.Protocol):
         completed = self.completed
         chunk_req = self.chunk_req
         body_seen = self.body_seen
+        unknown: HttpParserInvalidMethodError | None = None
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
             self.upgrade_requested(data[exc.args[0] :])
         except HttpParserInvalidMethodError as exc:
-            self.unknown_method(data, exc, fresh and completed == self.completed)
+            unknown = exc  # re-parsed below, outside this handler (see unknown_method)
         except (HttpParserError, ProxyError) as exc:
             kind, detail = (
                 (exc.kind, exc.detail) if isinstance(exc, ProxyError) else _parser_error_kind(exc)
@@ -210,6 +211,9 @@ class Downstream(asyncio.Protocol):
                 data, chunk_req is not None, completed, body_seen
             ):
                 return
+        if unknown is not None:
+            self.unknown_method(data, unknown, fresh and completed == self.completed)
+            return
         active = self.active
         if active is not None and active.up_out:
             active.flush_up()
@@ -241,7 +245,10 @@ class Downstream(asyncio.Protocol):
         """llhttp knows a fixed list of methods; RFC 9110 §9.1 allows any token.
 
         When the failed message began at the start of this read, parse it again with a
-        stand-in method and forward the real one.  A malformed token is a 400.  (An unknown
+        stand-in method and forward the real one.  The re-parse runs outside the handler of
+        the first error, so that an error it raises is read for what it is (inside the handler
+        the parser's callback error would chain to the first one, and a bad request would
+        look like a bug of ours).  A malformed token is a 400.  (An unknown
         method pipelined behind another request in the same read is refused with 400: httptools
         does not report where that message began.)
         """

@@ -243,6 +243,7 @@ def response_fields(
     with what framing needs: (pieces, Content-Length value, chunked, Upgrade value).
 
     Hop-by-hop fields and every field a Connection header names are removed (RFC 9110 §7.6.1).
+    A transfer coding other than chunked, or chunked twice, raises ProxyError (BAD_RESPONSE).
     """
     lines: list[bytes] = [first]
     cl: bytes | None = None
@@ -256,6 +257,9 @@ def response_fields(
                 tokens = value.lower().split(b",")
                 named = tokens if named is None else named + tokens
             elif lname == b"transfer-encoding":
+                # only chunked, once (as Go's client for Traefik: other codings are a 502)
+                if chunked or value.strip().lower() != b"chunked":
+                    raise ProxyError(errors.BAD_RESPONSE, f"transfer coding {value[:64]!r}")
                 chunked = True
             elif lname == b"upgrade":
                 upgrade = value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from httptools import (
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hopwire.upstream")
 
+# RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
+_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+
 
 class _HeadOnly(Exception):
     """Raised from on_headers_complete to end a response to HEAD at its head."""
@@ -39,6 +43,7 @@ class Upstream(asyncio.Protocol):
         "closed",
         "ex",
         "flow",
+        "fresh",
         "headers",
         "idle_since",
         "interim",
@@ -55,6 +60,7 @@ class Upstream(asyncio.Protocol):
         self.flow: ReadFlow = None  # type: ignore[assignment]
         self.parser = HttpResponseParser(self)
         self.ex: Exchange | None = None  # the exchange this connection serves, if any
+        self.fresh = False  # a request was sent and no byte of its response has arrived
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
         self.interim = False
@@ -112,6 +118,11 @@ class Upstream(asyncio.Protocol):
             tunnel.transport.write(data)
             return
         ex = self.ex
+        if self.fresh and ex is not None:
+            self.fresh = False
+            if data[:1] in (b"\r", b"\n"):  # llhttp skips them; they are not a status line
+                ex.bad_response(self, "response does not start with a status line")
+                return
         if ex is None:
             # Bytes from an idle pooled connection: the backend broke framing (RELIABILITY 24).
             log.info("unsolicited bytes from idle backend %s; dropping connection", self.pool.label)
@@ -169,6 +180,8 @@ class Upstream(asyncio.Protocol):
         self.reason = b""
 
     def on_status(self, reason: bytes) -> None:
+        if _BAD_REASON(reason) is not None:  # llhttp lets control characters through
+            raise ValueError(f"control character in the reason phrase {reason[:64]!r}")
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -178,7 +191,12 @@ class Upstream(asyncio.Protocol):
         status = self.parser.get_status_code()
         ex = self.ex
         assert ex is not None  # on_message_begin refuses a response nobody asked for
+        if not 100 <= status <= 599:  # RFC 9110 §15: invalid outside 100..599
+            raise ValueError(f"status code {status} out of range")
         if 100 <= status < 200 and status != 101:
+            for name, _ in self.headers:  # RFC 9110 §8.6, RFC 9112 §6.1: not on a 1xx
+                if name.lower() in (b"content-length", b"transfer-encoding"):
+                    raise ValueError(f"{name.decode('latin-1')} on a {status} response")
             self.interim = True
             ex.response_interim(status, self.reason, self.headers)
             return
@@ -190,6 +208,8 @@ class Upstream(asyncio.Protocol):
             raise _HeadOnly()
 
     def on_body(self, body: bytes) -> None:
+        if self.interim:  # RFC 9110 §15.2: a 1xx response has no content
+            raise ValueError("a body on a 1xx response")
         self.ex.response_body(body)  # type: ignore[union-attr]  # as in on_headers_complete
 
     def on_message_complete(self) -> None:

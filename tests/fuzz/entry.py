@@ -1,0 +1,28 @@
+"""The atheris entry point: ``python -m tests.fuzz.entry request|response CORPUS [libFuzzer
+flags]`` (``tests.fuzz.run`` builds the command)."""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["hopwire"]):
+    import hopwire.http.downstream
+    import hopwire.http.head
+    import hopwire.http.path
+    import hopwire.http.upstream
+    import hopwire.proxy  # noqa: F401
+
+from tests.fuzz import targets
+
+
+def main() -> None:
+    target = sys.argv.pop(1)
+    one = {"request": targets.request_input, "response": targets.response_input}[target]
+    atheris.Setup(sys.argv, one)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
