@@ -7,12 +7,16 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["hopwire"]):
+with atheris.instrument_imports(include=["hopwire"]):  # coverage of the request path
+    import hopwire.balancer
+    import hopwire.errors
     import hopwire.http.downstream
     import hopwire.http.head
     import hopwire.http.path
     import hopwire.http.upstream
-    import hopwire.proxy  # noqa: F401
+    import hopwire.pool
+    import hopwire.proxy
+    import hopwire.routing  # noqa: F401
 
 from tests.fuzz import targets
 
