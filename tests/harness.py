@@ -473,9 +473,12 @@ def exchange(
     if body and not any(n.lower() in ("content-length", "transfer-encoding") for n, _ in hdrs):
         hdrs.append(("content-length", str(len(body))))
     sock.sendall(h.send(h11.Request(method=method, target=target, headers=hdrs)))
-    if body:
-        sock.sendall(h.send(h11.Data(data=body)))
-    sock.sendall(h.send(h11.EndOfMessage()))
+    try:
+        if body:
+            sock.sendall(h.send(h11.Data(data=body)))
+        sock.sendall(h.send(h11.EndOfMessage()))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered early and closed (allowed): read what it sent
     status = 0
     resp_headers: list[tuple[str, str]] = []
     data = b""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from hopwire import errors
 from hopwire.errors import ErrorKind
@@ -48,6 +48,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("hopwire.proxy")
 
 _head_init = RequestHead.__init__
+
+
+class ParserView(Protocol):
+    """What an exchange reads from the request parser (httptools.HttpRequestParser)."""
+
+    def get_method(self) -> bytes: ...
+
+    def get_http_version(self) -> str: ...
+
 
 PASS = 0  # response body bytes go to the client as they are
 CHUNK = 1  # response body is re-framed as chunked for an HTTP/1.1 client
@@ -150,7 +159,7 @@ class Exchange(RequestHead):
 
     # -- parse -------------------------------------------------------------------------------
 
-    def parsed(self, parser: Any) -> None:
+    def parsed(self, parser: ParserView) -> None:
         """Validate the head and decide framing; raise ProxyError for a bad request."""
         down = self.down
         override = down.method_override
@@ -562,7 +571,7 @@ class Exchange(RequestHead):
         self.flush_down()
         self.end(kind, close, detail)
 
-    def reject(self, kind: ErrorKind, detail: str, parser: Any) -> None:
+    def reject(self, kind: ErrorKind, detail: str, parser: ParserView) -> None:
         """A request refused while it was parsed (it was never routed): answer, then close."""
         if self.done:
             self.down.close()

@@ -29,6 +29,7 @@ from hopwire.errors import ErrorKind, ProxyError
 from hopwire.http.flow import BUFFERING, HIGH_WATER, LOW_WATER, PEER_FULL, QUEUED, ReadFlow
 
 if TYPE_CHECKING:
+    from hopwire.http.upstream import Upstream
     from hopwire.proxy import Exchange
     from hopwire.worker import EntryPointRuntime
 
@@ -97,12 +98,12 @@ class Downstream(asyncio.Protocol):
         self.active: Exchange | None = None  # the exchange being proxied
         self.queue: deque[Exchange] | None = None
         self.deferred_error: tuple[Exchange, ErrorKind, str] | None = None
-        self.tunnel: Any = None  # the upstream connection after a 101
+        self.tunnel: Upstream | None = None  # the upstream connection after a 101
         self.served = 0
         self.deadline = 0.0
         self.deadline_kind = 0
         self.body_seen = 0  # request body bytes parsed on this connection
-        self.chunk_req: Any = None  # the chunked request whose framing is being counted
+        self.chunk_req: Exchange | None = None  # the chunked request whose framing is counted
         self.closed = False
         self.client_ip = ""
         self.client_ip_bytes = b""
@@ -228,6 +229,7 @@ class Downstream(asyncio.Protocol):
         of another message cannot be attributed and is not counted.
         """
         req = self.chunk_req
+        assert req is not None  # called only while a chunked request is being read
         if self.completed != completed:
             self.chunk_req = None
             if self.req is not None or not data.endswith(b"\r\n\r\n"):
@@ -386,7 +388,7 @@ class Downstream(asyncio.Protocol):
         self.flow.pause(QUEUED)  # nothing more is parsed as HTTP on this connection
         req.tunnel_pending(rest)
 
-    def start_tunnel(self, upstream: Any) -> None:
+    def start_tunnel(self, upstream: Upstream) -> None:
         self.tunnel = upstream
         self.flow.resume(QUEUED | BUFFERING)
         self.set_deadline(self.ep.idle_timeout, IDLE)
