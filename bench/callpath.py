@@ -9,6 +9,7 @@ requests:
 
     python bench/callpath.py --requests 200000            # ns per request, best of --repeat
     python bench/callpath.py --profile                     # cProfile of one run, top 25
+    python bench/callpath.py --tracing 1.0 --parent sampled   # the worker's tracing cost
     PYTHONPATH=/tmp/old/server python bench/callpath.py    # another tree (git archive REV)
 """
 
@@ -69,7 +70,28 @@ class Transport:
         return False
 
 
-def build(loop: asyncio.AbstractEventLoop) -> Any:
+PARENTS = {
+    "none": b"",
+    "sampled": b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n",
+    "unsampled": b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n",
+}
+
+
+class Sink:
+    """Takes span records as the worker's SpanSink would, and drops them in batches."""
+
+    def __init__(self) -> None:
+        self.buf: list[Any] = []
+        self.records = 0
+
+    def add(self, record: Any) -> None:
+        self.buf.append(record)
+        if len(self.buf) >= 64:
+            self.records += len(self.buf)
+            self.buf = []
+
+
+def build(loop: asyncio.AbstractEventLoop, rate: float | None = None) -> Any:
     from hopwire import worker as worker_mod
     from hopwire.config import load
     from hopwire.http.downstream import Downstream
@@ -100,7 +122,13 @@ def build(loop: asyncio.AbstractEventLoop) -> Any:
     ep_cfg = config.entryPoints["web"]
     service = worker.services["be"]
     meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
-    target = worker_mod.RouterTarget("all", service, meter)
+    observer: Any = meter
+    if rate is not None:
+        from hopwire.telemetry.metrics import combine
+        from hopwire.telemetry.tracing import Tracer
+
+        observer = combine(Tracer("all", rate, Sink()), meter)  # type: ignore[arg-type]
+    target = worker_mod.RouterTarget("all", service, observer)
     table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
     ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
     down = Downstream(ep)
@@ -112,12 +140,12 @@ def build(loop: asyncio.AbstractEventLoop) -> Any:
     return down, up
 
 
-def run(down: Any, up: Any, n: int) -> float:
+def run(down: Any, up: Any, n: int, request: bytes = REQUEST) -> float:
     """n requests: the client's bytes, then the backend's answer (as a loop would deliver)."""
     feed, answer = down.data_received, up.data_received
     started = time.perf_counter()
     for _ in range(n):
-        feed(REQUEST)
+        feed(request)
         answer(RESPONSE)
     return time.perf_counter() - started
 
@@ -127,18 +155,21 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--tracing", type=float, default=None, help="a tracer at this sample rate")
+    ap.add_argument("--parent", choices=PARENTS, default="none", help="inbound traceparent")
     args = ap.parse_args()
     loop = asyncio.new_event_loop()
-    down, up = build(loop)
-    run(down, up, 1000)  # warm
+    down, up = build(loop, args.tracing)
+    request = REQUEST[:-2] + PARENTS[args.parent] + b"\r\n"
+    run(down, up, 1000, request)  # warm
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        run(down, up, args.requests)
+        run(down, up, args.requests, request)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return
-    best = min(run(down, up, args.requests) for _ in range(args.repeat))
+    best = min(run(down, up, args.requests, request) for _ in range(args.repeat))
     served = down.served
     assert served >= args.requests, served
     print(f"{best / args.requests * 1e9:.0f} ns per request (best of {args.repeat})")
