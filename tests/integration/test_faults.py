@@ -229,3 +229,23 @@ def test_malformed_response_heads_are_502(make_backend: Any, make_hopwire: Any, 
     status, _, body = request(hw.port, "GET", f"/raw/{what}")
     assert status == 502 and body == b"bad_response\n"
     assert request(hw.port, "GET", "/ok")[0] == 200  # the worker, and the pool, are fine
+
+
+def test_early_answer_survives_the_unread_body(make_backend: Any, make_hopwire: Any) -> None:
+    """An answer given before the request body was read (here a 404) is followed by a lingering
+    close, as nginx does: hopwire reads and drops the rest of the body before closing, so the
+    client's TCP stack does not get a reset that would destroy the answer in flight."""
+    hw = make_hopwire({"http": {"routers": {}, "services": {}}})
+    body = b"x" * (8 << 20)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            time.sleep(0.2)  # the 404 is written and the connection closed meanwhile
+            sock.sendall(body)  # without a lingering close: a reset, and the 404 lost
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 404") and b"connection: close" in data.lower()
+    assert "no_route" in hw.logs()

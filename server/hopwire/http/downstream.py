@@ -37,6 +37,9 @@ log = logging.getLogger("hopwire.http")
 
 READ = 1  # the request must be fully read by the deadline (readTimeout) → 408
 IDLE = 2  # keep-alive idle (idleTimeout) or tunnel idle → close quietly
+LINGER = 3  # a lingering close: the rest of the request is read and dropped, then close
+LINGER_IDLE = 5.0  # ... for as long as the client keeps sending (nginx: lingering_timeout)
+LINGER_MAX = 30.0  # ... and never longer than this in all (nginx: lingering_time)
 
 _TOKEN_CHARS = frozenset(
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -75,6 +78,7 @@ class Downstream(asyncio.Protocol):
         "deferred_error",
         "ep",
         "flow",
+        "linger_until",
         "method_override",
         "parser",
         "queue",
@@ -105,6 +109,7 @@ class Downstream(asyncio.Protocol):
         self.body_seen = 0  # request body bytes parsed on this connection
         self.chunk_req: Exchange | None = None  # the chunked request whose framing is counted
         self.closed = False
+        self.linger_until = 0.0  # set while lingering (see linger)
         self.client_ip = ""
         self.client_ip_bytes = b""
         self.client_port = 0
@@ -149,6 +154,8 @@ class Downstream(asyncio.Protocol):
                 ex.client_lost()
 
     def eof_received(self) -> bool:
+        if self.linger_until:
+            return False  # the lingering close is over: close
         # A half-closed client still gets the response to a complete request (RELIABILITY 16).
         if self.tunnel is not None:
             self.tunnel.half_close()
@@ -174,6 +181,9 @@ class Downstream(asyncio.Protocol):
 
     def timed_out(self) -> None:
         """Called by the worker's tick when ``deadline`` has passed."""
+        if self.linger_until:
+            self.close()  # the client is done sending, or took too long
+            return
         if self.deadline_kind == READ and self.req is not None:
             self.fail(errors.REQUEST_TIMEOUT, "request not read within readTimeout")
             return
@@ -184,9 +194,34 @@ class Downstream(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
+    def close_after_answer(self, ex: Exchange) -> None:
+        """Close after an answer; linger when the client may still be sending its request.
+
+        Closing a socket with unread bytes, or with bytes still to arrive, makes the kernel send
+        a reset, and the client's stack may then discard the answer before the application
+        reads it.  So, as nginx does: half-close (the answer is flushed first), read and drop
+        what the client still sends, and close on its EOF or after LINGER_IDLE quiet seconds
+        (LINGER_MAX in all).
+        """
+        if self.closed:
+            return
+        if not (ex.body_pending() or self.req is not None) or not self.transport.can_write_eof():
+            self.close()
+            return
+        now = self.worker.clock.now
+        self.linger_until = now + LINGER_MAX
+        self.deadline, self.deadline_kind = now + LINGER_IDLE, LINGER
+        if self.queue:
+            self.queue.clear()
+        self.transport.write_eof()
+        self.transport.resume_reading()  # whatever paused it, the rest is only dropped now
+
     # -- bytes in --------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.linger_until:  # the rest of a request that has been answered: dropped
+            self.deadline = min(self.worker.clock.now + LINGER_IDLE, self.linger_until)
+            return
         if self.tunnel is not None:
             self.deadline = self.worker.clock.now + self.ep.idle_timeout
             self.tunnel.transport.write(data)
@@ -328,7 +363,7 @@ class Downstream(asyncio.Protocol):
         if self.tunnel is not None:
             return  # the connection is a byte tunnel now
         if close or self.closed:
-            self.close()
+            self.close_after_answer(ex)
             return
         queue = self.queue
         if queue:

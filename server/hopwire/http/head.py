@@ -76,6 +76,14 @@ class RequestHead:
         self.upgrade: bytes | None = None  # the Upgrade value of an upgrade request
 
 
+def _checked_length(value: bytes, kind: errors.ErrorKind) -> bytes:
+    """A Content-Length the parser accepted: more than 20 characters (leading zeros included)
+    is refused, as strict peers such as h11 refuse it."""
+    if len(value) > 20:
+        raise ProxyError(kind, f"Content-Length of {len(value)} characters")
+    return value
+
+
 def connection_tokens(value: bytes) -> list[bytes]:
     """The lower-case tokens of a Connection field value."""
     return [t.strip() for t in value.lower().split(b",")]
@@ -185,7 +193,7 @@ def read_request(
         elif lname == b"connection":
             tokens += connection_tokens(value)
         elif lname == b"content-length":
-            cl = value
+            cl = value if len(value) <= 20 else _checked_length(value, errors.BAD_REQUEST)
         elif lname == b"transfer-encoding":
             te = value if te is None else te + b"," + value
         elif lname == b"expect":
@@ -265,7 +273,7 @@ def response_fields(
                 upgrade = value
             continue
         if lname == b"content-length":
-            cl = value
+            cl = value if len(value) <= 20 else _checked_length(value, errors.BAD_RESPONSE)
         lines += (name, b": ", value, b"\r\n")
     if named is not None:
         extra = frozenset(t.strip() for t in named) - _CONN_KNOWN
