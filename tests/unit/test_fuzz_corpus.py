@@ -34,3 +34,15 @@ def test_a_malformed_response_is_a_502_and_dropped() -> None:
     assert [ex.status for ex in world.answered()] == [502] and world.pooled == []
     targets.response_input(b"\x00HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     assert [ex.status for ex in world.answered()] == [200] and len(world.pooled) == 1
+
+
+def test_pipelined_unknown_method_head_and_garbage() -> None:
+    """A finding of the fixed-seed run: an unknown method, a HEAD and garbage pipelined (the
+    answers are right; the world's bookkeeping of the replaced exchange was not)."""
+    data = (
+        b"PURGEX /corpus-method HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        b"HEAD /corpus-method HTTP/1.1\r\nHost: a.test\r\n\r\n\r\nRGEX /corp-method HTT\xff"
+    )
+    targets.request_input(b"\x87" + data)
+    world = targets._world("request")
+    assert [ex.status for ex in world.answered()] == [200, 200, 400]
