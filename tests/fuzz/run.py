@@ -91,7 +91,7 @@ def record(target: str, crash: Path) -> Path:
     return path
 
 
-def fuzz(target: str, seconds: int, seed: int, keep: bool = True) -> int:
+def fuzz(target: str, seconds: int, seed: int, keep: bool = True, runs: int = 0) -> int:
     work = Path(tempfile.mkdtemp(prefix=f"hopwire-fuzz-{target}-"))
     corpus, found = work / "corpus", work / "found"
     corpus.mkdir()
@@ -105,13 +105,17 @@ def fuzz(target: str, seconds: int, seed: int, keep: bool = True) -> int:
         str(corpus),
         f"-max_total_time={seconds}",
         f"-seed={seed}",
+        *([f"-runs={runs}"] if runs else []),
         f"-artifact_prefix={found}/",
         "-max_len=16384",
         "-timeout=10",
         "-print_final_stats=1",
     ]
     print(f"fuzzing {target} for {seconds}s (seed {seed}): {' '.join(args[3:])}", flush=True)
-    proc = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "server")})
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "server")}
+    if seed:
+        env["PYTHONHASHSEED"] = "0"  # a fixed seed and a run count: the same inputs every time
+    proc = subprocess.run(args, cwd=ROOT, env=env)
     crashes = sorted(found.iterdir())
     for crash in crashes:
         where = record(target, crash) if keep else crash
@@ -130,6 +134,9 @@ def main() -> int:
     ap.add_argument(
         "--no-record", action="store_true", help="print findings, do not write corpus files"
     )
+    ap.add_argument(
+        "--runs", type=int, default=0, help="inputs in all (with --seed: a repeatable run)"
+    )
     args = ap.parse_args()
     targets = ["request", "response"] if args.target == "both" else [args.target]
     # the request side gets most of the time: it is where the input is an attacker's
@@ -137,7 +144,8 @@ def main() -> int:
     status = 0
     for target in targets:
         seconds = max(1, int(args.seconds * shares[target]))
-        status |= fuzz(target, seconds, args.seed, keep=not args.no_record)
+        runs = int(args.runs * shares[target])
+        status |= fuzz(target, seconds, args.seed, keep=not args.no_record, runs=runs)
     return status
 
 

@@ -12,6 +12,7 @@ exception escaping a protocol callback is a crash too).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import tempfile
 from typing import Any
@@ -118,7 +119,8 @@ class World:
             {},
         )
         self.config = config
-        loop = asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()  # never run: the Service and Pool want one
+        atexit.register(loop.close)
         worker = worker_mod.Worker(config, {}, bytearray(8), 0, 0, [])  # type: ignore[arg-type]
         worker.loop = loop
         svc = config.http.services["be"]

@@ -161,12 +161,14 @@ def test_keep_alive_client_across_reload(make_backend: Any, make_hopwire: Any) -
 
 def owner_of(client: socket.socket, pids: list[int]) -> int:
     """The worker pid holding the server side of ``client``'s connection."""
-    port = client.getsockname()[1]
+    port, server_port = client.getsockname()[1], client.getpeername()[1]
     inode = None
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         parts = line.split()
+        local = int(parts[1].split(":")[1], 16)
         remote = int(parts[2].split(":")[1], 16)
-        if remote == port:
+        # the server side of this very connection (not a TIME_WAIT entry, whose inode is 0)
+        if remote == port and local == server_port and parts[9] != "0":
             inode = parts[9]
     assert inode
     for pid in pids:
