@@ -29,6 +29,7 @@ import uvloop
 
 from hopwire.balancer import Service
 from hopwire.config import INTERNAL_ENTRYPOINT, Config
+from hopwire.config.schema import switched_on
 from hopwire.http.downstream import Downstream
 from hopwire.http.path import ENCODED_CHARACTERS, denied_encodings
 from hopwire.http.wire import Clock
@@ -279,33 +280,23 @@ class Worker:
         for service in self.services.values():
             service.start_checks()
 
-    @staticmethod
-    def switch(kind: str, router: Any, ep: Any) -> bool:
-        """A router's own switch, else its entrypoint's, else on (the global section decides
-        whether the feature exists at all)."""
-        for obs in (router, ep):
-            value = getattr(obs, kind) if obs is not None else None
-            if value is not None:
-                return bool(value)
-        return True
-
     def tracer(self, name: str, router: Any, ep: Any) -> Tracer | None:
         tracing = self.config.tracing
-        if tracing is None or self.sink is None or not self.switch("tracing", router, ep):
+        if tracing is None or self.sink is None or not switched_on("tracing", router, ep):
             return None
         return Tracer(name, tracing.sampleRate, self.sink)
 
     def meter(
         self, ep_name: str, router_name: str | None, service: str | None, router: Any, ep: Any
     ) -> Meter | None:
-        if self.metrics is None or not self.switch("metrics", router, ep):
+        if self.metrics is None or not switched_on("metrics", router, ep):
             return None
         return self.metrics.meter(ep_name, router_name, service)
 
     def logger(
         self, ep_name: str, router_name: str, service: str, router: Any, ep: Any
     ) -> AccessLogger | None:
-        if self.access is None or not self.switch("accessLogs", router, ep):
+        if self.access is None or not switched_on("accessLogs", router, ep):
             return None
         return AccessLogger(self.access, ep_name, router_name, service)
 

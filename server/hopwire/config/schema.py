@@ -114,6 +114,17 @@ class EntryPointHTTP:
     maxHeaderFields: int = setting(100, "Most request header fields (431 above).", check=positive)
 
 
+def switched_on(kind: str, router: Any, ep: Any) -> bool:
+    """A router's own observability switch (``tracing``, ``metrics``, ``accessLogs``), else
+    its entrypoint's, else on; the global section decides whether the feature exists at all.
+    ``router``/``ep`` are Observability sections or None."""
+    for obs in (router, ep):
+        value = getattr(obs, kind) if obs is not None else None
+        if value is not None:
+            return bool(value)
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Observability:
     tracing: bool | None = setting(
@@ -211,10 +222,7 @@ class ClientTLS:
 
 
 @dataclass(frozen=True, slots=True)
-class HTTPClientTLS:
-    ca: str = setting("", "PEM file of the CA that signs the collector's certificate.")
-    cert: str = setting("", "PEM client certificate (mutual TLS).")
-    key: str = setting("", "PEM client key (mutual TLS).")
+class HTTPClientTLS(ClientTLS):
     insecureSkipVerify: bool = setting(False, "Do not verify the collector's certificate.")
 
 
@@ -425,14 +433,25 @@ class Config:
     def traces_anything(self) -> bool:
         """Whether any request can be traced: the `tracing` section is present and some
         entrypoint or router has not switched it off (else no exporter process is started).
-
-        The switches resolve as the workers resolve them: a router's own, else its
-        entrypoint's, else on; an entrypoint's own requests (unrouted, and /ping with
-        addInternals on the internal entrypoint) follow the entrypoint's switch.
-        """
+        The switches resolve as the workers resolve them (``switched_on``); an entrypoint's
+        own requests (unrouted, and /ping with addInternals on the internal entrypoint)
+        follow the entrypoint's switch."""
         tracing = self.tracing
         if tracing is None:
             return False
+        user_eps = [n for n in self.entryPoints if n != INTERNAL_ENTRYPOINT]
+        for name, ep in self.entryPoints.items():
+            ep_obs = ep.observability
+            if switched_on("tracing", None, ep_obs) and (
+                name != INTERNAL_ENTRYPOINT or tracing.addInternals
+            ):
+                return True
+            for router in self.http.routers.values():
+                if name in (router.entryPoints or user_eps) and switched_on(
+                    "tracing", router.observability, ep_obs
+                ):
+                    return True
+        return False
         user_eps = [n for n in self.entryPoints if n != INTERNAL_ENTRYPOINT]
         for name, ep in self.entryPoints.items():
             ep_on = ep.observability.tracing is not False

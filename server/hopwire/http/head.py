@@ -76,12 +76,11 @@ class RequestHead:
         self.upgrade: bytes | None = None  # the Upgrade value of an upgrade request
 
 
-def _checked_length(value: bytes, kind: errors.ErrorKind) -> bytes:
+def _check_length(value: bytes, kind: errors.ErrorKind) -> None:
     """A Content-Length the parser accepted: more than 20 characters (leading zeros included)
     is refused, as strict peers such as h11 refuse it."""
     if len(value) > 20:
         raise ProxyError(kind, f"Content-Length of {len(value)} characters")
-    return value
 
 
 def connection_tokens(value: bytes) -> list[bytes]:
@@ -160,10 +159,8 @@ def read_request(
         if b"#" in query:
             raise ProxyError(errors.BAD_REQUEST, "fragment in the request target")
         head.query = query.decode("latin-1")
-    if _NOT_PLAIN(path) is None:
-        head.path = path.decode("latin-1")  # the common case: nothing to decode or clean
-    elif path_query == b"*":
-        head.path = "*"
+    if _NOT_PLAIN(path) is None:  # the common case, and OPTIONS *: nothing to decode or clean
+        head.path = path.decode("latin-1")
     else:
         if b"#" in path:
             raise ProxyError(errors.BAD_REQUEST, "fragment in the request target")
@@ -193,7 +190,8 @@ def read_request(
         elif lname == b"connection":
             tokens += connection_tokens(value)
         elif lname == b"content-length":
-            cl = value if len(value) <= 20 else _checked_length(value, errors.BAD_REQUEST)
+            _check_length(value, errors.BAD_REQUEST)
+            cl = value
         elif lname == b"transfer-encoding":
             te = value if te is None else te + b"," + value
         elif lname == b"expect":
@@ -273,7 +271,8 @@ def response_fields(
                 upgrade = value
             continue
         if lname == b"content-length":
-            cl = value if len(value) <= 20 else _checked_length(value, errors.BAD_RESPONSE)
+            _check_length(value, errors.BAD_RESPONSE)
+            cl = value
         lines += (name, b": ", value, b"\r\n")
     if named is not None:
         extra = frozenset(t.strip() for t in named) - _CONN_KNOWN

@@ -28,6 +28,7 @@ _ALNUM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _UNRESERVED = frozenset(_ALNUM + b"-._~")
 # bytes Go accepts in an already-encoded path (url.validEncoded for encodePath), % aside
 _VALID = _ALNUM + b"-._~!$&'()*+,;=:@[]/"
+_VALID_ENCODED = _VALID + b"%"
 # bytes left as they are when Go encodes a decoded path (url.shouldEscape, encodePath)
 _KEEP_WHEN_ENCODING = frozenset(_ALNUM + b"-._~$&+,/:;=@")
 # RFC 3986 §2.2 reserved characters, and %: their encodings keep their meaning in the route
@@ -53,14 +54,16 @@ class PathError(ValueError):
     """The path cannot be decoded (answered 400)."""
 
 
-def _decode_all(path: bytes) -> bytes:
-    def one(m: re.Match[bytes]) -> bytes:
-        code = m.group(1)
-        if len(code) != 2 or code[0] not in _HEX or code[1] not in _HEX:
-            raise PathError(f"invalid percent-encoding {m.group(0)!r} in the path")
-        return bytes((int(code, 16),))
+def _byte(m: re.Match[bytes]) -> int:
+    """The byte a ``%XX`` match encodes; PathError when it is not two hex digits."""
+    code = m.group(1)
+    if len(code) != 2 or code[0] not in _HEX or code[1] not in _HEX:
+        raise PathError(f"invalid percent-encoding {m.group(0)!r} in the path")
+    return int(code, 16)
 
-    return _PCT.sub(one, path)
+
+def _decode_all(path: bytes) -> bytes:
+    return _PCT.sub(lambda m: bytes((_byte(m),)), path)
 
 
 def _encode(path: bytes) -> bytes:
@@ -72,11 +75,8 @@ def _normalise_encodings(path: bytes) -> bytes:
     """Decode unreserved encodings, upper-case the others (RFC 3986 §6.2.2.1, §6.2.2.2)."""
 
     def one(m: re.Match[bytes]) -> bytes:
-        code = m.group(1)
-        if len(code) != 2 or code[0] not in _HEX or code[1] not in _HEX:
-            raise PathError(f"invalid percent-encoding {m.group(0)!r} in the path")
-        c = int(code, 16)
-        return bytes((c,)) if c in _UNRESERVED else b"%" + code.upper()
+        c = _byte(m)
+        return bytes((c,)) if c in _UNRESERVED else b"%%%02X" % c
 
     return _PCT.sub(one, path)
 
@@ -113,7 +113,7 @@ def normalise(path: bytes, sanitize: bool) -> tuple[bytes, str]:
     cannot be decoded."""
     if NOT_PLAIN.search(path) is None:
         return path, path.decode("latin-1")  # plain: nothing to decode or clean
-    if path.translate(None, _VALID + b"%"):
+    if path.translate(None, _VALID_ENCODED):
         path = _encode(_decode_all(path))  # bytes Go would not take as they are: re-encode
     elif b"%" in path:
         path = _normalise_encodings(path)

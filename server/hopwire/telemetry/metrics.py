@@ -369,15 +369,12 @@ def exposition(accept: bytes) -> tuple[bytes, bytes]:
         generate, content_type = om.generate_latest, om.CONTENT_TYPE_LATEST
     else:
         generate, content_type = _prom.generate_latest, _prom.CONTENT_TYPE_LATEST
-    for attempt in range(SCRAPE_ATTEMPTS):
+    for _ in range(SCRAPE_ATTEMPTS - 1):
         try:
             return generate(registry), content_type.encode()
         except (OSError, RuntimeError, struct.error):
-            # a file vanished (a dead process archived), grew while being read, or was just
-            # created and is still empty (a process that started): read again
-            if attempt == SCRAPE_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+            pass  # a file vanished (a dead process archived) or grew while being read: again
+    return generate(registry), content_type.encode()
 
 
 # ---------------------------------------------------------------------------------------------
