@@ -16,12 +16,14 @@ requests:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import pstats
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fuzz.world
 REQUEST = b"GET /12B HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n\r\n"
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Tue, 01 Dec 2026 09:00:00 GMT\r\n"
@@ -91,46 +93,15 @@ class Sink:
             self.buf = []
 
 
-def build(loop: asyncio.AbstractEventLoop, rate: float | None = None) -> Any:
-    from hopwire import worker as worker_mod
-    from hopwire.config import load
+def build(rate: float | None = None) -> Any:
+    from tests.fuzz.world import catch_all
+
     from hopwire.http.downstream import Downstream
     from hopwire.http.upstream import Upstream
-    from hopwire.routing import RouteTable
-    from hopwire.telemetry import metrics
+    from hopwire.telemetry.tracing import Tracer
 
-    config = load(
-        None,
-        [
-            "--http.routers.all.rule=PathPrefix(`/`)",
-            "--http.routers.all.service=be",
-            "--http.services.be.loadBalancer.servers[0].url=http://127.0.0.1:9",
-        ],
-        {},
-    )
-    worker = worker_mod.Worker(config, {}, bytearray(8), 0, 0, [])  # type: ignore[arg-type]
-    worker.loop = loop
-    for name, svc in config.http.services.items():
-        worker.services[name] = worker_mod.Service(
-            name, svc.loadBalancer, config.serversTransport, loop, {}
-        )
-    if not metrics.enabled():
-        import tempfile
-
-        metrics.init(tempfile.mkdtemp(prefix="hopwire-callpath-"), metrics.default_buckets())
-    worker.metrics = metrics.WorkerMetrics(config)
-    ep_cfg = config.entryPoints["web"]
-    service = worker.services["be"]
-    meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
-    observer: Any = meter
-    if rate is not None:
-        from hopwire.telemetry.metrics import combine
-        from hopwire.telemetry.tracing import Tracer
-
-        observer = combine(Tracer("all", rate, Sink()), meter)  # type: ignore[arg-type]
-    target = worker_mod.RouterTarget("all", service, observer)
-    table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
-    ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
+    tracer = Tracer("all", rate, Sink()) if rate is not None else None  # type: ignore[arg-type]
+    ep, worker, service = catch_all(tracer)
     down = Downstream(ep)
     down.connection_made(Transport(("127.0.0.1", 40000)))
     pool = service.servers[0].pool
@@ -158,8 +129,7 @@ def main() -> None:
     ap.add_argument("--tracing", type=float, default=None, help="a tracer at this sample rate")
     ap.add_argument("--parent", choices=PARENTS, default="none", help="inbound traceparent")
     args = ap.parse_args()
-    loop = asyncio.new_event_loop()
-    down, up = build(loop, args.tracing)
+    down, up = build(args.tracing)
     request = REQUEST[:-2] + PARENTS[args.parent] + b"\r\n"
     run(down, up, 1000, request)  # warm
     if args.profile:

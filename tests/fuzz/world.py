@@ -100,41 +100,50 @@ class BackendTransport(ClientTransport):
             self.write(part)
 
 
+def catch_all(tracer: Any = None) -> tuple[Any, Any, Any]:
+    """(entrypoint runtime, worker, service) of a default config with one catch-all router to
+    one backend: the real per-generation objects, a metrics meter as the router's observer
+    (chained after ``tracer`` when given), no socket and a loop that never runs.  Shared by
+    the fuzz world and ``bench/callpath.py``."""
+    from hopwire import worker as worker_mod
+    from hopwire.config import load
+    from hopwire.routing import RouteTable
+    from hopwire.telemetry import metrics
+
+    config = load(
+        None,
+        [
+            "--http.routers.all.rule=PathPrefix(`/`)",
+            "--http.routers.all.service=be",
+            "--http.services.be.loadBalancer.servers[0].url=http://127.0.0.1:9",
+        ],
+        {},
+    )
+    loop = asyncio.new_event_loop()  # never run: the Service and Pool want one
+    atexit.register(loop.close)
+    worker = worker_mod.Worker(config, {}, bytearray(8), 0, 0, [])  # type: ignore[arg-type]
+    worker.loop = loop
+    svc = config.http.services["be"]
+    service = worker_mod.Service("be", svc.loadBalancer, config.serversTransport, loop, {})
+    worker.services["be"] = service
+    if not metrics.enabled():
+        metrics.init(tempfile.mkdtemp(prefix="hopwire-inproc-"), metrics.default_buckets())
+    worker.metrics = metrics.WorkerMetrics(config)
+    ep_cfg = config.entryPoints["web"]
+    meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
+    observer = metrics.combine(tracer, meter)
+    target = worker_mod.RouterTarget("all", service, observer)
+    table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
+    ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
+    return ep, worker, service
+
+
 class World:
     def __init__(self, response: bytes = OK_RESPONSE):
-        from hopwire import worker as worker_mod
-        from hopwire.config import load
         from hopwire.http.upstream import Upstream
-        from hopwire.routing import RouteTable
-        from hopwire.telemetry import metrics
 
         self.response = response
-        config = load(
-            None,
-            [
-                "--http.routers.all.rule=PathPrefix(`/`)",
-                "--http.routers.all.service=be",
-                "--http.services.be.loadBalancer.servers[0].url=http://127.0.0.1:9",
-            ],
-            {},
-        )
-        self.config = config
-        loop = asyncio.new_event_loop()  # never run: the Service and Pool want one
-        atexit.register(loop.close)
-        worker = worker_mod.Worker(config, {}, bytearray(8), 0, 0, [])  # type: ignore[arg-type]
-        worker.loop = loop
-        svc = config.http.services["be"]
-        service = worker_mod.Service("be", svc.loadBalancer, config.serversTransport, loop, {})
-        worker.services["be"] = service
-        if not metrics.enabled():
-            metrics.init(tempfile.mkdtemp(prefix="hopwire-fuzz-"), metrics.default_buckets())
-        worker.metrics = metrics.WorkerMetrics(config)
-        ep_cfg = config.entryPoints["web"]
-        meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
-        target = worker_mod.RouterTarget("all", service, meter)
-        table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
-        self.ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
-        self.worker = worker
+        self.ep, self.worker, service = catch_all()
         self.exchanges: list[Any] = []
         make = self.ep.new_exchange
 
