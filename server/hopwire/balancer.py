@@ -33,10 +33,21 @@ def ssl_context(transport: Any) -> ssl.SSLContext:
 
 
 class Server:
-    __slots__ = ("current", "healthy", "host_header", "inflight", "pool", "scheme", "url", "weight")
+    __slots__ = (
+        "current",
+        "healthy",
+        "host_header",
+        "inflight",
+        "pool",
+        "scheme",
+        "url",
+        "url_base",
+        "weight",
+    )
 
     def __init__(self, url: str, weight: int, pool: Pool, host_header: bytes, scheme: str):
         self.url = url
+        self.url_base = url.rstrip("/")  # a CLIENT span's url.full is this plus the path
         self.weight = weight
         self.pool = pool
         self.host_header = host_header

@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
             print(USAGE, end="")
             return 0
         if arg == "--version":
-            print(f"hopwire {__version__}")
+            from hopwire.telemetry.otlp import compiled_encoder
+
+            built = "c (compiled), python" if not compiled_encoder() else "python (c not built)"
+            print(f"hopwire {__version__}\nOTLP span encoders: {built}")
             return 0
         if arg == "--help-config":
             print(markdown() if "--markdown" in args else reference())

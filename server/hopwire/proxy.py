@@ -274,8 +274,11 @@ class Exchange(RequestHead):
     # -- acquire and send ----------------------------------------------------------------------
 
     def acquire(self, conn: Upstream | None) -> None:
-        if self.trace is not None:
-            self.begin_attempt(self.trace)
+        trace = self.trace
+        if trace is not None and trace.begin_attempt(self.server):
+            # a retry: a new CLIENT span id, so the head is rebuilt
+            assert self.server is not None and self.route is not None
+            self.up_head = self.build_head(self.route.target.service, self.server)
         if conn is None:
             self.reused = False
             self.down.worker.loop.create_task(self.dial())
@@ -283,19 +286,10 @@ class Exchange(RequestHead):
             self.reused = True
             self.attach(conn)
 
-    def begin_attempt(self, trace: Trace) -> None:
-        """A CLIENT span per attempt; a retry gets a new span id, so the head is rebuilt."""
-        server = self.server
-        assert server is not None and self.route is not None
-        if trace.begin_attempt(
-            server.url, self.path, self.query, server.pool.host, server.pool.port
-        ):
-            self.up_head = self.build_head(self.route.target.service, server)
-
     def log_ids(self) -> dict[str, str] | None:
         """trace_id/span_id for log lines written while a sampled request is in scope."""
         trace = self.trace
-        return trace.ids() if trace is not None and trace.sampled else None
+        return trace.ids() if trace is not None else None
 
     async def dial(self) -> None:
         assert self.server is not None
@@ -421,6 +415,9 @@ class Exchange(RequestHead):
             self.resp_mode = CHUNK
             parts.append(CHUNKED)
         self.close_after = bool(close)
+        trace = self.trace
+        if trace is not None and trace.tracer.responds:
+            trace.tracer.respond(self, parts, headers)
         if close:
             parts.append(CONN_CLOSE)
         elif self.http10:
@@ -447,7 +444,8 @@ class Exchange(RequestHead):
         self.flush_down()
         conn = self.upstream
         if conn is not None:
-            self.end_attempt("")
+            if self.trace is not None:
+                self.end_attempt("")
             self.release(conn, upstream_keep_alive and self.req_complete and not self.up_out)
         self.end(None, self.close_after)
 
@@ -462,7 +460,7 @@ class Exchange(RequestHead):
 
     def end_attempt(self, error: str) -> None:
         trace = self.trace
-        if trace is not None:
+        if trace is not None and trace.sampled:  # only a sampled trace records attempts
             trace.end_attempt(self.origin_status, error)
 
     def release(self, conn: Upstream, reuse: bool) -> None:
@@ -513,7 +511,8 @@ class Exchange(RequestHead):
             return
         self.done = True
         down = self.down
-        if self.trace is not None:
+        trace = self.trace
+        if trace is not None and trace.sampled:
             self.end_attempt(kind.name if kind is not None else "")
         conn = self.upstream
         if conn is not None:
@@ -567,7 +566,11 @@ class Exchange(RequestHead):
         self.resp_head = self.resp_complete = True
         body = kind.name.encode() + b"\n"
         self.resp_bytes = len(body)
-        self.out.append(simple_response(down.worker.clock, kind.status, body, close))
+        extra: list[bytes] = []
+        trace = self.trace
+        if trace is not None and trace.tracer.responds:
+            trace.tracer.respond(self, extra, ())
+        self.out.append(simple_response(down.worker.clock, kind.status, body, close, extra=extra))
         self.flush_down()
         self.end(kind, close, detail)
 

@@ -284,7 +284,14 @@ class Worker:
         tracing = self.config.tracing
         if tracing is None or self.sink is None or not switched_on("tracing", router, ep):
             return None
-        return Tracer(name, tracing.sampleRate, self.sink)
+        return Tracer(
+            name,
+            tracing.sampleRate,
+            self.sink,
+            tracing.capturedRequestHeaders,
+            tracing.capturedResponseHeaders,
+            tracing.traceResponse,
+        )
 
     def meter(
         self, ep_name: str, router_name: str | None, service: str | None, router: Any, ep: Any

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from hopwire.config import load
+from hopwire.http.head import read_request
 from hopwire.proxy import Exchange
 from hopwire.telemetry.accesslog import AccessLogger, Writer
 from hopwire.telemetry.records import AccessRecord, AttemptRecord, SpanRecord
@@ -28,7 +29,13 @@ def exchange() -> Exchange:
     ex = Exchange(down)
     ex.method, ex.path, ex.query, ex.path_query = "POST", "/p", "a=1", b"/p?a=1"
     ex.host, ex.port, ex.http10 = "a.test", b"8080", True
-    ex.headers = [(b"traceparent", PARENT), (b"User-Agent", b"t/1")]
+    ex.headers = [
+        (b"traceparent", PARENT),
+        (b"User-Agent", b"t/1"),
+        (b"X-Request-Id", b"a"),
+        (b"x-request-id", b"b"),
+        (b"Host", b"a.test:8080"),
+    ]
     ex.kept = list(ex.headers)
     ex.status, ex.req_bytes, ex.resp_bytes = 201, 5, 7
     return ex
@@ -36,25 +43,30 @@ def exchange() -> Exchange:
 
 def test_span_record_fields() -> None:
     sink = Sink()
-    tracer = Tracer("api", 1.0, sink)  # type: ignore[arg-type]
+    tracer = Tracer("api", 1.0, sink, ["X-Request-Id"])  # type: ignore[arg-type]
     ex = exchange()
+    read_request(ex, "1.0", "POST", b"/p?a=1", ex.headers, False, False)
     tracer.start(ex)
     assert ex.trace is not None
-    ex.trace.begin_attempt("http://b:9/", "/p", "a=1", "b", 9)
+    server: Any = SimpleNamespace(url_base="http://b:9", pool=SimpleNamespace(host="b", port=9))
+    assert not ex.trace.begin_attempt(server)
     ex.trace.end_attempt(201, "")
     tracer.finish(ex)
     [raw] = sink.records
     assert len(raw) == len(SpanRecord._fields)
     rec = SpanRecord._make(raw)
-    assert rec.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
-    assert rec.parent_id == 0xB7AD6B7169203331 and rec.parent_is_remote
-    assert (rec.method, rec.route, rec.path, rec.query) == ("POST", "api", "/p", "a=REDACTED")
+    assert rec.trace_id == bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+    assert rec.parent_id == bytes.fromhex("b7ad6b7169203331") and rec.parent_is_remote
+    assert len(rec.span_id) == 8 and rec.flags == 1
+    assert (rec.method, rec.route, rec.path, rec.query) == ("POST", "api", "/p", "a=1")
     assert (rec.server_address, rec.server_port) == ("a.test", 8080)
     assert (rec.client_address, rec.client_port) == ("10.0.0.7", 5555)
     assert (rec.protocol_version, rec.user_agent, rec.status) == ("1.0", "t/1", 201)
     assert rec.start_ns <= rec.end_ns and not rec.upgraded and rec.error_type == ""
+    assert list(rec.request_headers) == [("x-request-id", ["a", "b"])]
+    assert list(rec.response_headers) == []
     [attempt] = [AttemptRecord._make(a) for a in rec.attempts]
-    assert attempt.url_full == "http://b:9/p?a=REDACTED"
+    assert attempt.url_base == "http://b:9" and len(attempt.span_id) == 8
     assert (attempt.server_address, attempt.server_port, attempt.status) == ("b", 9, 201)
     assert attempt.start_ns <= attempt.end_ns and attempt.error_type == ""
 
@@ -77,7 +89,7 @@ def test_access_record_fields(tmp_path: Path) -> None:
     assert (rec.path_query, rec.http10, rec.host) == (b"/p?a=1", True, "a.test")
     assert (rec.request_size, rec.status, rec.response_size) == (5, 201, 7)
     assert rec.service_url is None and rec.origin_status is None and rec.retries == 0
-    assert rec.trace_id == 0 and rec.span_id == 0  # no tracing here
+    assert rec.trace_id is None and rec.span_id is None  # no tracing here
     assert rec.common == ("t/1", "-")
     from hopwire.telemetry.accesslog import FIELDS
 

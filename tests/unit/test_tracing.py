@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace as api
@@ -13,12 +14,13 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatio
 
 from hopwire.config import ConfigError, load
 from hopwire.telemetry import otlp
+from hopwire.telemetry.otlp import redact_query, redactor
 from hopwire.telemetry.records import AttemptRecord, SpanRecord
 from hopwire.telemetry.tracing import (
     LOW64,
+    Tracer,
     parse_traceparent,
     parse_tracestate,
-    redact_query,
     sampling_bound,
 )
 
@@ -33,6 +35,53 @@ def test_root_decision_equals_the_sdk_sampler(rate: float) -> None:
         ours = (trace_id & LOW64) < bound
         theirs = sdk.should_sample(None, trace_id, "x").decision is Decision.RECORD_AND_SAMPLE
         assert ours == theirs, (rate, hex(trace_id))
+
+
+class _Ex:
+    """What Tracer.start reads of an exchange: the head scan's trace fields and the fields."""
+
+    def __init__(self, traceparent: bytes | None = None) -> None:
+        self.tparent = traceparent
+        self.tstates: list[bytes] | None = None
+        self.kept = [(b"traceparent", traceparent)] if traceparent else []
+        self.trace: object = None
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.01, 0.5, 1.0])
+def test_the_tracer_decides_as_the_sdk_sampler(rate: float) -> None:
+    """The request path's own decision (Tracer.start, its ids) equals the SDK's on those ids."""
+    sdk = ParentBased(TraceIdRatioBased(rate))
+    tracer = Tracer("r", rate, None)  # type: ignore[arg-type]
+    random.seed(rate)
+    sampled = 0
+    for _ in range(20_000):
+        ex = _Ex()
+        tracer.start(ex)
+        trace: Any = ex.trace
+        trace_id = int(trace.tid_hex, 16)
+        assert trace_id and int(trace.cid_hex, 16)
+        theirs = sdk.should_sample(None, trace_id, "x").decision is Decision.RECORD_AND_SAMPLE
+        assert trace.sampled == theirs, (rate, hex(trace_id))
+        sampled += trace.sampled
+        assert trace.header() == b"traceparent: 00-%s-%s-%02x\r\n" % (
+            trace.tid_hex,
+            trace.cid_hex,
+            3 if trace.sampled else 2,
+        )
+    assert 0 < sampled < 20_000 if 0 < rate < 1 else sampled == rate * 20_000
+
+
+@pytest.mark.parametrize("flags", [0, 1, 2, 3, 0xFF])
+def test_an_inbound_parent_is_obeyed(flags: int) -> None:
+    tracer = Tracer("r", 0.5, None)  # type: ignore[arg-type]
+    ex = _Ex(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-%02x" % flags)
+    tracer.start(ex)
+    trace: Any = ex.trace
+    assert ex.kept == []  # replaced, never appended to
+    assert trace.sampled == bool(flags & 1) and trace.tid_hex == b"0af7651916cd43dd8448eb211c80319c"
+    assert trace.header().endswith(b"-%02x\r\n" % (flags & 3))
+    if trace.sampled:
+        assert trace.parent_id == bytes.fromhex("b7ad6b7169203331") and trace.remote
 
 
 def test_parent_decision_is_obeyed_like_the_sdk() -> None:
@@ -53,15 +102,15 @@ def test_parent_decision_is_obeyed_like_the_sdk() -> None:
     [
         (
             b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1),
+            (b"0af7651916cd43dd8448eb211c80319c", b"b7ad6b7169203331", 1),
         ),
         (
             b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
-            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 0),
+            (b"0af7651916cd43dd8448eb211c80319c", b"b7ad6b7169203331", 0),
         ),
         (
             b"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future",
-            (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1),
+            (b"0af7651916cd43dd8448eb211c80319c", b"b7ad6b7169203331", 1),
         ),
         (b"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", None),  # upper case
         (b"00-00000000000000000000000000000000-b7ad6b7169203331-01", None),  # zero trace id
@@ -73,7 +122,7 @@ def test_parent_decision_is_obeyed_like_the_sdk() -> None:
         (b"garbage", None),
     ],
 )
-def test_traceparent(value: bytes, expected: tuple[int, int, int] | None) -> None:
+def test_traceparent(value: bytes, expected: tuple[bytes, bytes, int] | None) -> None:
     assert parse_traceparent(value) == expected
 
 
@@ -97,13 +146,15 @@ def test_tracestate_duplicates_and_limit() -> None:
 
 def test_traceparent_optional_whitespace() -> None:
     value = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    expected = (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1)
+    expected = (b"0af7651916cd43dd8448eb211c80319c", b"b7ad6b7169203331", 1)
     assert parse_traceparent(b" \t" + value + b"  \t") == expected
     assert parse_traceparent(value + b" x") is None
 
 
 def test_redacted_query() -> None:
     assert redact_query("a=1&b=secret&flag") == "a=REDACTED&b=REDACTED&flag"
+    safe = redactor(["page", "q"])
+    assert safe("page=2&token=s&q=x&q=y&flag") == "page=2&token=REDACTED&q=x&q=y&flag"
 
 
 def _kv(key: str, value: object) -> common_pb2.KeyValue:
@@ -114,20 +165,27 @@ def _kv(key: str, value: object) -> common_pb2.KeyValue:
     return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=str(value)))
 
 
-def test_encoding_decodes_identically_with_opentelemetry_proto() -> None:
-    """The bytes written by hand equal the message built with opentelemetry-proto."""
-    # built by name: the reader (otlp.spans_of) is bound to the one definition of the record
+def _strings(key: str, values: list[str]) -> common_pb2.KeyValue:
+    array = common_pb2.ArrayValue(values=[common_pb2.AnyValue(string_value=v) for v in values])
+    return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(array_value=array))
+
+
+@pytest.mark.parametrize("kind", ["python", "c"])
+def test_encoding_decodes_identically_with_opentelemetry_proto(kind: str) -> None:
+    """The bytes written by hand (by either encoder) equal the message opentelemetry-proto
+    builds."""
+    # built by name: the readers (Encoder.spans_of) are bound to the one definition
     record = SpanRecord(
-        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-        span_id=0xB7AD6B7169203331,
-        parent_id=0x00F067AA0BA902B7,
+        trace_id=bytes.fromhex("0af7651916cd43dd8448eb211c80319c"),
+        span_id=bytes.fromhex("b7ad6b7169203331"),
+        parent_id=bytes.fromhex("00f067aa0ba902b7"),
         parent_is_remote=True,
         flags=1,
         tracestate=b"k=v",
         method="GET",
         route="api",
         path="/x",
-        query="a=REDACTED",
+        query="page=2&token=s",
         server_address="a.test",
         server_port=8080,
         client_address="10.0.0.1",
@@ -140,59 +198,69 @@ def test_encoding_decodes_identically_with_opentelemetry_proto() -> None:
         end_ns=2000,
         upgraded=False,
         attempts=[
-            AttemptRecord(
-                span_id=0x1111,
-                start_ns=1100,
-                end_ns=1900,
-                url_full="http://b:1/x",
-                server_address="b",
-                server_port=1,
-                status=0,
-                error_type="connect_failed",
+            list(
+                AttemptRecord(
+                    span_id=bytes.fromhex("0000000000001111"),
+                    start_ns=1100,
+                    end_ns=1900,
+                    url_base="http://b:1",
+                    server_address="b",
+                    server_port=1,
+                    status=0,
+                    error_type="connect_failed",
+                )
             )
         ],
+        request_headers=[("x-request-id", ["r1", "r2"])],
+        response_headers=[("content-type", ["text/plain"])],
     )
     resource, scope = otlp.resource_part({"service.name": "hopwire"}, "hopwire", "0.1.0")
+    encoder = otlp.encoder(kind, ["page"])
+    assert encoder.name == kind
     ours = ExportTraceServiceRequest.FromString(
-        otlp.request(resource, scope, otlp.spans_of(record))
+        otlp.request(resource, scope, encoder.spans_of(record))
     )
-    tid = record[0].to_bytes(16, "big")
+    tid = record.trace_id
     server = trace_pb2.Span(
         trace_id=tid,
-        span_id=(0xB7AD6B7169203331).to_bytes(8, "big"),
+        span_id=record.span_id,
         trace_state="k=v",
-        parent_span_id=(0x00F067AA0BA902B7).to_bytes(8, "big"),
+        parent_span_id=record.parent_id,
         name="GET api",
         kind=trace_pb2.Span.SPAN_KIND_SERVER,
         start_time_unix_nano=1000,
         end_time_unix_nano=2000,
         attributes=[
-            _kv(k, v)
-            for k, v in [
-                ("http.request.method", "GET"),
-                ("url.path", "/x"),
-                ("url.scheme", "http"),
-                ("server.address", "a.test"),
-                ("server.port", 8080),
-                ("client.address", "10.0.0.1"),
-                ("network.peer.address", "10.0.0.1"),
-                ("network.peer.port", 5555),
-                ("network.protocol.version", "1.1"),
-                ("http.route", "api"),
-                ("url.query", "a=REDACTED"),
-                ("user_agent.original", "curl/8"),
-                ("http.response.status_code", 502),
-                ("error.type", "connect_failed"),
-            ]
+            _kv("url.path", "/x"),
+            _kv("network.peer.port", 5555),
+            _kv("url.query", "page=2&token=REDACTED"),
+            _strings("http.request.header.x-request-id", ["r1", "r2"]),
+            _strings("http.response.header.content-type", ["text/plain"]),
+            *(
+                _kv(k, v)
+                for k, v in [
+                    ("http.request.method", "GET"),
+                    ("url.scheme", "http"),
+                    ("server.address", "a.test"),
+                    ("server.port", 8080),
+                    ("client.address", "10.0.0.1"),
+                    ("network.peer.address", "10.0.0.1"),
+                    ("network.protocol.version", "1.1"),
+                    ("http.route", "api"),
+                    ("user_agent.original", "curl/8"),
+                    ("http.response.status_code", 502),
+                    ("error.type", "connect_failed"),
+                ]
+            ),
         ],
         status=trace_pb2.Status(code=trace_pb2.Status.STATUS_CODE_ERROR),
         flags=0x301,
     )
     client = trace_pb2.Span(
         trace_id=tid,
-        span_id=(0x1111).to_bytes(8, "big"),
+        span_id=bytes.fromhex("0000000000001111"),
         trace_state="k=v",
-        parent_span_id=(0xB7AD6B7169203331).to_bytes(8, "big"),
+        parent_span_id=record.span_id,
         name="GET",
         kind=trace_pb2.Span.SPAN_KIND_CLIENT,
         start_time_unix_nano=1100,
@@ -200,8 +268,8 @@ def test_encoding_decodes_identically_with_opentelemetry_proto() -> None:
         attributes=[
             _kv(k, v)
             for k, v in [
+                ("url.full", "http://b:1/x?page=2&token=REDACTED"),
                 ("http.request.method", "GET"),
-                ("url.full", "http://b:1/x"),
                 ("server.address", "b"),
                 ("server.port", 1),
                 ("error.type", "connect_failed"),

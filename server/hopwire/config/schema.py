@@ -19,6 +19,7 @@ from hopwire.config.values import (
     REQUIRED,
     check_address,
     check_cidr,
+    check_field_name,
     check_host_port,
     check_http_url,
     check_rate,
@@ -286,7 +287,30 @@ class Tracing:
     resourceAttributes: Mapping[str, str] = setting({}, "Extra resource attributes.")
     otlp: OTLP = setting(OTLP(), "Where spans go (OTLP/gRPC unless otlp.http is set).")
     batch: Batch = setting(Batch(), "Batching in the exporter process (OTEL_BSP_* defaults).")
-    exporters: int = setting(1, "Exporter processes.", check=positive)
+    exporters: int = setting(
+        1, "Exporter processes; workers spread their span records over them.", check=positive
+    )
+    encoder: str = setting(
+        "c",
+        "OTLP encoder of the exporter: c (the compiled one) or python (the reference).",
+        check=one_of("c", "python"),
+    )
+    capturedRequestHeaders: tuple[str, ...] = setting(
+        (),
+        "Request headers recorded on SERVER spans as http.request.header.<name>.",
+        check=check_field_name,
+    )
+    capturedResponseHeaders: tuple[str, ...] = setting(
+        (),
+        "Response headers recorded on SERVER spans as http.response.header.<name>.",
+        check=check_field_name,
+    )
+    safeQueryParams: tuple[str, ...] = setting(
+        (), "Query parameters whose values url.query and url.full keep (others: REDACTED)."
+    )
+    traceResponse: bool = setting(
+        False, "Send a traceresponse header (W3C Trace Context Level 2) to the client."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,6 +268,12 @@ def validate(config: Config) -> list[str]:
                     )
             if tls is not None and bool(tls.cert) != bool(tls.key):
                 errors.append(f"tracing.otlp.{kind}.tls: cert and key go together")
+        if config.tracing.encoder == "c":
+            from hopwire.telemetry.otlp import compiled_encoder
+
+            problem = compiled_encoder()
+            if problem:
+                errors.append(f"tracing.encoder: 'c' but {problem}; or set tracing.encoder: python")
     for name, router in config.http.routers.items():
         key = f"http.routers.{name}"
         if router.service not in config.http.services:

@@ -141,3 +141,11 @@ def check_status_range(value: str) -> str | None:
     if not low.isdigit() or (high and not high.isdigit()) or (high and int(high) < int(low)):
         return "expected a status code or a range such as 200, 500-599"
     return None
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def check_field_name(value: str) -> str | None:
+    """An HTTP field name (RFC 9110 §5.1: a token)."""
+    return None if _TOKEN.fullmatch(value) else "expected a header name such as X-Request-Id"

@@ -22,7 +22,17 @@ from hopwire.http.wire import FORWARDED, HOP_BY_HOP
 Fields = list[tuple[bytes, bytes]]
 
 # fields the request scan treats itself; every other field is forwarded as it is
-_SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
+_SPECIAL = (
+    HOP_BY_HOP
+    | FORWARDED
+    | {
+        b"host",
+        b"content-length",
+        b"expect",
+        b"traceparent",
+        b"tracestate",
+    }
+)
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 # Connection tokens that are not field names to remove
@@ -51,6 +61,8 @@ class RequestHead:
         "path_query",
         "port",
         "query",
+        "tparent",
+        "tstates",
         "upgrade",
     )
 
@@ -74,6 +86,11 @@ class RequestHead:
         self.expect_continue = False  # Expect: 100-continue from an HTTP/1.1 client
         self.keep_alive = True
         self.upgrade: bytes | None = None  # the Upgrade value of an upgrade request
+        # the inbound trace context, found by the one head scan (forwarded as it is in kept
+        # unless a tracer replaces it): the traceparent value (b"" when there were several),
+        # the tracestate values
+        self.tparent: bytes | None = None
+        self.tstates: list[bytes] | None = None
 
 
 def _check_length(value: bytes, kind: errors.ErrorKind) -> None:
@@ -202,6 +219,15 @@ def read_request(
                 head.expect_continue = True
         elif lname == b"upgrade":
             upgrade = value
+        elif lname == b"traceparent":
+            kept.append((name, value))
+            head.tparent = value if head.tparent is None else b""
+        elif lname == b"tracestate":
+            kept.append((name, value))
+            if head.tstates is None:
+                head.tstates = [value]
+            else:
+                head.tstates.append(value)
         elif lname in FORWARDED and trusted:
             fwd[lname] = value
         # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
@@ -228,6 +254,10 @@ def read_request(
         named = frozenset(extra)
         kept = [(n, v) for n, v in kept if n.lower() not in named]
         fwd = {k: v for k, v in fwd.items() if k not in named}
+        if b"traceparent" in named:
+            head.tparent = None
+        if b"tracestate" in named:
+            head.tstates = None
     keep_alive = b"keep-alive" in tokens if http10 else b"close" not in tokens
     if upgrade is not None and b"upgrade" in tokens and not http10:
         head.upgrade = upgrade

@@ -72,8 +72,10 @@ def simple_response(
     body: bytes,
     close: bool,
     content_type: bytes = b"text/plain; charset=utf-8",
+    extra: list[bytes] | None = None,
 ) -> bytes:
-    """A complete response hopwire answers itself (errors, /ping)."""
+    """A complete response hopwire answers itself (errors, /ping); ``extra``: more field
+    lines (each ending in CRLF)."""
     return b"".join(
         (
             status_line(code),
@@ -83,6 +85,7 @@ def simple_response(
             content_type,
             CRLF,
             b"content-length: %d\r\n" % len(body),
+            b"".join(extra) if extra else b"",
             CONN_CLOSE if close else b"",
             CRLF,
             body,

@@ -209,8 +209,8 @@ class Writer:
             origin,
             nanos - (origin or 0),
             retries,
-            f"{trace_id:032x}" if trace_id else None,
-            f"{span_id:016x}" if span_id else None,
+            trace_id.decode() if trace_id else None,
+            span_id.decode() if span_id else None,
         )
 
     def json_line(self, record: tuple[Any, ...]) -> bytes:
@@ -308,8 +308,8 @@ class AccessLogger:
                 ex.origin_status if server is not None else None,
                 ex.origin_duration if server is not None else None,
                 retries,
-                trace.trace_id if sampled else 0,
-                trace.span_id if sampled else 0,
+                trace.tid_hex if sampled else None,
+                trace.span_hex if sampled else None,
                 headers,
                 extra,
             )

@@ -255,6 +255,8 @@ def run_exporter(
     stats = Stats()
     sender = Sender(transport, stats, batch_cfg.exportTimeout)
     sender.start()
+    encoder = otlp.encoder(cfg.encoder, cfg.safeQueryParams)
+    spans_of = encoder.spans_of
     resource, scope = otlp.resource_part(
         resource_attributes(cfg, instance_id), "hopwire", __version__
     )
@@ -264,7 +266,7 @@ def run_exporter(
     last_report = last_sample = time.monotonic()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
-    log.info("span exporter %d ready on %s", index, path)
+    log.info("span exporter %d ready on %s (%s encoder)", index, path, encoder.name)
 
     def export_pending() -> None:
         nonlocal spans
@@ -293,8 +295,16 @@ def run_exporter(
                 except (ValueError, EOFError, TypeError):
                     log.warning("malformed span datagram (%d bytes) ignored", size)
                     continue
+                if not isinstance(records, list):
+                    log.warning("malformed span datagram (%d bytes) ignored", size)
+                    continue
                 for record in records:
-                    encoded = otlp.spans_of(record)
+                    try:
+                        encoded = spans_of(record)
+                    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+                        log.warning("malformed span record ignored: %s", exc)
+                        stats.drop(1)
+                        continue
                     if len(spans) + len(encoded) > batch_cfg.maxQueueSize:
                         stats.drop(len(encoded))
                         continue
@@ -325,8 +335,15 @@ def run_exporter(
             size = sock.recv_into(buffer)
         except BlockingIOError:
             break
-        for record in marshal.loads(view[:size]):
-            spans.extend(otlp.spans_of(record))
+        try:
+            records = marshal.loads(view[:size])
+        except (ValueError, EOFError, TypeError):
+            continue
+        for record in records if isinstance(records, list) else ():
+            try:
+                spans.extend(spans_of(record))
+            except (TypeError, ValueError, OverflowError, AttributeError):
+                stats.drop(1)
     export_pending()
     sender.batches.put(None)
     sender.join(max(0.0, deadline - time.monotonic()))

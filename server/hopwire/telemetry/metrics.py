@@ -238,12 +238,32 @@ class Chain:
             observer.finish(ex)
 
 
+class Pair:
+    """Two observers of one router (the common tracing + metrics), called without a loop."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Any, second: Any):
+        self.first = first
+        self.second = second
+
+    def start(self, ex: Any) -> None:
+        self.first.start(ex)
+        self.second.start(ex)
+
+    def finish(self, ex: Any) -> None:
+        self.first.finish(ex)
+        self.second.finish(ex)
+
+
 def combine(*observers: Any) -> Any:
     """The observer of a router: None when nothing observes it (the request path skips it)."""
     present = tuple(o for o in observers if o is not None)
     if not present:
         return None
-    return present[0] if len(present) == 1 else Chain(present)
+    if len(present) == 1:
+        return present[0]
+    return Pair(*present) if len(present) == 2 else Chain(present)
 
 
 class WorkerMetrics:

@@ -8,16 +8,17 @@ tests build records through the real writers and read them through these names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 
 class AttemptRecord(NamedTuple):
     """One backend attempt: the CLIENT span (a list while open, a tuple in the record)."""
 
-    span_id: int
+    span_id: bytes  # 8 raw bytes
     start_ns: int
     end_ns: int  # 0 while the attempt is open
-    url_full: str
+    url_base: str  # the server's URL without a trailing slash; url.full adds path and query
     server_address: str
     server_port: int
     status: int
@@ -33,16 +34,16 @@ ATTEMPT_ERROR = AttemptRecord._fields.index("error_type")
 class SpanRecord(NamedTuple):
     """One sampled request (``Tracer.finish``), encoded by ``otlp.spans_of``."""
 
-    trace_id: int
-    span_id: int
-    parent_id: int
+    trace_id: bytes  # 16 raw bytes
+    span_id: bytes  # 8 raw bytes
+    parent_id: bytes  # 8 raw bytes, b"" for a root
     parent_is_remote: bool
     flags: int
     tracestate: bytes
     method: str
     route: str
     path: str
-    query: str  # values already redacted
+    query: str  # as received: the exporter redacts it (tracing.safeQueryParams)
     server_address: str
     server_port: int
     client_address: str
@@ -54,7 +55,9 @@ class SpanRecord(NamedTuple):
     start_ns: int
     end_ns: int
     upgraded: bool
-    attempts: list[tuple[Any, ...]]  # AttemptRecord tuples
+    attempts: list[list[Any]]  # AttemptRecord fields
+    request_headers: Sequence[tuple[str, list[str]]]  # tracing.capturedRequestHeaders
+    response_headers: Sequence[tuple[str, list[str]]]  # tracing.capturedResponseHeaders
 
 
 class AccessRecord(NamedTuple):
@@ -78,7 +81,7 @@ class AccessRecord(NamedTuple):
     origin_status: int | None
     origin_duration: float | None
     retries: int
-    trace_id: int  # 0 when not sampled
-    span_id: int
+    trace_id: bytes | None  # hex, None when not sampled
+    span_id: bytes | None
     headers: list[tuple[str, str]] | None  # kept request headers, for request_<Name>
     common: tuple[str, str] | None  # (User-Agent, Referer) for the common format

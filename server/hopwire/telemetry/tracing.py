@@ -1,12 +1,17 @@
 """Tracing on the request path, without the SDK's span objects (DESIGN §3).
 
 A router whose tracing is on gets a ``Tracer``: the observer the exchange calls after routing
-(``start``) and when it ends (``finish``).  ``start`` reads the inbound W3C trace context, makes
-the sampling decision of ``ParentBased(TraceIdRatioBased(rate))`` exactly as the SDK does, and
-hands the exchange a ``Trace`` that sets the outbound ``traceparent``/``tracestate``.  A sampled
-request becomes one compact record (a tuple) at ``finish``; records go in batches over a unix
-datagram socket to the exporter process, which builds OTLP from them.  Nothing here blocks: a
-full socket drops the batch and counts it.
+(``start``) and when it ends (``finish``).  ``start`` reads the inbound W3C trace context (the
+request head scan has already picked out ``traceparent`` and ``tracestate``), makes the sampling
+decision of ``ParentBased(TraceIdRatioBased(rate))`` exactly as the SDK does, and hands the
+exchange a ``Trace`` that writes the outbound ``traceparent``/``tracestate``.
+
+An unsampled request costs one random number, one hex conversion and a small object: its ids
+stay hex bytes, ready for the header.  A sampled one (``SampledTrace``) also keeps raw ids and
+timestamps and becomes one flat record of primitives at ``finish`` (``SpanRecord``); everything
+the exporter can derive (``url.full``, the span name, the redacted query, the OTLP bytes) is
+left to the exporter process.  Records go in batches over a unix datagram socket; nothing here
+blocks: a full socket drops the batch and counts it.
 
 Routers whose tracing is off get no tracer, and the request path does no tracing work at all.
 """
@@ -18,6 +23,8 @@ import marshal
 import re
 import socket
 import time
+from binascii import hexlify
+from collections.abc import Iterable, Sequence
 from random import getrandbits
 from typing import Any
 
@@ -30,16 +37,24 @@ SAMPLED = 0x01
 RANDOM = 0x02  # W3C Trace Context level 2: the trace id's low 56 bits are random
 MAX_TRACESTATE_MEMBERS = 32
 BATCH = 64  # records per datagram
+TRACE_FIELDS = frozenset({b"traceparent", b"tracestate"})
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
 _TS_KEY = re.compile(
     rb"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})\Z"
 )
 _TS_VALUE = re.compile(rb"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]\Z")
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
+# the outbound header around the ids: b"traceparent: 00-" trace "-" span TAIL
+_TP = b"traceparent: 00-"
+_TAIL_ROOT = (b"-%02x\r\n" % RANDOM, b"-%02x\r\n" % (RANDOM | SAMPLED))
+_TAILS = {flags: b"-%02x\r\n" % flags for flags in range(4)}
 
 
-def parse_traceparent(value: bytes) -> tuple[int, int, int] | None:
-    """(trace id, parent id, flags) of a valid W3C traceparent, else None.
+def parse_traceparent(value: bytes) -> tuple[bytes, bytes, int] | None:
+    """(trace id, parent id, flags) of a valid W3C traceparent, else None; the ids as the
+    lower-case hex the header carries.
 
     Optional whitespace around the value is not part of it (RFC 9110 §5.5).
     """
@@ -49,14 +64,14 @@ def parse_traceparent(value: bytes) -> tuple[int, int, int] | None:
     version = m.group(1)
     if version == b"ff" or (version == b"00" and m.group(5) is not None):
         return None
-    trace_id = int(m.group(2), 16)
-    parent_id = int(m.group(3), 16)
-    if not trace_id or not parent_id:
+    trace_id = m.group(2)
+    parent_id = m.group(3)
+    if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
         return None
     return trace_id, parent_id, int(m.group(4), 16)
 
 
-def parse_tracestate(values: list[bytes]) -> bytes | None:
+def parse_tracestate(values: Iterable[bytes]) -> bytes | None:
     """The tracestate to propagate, or None to drop it (W3C Trace Context §3.3).
 
     A member that is not ``key=value`` with a valid key and value makes the whole header
@@ -88,67 +103,112 @@ def sampling_bound(rate: float) -> int:
     return round(rate * (LOW64 + 1))
 
 
-def redact_query(query: str) -> str:
-    """Query values replaced by REDACTED, keys kept (they are bounded by the application)."""
-    if not query:
-        return ""
-    return "&".join(
-        part.partition("=")[0] + ("=REDACTED" if "=" in part else "") for part in query.split("&")
-    )
+def span_id() -> int:
+    """A random, valid (non-zero) 64-bit span id."""
+    while True:
+        n = getrandbits(64)
+        if n:
+            return n
+
+
+def root_ids() -> int:
+    """192 random bits: a new trace id (the high 128, non-zero) and a span id (the low 64)."""
+    while True:
+        x = getrandbits(192)
+        if x >> 64 and x & LOW64:
+            return x
 
 
 class Trace:
-    """The trace context of one exchange: its SERVER span and one CLIENT span per attempt."""
+    """The trace context of an unsampled exchange: only what the outbound header needs."""
 
-    __slots__ = (
-        "attempts",
-        "client_id",
-        "flags",
-        "parent_id",
-        "remote",
-        "sampled",
-        "span_id",
-        "start",
-        "trace_id",
-        "tracestate",
-        "tries",
-    )
+    __slots__ = ("cid_hex", "tail", "tid_hex", "tracer", "tries")
+    sampled = False
 
-    def __init__(
-        self, trace_id: int, parent_id: int, flags: int, remote: bool, tracestate: bytes | None
-    ):
-        self.trace_id = trace_id
-        self.parent_id = parent_id
-        self.flags = flags
-        self.sampled = flags & SAMPLED
-        self.remote = remote
-        self.tracestate = tracestate
-        self.span_id = getrandbits(64) or 1
-        self.client_id = getrandbits(64) or 1  # the CLIENT span of the current attempt
+    def __init__(self, tracer: Tracer, tid_hex: bytes, cid_hex: bytes, tail: bytes):
+        self.tracer = tracer
+        self.tid_hex = tid_hex
+        self.cid_hex = cid_hex  # the id the backend sees as its parent
+        self.tail = tail  # "-flags" CRLF, then the tracestate line if one propagates
         self.tries = 0
-        # timings and attempts are only kept for what will be exported
-        self.start = time.time_ns() if self.sampled else 0
-        self.attempts: list[list[Any]] = []
 
     def header(self) -> bytes:
         """The outbound trace context, set once (never appended to an inbound one)."""
-        line = b"traceparent: 00-%032x-%016x-%02x\r\n" % (self.trace_id, self.client_id, self.flags)
-        if self.tracestate:
-            line += b"tracestate: " + self.tracestate + b"\r\n"
-        return line
+        return b"".join((_TP, self.tid_hex, b"-", self.cid_hex, self.tail))
 
-    def begin_attempt(
-        self, server_url: str, path: str, query: str, address: str, port: int
-    ) -> bool:
-        """Start a CLIENT span; True when it is a retry (a new span id: rebuild the head)."""
+    def begin_attempt(self, server: Any) -> bool:
+        """Start a backend attempt; True when it is a retry (a new span id: rebuild the head)."""
+        self.tries += 1
+        if self.tries == 1:
+            return False
+        self.cid_hex = b"%016x" % span_id()
+        return True
+
+    def end_attempt(self, status: int, error: str) -> None:
+        pass
+
+    def server_span_hex(self) -> bytes:
+        """The id the ``traceresponse`` names: an unsampled SERVER span's id is only made here."""
+        return b"%016x" % span_id()
+
+    def ids(self) -> dict[str, str] | None:
+        """For log correlation: None, as nothing of an unsampled trace is exported."""
+        return None
+
+
+class SampledTrace(Trace):
+    """A sampled exchange: raw ids, timestamps and one attempt record per backend attempt."""
+
+    __slots__ = (
+        "attempts",
+        "cid",
+        "parent_id",
+        "remote",
+        "response_headers",
+        "span_hex",
+        "span_raw",
+        "start",
+        "state",
+        "tid",
+        "trace_flags",
+    )
+    sampled = True
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        tid: bytes,
+        cid: bytes,
+        parent_id: bytes,
+        flags: int,
+        state: bytes,
+        tail: bytes,
+    ):
+        hx = hexlify(tid + cid)
+        Trace.__init__(self, tracer, hx[:32], hx[32:], tail)
+        self.tid = tid  # 16 raw bytes, as OTLP carries it
+        self.cid = cid  # 8 raw bytes: the CLIENT span of the current attempt
+        self.parent_id = parent_id  # 8 raw bytes, or b"" for a root
+        self.remote = bool(parent_id)
+        self.trace_flags = flags
+        self.state = state
+        self.span_raw = span_id().to_bytes(8, "big")
+        self.span_hex = hexlify(self.span_raw)
+        self.start = time.time_ns()
+        self.attempts: list[list[Any]] = []
+        self.response_headers: Sequence[tuple[str, list[str]]] = ()
+
+    def begin_attempt(self, server: Any) -> bool:
         self.tries += 1
         retry = self.tries > 1
         if retry:
-            self.client_id = getrandbits(64) or 1
-        if self.sampled:
-            url = server_url.rstrip("/") + path + ("?" + redact_query(query) if query else "")
-            # an AttemptRecord, open (end_ns 0) until end_attempt
-            self.attempts.append([self.client_id, time.time_ns(), 0, url, address, port, 0, ""])
+            self.cid = span_id().to_bytes(8, "big")
+            self.cid_hex = hexlify(self.cid)
+        pool = server.pool
+        # an AttemptRecord, open (end_ns 0) until end_attempt
+        self.attempts.append(
+            [self.cid, time.time_ns(), 0, server.url_base, pool.host, pool.port, 0, ""]
+        )
         return retry
 
     def end_attempt(self, status: int, error: str) -> None:
@@ -161,86 +221,161 @@ class Trace:
                 error = str(status)
             attempt[ATTEMPT_ERROR] = error
 
-    def ids(self) -> dict[str, str]:
+    def server_span_hex(self) -> bytes:
+        return self.span_hex
+
+    def ids(self) -> dict[str, str] | None:
         """For log correlation: the ids as the W3C header writes them."""
-        return {"trace_id": f"{self.trace_id:032x}", "span_id": f"{self.span_id:016x}"}
+        return {"trace_id": self.tid_hex.decode(), "span_id": self.span_hex.decode()}
+
+
+def _captured(
+    fields: Iterable[tuple[bytes, bytes]], names: frozenset[bytes]
+) -> list[tuple[str, list[str]]]:
+    """The values of the captured fields, grouped by lower-case name, in arrival order."""
+    found: dict[str, list[str]] = {}
+    for name, value in fields:
+        lname = name.lower()
+        if lname in names:
+            found.setdefault(lname.decode("latin-1"), []).append(value.decode("latin-1"))
+    return list(found.items())
 
 
 class Tracer:
-    """The tracing observer of one router (or of an entrypoint's unrouted requests)."""
+    """The tracing observer of one router (or of an entrypoint's unrouted requests).
 
-    __slots__ = ("bound", "route", "sink")
+    What it records beyond the span model is decided here, once per config generation:
+    ``request_names``/``response_names`` (captured headers, lower case) and ``trace_response``
+    (the ``traceresponse`` header).  ``responds`` tells the exchange whether the response head
+    needs this tracer at all.
+    """
 
-    def __init__(self, route: str, rate: float, sink: SpanSink):
+    __slots__ = (
+        "bound",
+        "request_names",
+        "responds",
+        "response_names",
+        "route",
+        "sink",
+        "trace_response",
+    )
+
+    def __init__(
+        self,
+        route: str,
+        rate: float,
+        sink: SpanSink,
+        request_headers: Iterable[str] = (),
+        response_headers: Iterable[str] = (),
+        trace_response: bool = False,
+    ):
         self.route = route
         self.bound = sampling_bound(rate)
         self.sink = sink
+        self.request_names = frozenset(n.lower().encode("latin-1") for n in request_headers)
+        self.response_names = frozenset(n.lower().encode("latin-1") for n in response_headers)
+        self.trace_response = trace_response
+        self.responds = trace_response or bool(self.response_names)
 
     def start(self, ex: Any) -> None:
-        parents: list[bytes] = []
-        states: list[bytes] = []
-        kept = []
-        for name, value in ex.kept:
-            lname = name.lower()
-            if lname == b"traceparent":
-                parents.append(value)
-            elif lname == b"tracestate":
-                states.append(value)
+        inbound = ex.tparent
+        if inbound is None and ex.tstates is None:
+            # a new root: the common case, and no header to look at
+            x = getrandbits(192)
+            if not (x >> 64 and x & LOW64):
+                x = root_ids()  # an all-zero id is invalid (one chance in 2**64)
+            raw = x.to_bytes(24, "big")
+            if (x >> 64) & LOW64 < self.bound:
+                ex.trace = SampledTrace(
+                    self, raw[:16], raw[16:], b"", RANDOM | SAMPLED, b"", _TAIL_ROOT[1]
+                )
             else:
-                kept.append((name, value))
-        ex.kept = kept
-        parent = parse_traceparent(parents[0]) if len(parents) == 1 else None
-        if parent is not None:
-            trace_id, parent_id, flags = parent
-            # ParentBased: obey the remote parent's decision; keep its defined flags
-            ex.trace = Trace(
-                trace_id,
-                parent_id,
-                flags & (SAMPLED | RANDOM),
-                True,
-                parse_tracestate(states) if states else None,
+                hx = hexlify(raw)
+                ex.trace = Trace(self, hx[:32], hx[32:], _TAIL_ROOT[0])
+            return
+        # the inbound context is replaced, never appended to
+        ex.kept = [(n, v) for n, v in ex.kept if n.lower() not in TRACE_FIELDS]
+        parent = parse_traceparent(inbound) if inbound else None
+        if parent is None:
+            # a new root also when the inbound context was invalid or duplicated
+            ex.tparent = ex.tstates = None
+            self.start(ex)
+            return
+        tid_hex, parent_hex, flags = parent
+        flags &= SAMPLED | RANDOM  # ParentBased: obey the remote parent's decision
+        states = ex.tstates
+        state = parse_tracestate(states) if states else None
+        tail = _TAILS[flags] if state is None else _TAILS[flags] + b"tracestate: " + state + b"\r\n"
+        if flags & SAMPLED:
+            ex.trace = SampledTrace(
+                self,
+                bytes.fromhex(tid_hex.decode()),
+                span_id().to_bytes(8, "big"),
+                bytes.fromhex(parent_hex.decode()),
+                flags,
+                state or b"",
+                tail,
             )
         else:
-            # a new root (also when the inbound context was invalid or duplicated)
-            trace_id = getrandbits(128) or 1
-            sampled = SAMPLED if (trace_id & LOW64) < self.bound else 0
-            ex.trace = Trace(trace_id, 0, RANDOM | sampled, False, None)
+            ex.trace = Trace(self, tid_hex, b"%016x" % span_id(), tail)
+
+    def respond(self, ex: Any, parts: list[bytes], headers: Sequence[tuple[bytes, bytes]]) -> None:
+        """At the response head: the ``traceresponse`` line, and the captured response fields."""
+        trace = ex.trace
+        if self.trace_response:
+            parts.append(
+                b"".join(
+                    (
+                        b"traceresponse: 00-",
+                        trace.tid_hex,
+                        b"-",
+                        trace.server_span_hex(),
+                        trace.tail[:3],
+                        b"\r\n",
+                    )
+                )
+            )
+        if self.response_names and trace.sampled:
+            trace.response_headers = _captured(headers, self.response_names)
 
     def finish(self, ex: Any) -> None:
         trace = ex.trace
         if trace is None or not trace.sampled:
             return
         status = ex.status
-        user_agent = b""
+        user_agent = ""
+        names = self.request_names
         for name, value in ex.kept:
             if name.lower() == b"user-agent":
-                user_agent = value
+                user_agent = value.decode("latin-1")
                 break
         error = ex.error_type or (str(status) if status >= 500 else "")
         self.sink.add(
             (  # a SpanRecord (hopwire.telemetry.records), as a plain tuple
-                trace.trace_id,
-                trace.span_id,
+                trace.tid,
+                trace.span_raw,
                 trace.parent_id,
                 trace.remote,
-                trace.flags,
-                trace.tracestate or b"",
+                trace.trace_flags,
+                trace.state,
                 ex.method,
                 self.route,
                 ex.path,
-                redact_query(ex.query),
+                ex.query,
                 ex.host,
                 int(ex.port),
                 ex.down.client_ip,
                 ex.down.client_port,
                 "1.0" if ex.http10 else "1.1",
-                user_agent.decode("latin-1"),
+                user_agent,
                 status,
                 error,
                 trace.start,
                 time.time_ns(),
                 ex.upgrade is not None and status == 101,
-                [tuple(a) for a in trace.attempts],
+                trace.attempts,
+                _captured(ex.headers, names) if names else (),
+                trace.response_headers,
             )
         )
 

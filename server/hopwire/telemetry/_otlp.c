@@ -1,0 +1,563 @@
+/* The compiled OTLP span encoder: the same bytes as hopwire.telemetry.otlp.Encoder.
+ *
+ * hopwire/telemetry/otlp.py is the reference and documents the layout; this file writes the
+ * same fields in the same order, straight into one growing buffer, without the reference's
+ * cache of repeated blocks (copying bytes is cheaper here than looking them up).  A property
+ * test (tests/unit/test_encoder.py) proves the two byte-identical on random records.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 512;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data = PyMem_Realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int vsize(uint64_t n) {
+    int size = 1;
+    while (n > 0x7F) {
+        n >>= 7;
+        size++;
+    }
+    return size;
+}
+
+/* callers reserve first: every put_* below writes within what was reserved */
+static void put_varint(Buf *b, uint64_t n) {
+    while (n > 0x7F) {
+        b->data[b->len++] = (char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    b->data[b->len++] = (char)n;
+}
+
+static void put_raw(Buf *b, const char *s, Py_ssize_t n) {
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static void put_byte(Buf *b, int c) { b->data[b->len++] = (char)c; }
+
+static void put_fixed64(Buf *b, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        b->data[b->len++] = (char)((v >> (8 * i)) & 0xFF);
+}
+
+static void put_fixed32(Buf *b, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        b->data[b->len++] = (char)((v >> (8 * i)) & 0xFF);
+}
+
+/* tag, length, payload */
+static int put_ld(Buf *b, int tag, const char *s, Py_ssize_t n) {
+    if (buf_reserve(b, 1 + 10 + n) < 0)
+        return -1;
+    put_byte(b, tag);
+    put_varint(b, (uint64_t)n);
+    put_raw(b, s, n);
+    return 0;
+}
+
+/* UTF-8 of a str, as str.encode("utf-8", "replace"); *owner holds a new reference if made */
+static const char *utf8_of(PyObject *s, Py_ssize_t *n, PyObject **owner) {
+    *owner = NULL;
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "span record: expected str");
+        return NULL;
+    }
+    const char *p = PyUnicode_AsUTF8AndSize(s, n);
+    if (p != NULL)
+        return p;
+    PyErr_Clear();
+    *owner = PyUnicode_AsEncodedString(s, "utf-8", "replace");
+    if (*owner == NULL)
+        return NULL;
+    *n = PyBytes_GET_SIZE(*owner);
+    return PyBytes_AS_STRING(*owner);
+}
+
+static int put_ld_str(Buf *b, int tag, PyObject *s) {
+    Py_ssize_t n;
+    PyObject *owner;
+    const char *p = utf8_of(s, &n, &owner);
+    if (p == NULL)
+        return -1;
+    int rc = put_ld(b, tag, p, n);
+    Py_XDECREF(owner);
+    return rc;
+}
+
+/* KeyValue{key, AnyValue} as an attributes entry (tag 9); ``value`` is the AnyValue body */
+static int put_kv(Buf *b, const char *key, Py_ssize_t klen, const char *value, Py_ssize_t vlen) {
+    Py_ssize_t key_field = 1 + vsize(klen) + klen;
+    Py_ssize_t inner = key_field + 1 + vsize(vlen) + vlen;
+    if (buf_reserve(b, 1 + 10 + inner) < 0)
+        return -1;
+    put_byte(b, 0x4a);
+    put_varint(b, (uint64_t)inner);
+    put_byte(b, 0x0a);
+    put_varint(b, (uint64_t)klen);
+    put_raw(b, key, klen);
+    put_byte(b, 0x12);
+    put_varint(b, (uint64_t)vlen);
+    put_raw(b, value, vlen);
+    return 0;
+}
+
+static int kv_str_raw(Buf *b, const char *key, Py_ssize_t klen, const char *s, Py_ssize_t n) {
+    /* AnyValue{string_value}: 0x0a len bytes */
+    Py_ssize_t vlen = 1 + vsize(n) + n;
+    Py_ssize_t key_field = 1 + vsize(klen) + klen;
+    Py_ssize_t inner = key_field + 1 + vsize(vlen) + vlen;
+    if (buf_reserve(b, 1 + 10 + inner) < 0)
+        return -1;
+    put_byte(b, 0x4a);
+    put_varint(b, (uint64_t)inner);
+    put_byte(b, 0x0a);
+    put_varint(b, (uint64_t)klen);
+    put_raw(b, key, klen);
+    put_byte(b, 0x12);
+    put_varint(b, (uint64_t)vlen);
+    put_byte(b, 0x0a);
+    put_varint(b, (uint64_t)n);
+    put_raw(b, s, n);
+    return 0;
+}
+
+#define KEY(k) k, (Py_ssize_t)(sizeof(k) - 1)
+
+static int kv_str(Buf *b, const char *key, Py_ssize_t klen, PyObject *value) {
+    Py_ssize_t n;
+    PyObject *owner;
+    const char *p = utf8_of(value, &n, &owner);
+    if (p == NULL)
+        return -1;
+    int rc = kv_str_raw(b, key, klen, p, n);
+    Py_XDECREF(owner);
+    return rc;
+}
+
+static int as_u64(PyObject *o, uint64_t *out) {
+    if (!PyLong_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "span record: expected int");
+        return -1;
+    }
+    *out = (uint64_t)PyLong_AsUnsignedLongLongMask(o);
+    if (*out == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
+static int kv_int(Buf *b, const char *key, Py_ssize_t klen, PyObject *value) {
+    uint64_t v;
+    if (as_u64(value, &v) < 0)
+        return -1;
+    char any[11];
+    Buf tmp = {any, 0, sizeof any};
+    put_byte(&tmp, 0x18);
+    put_varint(&tmp, v);
+    return put_kv(b, key, klen, any, tmp.len);
+}
+
+/* http.{request,response}.header.<name>: an array of strings */
+static int kv_strings(Buf *b, const char *prefix, Py_ssize_t plen, PyObject *item) {
+    PyObject *pair = PySequence_Fast(item, "span record: expected (name, values)");
+    if (pair == NULL)
+        return -1;
+    int rc = -1;
+    Buf key = {NULL, 0, 0}, array = {NULL, 0, 0};
+    PyObject *values = NULL;
+    if (PySequence_Fast_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_ValueError, "span record: expected (name, values)");
+        goto done;
+    }
+    Py_ssize_t n;
+    PyObject *owner;
+    const char *name = utf8_of(PySequence_Fast_GET_ITEM(pair, 0), &n, &owner);
+    if (name == NULL)
+        goto done;
+    if (buf_reserve(&key, plen + n) < 0) {
+        Py_XDECREF(owner);
+        goto done;
+    }
+    put_raw(&key, prefix, plen);
+    put_raw(&key, name, n);
+    Py_XDECREF(owner);
+    values = PySequence_Fast(PySequence_Fast_GET_ITEM(pair, 1), "span record: expected values");
+    if (values == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(values); i++) {
+        Py_ssize_t vn;
+        const char *v = utf8_of(PySequence_Fast_GET_ITEM(values, i), &vn, &owner);
+        if (v == NULL)
+            goto done;
+        /* ArrayValue.values entry: 0x0a len AnyValue{0x0a len str} */
+        Py_ssize_t any = 1 + vsize(vn) + vn;
+        if (buf_reserve(&array, 2 + 20 + vn) < 0) {
+            Py_XDECREF(owner);
+            goto done;
+        }
+        put_byte(&array, 0x0a);
+        put_varint(&array, (uint64_t)any);
+        put_byte(&array, 0x0a);
+        put_varint(&array, (uint64_t)vn);
+        put_raw(&array, v, vn);
+        Py_XDECREF(owner);
+    }
+    {
+        /* AnyValue{array_value (field 5)} */
+        Buf any = {NULL, 0, 0};
+        if (buf_reserve(&any, 1 + 10 + array.len) < 0)
+            goto done;
+        put_byte(&any, 0x2a);
+        put_varint(&any, (uint64_t)array.len);
+        if (array.len)
+            put_raw(&any, array.data, array.len);
+        rc = put_kv(b, key.data, key.len, any.data, any.len);
+        PyMem_Free(any.data);
+    }
+done:
+    PyMem_Free(key.data);
+    PyMem_Free(array.data);
+    Py_XDECREF(values);
+    Py_DECREF(pair);
+    return rc;
+}
+
+static int bytes_of(PyObject *o, const char **p, Py_ssize_t *n) {
+    if (!PyBytes_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "span record: expected bytes");
+        return -1;
+    }
+    *p = PyBytes_AS_STRING(o);
+    *n = PyBytes_GET_SIZE(o);
+    return 0;
+}
+
+/* trace_id, span_id, [trace_state], [parent_span_id], start, end */
+static int put_head(Buf *b, const char *tid, const char *span, const char *state, Py_ssize_t slen,
+                    const char *parent, Py_ssize_t plen, uint64_t start, uint64_t end) {
+    if (buf_reserve(b, 2 + 16 + 2 + 8 + 11 + slen + 2 + 8 + 18) < 0)
+        return -1;
+    put_byte(b, 0x0a);
+    put_byte(b, 0x10);
+    put_raw(b, tid, 16);
+    put_byte(b, 0x12);
+    put_byte(b, 0x08);
+    put_raw(b, span, 8);
+    if (slen) {
+        put_byte(b, 0x1a);
+        put_varint(b, (uint64_t)slen);
+        put_raw(b, state, slen);
+    }
+    if (plen) {
+        put_byte(b, 0x22);
+        put_byte(b, 0x08);
+        put_raw(b, parent, 8);
+    }
+    put_byte(b, 0x39);
+    put_fixed64(b, start);
+    put_byte(b, 0x41);
+    put_fixed64(b, end);
+    return 0;
+}
+
+static const char STATUS_ERROR[] = "\x7a\x02\x18\x02";
+
+/* one ScopeSpans.spans entry from what was written at body_start onwards */
+static PyObject *finish_span(Buf *b, Py_ssize_t body_start) {
+    Py_ssize_t n = b->len - body_start;
+    int vs = vsize((uint64_t)n);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 1 + vs + n);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    Buf head = {p, 0, 1 + vs};
+    put_byte(&head, 0x12);
+    put_varint(&head, (uint64_t)n);
+    memcpy(p + head.len, b->data + body_start, n);
+    b->len = body_start;
+    return out;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *redact; /* str -> str: the query as spans show it */
+    Buf buf;
+} Encoder;
+
+static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
+    PyObject *redact;
+    if (!PyArg_ParseTuple(args, "O", &redact))
+        return -1;
+    if (!PyCallable_Check(redact)) {
+        PyErr_SetString(PyExc_TypeError, "Encoder(redact): redact must be callable");
+        return -1;
+    }
+    Py_INCREF(redact);
+    Py_XSETREF(self->redact, redact);
+    return 0;
+}
+
+static void Encoder_dealloc(Encoder *self) {
+    Py_XDECREF(self->redact);
+    PyMem_Free(self->buf.data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define RECORD_FIELDS 24
+
+static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
+    PyObject *rec = PySequence_Fast(record, "span record: expected a sequence");
+    if (rec == NULL)
+        return NULL;
+    PyObject *out = NULL, *query = NULL, *suffix = NULL, *attempts = NULL, *name = NULL;
+    PyObject *req_headers = NULL, *resp_headers = NULL;
+    Buf *b = &self->buf;
+    b->len = 0;
+    if (PySequence_Fast_GET_SIZE(rec) != RECORD_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "span record: wrong number of fields");
+        goto fail;
+    }
+    PyObject **f = PySequence_Fast_ITEMS(rec);
+    const char *tid, *span, *parent, *state;
+    Py_ssize_t tlen, slen, plen, stlen;
+    if (bytes_of(f[0], &tid, &tlen) < 0 || bytes_of(f[1], &span, &slen) < 0 ||
+        bytes_of(f[2], &parent, &plen) < 0 || bytes_of(f[5], &state, &stlen) < 0)
+        goto fail;
+    if (tlen != 16 || slen != 8 || (plen != 0 && plen != 8)) {
+        PyErr_SetString(PyExc_ValueError, "span record with ids of the wrong size");
+        goto fail;
+    }
+    int remote = PyObject_IsTrue(f[3]);
+    int upgraded = PyObject_IsTrue(f[20]);
+    if (remote < 0 || upgraded < 0)
+        goto fail;
+    uint64_t flags, start, end, status;
+    if (as_u64(f[4], &flags) < 0 || as_u64(f[18], &start) < 0 || as_u64(f[19], &end) < 0 ||
+        as_u64(f[16], &status) < 0)
+        goto fail;
+    PyObject *method = f[6], *route = f[7], *path = f[8], *address = f[10], *port = f[11];
+    PyObject *client_address = f[12], *version = f[14], *user_agent = f[15], *error_type = f[17];
+    if (!PyUnicode_Check(route) || !PyUnicode_Check(f[9]) || !PyUnicode_Check(user_agent) ||
+        !PyUnicode_Check(error_type) || !PyUnicode_Check(method) || !PyUnicode_Check(path)) {
+        PyErr_SetString(PyExc_TypeError, "span record: expected str");
+        goto fail;
+    }
+    if (PyUnicode_GET_LENGTH(f[9])) {
+        query = PyObject_CallOneArg(self->redact, f[9]);
+        if (query == NULL)
+            goto fail;
+        if (!PyUnicode_Check(query)) {
+            PyErr_SetString(PyExc_TypeError, "redact must return str");
+            goto fail;
+        }
+    }
+    /* SERVER span */
+    if (put_head(b, tid, span, state, stlen, parent, plen, start, end) < 0 ||
+        kv_str(b, KEY("url.path"), path) < 0 || kv_int(b, KEY("network.peer.port"), f[13]) < 0)
+        goto fail;
+    if (query != NULL && kv_str(b, KEY("url.query"), query) < 0)
+        goto fail;
+    req_headers = PySequence_Fast(f[22], "span record: expected captured headers");
+    resp_headers = req_headers ? PySequence_Fast(f[23], "span record: expected captured headers")
+                               : NULL;
+    if (resp_headers == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(req_headers); i++)
+        if (kv_strings(b, KEY("http.request.header."), PySequence_Fast_GET_ITEM(req_headers, i)) <
+            0)
+            goto fail;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(resp_headers); i++)
+        if (kv_strings(b, KEY("http.response.header."),
+                       PySequence_Fast_GET_ITEM(resp_headers, i)) < 0)
+            goto fail;
+    name = PyUnicode_GET_LENGTH(route) ? PyUnicode_FromFormat("%U %U", method, route)
+                                       : Py_NewRef(method);
+    if (name == NULL || put_ld_str(b, 0x2a, name) < 0)
+        goto fail;
+    if (buf_reserve(b, 2) < 0)
+        goto fail;
+    put_byte(b, 0x30);
+    put_byte(b, 0x02);
+    if (kv_str(b, KEY("http.request.method"), method) < 0 ||
+        kv_str_raw(b, KEY("url.scheme"), "http", 4) < 0 ||
+        kv_str(b, KEY("server.address"), address) < 0 ||
+        kv_int(b, KEY("server.port"), port) < 0 ||
+        kv_str(b, KEY("client.address"), client_address) < 0 ||
+        kv_str(b, KEY("network.peer.address"), client_address) < 0 ||
+        kv_str(b, KEY("network.protocol.version"), version) < 0)
+        goto fail;
+    if (PyUnicode_GET_LENGTH(route) && kv_str(b, KEY("http.route"), route) < 0)
+        goto fail;
+    if (PyUnicode_GET_LENGTH(user_agent) && kv_str(b, KEY("user_agent.original"), user_agent) < 0)
+        goto fail;
+    if (status && kv_int(b, KEY("http.response.status_code"), f[16]) < 0)
+        goto fail;
+    if (PyUnicode_GET_LENGTH(error_type) && kv_str(b, KEY("error.type"), error_type) < 0)
+        goto fail;
+    if (upgraded && put_kv(b, KEY("http.connection.upgrade"), "\x10\x01", 2) < 0)
+        goto fail;
+    if (buf_reserve(b, 4 + 6) < 0)
+        goto fail;
+    if (status >= 500)
+        put_raw(b, STATUS_ERROR, 4);
+    uint32_t trace_flags = (uint32_t)(flags & 0xFF);
+    put_byte(b, 0x85);
+    put_byte(b, 0x01);
+    put_fixed32(b, trace_flags | 0x100 | (remote ? 0x200 : 0));
+    out = PyList_New(0);
+    if (out == NULL)
+        goto fail;
+    PyObject *server_span = finish_span(b, 0);
+    if (server_span == NULL || PyList_Append(out, server_span) < 0) {
+        Py_XDECREF(server_span);
+        goto fail;
+    }
+    Py_DECREF(server_span);
+    /* CLIENT spans */
+    attempts = PySequence_Fast(f[21], "span record: expected attempts");
+    if (attempts == NULL)
+        goto fail;
+    if (PySequence_Fast_GET_SIZE(attempts) == 0)
+        goto done;
+    suffix = query != NULL ? PyUnicode_FromFormat("%U?%U", path, query) : Py_NewRef(path);
+    if (suffix == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(attempts); i++) {
+        PyObject *a = PySequence_Fast(PySequence_Fast_GET_ITEM(attempts, i),
+                                      "span record: expected an attempt");
+        if (a == NULL)
+            goto fail;
+        PyObject *url = NULL;
+        int ok = 0;
+        if (PySequence_Fast_GET_SIZE(a) != 8) {
+            PyErr_SetString(PyExc_ValueError, "attempt record: wrong number of fields");
+            goto attempt_done;
+        }
+        PyObject **af = PySequence_Fast_ITEMS(a);
+        const char *a_id;
+        Py_ssize_t a_len;
+        uint64_t a_start, a_end, a_status;
+        if (bytes_of(af[0], &a_id, &a_len) < 0 || as_u64(af[1], &a_start) < 0 ||
+            as_u64(af[2], &a_end) < 0 || as_u64(af[6], &a_status) < 0)
+            goto attempt_done;
+        if (a_len != 8) {
+            PyErr_SetString(PyExc_ValueError, "attempt record with a span id of the wrong size");
+            goto attempt_done;
+        }
+        if (!PyUnicode_Check(af[3]) || !PyUnicode_Check(af[7])) {
+            PyErr_SetString(PyExc_TypeError, "span record: expected str");
+            goto attempt_done;
+        }
+        url = PyUnicode_Concat(af[3], suffix);
+        if (url == NULL)
+            goto attempt_done;
+        if (put_head(b, tid, a_id, state, stlen, span, 8, a_start, a_end ? a_end : end) < 0 ||
+            kv_str(b, KEY("url.full"), url) < 0 || put_ld_str(b, 0x2a, method) < 0 ||
+            buf_reserve(b, 2) < 0)
+            goto attempt_done;
+        put_byte(b, 0x30);
+        put_byte(b, 0x03);
+        if (kv_str(b, KEY("http.request.method"), method) < 0 ||
+            kv_str(b, KEY("server.address"), af[4]) < 0 ||
+            kv_int(b, KEY("server.port"), af[5]) < 0)
+            goto attempt_done;
+        if (a_status && kv_int(b, KEY("http.response.status_code"), af[6]) < 0)
+            goto attempt_done;
+        int a_error = PyUnicode_GET_LENGTH(af[7]) > 0;
+        if (a_error && kv_str(b, KEY("error.type"), af[7]) < 0)
+            goto attempt_done;
+        if (buf_reserve(b, 4 + 6) < 0)
+            goto attempt_done;
+        if (a_status >= 400 || a_error)
+            put_raw(b, STATUS_ERROR, 4);
+        put_byte(b, 0x85);
+        put_byte(b, 0x01);
+        put_fixed32(b, trace_flags | 0x100);
+        PyObject *client_span = finish_span(b, 0);
+        if (client_span == NULL)
+            goto attempt_done;
+        ok = PyList_Append(out, client_span) == 0;
+        Py_DECREF(client_span);
+    attempt_done:
+        Py_XDECREF(url);
+        Py_DECREF(a);
+        if (!ok)
+            goto fail;
+    }
+done:
+    Py_XDECREF(query);
+    Py_XDECREF(suffix);
+    Py_XDECREF(attempts);
+    Py_XDECREF(name);
+    Py_XDECREF(req_headers);
+    Py_XDECREF(resp_headers);
+    Py_DECREF(rec);
+    return out;
+fail:
+    Py_CLEAR(out);
+    goto done;
+}
+
+static PyMethodDef Encoder_methods[] = {
+    {"spans_of", (PyCFunction)Encoder_spans_of, METH_O,
+     "The encoded spans (ScopeSpans.spans entries) of one SpanRecord."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *Encoder_name(PyObject *self, void *closure) { return PyUnicode_FromString("c"); }
+
+static PyGetSetDef Encoder_getset[] = {
+    {"name", Encoder_name, NULL, "Which encoder this is.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hopwire.telemetry._otlp.Encoder",
+    .tp_basicsize = sizeof(Encoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Encoder(redact): OTLP bytes of span records, as otlp.Encoder writes them.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Encoder_init,
+    .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_methods = Encoder_methods,
+    .tp_getset = Encoder_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "hopwire.telemetry._otlp",
+    "The compiled OTLP span encoder (see hopwire.telemetry.otlp).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__otlp(void) {
+    if (PyType_Ready(&EncoderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Encoder", (PyObject *)&EncoderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

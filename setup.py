@@ -1,0 +1,18 @@
+"""The compiled part of hopwire: the exporter's OTLP span encoder (DESIGN §3).
+
+Everything else is in pyproject.toml.  The extension is required, not optional: an install
+where it cannot be compiled fails (the compiler and Python headers are part of the set-up).
+``tracing.encoder: python`` runs the reference encoder instead.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "hopwire.telemetry._otlp",
+            ["server/hopwire/telemetry/_otlp.c"],
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
+        )
+    ]
+)

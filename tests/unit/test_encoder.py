@@ -1,0 +1,110 @@
+"""The compiled span encoder (_otlp.c) writes exactly the reference encoder's bytes.
+
+Hypothesis draws random span records (every optional part present or absent, any text,
+captured headers, several attempts, the limits of each integer) and both encoders must give
+byte-identical spans; a bad record is refused by both, with the same kind of error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hopwire.telemetry import otlp
+from hopwire.telemetry.records import AttemptRecord, SpanRecord
+
+U64 = st.integers(0, (1 << 64) - 1)
+TEXT = st.text(max_size=40)  # any code point, surrogates included (both encode with "replace")
+SHORT = st.text(max_size=300)  # long enough for two-byte length varints
+HEADERS = st.lists(st.tuples(st.text(min_size=1, max_size=20), st.lists(SHORT, max_size=3)))
+# every boundary the encoders branch on (1xx, 400, 500), then any status
+STATUS = st.sampled_from([0, 100, 101, 200, 399, 400, 404, 499, 500, 503, 599]) | st.integers(
+    0, 599
+)
+QUERY = st.one_of(st.just(""), st.text(max_size=60), st.just("page=2&token=x&flag&=v&page"))
+
+attempt = st.builds(
+    lambda *fields: list(AttemptRecord(*fields)),
+    st.binary(min_size=8, max_size=8),
+    U64,
+    U64,
+    TEXT,
+    TEXT,
+    st.integers(0, 65535),
+    STATUS,
+    st.sampled_from(["", "connect_failed", "503", "upstream_truncated"]),
+)
+
+record = st.builds(
+    SpanRecord,
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=8, max_size=8),
+    st.sampled_from([b""]) | st.binary(min_size=8, max_size=8),
+    st.booleans(),
+    st.integers(0, 0xFF),
+    st.sampled_from([b"", b"k=v", b"a=1,b=2" * 30]),
+    st.sampled_from(["GET", "POST", "PURGE"]) | TEXT,
+    st.sampled_from(["", "api", "web@file"]) | TEXT,
+    SHORT,
+    QUERY,
+    TEXT,
+    st.integers(0, 65535),
+    TEXT,
+    st.integers(0, 65535),
+    st.sampled_from(["1.0", "1.1"]),
+    TEXT,
+    STATUS,
+    st.sampled_from(["", "client_closed", "500"]),
+    U64,
+    U64,
+    st.booleans(),
+    st.lists(attempt, max_size=3),
+    HEADERS,
+    HEADERS,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(record, st.sampled_from([(), ("page",), ("page", "token", "")]))
+def test_the_c_encoder_writes_the_reference_bytes(rec: SpanRecord, safe: tuple[str, ...]) -> None:
+    reference = otlp.encoder("python", safe)
+    compiled = otlp.encoder("c", safe)
+    expected = reference.spans_of(rec)
+    assert compiled.spans_of(rec) == expected
+    assert compiled.spans_of(tuple(rec)) == expected  # as marshal delivers it: a plain tuple
+    assert reference.spans_of(rec) == expected  # the reference's cache changes nothing
+
+
+def _bad(rec: SpanRecord, **change: Any) -> tuple[Any, ...]:
+    return tuple(rec._replace(**change))
+
+
+GOOD = SpanRecord(
+    b"t" * 16, b"s" * 8, b"", False, 1, b"", "GET", "r", "/", "", "h", 80, "c", 1, "1.1", "",
+    200, "", 1, 2, False, [], (), ()
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        tuple(GOOD)[:-1],  # a field short
+        _bad(GOOD, trace_id=b"short"),
+        _bad(GOOD, span_id=12),
+        _bad(GOOD, parent_id=b"abc"),
+        _bad(GOOD, path=b"/bytes"),
+        _bad(GOOD, status="200"),
+        _bad(GOOD, attempts=[[b"12345678", 1, 2, "u", "h"]]),
+        _bad(GOOD, attempts=[[b"1234", 1, 2, "u", "h", 1, 0, ""]]),
+        _bad(GOOD, request_headers=[("x", ["a"], "extra")]),
+        _bad(GOOD, response_headers=[("x", [b"bytes"])]),
+    ],
+)
+def test_a_bad_record_is_refused_by_both(bad: tuple[Any, ...]) -> None:
+    for kind in ("python", "c"):
+        with pytest.raises((TypeError, ValueError, AttributeError)):
+            otlp.encoder(kind).spans_of(bad)
+    assert otlp.encoder("c").spans_of(GOOD) == otlp.encoder("python").spans_of(GOOD)
