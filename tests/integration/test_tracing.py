@@ -520,3 +520,100 @@ def test_w3c_whitespace_duplicates_and_limit(
     many = ",".join(f"k{i}=v" for i in range(33))
     request(hw.port, "GET", "/many", headers=[("traceparent", PARENT), ("tracestate", many)])
     assert [v for n, v in b.requests[-1][2] if n.lower() == "tracestate"] == []
+
+
+def test_captured_headers_safe_query_params_and_traceresponse(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    """tracing.capturedRequestHeaders / capturedResponseHeaders record string arrays,
+    safeQueryParams keep their values in url.query and url.full, traceResponse names the
+    SERVER span to the client (W3C Trace Context Level 2), on relayed and error responses."""
+    b = make_backend(name="be-1")
+    down = f"http://127.0.0.1:{free_port()}"
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    "api": {"rule": "PathPrefix(`/`)", "service": "s", "priority": 1},
+                    "down": {"rule": "PathPrefix(`/down`)", "service": "d"},
+                },
+                "services": {"s": service(b.url), "d": service(down)},
+            },
+            "tracing": tracing(
+                receiver,
+                capturedRequestHeaders=["X-Request-Id", "Accept"],
+                capturedResponseHeaders=["X-Server"],
+                safeQueryParams=["page"],
+                traceResponse=True,
+            ),
+        }
+    )
+    status, headers, _ = request(
+        hw.port,
+        "GET",
+        "/opts?page=2&token=secret",
+        headers=[("X-Request-Id", "r1"), ("x-request-id", "r2"), ("user-agent", "t")],
+    )
+    assert status == 200
+    server, client = sorted(receiver.wait(2), key=lambda s: s.kind)
+    [traceresponse] = [v for n, v in headers if n == "traceresponse"]
+    assert traceresponse == f"00-{server.trace_id.hex()}-{server.span_id.hex()}-03"
+    server_attrs = attrs(server)
+    assert [v.string_value for v in server_attrs["http.request.header.x-request-id"].values] == [
+        "r1",
+        "r2",
+    ]
+    assert [v.string_value for v in server_attrs["http.response.header.x-server"].values] == [
+        "be-1"
+    ]
+    assert "http.request.header.accept" not in server_attrs  # not sent: not recorded
+    assert server_attrs["url.query"] == "page=2&token=REDACTED"
+    assert attrs(client)["url.full"] == f"{b.url}/opts?page=2&token=REDACTED"
+    # hopwire's own error answer names its span too
+    status, headers, _ = request(hw.port, "GET", "/down")
+    assert status == 502
+    spans = receiver.wait(4)
+    failed = next(s for s in spans if s.name == "GET down")
+    assert dict(headers)["traceresponse"] == (
+        f"00-{failed.trace_id.hex()}-{failed.span_id.hex()}-03"
+    )
+    # an unsampled parent: the answer says so (flags 00), and nothing is exported
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    status, headers, _ = request(hw.port, "GET", "/quiet", headers=[("traceparent", unsampled)])
+    assert status == 200
+    value = dict(headers)["traceresponse"]
+    assert value.startswith("00-0af7651916cd43dd8448eb211c80319c-") and value.endswith("-00")
+    assert value[36:52] != "b7ad6b7169203331"  # the proxy's own span, not the parent's
+    time.sleep(0.5)
+    assert len(receiver.spans()) == 4
+
+
+def test_no_traceresponse_unless_asked(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver)})
+    status, headers, _ = request(hw.port, "GET", "/x?a=1")
+    assert status == 200 and "traceresponse" not in dict(headers)
+    server, _ = sorted(receiver.wait(2), key=lambda s: s.kind)
+    assert not [k for k in attrs(server) if k.startswith("http.request.header.")]
+
+
+@pytest.mark.parametrize("encoder", ["c", "python"])
+def test_each_encoder_exports_and_says_which_runs(
+    make_backend: Any, make_hopwire: Any, receiver: Any, encoder: str
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": routes(b), "tracing": tracing(receiver, encoder=encoder)})
+    assert request(hw.port, "GET", "/e?q=1")[0] == 200
+    server, client = sorted(receiver.wait(2), key=lambda s: s.kind)
+    assert attrs(server)["url.query"] == "q=REDACTED" and client.parent_span_id == server.span_id
+    wait_for(lambda: f"({encoder} encoder)" in hw.log_path.read_text())
+
+
+def test_version_names_the_encoders() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "hopwire", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "OTLP span encoders: c (compiled), python" in out

@@ -41,9 +41,8 @@ class _Ex:
     """What Tracer.start reads of an exchange: the head scan's trace fields and the fields."""
 
     def __init__(self, traceparent: bytes | None = None) -> None:
-        self.tparent = traceparent
-        self.tstates: list[bytes] | None = None
         self.kept = [(b"traceparent", traceparent)] if traceparent else []
+        self.tfields = list(self.kept) or None
         self.trace: object = None
 
 
@@ -430,3 +429,20 @@ def test_otel_endpoint_goes_to_the_enabled_exporter(tmp_path: Path) -> None:
     tracing = load(str(path), [], {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}).tracing
     assert tracing is not None and tracing.otlp.http is None
     assert tracing.otlp.grpc is not None and tracing.otlp.grpc.endpoint == "c:4317"
+
+
+def test_tracing_option_errors_name_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text(
+        "tracing:\n  capturedRequestHeaders: [X-Ok, 'bad name']\n  encoder: rust\n"
+        "  safeQueryParams: [page]\n  traceResponse: true\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load(str(config), [], {})
+    text = str(info.value)
+    assert "tracing.capturedRequestHeaders" in text and "header name" in text
+    assert "tracing.encoder" in text and "expected one of c, python" in text
+    config.write_text("tracing:\n  capturedResponseHeaders: [X-Server]\n  encoder: python\n")
+    tracing = load(str(config), [], {}).tracing
+    assert tracing is not None and tracing.capturedResponseHeaders == ("X-Server",)
+    assert tracing.encoder == "python" and not tracing.traceResponse and not tracing.safeQueryParams

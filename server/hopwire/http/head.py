@@ -61,8 +61,7 @@ class RequestHead:
         "path_query",
         "port",
         "query",
-        "tparent",
-        "tstates",
+        "tfields",
         "upgrade",
     )
 
@@ -86,11 +85,10 @@ class RequestHead:
         self.expect_continue = False  # Expect: 100-continue from an HTTP/1.1 client
         self.keep_alive = True
         self.upgrade: bytes | None = None  # the Upgrade value of an upgrade request
-        # the inbound trace context, found by the one head scan (forwarded as it is in kept
-        # unless a tracer replaces it): the traceparent value (b"" when there were several),
-        # the tracestate values
-        self.tparent: bytes | None = None
-        self.tstates: list[bytes] | None = None
+        # the inbound trace context, found by the one head scan: its traceparent and
+        # tracestate fields, the very tuples of ``kept`` (forwarded as they came unless a
+        # tracer replaces them); None when there are none
+        self.tfields: list[tuple[bytes, bytes]] | None = None
 
 
 def _check_length(value: bytes, kind: errors.ErrorKind) -> None:
@@ -197,6 +195,7 @@ def read_request(
     cl: bytes | None = None
     upgrade: bytes | None = None
     fwd: dict[bytes, bytes] = {}
+    tfields: list[tuple[bytes, bytes]] | None = None
     for name, value in headers:
         lname = name.lower()
         if lname not in _SPECIAL:
@@ -219,15 +218,13 @@ def read_request(
                 head.expect_continue = True
         elif lname == b"upgrade":
             upgrade = value
-        elif lname == b"traceparent":
-            kept.append((name, value))
-            head.tparent = value if head.tparent is None else b""
-        elif lname == b"tracestate":
-            kept.append((name, value))
-            if head.tstates is None:
-                head.tstates = [value]
+        elif lname == b"traceparent" or lname == b"tracestate":
+            field = (name, value)
+            kept.append(field)
+            if tfields is None:
+                tfields = [field]
             else:
-                head.tstates.append(value)
+                tfields.append(field)
         elif lname in FORWARDED and trusted:
             fwd[lname] = value
         # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
@@ -254,10 +251,8 @@ def read_request(
         named = frozenset(extra)
         kept = [(n, v) for n, v in kept if n.lower() not in named]
         fwd = {k: v for k, v in fwd.items() if k not in named}
-        if b"traceparent" in named:
-            head.tparent = None
-        if b"tracestate" in named:
-            head.tstates = None
+        if tfields is not None:
+            tfields = [f for f in tfields if f[0].lower() not in named] or None
     keep_alive = b"keep-alive" in tokens if http10 else b"close" not in tokens
     if upgrade is not None and b"upgrade" in tokens and not http10:
         head.upgrade = upgrade
@@ -267,6 +262,7 @@ def read_request(
     head.has_body = head.chunked or (cl is not None and cl != b"0")
     head.kept = kept
     head.fwd = fwd
+    head.tfields = tfields
     if host:
         head.authority = host
         head.host, head.port = split_authority(host)

@@ -145,6 +145,74 @@ static int kv_str_raw(Buf *b, const char *key, Py_ssize_t klen, const char *s, P
 
 #define KEY(k) k, (Py_ssize_t)(sizeof(k) - 1)
 
+/* up to 4 pieces of UTF-8 joined as one string, for a name or url.full */
+typedef struct {
+    const char *p[4];
+    Py_ssize_t n[4];
+    PyObject *owner[4];
+    int count;
+    Py_ssize_t total;
+} Pieces;
+
+static int pieces_add_str(Pieces *ps, PyObject *s) {
+    int i = ps->count;
+    const char *p = utf8_of(s, &ps->n[i], &ps->owner[i]);
+    if (p == NULL)
+        return -1;
+    ps->p[i] = p;
+    ps->total += ps->n[i];
+    ps->count++;
+    return 0;
+}
+
+static void pieces_add_raw(Pieces *ps, const char *p, Py_ssize_t n) {
+    int i = ps->count;
+    ps->p[i] = p;
+    ps->n[i] = n;
+    ps->owner[i] = NULL;
+    ps->total += n;
+    ps->count++;
+}
+
+static void pieces_clear(Pieces *ps) {
+    for (int i = 0; i < ps->count; i++)
+        Py_XDECREF(ps->owner[i]);
+    ps->count = 0;
+    ps->total = 0;
+}
+
+/* the pieces as a length-delimited field (a span name) */
+static int put_ld_pieces(Buf *b, int tag, Pieces *ps) {
+    if (buf_reserve(b, 1 + 10 + ps->total) < 0)
+        return -1;
+    put_byte(b, tag);
+    put_varint(b, (uint64_t)ps->total);
+    for (int i = 0; i < ps->count; i++)
+        put_raw(b, ps->p[i], ps->n[i]);
+    return 0;
+}
+
+/* the pieces as a string attribute (url.full) */
+static int kv_str_pieces(Buf *b, const char *key, Py_ssize_t klen, Pieces *ps) {
+    Py_ssize_t n = ps->total;
+    Py_ssize_t vlen = 1 + vsize(n) + n;
+    Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(vlen) + vlen;
+    if (buf_reserve(b, 1 + 10 + inner) < 0)
+        return -1;
+    put_byte(b, 0x4a);
+    put_varint(b, (uint64_t)inner);
+    put_byte(b, 0x0a);
+    put_varint(b, (uint64_t)klen);
+    put_raw(b, key, klen);
+    put_byte(b, 0x12);
+    put_varint(b, (uint64_t)vlen);
+    put_byte(b, 0x0a);
+    put_varint(b, (uint64_t)n);
+    for (int i = 0; i < ps->count; i++)
+        put_raw(b, ps->p[i], ps->n[i]);
+    return 0;
+}
+
 static int kv_str(Buf *b, const char *key, Py_ssize_t klen, PyObject *value) {
     Py_ssize_t n;
     PyObject *owner;
@@ -330,7 +398,7 @@ static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
     PyObject *rec = PySequence_Fast(record, "span record: expected a sequence");
     if (rec == NULL)
         return NULL;
-    PyObject *out = NULL, *query = NULL, *suffix = NULL, *attempts = NULL, *name = NULL;
+    PyObject *out = NULL, *query = NULL, *attempts = NULL;
     PyObject *req_headers = NULL, *resp_headers = NULL;
     Buf *b = &self->buf;
     b->len = 0;
@@ -391,10 +459,20 @@ static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
         if (kv_strings(b, KEY("http.response.header."),
                        PySequence_Fast_GET_ITEM(resp_headers, i)) < 0)
             goto fail;
-    name = PyUnicode_GET_LENGTH(route) ? PyUnicode_FromFormat("%U %U", method, route)
-                                       : Py_NewRef(method);
-    if (name == NULL || put_ld_str(b, 0x2a, name) < 0)
-        goto fail;
+    {
+        /* the name: "{method} {route}", or the method when there is no route */
+        Pieces ps = {.count = 0, .total = 0};
+        int rc = pieces_add_str(&ps, method);
+        if (rc == 0 && PyUnicode_GET_LENGTH(route)) {
+            pieces_add_raw(&ps, " ", 1);
+            rc = pieces_add_str(&ps, route);
+        }
+        if (rc == 0)
+            rc = put_ld_pieces(b, 0x2a, &ps);
+        pieces_clear(&ps);
+        if (rc < 0)
+            goto fail;
+    }
     if (buf_reserve(b, 2) < 0)
         goto fail;
     put_byte(b, 0x30);
@@ -440,15 +518,12 @@ static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
         goto fail;
     if (PySequence_Fast_GET_SIZE(attempts) == 0)
         goto done;
-    suffix = query != NULL ? PyUnicode_FromFormat("%U?%U", path, query) : Py_NewRef(path);
-    if (suffix == NULL)
-        goto fail;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(attempts); i++) {
         PyObject *a = PySequence_Fast(PySequence_Fast_GET_ITEM(attempts, i),
                                       "span record: expected an attempt");
         if (a == NULL)
             goto fail;
-        PyObject *url = NULL;
+        Pieces url = {.count = 0, .total = 0};
         int ok = 0;
         if (PySequence_Fast_GET_SIZE(a) != 8) {
             PyErr_SetString(PyExc_ValueError, "attempt record: wrong number of fields");
@@ -469,11 +544,16 @@ static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
             PyErr_SetString(PyExc_TypeError, "span record: expected str");
             goto attempt_done;
         }
-        url = PyUnicode_Concat(af[3], suffix);
-        if (url == NULL)
+        /* url.full: the server's URL base, the path, then the (redacted) query */
+        if (pieces_add_str(&url, af[3]) < 0 || pieces_add_str(&url, path) < 0)
             goto attempt_done;
+        if (query != NULL) {
+            pieces_add_raw(&url, "?", 1);
+            if (pieces_add_str(&url, query) < 0)
+                goto attempt_done;
+        }
         if (put_head(b, tid, a_id, state, stlen, span, 8, a_start, a_end ? a_end : end) < 0 ||
-            kv_str(b, KEY("url.full"), url) < 0 || put_ld_str(b, 0x2a, method) < 0 ||
+            kv_str_pieces(b, KEY("url.full"), &url) < 0 || put_ld_str(b, 0x2a, method) < 0 ||
             buf_reserve(b, 2) < 0)
             goto attempt_done;
         put_byte(b, 0x30);
@@ -500,16 +580,14 @@ static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
         ok = PyList_Append(out, client_span) == 0;
         Py_DECREF(client_span);
     attempt_done:
-        Py_XDECREF(url);
+        pieces_clear(&url);
         Py_DECREF(a);
         if (!ok)
             goto fail;
     }
 done:
     Py_XDECREF(query);
-    Py_XDECREF(suffix);
     Py_XDECREF(attempts);
-    Py_XDECREF(name);
     Py_XDECREF(req_headers);
     Py_XDECREF(resp_headers);
     Py_DECREF(rec);

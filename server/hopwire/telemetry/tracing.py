@@ -23,7 +23,7 @@ import marshal
 import re
 import socket
 import time
-from binascii import hexlify
+from binascii import hexlify, unhexlify
 from collections.abc import Iterable, Sequence
 from random import getrandbits
 from typing import Any
@@ -40,6 +40,8 @@ BATCH = 64  # records per datagram
 TRACE_FIELDS = frozenset({b"traceparent", b"tracestate"})
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
+_CANONICAL = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_FLAGS = {b"%02x" % n: n for n in range(256)}
 _TS_KEY = re.compile(
     rb"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})\Z"
 )
@@ -58,6 +60,12 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, int] | None:
 
     Optional whitespace around the value is not part of it (RFC 9110 §5.5).
     """
+    m = _CANONICAL.fullmatch(value)
+    if m is not None:  # version 00 without whitespace: nearly every header
+        trace_id, parent_id, flags = m.groups()
+        if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+            return None
+        return trace_id, parent_id, _FLAGS[flags]
     m = _TRACEPARENT.match(value.strip(b" \t"))
     if m is None:
         return None
@@ -278,46 +286,59 @@ class Tracer:
         self.responds = trace_response or bool(self.response_names)
 
     def start(self, ex: Any) -> None:
-        inbound = ex.tparent
-        if inbound is None and ex.tstates is None:
-            # a new root: the common case, and no header to look at
-            x = getrandbits(192)
-            if not (x >> 64 and x & LOW64):
-                x = root_ids()  # an all-zero id is invalid (one chance in 2**64)
-            raw = x.to_bytes(24, "big")
-            if (x >> 64) & LOW64 < self.bound:
-                ex.trace = SampledTrace(
-                    self, raw[:16], raw[16:], b"", RANDOM | SAMPLED, b"", _TAIL_ROOT[1]
-                )
-            else:
-                hx = hexlify(raw)
-                ex.trace = Trace(self, hx[:32], hx[32:], _TAIL_ROOT[0])
+        tfields = ex.tfields
+        if tfields is None:
+            self.root(ex)  # the common case, and no field to look at
             return
-        # the inbound context is replaced, never appended to
-        ex.kept = [(n, v) for n, v in ex.kept if n.lower() not in TRACE_FIELDS]
-        parent = parse_traceparent(inbound) if inbound else None
+        # the inbound context is replaced, never appended to: its fields leave ``kept``
+        kept = list(ex.kept)
+        inbound = None
+        parents = 0
+        states: list[bytes] | None = None
+        for field in tfields:
+            kept.remove(field)
+            if len(field[0]) == 11:  # traceparent (the head scan only collects these two)
+                inbound = field[1]
+                parents += 1
+            elif states is None:
+                states = [field[1]]
+            else:
+                states.append(field[1])
+        ex.kept = kept
+        parent = parse_traceparent(inbound) if parents == 1 else None
         if parent is None:
-            # a new root also when the inbound context was invalid or duplicated
-            ex.tparent = ex.tstates = None
-            self.start(ex)
+            self.root(ex)  # also when the inbound context was invalid or duplicated
             return
         tid_hex, parent_hex, flags = parent
         flags &= SAMPLED | RANDOM  # ParentBased: obey the remote parent's decision
-        states = ex.tstates
         state = parse_tracestate(states) if states else None
         tail = _TAILS[flags] if state is None else _TAILS[flags] + b"tracestate: " + state + b"\r\n"
         if flags & SAMPLED:
             ex.trace = SampledTrace(
                 self,
-                bytes.fromhex(tid_hex.decode()),
+                unhexlify(tid_hex),
                 span_id().to_bytes(8, "big"),
-                bytes.fromhex(parent_hex.decode()),
+                unhexlify(parent_hex),
                 flags,
                 state or b"",
                 tail,
             )
         else:
-            ex.trace = Trace(self, tid_hex, b"%016x" % span_id(), tail)
+            ex.trace = Trace(self, tid_hex, hexlify(span_id().to_bytes(8, "big")), tail)
+
+    def root(self, ex: Any) -> None:
+        """A new trace, sampled by the ratio."""
+        x = getrandbits(192)
+        if not (x >> 64 and x & LOW64):
+            x = root_ids()  # an all-zero id is invalid (one chance in 2**64)
+        raw = x.to_bytes(24, "big")
+        if (x >> 64) & LOW64 < self.bound:
+            ex.trace = SampledTrace(
+                self, raw[:16], raw[16:], b"", RANDOM | SAMPLED, b"", _TAIL_ROOT[1]
+            )
+        else:
+            hx = hexlify(raw)
+            ex.trace = Trace(self, hx[:32], hx[32:], _TAIL_ROOT[0])
 
     def respond(self, ex: Any, parts: list[bytes], headers: Sequence[tuple[bytes, bytes]]) -> None:
         """At the response head: the ``traceresponse`` line, and the captured response fields."""
