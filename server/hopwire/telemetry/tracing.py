@@ -305,7 +305,7 @@ class Tracer:
             else:
                 states.append(field[1])
         ex.kept = kept
-        parent = parse_traceparent(inbound) if parents == 1 else None
+        parent = parse_traceparent(inbound) if parents == 1 and inbound is not None else None
         if parent is None:
             self.root(ex)  # also when the inbound context was invalid or duplicated
             return
