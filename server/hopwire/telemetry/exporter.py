@@ -1,10 +1,11 @@
 """The span exporter process: receives records from every worker, batches, exports OTLP.
 
 The master forks it (grpcio is imported here, after fork, and in no process that forks later).
-The main thread receives datagrams and encodes spans; a sender thread exports finished batches,
-so a slow collector never stops the receiving.  Everything is bounded: the span queue
-(``batch.maxQueueSize``) and the batches waiting to be sent; overflow is dropped and counted,
-and export errors are logged at most once per interval.
+The main thread receives datagrams and encodes spans; a sender thread exports finished batches.
+Everything is bounded: the span queue (``batch.maxQueueSize``) and the batches waiting to be
+sent.  When the sender is behind, the main thread waits for it a little (``Sender.submit``)
+rather than encode what it could not send: the socket fills and the workers drop and count
+what is too much.  Export errors are logged at most once per interval.
 
 On SIGTERM it stops receiving, sends what it holds within ``deadline`` seconds and exits 0.
 """
@@ -32,6 +33,7 @@ log = logging.getLogger("hopwire.exporter")
 
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 ERROR_LOG_INTERVAL = 10.0
+SUBMIT_WAIT = 1.0  # longest wait of the receiving thread for room in the send queue
 
 
 class Stats:
@@ -176,8 +178,17 @@ class Sender(threading.Thread):
         self.stop_by = float("inf")  # set on shutdown: no retry may go past it
 
     def submit(self, body: bytes, spans: int) -> None:
+        """Queue a batch.  When the queue is full the receiving thread waits (up to
+        ``SUBMIT_WAIT``) instead of encoding more: the GIL goes to this thread, the socket
+        fills, and what is too much is dropped at the workers, before any work is spent on
+        it.  A batch that still finds no room is dropped and counted."""
         try:
             self.batches.put_nowait((body, spans))
+            return
+        except queue.Full:
+            pass
+        try:
+            self.batches.put((body, spans), timeout=SUBMIT_WAIT)
         except queue.Full:
             self.stats.failed(spans, "too many batches waiting: collector too slow")
 
