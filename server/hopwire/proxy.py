@@ -79,7 +79,7 @@ class Exchange(RequestHead):
         "head_sent",
         "head_size",
         "headers",
-        "observer",
+        "observers",
         "origin_duration",
         "origin_status",
         "origin_t0",
@@ -125,7 +125,8 @@ class Exchange(RequestHead):
         # where it goes
         self.route: Route | None = None
         self.server: Server | None = None
-        self.observer: Observer | None = None  # chosen once per router; None: nothing observes
+        # chosen once per router; empty: nothing observes
+        self.observers: tuple[Observer, ...] = ()
         self.trace: Trace | None = None  # set by a tracing observer
         self.t0 = 0.0  # set by observers that time the exchange
         self.wall = 0.0
@@ -185,7 +186,7 @@ class Exchange(RequestHead):
         down = self.down
         ep = down.ep
         if ep.metrics_page and self.path == "/metrics":
-            self.observe(ep.internal_observer)  # only with addInternals
+            self.observe(ep.internal_observers)  # only with addInternals
             accept = b""
             for name, value in self.kept:
                 if name.lower() == b"accept":
@@ -195,18 +196,18 @@ class Exchange(RequestHead):
             return
         if ep.ping and self.path == "/ping":
             stopping = down.worker.stopping
-            self.observe(ep.internal_observer)  # only with addInternals
+            self.observe(ep.internal_observers)  # only with addInternals
             self.respond_local(
                 503 if stopping else 200, b"Service Unavailable" if stopping else b"OK"
             )
             return
         route = ep.table.match(self)
         if route is None:
-            self.observe(ep.unrouted_observer)
+            self.observe(ep.unrouted_observers)
             self.respond_error(errors.NO_ROUTE, f"no router for {self.host}{self.path}")
             return
         self.route = route
-        self.observe(route.target.observer)
+        self.observe(route.target.observers)
         if ep.denied:
             code = has_denied(self.path_query.partition(b"?")[0], ep.denied)
             if code is not None:  # Traefik's encodedCharacters, checked for the matched router
@@ -221,11 +222,12 @@ class Exchange(RequestHead):
         self.up_head = self.build_head(service, server)
         self.acquire(server.pool.take())
 
-    def observe(self, observer: Observer | None) -> None:
-        """Hand the exchange to the observer chosen for where it was routed (None: nothing)."""
-        if observer is not None:
-            self.observer = observer
-            observer.start(self)
+    def observe(self, observers: tuple[Observer, ...]) -> None:
+        """Hand the exchange to the observers chosen for where it was routed (none: nothing)."""
+        if observers:
+            self.observers = observers
+            for observer in observers:
+                observer.start(self)
 
     def build_head(self, service: Service, server: Server) -> bytes:
         down = self.down
@@ -267,7 +269,7 @@ class Exchange(RequestHead):
         if self.upgrade is not None:
             parts += (b"upgrade: ", self.upgrade, b"\r\nconnection: upgrade\r\n")
         if self.trace is not None:
-            parts.append(self.trace.header())
+            parts.append(self.trace.line)
         parts.append(CRLF)
         return b"".join(parts)
 
@@ -275,7 +277,12 @@ class Exchange(RequestHead):
 
     def acquire(self, conn: Upstream | None) -> None:
         trace = self.trace
-        if trace is not None and trace.begin_attempt(self.server):
+        # an unsampled trace records nothing: it only needs to hear of a retry (a new span id)
+        if (
+            trace is not None
+            and (trace.sampled or self.attempts)
+            and trace.begin_attempt(self.server)
+        ):
             # a retry: a new CLIENT span id, so the head is rebuilt
             assert self.server is not None and self.route is not None
             self.up_head = self.build_head(self.route.target.service, self.server)
@@ -444,7 +451,8 @@ class Exchange(RequestHead):
         self.flush_down()
         conn = self.upstream
         if conn is not None:
-            if self.trace is not None:
+            trace = self.trace
+            if trace is not None and trace.sampled:
                 self.end_attempt("")
             self.release(conn, upstream_keep_alive and self.req_complete and not self.up_out)
         self.end(None, self.close_after)
@@ -532,8 +540,7 @@ class Exchange(RequestHead):
                     detail,
                     extra=self.log_ids(),
                 )
-        observer = self.observer
-        if observer is not None:
+        for observer in self.observers:
             observer.finish(self)
         down.exchange_done(self, close)
 
@@ -588,7 +595,7 @@ class Exchange(RequestHead):
             self.path_query = self.target[:1024]  # as received, for the log and the span
             self.path = self.path_query.partition(b"?")[0].decode("latin-1")
         self.keep_alive = False
-        self.observe(self.down.ep.unrouted_observer)
+        self.observe(self.down.ep.unrouted_observers)
         self.respond_error(kind, detail)
 
     def bad_response(self, conn: Upstream, detail: str) -> None:

@@ -65,12 +65,12 @@ def tune_malloc() -> None:
 class RouterTarget:
     """What a matched route leads to."""
 
-    __slots__ = ("name", "observer", "service")
+    __slots__ = ("name", "observers", "service")
 
-    def __init__(self, name: str, service: Service, observer: Any):
+    def __init__(self, name: str, service: Service, observers: tuple[Any, ...]):
         self.name = name
         self.service = service
-        self.observer = observer
+        self.observers = observers
 
 
 class EntryPointRuntime:
@@ -80,7 +80,7 @@ class EntryPointRuntime:
         "denied",
         "idle_timeout",
         "insecure",
-        "internal_observer",
+        "internal_observers",
         "max_fields",
         "max_header_bytes",
         "max_line",
@@ -93,7 +93,7 @@ class EntryPointRuntime:
         "sanitize",
         "table",
         "trusted",
-        "unrouted_observer",
+        "unrouted_observers",
         "worker",
         "write_timeout",
     )
@@ -121,8 +121,8 @@ class EntryPointRuntime:
             ipaddress.ip_network(n, strict=False) for n in cfg.forwardedHeaders.trustedIPs
         ]
         self.new_exchange = Exchange
-        self.unrouted_observer: Any = None  # requests no router matched (404)
-        self.internal_observer: Any = None  # /ping and /metrics, only with addInternals
+        self.unrouted_observers: tuple[Any, ...] = ()  # requests no router matched (404)
+        self.internal_observers: tuple[Any, ...] = ()  # /ping and /metrics, with addInternals
         self.metrics_page: Any = None  # serves /metrics here when set
 
     def is_trusted(self, ip: str) -> bool:
@@ -246,18 +246,18 @@ class Worker:
             routers = []
             for r_name, router in config.http.routers.items():
                 if ep_name in (router.entryPoints or user_eps):
-                    observer = combine(
+                    observers = combine(
                         self.tracer(r_name, router.observability, ep_obs),
                         self.meter(ep_name, r_name, router.service, router.observability, ep_obs),
                         self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
-                    target = RouterTarget(r_name, self.services[router.service], observer)
+                    target = RouterTarget(r_name, self.services[router.service], observers)
                     routers.append((r_name, router.rule, router.priority, target))
             runtime = EntryPointRuntime(
                 ep_name, ep_cfg, RouteTable(routers), config.ping.entryPoint == ep_name, self
             )
             internal = ep_name == INTERNAL_ENTRYPOINT
-            runtime.unrouted_observer = combine(
+            runtime.unrouted_observers = combine(
                 self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
                 self.meter(ep_name, None, None, None, ep_obs)
                 if not internal or metrics_internals
@@ -266,7 +266,7 @@ class Worker:
                 if not internal or access_internals
                 else None,
             )
-            runtime.internal_observer = combine(
+            runtime.internal_observers = combine(
                 self.tracer("", None, ep_obs) if tracing_internals else None,
                 self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
                 self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,

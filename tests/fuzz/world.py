@@ -131,8 +131,7 @@ def catch_all(tracer: Any = None) -> tuple[Any, Any, Any]:
     worker.metrics = metrics.WorkerMetrics(config)
     ep_cfg = config.entryPoints["web"]
     meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
-    observer = metrics.combine(tracer, meter)
-    target = worker_mod.RouterTarget("all", service, observer)
+    target = worker_mod.RouterTarget("all", service, metrics.combine(tracer, meter))
     table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
     ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
     return ep, worker, service

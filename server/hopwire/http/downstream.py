@@ -150,7 +150,7 @@ class Downstream(asyncio.Protocol):
             self.queue.clear()
         for ex in pending:
             if not ex.done:
-                ex.observe(self.ep.unrouted_observer)
+                ex.observe(self.ep.unrouted_observers)
                 ex.client_lost()
 
     def eof_received(self) -> bool:

@@ -221,49 +221,14 @@ class Meter:
                 row[4][index] += 1
 
 
-class Chain:
-    """Several observers of one router (tracing, metrics, access log), called in turn."""
-
-    __slots__ = ("observers",)
-
-    def __init__(self, observers: tuple[Any, ...]):
-        self.observers = observers
-
-    def start(self, ex: Any) -> None:
-        for observer in self.observers:
-            observer.start(ex)
-
-    def finish(self, ex: Any) -> None:
-        for observer in self.observers:
-            observer.finish(ex)
-
-
-class Pair:
-    """Two observers of one router (the common tracing + metrics), called without a loop."""
-
-    __slots__ = ("first", "second")
-
-    def __init__(self, first: Any, second: Any):
-        self.first = first
-        self.second = second
-
-    def start(self, ex: Any) -> None:
-        self.first.start(ex)
-        self.second.start(ex)
-
-    def finish(self, ex: Any) -> None:
-        self.first.finish(ex)
-        self.second.finish(ex)
-
-
-def combine(*observers: Any) -> Any:
-    """The observer of a router: None when nothing observes it (the request path skips it)."""
+def combine(*observers: Any) -> tuple[Any, ...]:
+    """The observers of a router, in order (tracing, metrics, access log); empty when nothing
+    observes it.  The exchange calls each in turn, with no wrapper between.  An observer
+    that wants to know its companions (the tracer) is told them."""
     present = tuple(o for o in observers if o is not None)
-    if not present:
-        return None
-    if len(present) == 1:
-        return present[0]
-    return Pair(*present) if len(present) == 2 else Chain(present)
+    if present and hasattr(present[0], "observing_with"):
+        present[0].observing_with(present)
+    return present
 
 
 class WorkerMetrics:

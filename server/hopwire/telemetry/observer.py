@@ -1,8 +1,8 @@
 """The seam between the request path and telemetry.
 
-A router's observer is chosen once per config generation.  When nothing observes a router its
-observer is ``None`` and the request path skips the calls entirely, so the null observer costs
-one attribute test and nothing else.
+A router's observers (tracing, metrics, access log: those switched on for it) are chosen once
+per config generation, as a tuple the exchange calls in turn.  When nothing observes a router
+the tuple is empty and the request path skips the calls entirely: one truth test.
 """
 
 from __future__ import annotations

@@ -50,6 +50,9 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 # the outbound header around the ids: b"traceparent: 00-" trace "-" span TAIL
 _TP = b"traceparent: 00-"
+_CID_AT = len(_TP) + 33  # where the span id starts in the header line
+_TID = slice(len(_TP), len(_TP) + 32)
+_TAIL = slice(_CID_AT + 16, None)
 _TAIL_ROOT = (b"-%02x\r\n" % RANDOM, b"-%02x\r\n" % (RANDOM | SAMPLED))
 _TAILS = {flags: b"-%02x\r\n" % flags for flags in range(4)}
 
@@ -128,28 +131,38 @@ def root_ids() -> int:
 
 
 class Trace:
-    """The trace context of an unsampled exchange: only what the outbound header needs."""
+    """The trace context of an unsampled exchange: only the outbound header line.
 
-    __slots__ = ("cid_hex", "tail", "tid_hex", "tracer", "tries")
+    ``line`` is the outbound trace context, set once (never appended to an inbound one):
+    ``traceparent: 00-`` trace id ``-`` span id ``-`` flags CRLF, then the tracestate line if
+    one propagates; its span id is the CLIENT span of the current attempt.  What else an
+    unsampled trace needs, rarely (a retry, a ``traceresponse``), is read back from it.
+    """
+
+    __slots__ = ("line", "tracer", "tries")
     sampled = False
 
-    def __init__(self, tracer: Tracer, tid_hex: bytes, cid_hex: bytes, tail: bytes):
+    def __init__(self, tracer: Tracer, line: bytes):
         self.tracer = tracer
-        self.tid_hex = tid_hex
-        self.cid_hex = cid_hex  # the id the backend sees as its parent
-        self.tail = tail  # "-flags" CRLF, then the tracestate line if one propagates
+        self.line = line
         self.tries = 0
 
-    def header(self) -> bytes:
-        """The outbound trace context, set once (never appended to an inbound one)."""
-        return b"".join((_TP, self.tid_hex, b"-", self.cid_hex, self.tail))
+    @property
+    def tid_hex(self) -> bytes:
+        return self.line[_TID]
+
+    @property
+    def tail(self) -> bytes:
+        """ "-flags" CRLF and the tracestate line, as the header line ends."""
+        return self.line[_TAIL]
 
     def begin_attempt(self, server: Any) -> bool:
-        """Start a backend attempt; True when it is a retry (a new span id: rebuild the head)."""
+        """A backend attempt begins; True when it is a retry (a new span id: rebuild the head).
+        The exchange calls it for an unsampled trace only on a retry."""
         self.tries += 1
         if self.tries == 1:
             return False
-        self.cid_hex = b"%016x" % span_id()
+        self.line = b"".join((self.line[:_CID_AT], b"%016x" % span_id(), self.tail))
         return True
 
     def end_attempt(self, status: int, error: str) -> None:
@@ -162,6 +175,9 @@ class Trace:
     def ids(self) -> dict[str, str] | None:
         """For log correlation: None, as nothing of an unsampled trace is exported."""
         return None
+
+
+_new = object.__new__
 
 
 class SampledTrace(Trace):
@@ -192,8 +208,7 @@ class SampledTrace(Trace):
         state: bytes,
         tail: bytes,
     ):
-        hx = hexlify(tid + cid)
-        Trace.__init__(self, tracer, hx[:32], hx[32:], tail)
+        Trace.__init__(self, tracer, _TP + hexlify(tid + cid, b"-", -16) + tail)
         self.tid = tid  # 16 raw bytes, as OTLP carries it
         self.cid = cid  # 8 raw bytes: the CLIENT span of the current attempt
         self.parent_id = parent_id  # 8 raw bytes, or b"" for a root
@@ -211,7 +226,7 @@ class SampledTrace(Trace):
         retry = self.tries > 1
         if retry:
             self.cid = span_id().to_bytes(8, "big")
-            self.cid_hex = hexlify(self.cid)
+            self.line = b"".join((self.line[:_CID_AT], hexlify(self.cid), self.tail))
         pool = server.pool
         # an AttemptRecord, open (end_ns 0) until end_attempt
         self.attempts.append(
@@ -260,6 +275,7 @@ class Tracer:
 
     __slots__ = (
         "bound",
+        "others",
         "request_names",
         "responds",
         "response_names",
@@ -284,13 +300,42 @@ class Tracer:
         self.response_names = frozenset(n.lower().encode("latin-1") for n in response_headers)
         self.trace_response = trace_response
         self.responds = trace_response or bool(self.response_names)
+        # the router's other observers: an unsampled exchange has nothing to record at its
+        # end, so the tracer leaves it (the exchange then finishes with these only)
+        self.others: tuple[Any, ...] | None = None
+
+    def observing_with(self, observers: tuple[Any, ...]) -> None:
+        """Told once per generation: the observers of its router, this tracer first."""
+        assert observers[0] is self
+        self.others = observers[1:]
 
     def start(self, ex: Any) -> None:
         tfields = ex.tfields
-        if tfields is None:
-            self.root(ex)  # the common case, and no field to look at
+        if tfields is not None and self.adopt(ex, tfields):
             return
-        # the inbound context is replaced, never appended to: its fields leave ``kept``
+        # a new root: the common case (no inbound context), or an invalid or duplicated one
+        x = getrandbits(192)
+        if not (x >> 64 and x & LOW64):
+            x = root_ids()  # an all-zero id is invalid (one chance in 2**64)
+        raw = x.to_bytes(24, "big")
+        if (x >> 64) & LOW64 < self.bound:
+            ex.trace = SampledTrace(
+                self, raw[:16], raw[16:], b"", RANDOM | SAMPLED, b"", _TAIL_ROOT[1]
+            )
+        else:
+            # Trace(self, line) without the call of __init__: this is the path of every
+            # unsampled request, and a Python call costs as much as the rest
+            trace = _new(Trace)
+            trace.tracer = self
+            trace.line = _TP + hexlify(raw, b"-", -16) + _TAIL_ROOT[0]
+            trace.tries = 0
+            ex.trace = trace
+            if self.others is not None:
+                ex.observers = self.others
+
+    def adopt(self, ex: Any, tfields: list[tuple[bytes, bytes]]) -> bool:
+        """Continue the inbound trace; False when its context is invalid (a new root then).
+        Either way the inbound fields leave ``kept``: they are replaced, never appended to."""
         kept = list(ex.kept)
         inbound = None
         parents = 0
@@ -307,8 +352,7 @@ class Tracer:
         ex.kept = kept
         parent = parse_traceparent(inbound) if parents == 1 and inbound is not None else None
         if parent is None:
-            self.root(ex)  # also when the inbound context was invalid or duplicated
-            return
+            return False
         tid_hex, parent_hex, flags = parent
         flags &= SAMPLED | RANDOM  # ParentBased: obey the remote parent's decision
         state = parse_tracestate(states) if states else None
@@ -324,21 +368,8 @@ class Tracer:
                 tail,
             )
         else:
-            ex.trace = Trace(self, tid_hex, hexlify(span_id().to_bytes(8, "big")), tail)
-
-    def root(self, ex: Any) -> None:
-        """A new trace, sampled by the ratio."""
-        x = getrandbits(192)
-        if not (x >> 64 and x & LOW64):
-            x = root_ids()  # an all-zero id is invalid (one chance in 2**64)
-        raw = x.to_bytes(24, "big")
-        if (x >> 64) & LOW64 < self.bound:
-            ex.trace = SampledTrace(
-                self, raw[:16], raw[16:], b"", RANDOM | SAMPLED, b"", _TAIL_ROOT[1]
-            )
-        else:
-            hx = hexlify(raw)
-            ex.trace = Trace(self, hx[:32], hx[32:], _TAIL_ROOT[0])
+            ex.trace = Trace(self, b"".join((_TP, tid_hex, b"-%016x" % span_id(), tail)))
+        return True
 
     def respond(self, ex: Any, parts: list[bytes], headers: Sequence[tuple[bytes, bytes]]) -> None:
         """At the response head: the ``traceresponse`` line, and the captured response fields."""

@@ -1,0 +1,99 @@
+"""Instructions per request of the in-process request path (bench/callpath.py), counted by
+``valgrind --tool=callgrind``: the same figure every run, for A/B work on a noisy machine.
+
+Each setting runs callpath twice, with N and 3N requests; the difference divided by 2N is
+the instructions of one request, start-up and imports cancelled out.  ``--ref REV`` counts
+another revision's server tree (git archive) beside this one.
+
+    python bench/instructions.py                      # every setting, this tree
+    python bench/instructions.py --ref HEAD~3         # and HEAD~3's, side by side
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {
+    "tracing off": [],
+    "rate 0": ["--tracing", "0"],
+    "rate 1.0": ["--tracing", "1.0"],
+    "inbound unsampled": ["--tracing", "0.5", "--parent", "unsampled"],
+    "inbound sampled": ["--tracing", "0.5", "--parent", "sampled"],
+    "off, inbound header": ["--parent", "sampled"],
+}
+
+
+def count(server: Path | None, args: list[str], requests: int) -> int:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if server is not None:
+        env["PYTHONPATH"] = str(server)
+    res = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            str(ROOT / "bench" / "callpath.py"),
+            "--requests",
+            str(requests),
+            "--repeat",
+            "1",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    found = re.search(r"Collected : (\d+)", res.stderr)
+    if res.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind failed: {res.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_request(server: Path | None, args: list[str], n: int) -> float:
+    return (count(server, args, 3 * n) - count(server, args, n)) / (2 * n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=2000, help="N (the runs do N and 3N)")
+    ap.add_argument("--ref", default="", help="also count this revision's server tree")
+    ap.add_argument("--only", default="", help="comma-separated settings")
+    args = ap.parse_args()
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    settings = {
+        k: v for k, v in SETTINGS.items() if not args.only or k in args.only.split(",")
+    }
+    trees: dict[str, Path | None] = {"this tree": None}
+    tmp = None
+    if args.ref:
+        tmp = Path(tempfile.mkdtemp(prefix="hopwire-ref-"))
+        archive = subprocess.run(
+            ["git", "archive", args.ref, "server"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        trees[args.ref] = tmp / "server"
+    header = "| setting | " + " | ".join(trees) + (" | ratio |" if args.ref else "")
+    print(header)
+    print("| --- |" + " ---: |" * (len(trees) + (1 if args.ref else 0)))
+    for name, extra in settings.items():
+        values = [per_request(tree, extra, args.requests) for tree in trees.values()]
+        cells = " | ".join(f"{v:,.0f}" for v in values)
+        ratio = f" | {values[0] / values[1]:.3f} |" if args.ref else ""
+        print(f"| {name} | {cells}{ratio}", flush=True)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
