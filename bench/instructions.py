@@ -71,9 +71,7 @@ def main() -> None:
     args = ap.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    settings = {
-        k: v for k, v in SETTINGS.items() if not args.only or k in args.only.split(",")
-    }
+    settings = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only.split(",")}
     trees: dict[str, Path | None] = {"this tree": None}
     tmp = None
     if args.ref:
