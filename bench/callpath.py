@@ -89,12 +89,10 @@ class Sink:
         self.records = 0
         self.bytes = 0
 
-    def add(self, record: Any) -> None:
-        self.buf.append(record)
-        if len(self.buf) >= 64:
-            self.records += len(self.buf)
-            self.bytes += len(marshal.dumps(self.buf))
-            self.buf = []
+    def flush(self) -> None:
+        self.records += len(self.buf)
+        self.bytes += len(marshal.dumps(self.buf))
+        self.buf = []
 
 
 def build(rate: float | None = None) -> Any:

@@ -453,7 +453,7 @@ class Exchange(RequestHead):
         if conn is not None:
             trace = self.trace
             if trace is not None and trace.sampled:
-                self.end_attempt("")
+                trace.end_attempt(self.origin_status, "")
             self.release(conn, upstream_keep_alive and self.req_complete and not self.up_out)
         self.end(None, self.close_after)
 
@@ -521,7 +521,7 @@ class Exchange(RequestHead):
         down = self.down
         trace = self.trace
         if trace is not None and trace.sampled:
-            self.end_attempt(kind.name if kind is not None else "")
+            trace.end_attempt(self.origin_status, kind.name if kind is not None else "")
         conn = self.upstream
         if conn is not None:
             self.release(conn, False)  # cancelled, never returned to the pool (RELIABILITY 17)

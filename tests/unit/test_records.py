@@ -17,11 +17,15 @@ PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 class Sink:
+    """What the tracer uses of a SpanSink: its buffer and its flush."""
+
     def __init__(self) -> None:
+        self.buf: list[tuple[Any, ...]] = []
         self.records: list[tuple[Any, ...]] = []
 
-    def add(self, record: tuple[Any, ...]) -> None:
-        self.records.append(record)
+    def flush(self) -> None:
+        self.records += self.buf
+        self.buf = []
 
 
 def exchange() -> Exchange:
@@ -52,6 +56,7 @@ def test_span_record_fields() -> None:
     assert not ex.trace.begin_attempt(server)
     ex.trace.end_attempt(201, "")
     tracer.finish(ex)
+    sink.flush()
     [raw] = sink.records
     assert len(raw) == len(SpanRecord._fields)
     rec = SpanRecord._make(raw)

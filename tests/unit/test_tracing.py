@@ -447,3 +447,35 @@ def test_tracing_option_errors_name_the_key(tmp_path: Path) -> None:
     tracing = load(str(config), [], {}).tracing
     assert tracing is not None and tracing.capturedResponseHeaders == ("X-Server",)
     assert tracing.encoder == "python" and not tracing.traceResponse and not tracing.safeQueryParams
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03",
+        b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",  # not hex
+        b"00-0af7651916cd43dd-448eb211c80319c-b7ad6b7169203331-01",  # a dash inside the id
+        b"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  # upper case
+        b"00-00000000000000000000000000000000-b7ad6b7169203331-01",  # zero trace id
+        b"00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # zero parent id
+        b" 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # whitespace: slow path
+        b"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-later",  # a later version
+        b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",
+        b"00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ],
+)
+def test_the_tracers_fast_path_agrees_with_the_parser(value: bytes) -> None:
+    """Tracer.adopt reads a canonical header on a fast path of its own; it must decide exactly
+    as parse_traceparent does, for valid and invalid values alike."""
+    tracer = Tracer("r", 0.0, None)  # type: ignore[arg-type]
+    ex = _Ex(value)
+    tracer.start(ex)
+    trace: Any = ex.trace
+    parsed = parse_traceparent(value)
+    if parsed is None:
+        assert trace.tid_hex != value.strip()[3:35]  # a new root
+    else:
+        assert trace.tid_hex == parsed[0] and trace.sampled == bool(parsed[2] & 1)
+        assert trace.line.endswith(b"-%02x\r\n" % (parsed[2] & 3))

@@ -40,7 +40,7 @@ BATCH = 64  # records per datagram
 TRACE_FIELDS = frozenset({b"traceparent", b"tracestate"})
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
-_CANONICAL = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_CANONICAL = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})").fullmatch
 _FLAGS = {b"%02x" % n: n for n in range(256)}
 _TS_KEY = re.compile(
     rb"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})\Z"
@@ -63,7 +63,7 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, int] | None:
 
     Optional whitespace around the value is not part of it (RFC 9110 §5.5).
     """
-    m = _CANONICAL.fullmatch(value)
+    m = _CANONICAL(value)
     if m is not None:  # version 00 without whitespace: nearly every header
         trace_id, parent_id, flags = m.groups()
         if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
@@ -189,7 +189,6 @@ class SampledTrace(Trace):
         "parent_id",
         "remote",
         "response_headers",
-        "span_hex",
         "span_raw",
         "start",
         "state",
@@ -208,15 +207,16 @@ class SampledTrace(Trace):
         state: bytes,
         tail: bytes,
     ):
-        Trace.__init__(self, tracer, _TP + hexlify(tid + cid, b"-", -16) + tail)
+        self.tracer = tracer
+        self.line = _TP + hexlify(tid + cid, b"-", -16) + tail
+        self.tries = 0
         self.tid = tid  # 16 raw bytes, as OTLP carries it
         self.cid = cid  # 8 raw bytes: the CLIENT span of the current attempt
         self.parent_id = parent_id  # 8 raw bytes, or b"" for a root
         self.remote = bool(parent_id)
         self.trace_flags = flags
         self.state = state
-        self.span_raw = span_id().to_bytes(8, "big")
-        self.span_hex = hexlify(self.span_raw)
+        self.span_raw = (getrandbits(64) or span_id()).to_bytes(8, "big")
         self.start = time.time_ns()
         self.attempts: list[list[Any]] = []
         self.response_headers: Sequence[tuple[str, list[str]]] = ()
@@ -244,8 +244,12 @@ class SampledTrace(Trace):
                 error = str(status)
             attempt[ATTEMPT_ERROR] = error
 
+    @property
+    def span_hex(self) -> bytes:
+        return hexlify(self.span_raw)
+
     def server_span_hex(self) -> bytes:
-        return self.span_hex
+        return hexlify(self.span_raw)
 
     def ids(self) -> dict[str, str] | None:
         """For log correlation: the ids as the W3C header writes them."""
@@ -340,20 +344,36 @@ class Tracer:
         inbound = None
         parents = 0
         states: list[bytes] | None = None
-        for field in tfields:
+        if len(tfields) == 1:  # a traceparent alone, the common case
+            field = tfields[0]
             kept.remove(field)
             if len(field[0]) == 11:  # traceparent (the head scan only collects these two)
                 inbound = field[1]
-                parents += 1
-            elif states is None:
-                states = [field[1]]
-            else:
-                states.append(field[1])
+                parents = 1
+        else:
+            for field in tfields:
+                kept.remove(field)
+                if len(field[0]) == 11:
+                    inbound = field[1]
+                    parents += 1
+                elif states is None:
+                    states = [field[1]]
+                else:
+                    states.append(field[1])
         ex.kept = kept
-        parent = parse_traceparent(inbound) if parents == 1 and inbound is not None else None
-        if parent is None:
+        if parents != 1 or inbound is None:
             return False
-        tid_hex, parent_hex, flags = parent
+        m = _CANONICAL(inbound)  # version 00 without whitespace: nearly every header
+        if m is not None:
+            tid_hex, parent_hex, flags_hex = m.groups()
+            if tid_hex == _ZERO_TRACE or parent_hex == _ZERO_SPAN:
+                return False
+            flags = _FLAGS[flags_hex]
+        else:
+            parent = parse_traceparent(inbound)
+            if parent is None:
+                return False
+            tid_hex, parent_hex, flags = parent
         flags &= SAMPLED | RANDOM  # ParentBased: obey the remote parent's decision
         state = parse_tracestate(states) if states else None
         tail = _TAILS[flags] if state is None else _TAILS[flags] + b"tracestate: " + state + b"\r\n"
@@ -361,14 +381,21 @@ class Tracer:
             ex.trace = SampledTrace(
                 self,
                 unhexlify(tid_hex),
-                span_id().to_bytes(8, "big"),
+                (getrandbits(64) or span_id()).to_bytes(8, "big"),
                 unhexlify(parent_hex),
                 flags,
                 state or b"",
                 tail,
             )
         else:
-            ex.trace = Trace(self, b"".join((_TP, tid_hex, b"-%016x" % span_id(), tail)))
+            cid = (getrandbits(64) or span_id()).to_bytes(8, "big")
+            trace = _new(Trace)  # Trace(self, line), without the call of __init__
+            trace.tracer = self
+            trace.line = b"".join((_TP, tid_hex, b"-", hexlify(cid), tail))
+            trace.tries = 0
+            ex.trace = trace
+            if self.others is not None:
+                ex.observers = self.others  # nothing to record at the end
         return True
 
     def respond(self, ex: Any, parts: list[bytes], headers: Sequence[tuple[bytes, bytes]]) -> None:
@@ -398,11 +425,13 @@ class Tracer:
         user_agent = ""
         names = self.request_names
         for name, value in ex.kept:
-            if name.lower() == b"user-agent":
+            if len(name) == 10 and name.lower() == b"user-agent":
                 user_agent = value.decode("latin-1")
                 break
         error = ex.error_type or (str(status) if status >= 500 else "")
-        self.sink.add(
+        sink = self.sink
+        buf = sink.buf  # SpanSink.add, without the call
+        buf.append(
             (  # a SpanRecord (hopwire.telemetry.records), as a plain tuple
                 trace.tid,
                 trace.span_raw,
@@ -430,6 +459,8 @@ class Tracer:
                 trace.response_headers,
             )
         )
+        if len(buf) >= BATCH:
+            sink.flush()
 
 
 class SpanSink:
