@@ -269,7 +269,10 @@ class Exchange(RequestHead):
         if self.upgrade is not None:
             parts += (b"upgrade: ", self.upgrade, b"\r\nconnection: upgrade\r\n")
         if self.trace is not None:
-            parts.append(self.trace.line)
+            parts.append(self.trace.line)  # the inbound context (tfields) is replaced
+        elif self.tfields is not None:
+            for name, value in self.tfields:  # untraced: forwarded as it came
+                parts += (name, b": ", value, CRLF)
         parts.append(CRLF)
         return b"".join(parts)
 

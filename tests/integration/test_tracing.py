@@ -617,3 +617,40 @@ def test_version_names_the_encoders() -> None:
         [sys.executable, "-m", "hopwire", "--version"], capture_output=True, text=True, check=True
     ).stdout
     assert "OTLP span encoders: c (compiled), python" in out
+
+
+def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    """At most maxExportBatchSize spans per export; a datagram that is not records, or a
+    record the encoder refuses, is logged and dropped, and the exporter keeps exporting."""
+    import marshal
+    import re
+
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": routes(b),
+            "tracing": tracing(receiver, batch={"maxExportBatchSize": 3, "scheduleDelay": "100ms"}),
+        }
+    )
+    for i in range(5):
+        assert request(hw.port, "GET", f"/b{i}")[0] == 200
+    receiver.wait(10)
+    sizes = [
+        sum(len(ss.spans) for rs in r.resource_spans for ss in rs.scope_spans)
+        for r, _ in receiver.requests
+    ]
+    assert sum(sizes) == 10 and max(sizes) <= 3
+    path = re.search(r"span exporter 0 ready on (\S+)", hw.log_path.read_text())
+    assert path is not None
+    bad = [(b"short",), ("not", "a", "record")]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"\x00garbage", path.group(1))
+        sock.sendto(marshal.dumps(12), path.group(1))
+        sock.sendto(marshal.dumps(bad), path.group(1))
+    wait_for(lambda: "malformed span record ignored" in hw.log_path.read_text())
+    assert "malformed span datagram" in hw.log_path.read_text()
+    assert request(hw.port, "GET", "/after")[0] == 200
+    spans = receiver.wait(12)
+    assert {s.name for s in spans} == {"GET api", "GET"} and len(spans) == 12

@@ -78,6 +78,24 @@ def test_the_c_encoder_writes_the_reference_bytes(rec: SpanRecord, safe: tuple[s
     assert reference.spans_of(rec) == expected  # the reference's cache changes nothing
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(record, max_size=8), st.binary(max_size=200), st.binary(max_size=50))
+def test_batches_are_the_reference_request(
+    records: list[SpanRecord], resource: bytes, scope: bytes
+) -> None:
+    """add/take (the exporter's path) give the bytes of otlp.request over the spans."""
+    reference = otlp.encoder("python")
+    compiled = otlp.encoder("c")
+    spans = [span for rec in records for span in reference.spans_of(rec)]
+    for rec in records:
+        assert compiled.add(rec) == reference.add(rec)
+    assert compiled.pending == reference.pending == len(spans)
+    body = compiled.take(resource, scope)
+    assert body == reference.take(resource, scope) == otlp.request(resource, scope, spans)
+    assert compiled.pending == reference.pending == 0
+    assert compiled.take(resource, scope) == otlp.request(resource, scope, [])
+
+
 def _bad(rec: SpanRecord, **change: Any) -> tuple[Any, ...]:
     return tuple(rec._replace(**change))
 
@@ -107,4 +125,12 @@ def test_a_bad_record_is_refused_by_both(bad: tuple[Any, ...]) -> None:
     for kind in ("python", "c"):
         with pytest.raises((TypeError, ValueError, AttributeError)):
             otlp.encoder(kind).spans_of(bad)
+        encoder = otlp.encoder(kind)
+        encoder.add(GOOD)
+        with pytest.raises((TypeError, ValueError, AttributeError)):
+            encoder.add(bad)
+        assert encoder.pending == 1  # a refused record adds nothing to the batch
+        assert encoder.take(b"r", b"s") == otlp.request(
+            b"r", b"s", otlp.encoder(kind).spans_of(GOOD)
+        )
     assert otlp.encoder("c").spans_of(GOOD) == otlp.encoder("python").spans_of(GOOD)

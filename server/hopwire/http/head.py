@@ -86,8 +86,8 @@ class RequestHead:
         self.keep_alive = True
         self.upgrade: bytes | None = None  # the Upgrade value of an upgrade request
         # the inbound trace context, found by the one head scan: its traceparent and
-        # tracestate fields, the very tuples of ``kept`` (forwarded as they came unless a
-        # tracer replaces them); None when there are none
+        # tracestate fields, in their order, kept apart from ``kept``: a tracer replaces them,
+        # else they are forwarded as they came (after the other fields); None: there are none
         self.tfields: list[tuple[bytes, bytes]] | None = None
 
 
@@ -219,12 +219,10 @@ def read_request(
         elif lname == b"upgrade":
             upgrade = value
         elif lname == b"traceparent" or lname == b"tracestate":
-            field = (name, value)
-            kept.append(field)
             if tfields is None:
-                tfields = [field]
+                tfields = [(name, value)]
             else:
-                tfields.append(field)
+                tfields.append((name, value))
         elif lname in FORWARDED and trusted:
             fwd[lname] = value
         # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)

@@ -370,8 +370,31 @@ static PyObject *finish_span(Buf *b, Py_ssize_t body_start) {
 typedef struct {
     PyObject_HEAD
     PyObject *redact; /* str -> str: the query as spans show it */
-    Buf buf;
+    Buf buf;          /* the span being written */
+    Buf batch;        /* the spans added since the last take, as ScopeSpans.spans entries */
+    Py_ssize_t pending;
 } Encoder;
+
+/* the span written in self->buf goes to ``list`` (a new bytes) or, without one, the batch */
+static int emit(Encoder *self, PyObject *list) {
+    Buf *b = &self->buf;
+    if (list != NULL) {
+        PyObject *span = finish_span(b, 0);
+        if (span == NULL)
+            return -1;
+        int rc = PyList_Append(list, span);
+        Py_DECREF(span);
+        return rc;
+    }
+    Buf *out = &self->batch;
+    if (buf_reserve(out, 1 + 10 + b->len) < 0)
+        return -1;
+    put_byte(out, 0x12);
+    put_varint(out, (uint64_t)b->len);
+    put_raw(out, b->data, b->len);
+    b->len = 0;
+    return 0;
+}
 
 static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
     PyObject *redact;
@@ -389,16 +412,19 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *kwds) {
 static void Encoder_dealloc(Encoder *self) {
     Py_XDECREF(self->redact);
     PyMem_Free(self->buf.data);
+    PyMem_Free(self->batch.data);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 #define RECORD_FIELDS 24
 
-static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
+/* the spans of one record, to ``list`` or (NULL) the batch: their number, or -1 */
+static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
     PyObject *rec = PySequence_Fast(record, "span record: expected a sequence");
     if (rec == NULL)
-        return NULL;
-    PyObject *out = NULL, *query = NULL, *attempts = NULL;
+        return -1;
+    Py_ssize_t out = -1, spans = 0;
+    PyObject *query = NULL, *attempts = NULL;
     PyObject *req_headers = NULL, *resp_headers = NULL;
     Buf *b = &self->buf;
     b->len = 0;
@@ -503,21 +529,13 @@ static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
     put_byte(b, 0x85);
     put_byte(b, 0x01);
     put_fixed32(b, trace_flags | 0x100 | (remote ? 0x200 : 0));
-    out = PyList_New(0);
-    if (out == NULL)
+    if (emit(self, list) < 0)
         goto fail;
-    PyObject *server_span = finish_span(b, 0);
-    if (server_span == NULL || PyList_Append(out, server_span) < 0) {
-        Py_XDECREF(server_span);
-        goto fail;
-    }
-    Py_DECREF(server_span);
+    spans = 1;
     /* CLIENT spans */
     attempts = PySequence_Fast(f[21], "span record: expected attempts");
     if (attempts == NULL)
         goto fail;
-    if (PySequence_Fast_GET_SIZE(attempts) == 0)
-        goto done;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(attempts); i++) {
         PyObject *a = PySequence_Fast(PySequence_Fast_GET_ITEM(attempts, i),
                                       "span record: expected an attempt");
@@ -574,17 +592,15 @@ static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
         put_byte(b, 0x85);
         put_byte(b, 0x01);
         put_fixed32(b, trace_flags | 0x100);
-        PyObject *client_span = finish_span(b, 0);
-        if (client_span == NULL)
-            goto attempt_done;
-        ok = PyList_Append(out, client_span) == 0;
-        Py_DECREF(client_span);
+        ok = emit(self, list) == 0;
+        spans += ok;
     attempt_done:
         pieces_clear(&url);
         Py_DECREF(a);
         if (!ok)
             goto fail;
     }
+    out = spans;
 done:
     Py_XDECREF(query);
     Py_XDECREF(attempts);
@@ -593,13 +609,68 @@ done:
     Py_DECREF(rec);
     return out;
 fail:
-    Py_CLEAR(out);
+    b->len = 0;
     goto done;
+}
+
+static PyObject *Encoder_spans_of(Encoder *self, PyObject *record) {
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    if (encode(self, record, list) < 0) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+static PyObject *Encoder_add(Encoder *self, PyObject *record) {
+    Py_ssize_t before = self->batch.len;
+    Py_ssize_t spans = encode(self, record, NULL);
+    if (spans < 0) {
+        self->batch.len = before; /* a bad record adds nothing */
+        return NULL;
+    }
+    self->pending += spans;
+    return PyLong_FromSsize_t(spans);
+}
+
+static PyObject *Encoder_take(Encoder *self, PyObject *args) {
+    const char *resource, *scope;
+    Py_ssize_t rlen, slen;
+    if (!PyArg_ParseTuple(args, "y#y#", &resource, &rlen, &scope, &slen))
+        return NULL;
+    Py_ssize_t scope_len = slen + self->batch.len;
+    Py_ssize_t rs_len = rlen + 1 + vsize((uint64_t)scope_len) + scope_len;
+    Py_ssize_t total = 1 + vsize((uint64_t)rs_len) + rs_len;
+    PyObject *body = PyBytes_FromStringAndSize(NULL, total);
+    if (body == NULL)
+        return NULL;
+    Buf out = {PyBytes_AS_STRING(body), 0, total};
+    put_byte(&out, 0x0a);
+    put_varint(&out, (uint64_t)rs_len);
+    put_raw(&out, resource, rlen);
+    put_byte(&out, 0x12);
+    put_varint(&out, (uint64_t)scope_len);
+    put_raw(&out, scope, slen);
+    if (self->batch.len)
+        put_raw(&out, self->batch.data, self->batch.len);
+    self->batch.len = 0;
+    self->pending = 0;
+    return body;
+}
+
+static PyObject *Encoder_pending(Encoder *self, void *closure) {
+    return PyLong_FromSsize_t(self->pending);
 }
 
 static PyMethodDef Encoder_methods[] = {
     {"spans_of", (PyCFunction)Encoder_spans_of, METH_O,
      "The encoded spans (ScopeSpans.spans entries) of one SpanRecord."},
+    {"add", (PyCFunction)Encoder_add, METH_O,
+     "Encode one SpanRecord into the batch; the number of spans it added."},
+    {"take", (PyCFunction)Encoder_take, METH_VARARGS,
+     "take(resource, scope): the ExportTraceServiceRequest of the batch, which empties."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -607,6 +678,7 @@ static PyObject *Encoder_name(PyObject *self, void *closure) { return PyUnicode_
 
 static PyGetSetDef Encoder_getset[] = {
     {"name", Encoder_name, NULL, "Which encoder this is.", NULL},
+    {"pending", (getter)Encoder_pending, NULL, "Spans in the batch.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -28,11 +28,13 @@ from typing import Any
 
 from hopwire import __version__
 from hopwire.telemetry import logs, metrics, otlp
+from hopwire.telemetry.records import SpanRecord
 
 log = logging.getLogger("hopwire.exporter")
 
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 ERROR_LOG_INTERVAL = 10.0
+ATTEMPTS = SpanRecord._fields.index("attempts")
 SUBMIT_WAIT = 1.0  # longest wait of the receiving thread for room in the send queue
 
 
@@ -266,13 +268,14 @@ def run_exporter(
     stats = Stats()
     sender = Sender(transport, stats, batch_cfg.exportTimeout)
     sender.start()
+    # the encoder holds the batch being built, already as OTLP bytes (Encoder.add / take)
     encoder = otlp.encoder(cfg.encoder, cfg.safeQueryParams)
-    spans_of = encoder.spans_of
+    add = encoder.add
     resource, scope = otlp.resource_part(
         resource_attributes(cfg, instance_id), "hopwire", __version__
     )
-    spans: list[bytes] = []
     batch_size = batch_cfg.maxExportBatchSize
+    queue_max = batch_cfg.maxQueueSize
     first_at = 0.0
     last_report = last_sample = time.monotonic()
     buffer = bytearray(1 << 20)
@@ -280,15 +283,38 @@ def run_exporter(
     log.info("span exporter %d ready on %s (%s encoder)", index, path, encoder.name)
 
     def export_pending() -> None:
-        nonlocal spans
-        while spans:
-            chunk, spans = spans[:batch_size], spans[batch_size:]
-            sender.submit(otlp.request(resource, scope, chunk), len(chunk))
+        spans = encoder.pending
+        if spans:
+            sender.submit(encoder.take(resource, scope), spans)
+
+    def take_in(records: Any) -> None:
+        """Encode a datagram's records into the batch, sending each batch that is full."""
+        nonlocal first_at
+        for record in records if isinstance(records, list) else ():
+            try:
+                count = 1 + len(record[ATTEMPTS])
+            except (TypeError, IndexError, KeyError):
+                count = 1
+            pending = encoder.pending
+            if pending and pending + count > batch_size:
+                export_pending()  # a batch never holds more than maxExportBatchSize spans
+                pending = 0
+            if pending + count > queue_max:
+                stats.drop(count)
+                continue
+            try:
+                add(record)
+            except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+                log.warning("malformed span record ignored: %s", exc)
+                stats.drop(1)
+                continue
+            if not pending:
+                first_at = time.monotonic()
 
     while not stopping.is_set():
         timeout = (
             batch_cfg.scheduleDelay
-            if not spans
+            if not encoder.pending
             else max(0.0, first_at + batch_cfg.scheduleDelay - time.monotonic())
         )
         try:
@@ -309,22 +335,10 @@ def run_exporter(
                 if not isinstance(records, list):
                     log.warning("malformed span datagram (%d bytes) ignored", size)
                     continue
-                for record in records:
-                    try:
-                        encoded = spans_of(record)
-                    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
-                        log.warning("malformed span record ignored: %s", exc)
-                        stats.drop(1)
-                        continue
-                    if len(spans) + len(encoded) > batch_cfg.maxQueueSize:
-                        stats.drop(len(encoded))
-                        continue
-                    if not spans:
-                        first_at = time.monotonic()
-                    spans.extend(encoded)
-                    if len(spans) >= batch_size:
-                        export_pending()
-        if spans and time.monotonic() - first_at >= batch_cfg.scheduleDelay:
+                take_in(records)
+                if encoder.pending >= batch_size:
+                    export_pending()
+        if encoder.pending and time.monotonic() - first_at >= batch_cfg.scheduleDelay:
             export_pending()
         if time.monotonic() - last_sample >= 2:
             last_sample = time.monotonic()
@@ -350,11 +364,7 @@ def run_exporter(
             records = marshal.loads(view[:size])
         except (ValueError, EOFError, TypeError):
             continue
-        for record in records if isinstance(records, list) else ():
-            try:
-                spans.extend(spans_of(record))
-            except (TypeError, ValueError, OverflowError, AttributeError):
-                stats.drop(1)
+        take_in(records)
     export_pending()
     sender.batches.put(None)
     sender.join(max(0.0, deadline - time.monotonic()))

@@ -249,6 +249,24 @@ class Encoder:
         self.redact = redactor(safe_query_params)
         self.servers: dict[tuple[Any, ...], bytes] = {}
         self.clients: dict[tuple[Any, ...], bytes] = {}
+        self.batch: list[bytes] = []
+
+    @property
+    def pending(self) -> int:
+        """Spans in the batch."""
+        return len(self.batch)
+
+    def add(self, record: Sequence[Any]) -> int:
+        """Encode one record into the batch; the number of spans it added."""
+        spans = self.spans_of(record)
+        self.batch += spans
+        return len(spans)
+
+    def take(self, resource: bytes, scope: bytes) -> bytes:
+        """The ExportTraceServiceRequest of the batch, which empties."""
+        body = request(resource, scope, self.batch)
+        self.batch = []
+        return body
 
     def spans_of(self, record: Sequence[Any]) -> list[bytes]:
         (

@@ -339,28 +339,25 @@ class Tracer:
 
     def adopt(self, ex: Any, tfields: list[tuple[bytes, bytes]]) -> bool:
         """Continue the inbound trace; False when its context is invalid (a new root then).
-        Either way the inbound fields leave ``kept``: they are replaced, never appended to."""
-        kept = list(ex.kept)
+        Either way the inbound fields are replaced (the exchange writes ``trace.line`` instead
+        of them), never appended to."""
         inbound = None
         parents = 0
         states: list[bytes] | None = None
         if len(tfields) == 1:  # a traceparent alone, the common case
-            field = tfields[0]
-            kept.remove(field)
-            if len(field[0]) == 11:  # traceparent (the head scan only collects these two)
-                inbound = field[1]
+            name, value = tfields[0]
+            if len(name) == 11:  # traceparent (the head scan only collects these two)
+                inbound = value
                 parents = 1
         else:
-            for field in tfields:
-                kept.remove(field)
-                if len(field[0]) == 11:
-                    inbound = field[1]
+            for name, value in tfields:
+                if len(name) == 11:
+                    inbound = value
                     parents += 1
                 elif states is None:
-                    states = [field[1]]
+                    states = [value]
                 else:
-                    states.append(field[1])
-        ex.kept = kept
+                    states.append(value)
         if parents != 1 or inbound is None:
             return False
         m = _CANONICAL(inbound)  # version 00 without whitespace: nearly every header
