@@ -11,6 +11,7 @@ over their sockets as workers spread them).  The receiver and the feeder share t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import marshal
 import os
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ROOT, cpu_seconds, free_port, wait_port
 
 BATCH = 64  # records per datagram, as SpanSink sends them
+RUNS = itertools.count()
 
 
 def record(rng: random.Random, i: int) -> tuple[Any, ...]:
@@ -87,8 +89,9 @@ def run_once(
     datagrams = [
         marshal.dumps([record(rng, i * BATCH + j) for j in range(BATCH)]) for i in range(200)
     ]
-    paths = [str(tmp / f"x-{encoder}-{count}-{i}.sock") for i in range(count)]
-    logs = [tmp / f"x-{encoder}-{count}-{i}.log" for i in range(count)]
+    run = next(RUNS)  # fresh files per run: an exporter appends to its log
+    paths = [str(tmp / f"x{run}-{encoder}-{count}-{i}.sock") for i in range(count)]
+    logs = [tmp / f"x{run}-{encoder}-{count}-{i}.log" for i in range(count)]
     procs = [
         subprocess.Popen(exporter_cmd(p, i, f"127.0.0.1:{sink_port}", encoder, log), cwd=ROOT)
         for i, (p, log) in enumerate(zip(paths, logs, strict=True))

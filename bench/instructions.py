@@ -1,12 +1,14 @@
-"""Instructions per request of the in-process request path (bench/callpath.py), counted by
-``valgrind --tool=callgrind``: the same figure every run, for A/B work on a noisy machine.
+"""Instructions per request of the in-process request path (bench/callpath.py), and per span
+record of each OTLP encoder, counted by ``valgrind --tool=callgrind``: the same figure every
+run, for A/B work on a noisy machine.
 
-Each setting runs callpath twice, with N and 3N requests; the difference divided by 2N is
-the instructions of one request, start-up and imports cancelled out.  ``--ref REV`` counts
-another revision's server tree (git archive) beside this one.
+Each setting runs twice, with N and 3N requests (or records); the difference divided by 2N
+is the instructions of one, start-up and imports cancelled out.  ``--ref REV`` counts another
+revision's server tree (git archive) beside this one.
 
     python bench/instructions.py                      # every setting, this tree
     python bench/instructions.py --ref HEAD~3         # and HEAD~3's, side by side
+    python bench/instructions.py --only "encoder c,encoder python"
 """
 
 from __future__ import annotations
@@ -27,27 +29,41 @@ SETTINGS = {
     "rate 1.0": ["--tracing", "1.0"],
     "inbound unsampled": ["--tracing", "0.5", "--parent", "unsampled"],
     "inbound sampled": ["--tracing", "0.5", "--parent", "sampled"],
-    "off, inbound header": ["--parent", "sampled"],
+    "off with an inbound header": ["--parent", "sampled"],
+    "encoder c": ["ENCODER", "c"],
+    "encoder python": ["ENCODER", "python"],
 }
+# N span records (a SERVER and a CLIENT span each) through one encoder's add/take
+ENCODE = """
+import random, sys
+from hopwire.telemetry import otlp
+kind, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(1)
+records = [(rng.randbytes(16), rng.randbytes(8), b"", False, 3, b"", "GET", "all", "/12B", "",
+            "127.0.0.1", 8080, "127.0.0.1", 40000 + i % 20000, "1.1", "wrk/4.2", 200, "",
+            1764579600000000000 + i, 1764579600000090000 + i, False,
+            [[rng.randbytes(8), 1764579600000010000 + i, 1764579600000080000 + i,
+              "http://127.0.0.1:9000", "127.0.0.1", 9000, 200, ""]], (), ()) for i in range(500)]
+encoder = otlp.encoder(kind)
+for i in range(n):
+    encoder.add(records[i % 500])
+    if encoder.pending >= 512:
+        encoder.take(b"r", b"s")
+"""
 
 
 def count(server: Path | None, args: list[str], requests: int) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
     if server is not None:
         env["PYTHONPATH"] = str(server)
+    if args[:1] == ["ENCODER"]:
+        # both runs build the same 500 records, then encode N or 3N of them
+        target = ["-c", ENCODE, args[1], str(requests)]
+    else:
+        target = [str(ROOT / "bench" / "callpath.py"), "--requests", str(requests)]
+        target += ["--repeat", "1", *args]
     res = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            str(ROOT / "bench" / "callpath.py"),
-            "--requests",
-            str(requests),
-            "--repeat",
-            "1",
-            *args,
-        ],
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *target],
         capture_output=True,
         text=True,
         env=env,
