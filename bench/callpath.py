@@ -89,6 +89,11 @@ class Sink:
         self.records = 0
         self.bytes = 0
 
+    def add(self, record: Any) -> None:  # what trees before 4822e57 call
+        self.buf.append(record)
+        if len(self.buf) >= 64:
+            self.flush()
+
     def flush(self) -> None:
         self.records += len(self.buf)
         self.bytes += len(marshal.dumps(self.buf))

@@ -11,7 +11,7 @@ decides, the rate does not matter).  Metrics rows compare with `bare`; access-lo
 rows with `metrics` (the default configuration, tracing off) under the same inbound header;
 Traefik rows with Traefik untraced.  CPU counts every process of each proxy: hopwire's master,
 worker and span exporter.  Reported: median requests/s, CPU µs per request and its ratio to the
-baseline, the spans exported, the targets of issue 8, and a chart of the cost curve
+baseline, the spans exported, the tracing targets met or missed, and a chart of the cost curve
 (bench/results/tracing-cost.png).
 """
 
@@ -54,7 +54,7 @@ TRAEFIK: dict[str, tuple[float | None, str]] = {
     **{f"traefik rate {r:g}": (r, "traefik") for r in RATES},
 }
 WITH_PARENTS = ("metrics", "tracing rate 0.1")  # also driven with inbound parents
-# issue 8's targets: (row, inbound parent, most CPU vs tracing off, in %)
+# the tracing targets: (row, inbound parent, most CPU vs tracing off, in %)
 TARGETS = [
     ("tracing rate 1", "none", 30.0),
     ("tracing rate 0.1", "none", 6.0),
@@ -180,7 +180,7 @@ def chart(instances: dict[str, Instance], path: Path, stamp: str) -> None:
         absolute.plot(xs, ys, "o-", color=color, label=f"{label}, traced")
         absolute.axhline(base, color=color, linestyle="--", label=f"{label}, tracing off")
         relative.plot(xs, [100 * (y / base - 1) for y in ys], "o-", color=color, label=label)
-    relative.plot(xs, [3, 3, 6, 30], "k:", label="issue 8 target (most)")
+    relative.plot(xs, [3, 3, 6, 30], "k:", label="target (most)")
     for ax in (absolute, relative):
         ax.set_xticks(xs, [f"{r:g}" for r in RATES])
         ax.set_xlabel("sample rate (root traces)")
@@ -310,7 +310,7 @@ def main() -> None:
                 f"| {inst.name} | {mode} | {inst.rps(mode):,.0f} | {cpu:.2f} | {versus} | "
                 f"{exported(inst)} |"
             )
-    met: list[str] = ["", "| target (issue 8) | most | measured | |", "| --- | ---: | ---: | --- |"]
+    met: list[str] = ["", "| target | most | measured | |", "| --- | ---: | ---: | --- |"]
     for name, mode, most in TARGETS:
         if name not in instances or mode not in instances[name].runs:
             continue

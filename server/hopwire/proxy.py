@@ -178,6 +178,7 @@ class Exchange(RequestHead):
             self.headers,
             down.trusted,
             ep.sanitize,
+            ep.traced,
         )
 
     # -- route -------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class EntryPointRuntime:
         "read_timeout",
         "sanitize",
         "table",
+        "traced",
         "trusted",
         "unrouted_observers",
         "worker",
@@ -112,6 +113,7 @@ class EntryPointRuntime:
         self.max_header_bytes = cfg.http.maxHeaderBytes
         self.max_fields = cfg.http.maxHeaderFields
         self.sanitize = cfg.http.sanitizePath
+        self.traced = False  # a tracer observes some of its requests (set with the observers)
         encoded = cfg.http.encodedCharacters
         self.denied = denied_encodings(
             {name: getattr(encoded, name) for name in ENCODED_CHARACTERS}
@@ -270,6 +272,15 @@ class Worker:
                 self.tracer("", None, ep_obs) if tracing_internals else None,
                 self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
                 self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
+            )
+            runtime.traced = any(
+                isinstance(o, Tracer)
+                for group in (
+                    runtime.unrouted_observers,
+                    runtime.internal_observers,
+                    *(target.observers for *_, target in routers),
+                )
+                for o in group
             )
             if prom is not None and prom.entryPoint == ep_name:
                 runtime.metrics_page = metrics.exposition

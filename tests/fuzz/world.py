@@ -134,6 +134,7 @@ def catch_all(tracer: Any = None) -> tuple[Any, Any, Any]:
     target = worker_mod.RouterTarget("all", service, metrics.combine(tracer, meter))
     table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
     ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
+    ep.traced = tracer is not None
     return ep, worker, service
 
 

@@ -49,7 +49,7 @@ def test_span_record_fields() -> None:
     sink = Sink()
     tracer = Tracer("api", 1.0, sink, ["X-Request-Id"])  # type: ignore[arg-type]
     ex = exchange()
-    read_request(ex, "1.0", "POST", b"/p?a=1", ex.headers, False, False)
+    read_request(ex, "1.0", "POST", b"/p?a=1", ex.headers, False, False, True)
     tracer.start(ex)
     assert ex.trace is not None
     server: Any = SimpleNamespace(url_base="http://b:9", pool=SimpleNamespace(host="b", port=9))

@@ -22,17 +22,9 @@ from hopwire.http.wire import FORWARDED, HOP_BY_HOP
 Fields = list[tuple[bytes, bytes]]
 
 # fields the request scan treats itself; every other field is forwarded as it is
-_SPECIAL = (
-    HOP_BY_HOP
-    | FORWARDED
-    | {
-        b"host",
-        b"content-length",
-        b"expect",
-        b"traceparent",
-        b"tracestate",
-    }
-)
+_SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
+# where a tracer may run, the trace context is set apart too (RequestHead.tfields)
+_SPECIAL_TRACED = _SPECIAL | {b"traceparent", b"tracestate"}
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 # Connection tokens that are not field names to remove
@@ -147,11 +139,14 @@ def read_request(
     headers: Fields,
     trusted: bool,
     sanitize: bool,
+    traced: bool = False,
 ) -> None:
     """Validate a request head and fill ``head``; raise ProxyError for a bad request.
 
     ``trusted``: the client may set X-Forwarded-* (forwardedHeaders); ``sanitize``: resolve dot
-    segments and repeated slashes of the path (entryPoints.<ep>.http.sanitizePath).
+    segments and repeated slashes of the path (entryPoints.<ep>.http.sanitizePath);
+    ``traced``: a tracer may run for this request (its entrypoint has one), so the inbound
+    trace context goes to ``tfields`` instead of ``kept`` (elsewhere it is an ordinary field).
     """
     if version == "1.1":
         http10 = False
@@ -196,9 +191,10 @@ def read_request(
     upgrade: bytes | None = None
     fwd: dict[bytes, bytes] = {}
     tfields: list[tuple[bytes, bytes]] | None = None
+    special = _SPECIAL_TRACED if traced else _SPECIAL
     for name, value in headers:
         lname = name.lower()
-        if lname not in _SPECIAL:
+        if lname not in special:
             kept.append((name, value))
         elif lname == b"host":
             hosts += 1
