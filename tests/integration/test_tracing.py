@@ -625,7 +625,6 @@ def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
     """At most maxExportBatchSize spans per export; a datagram that is not records, or a
     record the encoder refuses, is logged and dropped, and the exporter keeps exporting."""
     import marshal
-    import re
 
     b = make_backend()
     hw = make_hopwire(
@@ -642,13 +641,17 @@ def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
         for r, _ in receiver.requests
     ]
     assert sum(sizes) == 10 and max(sizes) <= 3
-    path = re.search(r"span exporter 0 ready on (\S+)", hw.log_path.read_text())
-    assert path is not None
+    [ready] = [
+        json.loads(line)["msg"]
+        for line in hw.log_path.read_text().splitlines()
+        if "span exporter 0 ready on" in line
+    ]
+    path = ready.split(" ready on ", 1)[1].split()[0]
     bad = [(b"short",), ("not", "a", "record")]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(b"\x00garbage", path.group(1))
-        sock.sendto(marshal.dumps(12), path.group(1))
-        sock.sendto(marshal.dumps(bad), path.group(1))
+        sock.sendto(b"\x00garbage", path)
+        sock.sendto(marshal.dumps(12), path)
+        sock.sendto(marshal.dumps(bad), path)
     wait_for(lambda: "malformed span record ignored" in hw.log_path.read_text())
     assert "malformed span datagram" in hw.log_path.read_text()
     assert request(hw.port, "GET", "/after")[0] == 200
