@@ -657,3 +657,31 @@ def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
     assert request(hw.port, "GET", "/after")[0] == 200
     spans = receiver.wait(12)
     assert {s.name for s in spans} == {"GET api", "GET"} and len(spans) == 12
+
+
+def test_without_the_compiled_encoder_start_up_names_the_key(tmp_path: Path) -> None:
+    """An install where _otlp.c was not compiled: tracing.encoder c (the default) stops
+    start-up with exit 2 naming the key; tracing.encoder python runs."""
+    import shutil
+    import subprocess
+    import sys
+
+    import hopwire
+
+    tree = tmp_path / "server"
+    shutil.copytree(
+        Path(hopwire.__file__).parent, tree / "hopwire", ignore=shutil.ignore_patterns("*.so")
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-m", "hopwire", "--check", "--tracing=true"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 2, out
+    assert "tracing.encoder" in out.stderr and "not installed" in out.stderr
+    out = subprocess.run(
+        [*cmd, "--tracing.encoder=python"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out
+    version = subprocess.run(
+        [sys.executable, "-m", "hopwire", "--version"], capture_output=True, text=True, env=env
+    )
+    assert "python (c not built)" in version.stdout
