@@ -37,7 +37,6 @@ SAMPLED = 0x01
 RANDOM = 0x02  # W3C Trace Context level 2: the trace id's low 56 bits are random
 MAX_TRACESTATE_MEMBERS = 32
 BATCH = 64  # records per datagram
-TRACE_FIELDS = frozenset({b"traceparent", b"tracestate"})
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
 _CANONICAL = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})").fullmatch
@@ -461,7 +460,9 @@ class Tracer:
 
 
 class SpanSink:
-    """Batches records to the exporter process(es); never blocks, drops and counts instead."""
+    """Batches records to the exporter process(es); never blocks, drops and counts instead.
+    The tracer appends to ``buf`` itself and calls ``flush`` at ``BATCH`` records; the worker
+    flushes every tick."""
 
     def __init__(self, paths: list[str], worker: Any):
         self.paths = paths
@@ -472,11 +473,6 @@ class SpanSink:
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         self.last_error = 0.0
-
-    def add(self, record: tuple[Any, ...]) -> None:
-        self.buf.append(record)
-        if len(self.buf) >= BATCH:
-            self.flush()
 
     def flush(self) -> None:
         buf = self.buf
