@@ -106,10 +106,11 @@ static int put_ld_str(Buf *b, int tag, PyObject *s) {
     return rc;
 }
 
-/* KeyValue{key, AnyValue} as an attributes entry (tag 9); ``value`` is the AnyValue body */
-static int put_kv(Buf *b, const char *key, Py_ssize_t klen, const char *value, Py_ssize_t vlen) {
-    Py_ssize_t key_field = 1 + vsize(klen) + klen;
-    Py_ssize_t inner = key_field + 1 + vsize(vlen) + vlen;
+/* The head of a KeyValue attributes entry (tag 9) whose AnyValue body is ``vlen`` bytes: the
+   entry's tag and length, the key field, the value's tag and length.  Reserves room for the
+   body too, which the caller writes next. */
+static int put_kv_head(Buf *b, const char *key, Py_ssize_t klen, Py_ssize_t vlen) {
+    Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(vlen) + vlen;
     if (buf_reserve(b, 1 + 10 + inner) < 0)
         return -1;
     put_byte(b, 0x4a);
@@ -119,27 +120,14 @@ static int put_kv(Buf *b, const char *key, Py_ssize_t klen, const char *value, P
     put_raw(b, key, klen);
     put_byte(b, 0x12);
     put_varint(b, (uint64_t)vlen);
-    put_raw(b, value, vlen);
     return 0;
 }
 
-static int kv_str_raw(Buf *b, const char *key, Py_ssize_t klen, const char *s, Py_ssize_t n) {
-    /* AnyValue{string_value}: 0x0a len bytes */
-    Py_ssize_t vlen = 1 + vsize(n) + n;
-    Py_ssize_t key_field = 1 + vsize(klen) + klen;
-    Py_ssize_t inner = key_field + 1 + vsize(vlen) + vlen;
-    if (buf_reserve(b, 1 + 10 + inner) < 0)
+/* KeyValue{key, AnyValue} with ``value`` the AnyValue body */
+static int put_kv(Buf *b, const char *key, Py_ssize_t klen, const char *value, Py_ssize_t vlen) {
+    if (put_kv_head(b, key, klen, vlen) < 0)
         return -1;
-    put_byte(b, 0x4a);
-    put_varint(b, (uint64_t)inner);
-    put_byte(b, 0x0a);
-    put_varint(b, (uint64_t)klen);
-    put_raw(b, key, klen);
-    put_byte(b, 0x12);
-    put_varint(b, (uint64_t)vlen);
-    put_byte(b, 0x0a);
-    put_varint(b, (uint64_t)n);
-    put_raw(b, s, n);
+    put_raw(b, value, vlen);
     return 0;
 }
 
@@ -192,25 +180,22 @@ static int put_ld_pieces(Buf *b, int tag, Pieces *ps) {
     return 0;
 }
 
-/* the pieces as a string attribute (url.full) */
+/* the pieces as one string attribute: AnyValue{string_value} */
 static int kv_str_pieces(Buf *b, const char *key, Py_ssize_t klen, Pieces *ps) {
     Py_ssize_t n = ps->total;
-    Py_ssize_t vlen = 1 + vsize(n) + n;
-    Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(vlen) + vlen;
-    if (buf_reserve(b, 1 + 10 + inner) < 0)
+    if (put_kv_head(b, key, klen, 1 + vsize(n) + n) < 0)
         return -1;
-    put_byte(b, 0x4a);
-    put_varint(b, (uint64_t)inner);
-    put_byte(b, 0x0a);
-    put_varint(b, (uint64_t)klen);
-    put_raw(b, key, klen);
-    put_byte(b, 0x12);
-    put_varint(b, (uint64_t)vlen);
     put_byte(b, 0x0a);
     put_varint(b, (uint64_t)n);
     for (int i = 0; i < ps->count; i++)
         put_raw(b, ps->p[i], ps->n[i]);
     return 0;
+}
+
+static int kv_str_raw(Buf *b, const char *key, Py_ssize_t klen, const char *s, Py_ssize_t n) {
+    Pieces ps = {.count = 0, .total = 0};
+    pieces_add_raw(&ps, s, n);
+    return kv_str_pieces(b, key, klen, &ps);
 }
 
 static int kv_str(Buf *b, const char *key, Py_ssize_t klen, PyObject *value) {

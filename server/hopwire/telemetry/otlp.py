@@ -140,6 +140,16 @@ def request(resource: bytes, scope: bytes, spans: Sequence[bytes]) -> bytes:
     return b"".join((b"\x0a", varint(rs_len), resource, scope_head, scope, *spans))
 
 
+def _outcome(status: int, error_type: str) -> list[bytes]:
+    """The status code and error.type attributes, each when there is one."""
+    parts = []
+    if status:
+        parts.append(kv_int("http.response.status_code", status))
+    if error_type:
+        parts.append(kv_str("error.type", error_type))
+    return parts
+
+
 def _server_block(
     method: str,
     route: str,
@@ -168,10 +178,7 @@ def _server_block(
         parts.append(kv_str("http.route", route))
     if user_agent:
         parts.append(kv_str("user_agent.original", user_agent))
-    if status:
-        parts.append(kv_int("http.response.status_code", status))
-    if error_type:
-        parts.append(kv_str("error.type", error_type))
+    parts += _outcome(status, error_type)
     if upgraded:
         parts.append(kv_bool("http.connection.upgrade", True))
     if status >= 500:
@@ -186,57 +193,28 @@ def _client_block(method: str, address: str, port: int, status: int, error_type:
         kv_str("http.request.method", method),
         kv_str("server.address", address),
         kv_int("server.port", port),
+        *_outcome(status, error_type),
     ]
-    if status:
-        parts.append(kv_int("http.response.status_code", status))
-    if error_type:
-        parts.append(kv_str("error.type", error_type))
     if status >= 400 or error_type:
         parts.append(STATUS_ERROR)
     return b"".join(parts)
 
 
+_pack_times = struct.Struct("<BQBQ").pack  # start_time_unix_nano (7), end (8): fixed64
+
+
 def _head(tid: bytes, span: bytes, state: bytes, parent: bytes, start: int, end: int) -> bytes:
     """trace_id, span_id, [trace_state], [parent_span_id], start and end."""
-    if state:
-        ts = ld(b"\x1a", state)
-        if parent:
-            return (
-                b"".join((b"\x0a\x10", tid, b"\x12\x08", span, ts, b"\x22\x08", parent, b"\x39"))
-                + _pack_q(start)
-                + b"\x41"
-                + _pack_q(end)
-            )
-        return b"".join(
-            (
-                b"\x0a\x10",
-                tid,
-                b"\x12\x08",
-                span,
-                ts,
-                b"\x39",
-                _pack_q(start),
-                b"\x41",
-                _pack_q(end),
-            )
-        )
-    if parent:
-        return b"".join(
-            (
-                b"\x0a\x10",
-                tid,
-                b"\x12\x08",
-                span,
-                b"\x22\x08",
-                parent,
-                b"\x39",
-                _pack_q(start),
-                b"\x41",
-                _pack_q(end),
-            )
-        )
     return b"".join(
-        (b"\x0a\x10", tid, b"\x12\x08", span, b"\x39", _pack_q(start), b"\x41", _pack_q(end))
+        (
+            b"\x0a\x10",
+            tid,
+            b"\x12\x08",
+            span,
+            ld(b"\x1a", state) if state else b"",
+            b"\x22\x08" + parent if parent else b"",
+            _pack_times(0x39, start, 0x41, end),
+        )
     )
 
 
