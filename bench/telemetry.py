@@ -77,19 +77,23 @@ class Instance:
         return statistics.median(r for r, _ in self.runs[mode])
 
 
+def tracing_yaml(rate: float | None, sink_port: int) -> str:
+    """The static ``tracing`` section (the same keys for hopwire and Traefik): OTLP/gRPC to
+    the receiver; none when ``rate`` is None."""
+    if rate is None:
+        return ""
+    return f"""
+tracing:
+  sampleRate: {rate}
+  otlp: {{grpc: {{endpoint: "127.0.0.1:{sink_port}", insecure: true}}}}"""
+
+
 def start_hopwire(
     tmp: Path, name: str, fragment: str, rate: float | None, be_port: int, sink_port: int
 ) -> tuple[int, subprocess.Popen[bytes], Path]:
     port, internal = free_port(), free_port()
     fragment = fragment.replace("ACCESS_LOG", str(tmp / "access.log"))
-    tracing = (
-        ""
-        if rate is None
-        else f"""
-tracing:
-  sampleRate: {rate}
-  otlp: {{grpc: {{endpoint: "127.0.0.1:{sink_port}", insecure: true}}}}"""
-    )
+    tracing = tracing_yaml(rate, sink_port)
     slug = name.replace(" ", "-")
     config = tmp / f"{slug}.yml"
     config.write_text(f"""
@@ -123,14 +127,7 @@ http:
   routers: {{all: {{rule: "PathPrefix(`/`)", service: be, entryPoints: [web]}}}}
   services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be_port}"}}]}}}}}}
 """)
-    tracing = (
-        ""
-        if rate is None
-        else f"""
-tracing:
-  sampleRate: {rate}
-  otlp: {{grpc: {{endpoint: "127.0.0.1:{sink_port}", insecure: true}}}}"""
-    )
+    tracing = tracing_yaml(rate, sink_port)
     static = tmp / f"{slug}.yml"
     static.write_text(f"""
 entryPoints:

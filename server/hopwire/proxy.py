@@ -577,9 +577,10 @@ class Exchange(RequestHead):
         self.resp_head = self.resp_complete = True
         body = kind.name.encode() + b"\n"
         self.resp_bytes = len(body)
-        extra: list[bytes] = []
+        extra: list[bytes] | None = None
         trace = self.trace
         if trace is not None and trace.tracer.responds:
+            extra = []
             trace.tracer.respond(self, extra, ())
         self.out.append(simple_response(down.worker.clock, kind.status, body, close, extra=extra))
         self.flush_down()

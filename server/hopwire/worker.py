@@ -37,7 +37,8 @@ from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
 from hopwire.telemetry import logs, metrics
 from hopwire.telemetry.accesslog import AccessLogger, Writer
-from hopwire.telemetry.metrics import Meter, WorkerMetrics, combine
+from hopwire.telemetry.metrics import Meter, WorkerMetrics
+from hopwire.telemetry.observer import observers_of
 from hopwire.telemetry.tracing import SpanSink, Tracer
 
 log = logging.getLogger("hopwire.worker")
@@ -248,7 +249,7 @@ class Worker:
             routers = []
             for r_name, router in config.http.routers.items():
                 if ep_name in (router.entryPoints or user_eps):
-                    observers = combine(
+                    observers = observers_of(
                         self.tracer(r_name, router.observability, ep_obs),
                         self.meter(ep_name, r_name, router.service, router.observability, ep_obs),
                         self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
@@ -259,7 +260,7 @@ class Worker:
                 ep_name, ep_cfg, RouteTable(routers), config.ping.entryPoint == ep_name, self
             )
             internal = ep_name == INTERNAL_ENTRYPOINT
-            runtime.unrouted_observers = combine(
+            runtime.unrouted_observers = observers_of(
                 self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
                 self.meter(ep_name, None, None, None, ep_obs)
                 if not internal or metrics_internals
@@ -268,20 +269,14 @@ class Worker:
                 if not internal or access_internals
                 else None,
             )
-            runtime.internal_observers = combine(
+            runtime.internal_observers = observers_of(
                 self.tracer("", None, ep_obs) if tracing_internals else None,
                 self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
                 self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
             )
-            runtime.traced = any(
-                isinstance(o, Tracer)
-                for group in (
-                    runtime.unrouted_observers,
-                    runtime.internal_observers,
-                    *(target.observers for *_, target in routers),
-                )
-                for o in group
-            )
+            groups = [runtime.unrouted_observers, runtime.internal_observers]
+            groups += [target.observers for *_, target in routers]
+            runtime.traced = any(g and isinstance(g[0], Tracer) for g in groups)  # tracer first
             if prom is not None and prom.entryPoint == ep_name:
                 runtime.metrics_page = metrics.exposition
             server = await self.loop.create_server(

@@ -109,6 +109,7 @@ def catch_all(tracer: Any = None) -> tuple[Any, Any, Any]:
     from hopwire.config import load
     from hopwire.routing import RouteTable
     from hopwire.telemetry import metrics
+    from hopwire.telemetry.observer import observers_of
 
     config = load(
         None,
@@ -131,7 +132,7 @@ def catch_all(tracer: Any = None) -> tuple[Any, Any, Any]:
     worker.metrics = metrics.WorkerMetrics(config)
     ep_cfg = config.entryPoints["web"]
     meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
-    target = worker_mod.RouterTarget("all", service, metrics.combine(tracer, meter))
+    target = worker_mod.RouterTarget("all", service, observers_of(tracer, meter))
     table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
     ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
     ep.traced = tracer is not None

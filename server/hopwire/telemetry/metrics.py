@@ -221,16 +221,6 @@ class Meter:
                 row[4][index] += 1
 
 
-def combine(*observers: Any) -> tuple[Any, ...]:
-    """The observers of a router, in order (tracing, metrics, access log); empty when nothing
-    observes it.  The exchange calls each in turn, with no wrapper between.  An observer
-    that wants to know its companions (the tracer) is told them."""
-    present = tuple(o for o in observers if o is not None)
-    if present and hasattr(present[0], "observing_with"):
-        present[0].observing_with(present)
-    return present
-
-
 class WorkerMetrics:
     """A worker's tables and the once-a-second fold into prometheus_client."""
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from hopwire.proxy import Exchange
+    from hopwire.telemetry.tracing import Tracer
 
 
 class Observer(Protocol):
@@ -29,3 +30,15 @@ class Observer(Protocol):
     def start(self, ex: Exchange) -> None: ...
 
     def finish(self, ex: Exchange) -> None: ...
+
+
+def observers_of(tracer: Tracer | None, *others: Observer | None) -> tuple[Observer, ...]:
+    """The observers of a router, in the order the exchange calls them: the tracer first (so
+    that the others see the trace), then metrics and the access log; those that are off
+    (None) are left out.  The tracer is told the others: an unsampled exchange has nothing
+    for it to record at the end, so it leaves the exchange to them."""
+    rest = tuple(o for o in others if o is not None)
+    if tracer is None:
+        return rest
+    tracer.others = rest
+    return (tracer, *rest)

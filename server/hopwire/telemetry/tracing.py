@@ -165,7 +165,7 @@ class Trace:
         return True
 
     def end_attempt(self, status: int, error: str) -> None:
-        pass
+        """Nothing to record (the exchange calls it for sampled traces only)."""
 
     def server_span_hex(self) -> bytes:
         """The id the ``traceresponse`` names: an unsampled SERVER span's id is only made here."""
@@ -303,14 +303,9 @@ class Tracer:
         self.response_names = frozenset(n.lower().encode("latin-1") for n in response_headers)
         self.trace_response = trace_response
         self.responds = trace_response or bool(self.response_names)
-        # the router's other observers: an unsampled exchange has nothing to record at its
-        # end, so the tracer leaves it (the exchange then finishes with these only)
+        # the router's other observers (set by observer.observers_of): an unsampled exchange
+        # has nothing to record at its end, so the tracer leaves it to these
         self.others: tuple[Any, ...] | None = None
-
-    def observing_with(self, observers: tuple[Any, ...]) -> None:
-        """Told once per generation: the observers of its router, this tracer first."""
-        assert observers[0] is self
-        self.others = observers[1:]
 
     def start(self, ex: Any) -> None:
         tfields = ex.tfields
