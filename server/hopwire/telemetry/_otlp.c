@@ -180,7 +180,7 @@ static int put_ld_pieces(Buf *b, int tag, Pieces *ps) {
     return 0;
 }
 
-/* the pieces as one string attribute: AnyValue{string_value} */
+/* the pieces as one string attribute (url.full), as kv_str_raw writes one string */
 static int kv_str_pieces(Buf *b, const char *key, Py_ssize_t klen, Pieces *ps) {
     Py_ssize_t n = ps->total;
     if (put_kv_head(b, key, klen, 1 + vsize(n) + n) < 0)
@@ -192,10 +192,14 @@ static int kv_str_pieces(Buf *b, const char *key, Py_ssize_t klen, Pieces *ps) {
     return 0;
 }
 
+/* a string attribute: AnyValue{string_value} */
 static int kv_str_raw(Buf *b, const char *key, Py_ssize_t klen, const char *s, Py_ssize_t n) {
-    Pieces ps = {.count = 0, .total = 0};
-    pieces_add_raw(&ps, s, n);
-    return kv_str_pieces(b, key, klen, &ps);
+    if (put_kv_head(b, key, klen, 1 + vsize(n) + n) < 0)
+        return -1;
+    put_byte(b, 0x0a);
+    put_varint(b, (uint64_t)n);
+    put_raw(b, s, n);
+    return 0;
 }
 
 static int kv_str(Buf *b, const char *key, Py_ssize_t klen, PyObject *value) {
