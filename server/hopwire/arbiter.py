@@ -28,6 +28,7 @@ from typing import Any
 
 from hopwire import config as config_mod
 from hopwire.config import Config, ConfigError
+from hopwire.http import tls
 from hopwire.systemd import Notifier
 from hopwire.telemetry import logs, metrics
 from hopwire.telemetry.exporter import run_exporter
@@ -128,6 +129,7 @@ class Arbiter:
         self.exporters_stopping = False
         self.metrics_dir = ""
         self.last_sample = 0.0
+        self.tls_store: tls.Store | None = None  # the current generation's, inherited by workers
 
     # -- start -----------------------------------------------------------------------------
 
@@ -140,6 +142,12 @@ class Arbiter:
     def serve(self) -> int:
         log_cfg = self.config.log
         logs.setup(log_cfg.level, log_cfg.filePath, "master", log_cfg.format)
+        try:
+            self.tls_store = tls.build(self.config)
+        except tls.TLSError as exc:
+            for line in exc.errors:
+                log.error("config error: %s", line)
+            return 2
         try:
             self.listeners = self.bind_all(self.config, {})
         except OSError as exc:
@@ -209,7 +217,15 @@ class Arbiter:
         sockets = {name: ln.sock for name, ln in self.listeners.items()}
         config = self.config
         pid = self.fork(
-            "worker", run_worker, config, sockets, heartbeat, slot, self.pid, self.span_paths
+            "worker",
+            run_worker,
+            config,
+            sockets,
+            heartbeat,
+            slot,
+            self.pid,
+            self.span_paths,
+            self.tls_store,
         )
         self.workers[pid] = WorkerProc(pid, slot, self.generation, heartbeat, time.monotonic())
         return pid
@@ -520,6 +536,13 @@ class Arbiter:
                 log.error("reload rejected, keeping the running config: %s", line)
             metrics.family("reload_failures").inc()
             return
+        try:
+            store = tls.build(new)  # certificates are read again: a renewed file is picked up
+        except tls.TLSError as exc:
+            for line in exc.errors:
+                log.error("reload rejected, keeping the running config: %s", line)
+            metrics.family("reload_failures").inc()
+            return
         self.notifier.notify(
             "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
         )
@@ -530,9 +553,9 @@ class Arbiter:
             metrics.family("reload_failures").inc()
             self.notifier.notify("READY=1")
             return
-        old_listeners, old_config = self.listeners, self.config
+        old_listeners, old_config, old_store = self.listeners, self.config, self.tls_store
         old_paths = self.span_paths
-        self.listeners, self.config = listeners, new
+        self.listeners, self.config, self.tls_store = listeners, new, store
         tracing_changed = new.tracing != old_config.tracing
         if tracing_changed:
             old_exporters = dict(self.exporters)
@@ -548,7 +571,7 @@ class Arbiter:
             for pid in pids:
                 self.signal(pid, signal.SIGKILL)
             self.generation -= 1
-            self.listeners, self.config = old_listeners, old_config
+            self.listeners, self.config, self.tls_store = old_listeners, old_config, old_store
             if tracing_changed:
                 for pid in self.exporters:
                     self.retired_exporters.add(pid)

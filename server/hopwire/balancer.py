@@ -23,9 +23,17 @@ log = logging.getLogger("hopwire.balancer")
 
 
 def ssl_context(transport: Any) -> ssl.SSLContext:
+    """The client context of a serversTransport: trusted CAs, versions, client certificates."""
+    from hopwire.http.tls import VERSIONS
+
     ctx = ssl.create_default_context()
     for ca in transport.rootCAs:
         ctx.load_verify_locations(cafile=ca)
+    ctx.minimum_version = VERSIONS[transport.minVersion]
+    if transport.maxVersion:
+        ctx.maximum_version = VERSIONS[transport.maxVersion]
+    for cert in transport.certificates:
+        ctx.load_cert_chain(cert.certFile, cert.keyFile)
     if transport.insecureSkipVerify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

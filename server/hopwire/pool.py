@@ -43,7 +43,8 @@ class Pool:
         self.host = host
         self.port = port
         self.ssl = ssl_context
-        self.server_hostname = host if ssl_context is not None else None
+        # SNI and the name verified: serversTransport.serverName, else the server's host
+        self.server_hostname = (transport.serverName or host) if ssl_context is not None else None
         timeouts = transport.forwardingTimeouts
         self.dial_timeout = timeouts.dialTimeout or None
         self.idle_timeout = timeouts.idleConnTimeout

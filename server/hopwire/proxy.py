@@ -208,13 +208,17 @@ class Exchange(RequestHead):
             self.respond_error(errors.NO_ROUTE, f"no router for {self.host}{self.path}")
             return
         self.route = route
-        self.observe(route.target.observers)
+        target = route.target
+        self.observe(target.observers)
+        if target.local is not None:  # a router hopwire answers itself (a redirection)
+            target.local(self)
+            return
         if ep.denied:
             code = has_denied(self.path_query.partition(b"?")[0], ep.denied)
             if code is not None:  # Traefik's encodedCharacters, checked for the matched router
                 self.respond_error(errors.BAD_REQUEST, f"encoded {code.decode()} in the path")
                 return
-        service = route.target.service
+        service = target.service
         server = service.pick()
         if server is None:
             self.respond_error(errors.NO_SERVER, f"service {service.name}: no healthy server")
@@ -246,18 +250,27 @@ class Exchange(RequestHead):
         ip = down.client_ip_bytes
         xff = fwd.get(b"x-forwarded-for")
         authority = self.authority
+        ep = down.ep
+        proto = fwd.get(b"x-forwarded-proto", ep.scheme)
+        # as Traefik: a trusted X-Forwarded-Port, else the Host's port, else the scheme's
+        port = fwd.get(b"x-forwarded-port") or self.port
+        if not port:
+            if proto is ep.scheme:
+                port = ep.default_port
+            else:  # a trusted hop's X-Forwarded-Proto
+                port = b"443" if proto.lower() in (b"https", b"wss") else b"80"
         parts += (
             b"x-forwarded-for: ",
             xff + b", " + ip if xff else ip,
             CRLF,
             b"x-forwarded-proto: ",
-            fwd.get(b"x-forwarded-proto", b"http"),
+            proto,
             CRLF,
             b"x-forwarded-host: ",
             fwd.get(b"x-forwarded-host", authority),
             CRLF,
             b"x-forwarded-port: ",
-            fwd.get(b"x-forwarded-port", self.port),
+            port,
             CRLF,
             b"x-real-ip: ",
             fwd.get(b"x-real-ip", ip),
@@ -549,15 +562,22 @@ class Exchange(RequestHead):
         down.exchange_done(self, close)
 
     def respond_local(
-        self, status: int, body: bytes, content_type: bytes = b"text/plain; charset=utf-8"
+        self,
+        status: int,
+        body: bytes,
+        content_type: bytes = b"text/plain; charset=utf-8",
+        extra: list[bytes] | None = None,
     ) -> None:
-        """An answer hopwire gives itself (/ping, /metrics)."""
+        """An answer hopwire gives itself (/ping, /metrics, a redirection); ``extra``: more
+        field lines, each ending in CRLF."""
         down = self.down
         close = errors.closes(None, self.keep_alive, self.body_pending(), down.worker.draining)
         self.status = status
         self.resp_bytes = len(body)
         self.resp_head = self.resp_complete = True
-        self.out.append(simple_response(down.worker.clock, status, body, close, content_type))
+        self.out.append(
+            simple_response(down.worker.clock, status, body, close, content_type, extra)
+        )
         self.flush_down()
         self.end(None, close)
 

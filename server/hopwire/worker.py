@@ -23,16 +23,20 @@ import ssl
 import struct
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
 
 from hopwire.balancer import Service
-from hopwire.config import INTERNAL_ENTRYPOINT, Config
+from hopwire.config import INTERNAL_ENTRYPOINT, Config, parse_address
 from hopwire.config.schema import switched_on
+from hopwire.http import tls
 from hopwire.http.downstream import Downstream
+from hopwire.http.listener import TLSListener
 from hopwire.http.path import ENCODED_CHARACTERS, denied_encodings
 from hopwire.http.wire import Clock
+from hopwire.middlewares.redirect import scheme_redirect
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
 from hopwire.telemetry import logs, metrics
@@ -64,20 +68,28 @@ def tune_malloc() -> None:
 
 
 class RouterTarget:
-    """What a matched route leads to."""
+    """What a matched route leads to: a service, or an answer hopwire gives itself."""
 
-    __slots__ = ("name", "observers", "service")
+    __slots__ = ("local", "name", "observers", "service")
 
-    def __init__(self, name: str, service: Service, observers: tuple[Any, ...]):
+    def __init__(
+        self,
+        name: str,
+        service: Service | None,
+        observers: tuple[Any, ...],
+        local: Callable[[Exchange], None] | None = None,
+    ):
         self.name = name
         self.service = service
         self.observers = observers
+        self.local = local
 
 
 class EntryPointRuntime:
     """One entrypoint of one config generation, with every per-request setting resolved."""
 
     __slots__ = (
+        "default_port",
         "denied",
         "idle_timeout",
         "insecure",
@@ -92,7 +104,10 @@ class EntryPointRuntime:
         "ping",
         "read_timeout",
         "sanitize",
+        "scheme",
+        "scheme_str",
         "table",
+        "tls",
         "traced",
         "trusted",
         "unrouted_observers",
@@ -100,9 +115,22 @@ class EntryPointRuntime:
         "write_timeout",
     )
 
-    def __init__(self, name: str, cfg: Any, table: RouteTable, ping: bool, worker: Worker):
+    def __init__(
+        self,
+        name: str,
+        cfg: Any,
+        table: RouteTable,
+        ping: bool,
+        worker: Worker,
+        tls: bool = False,
+    ):
         timeouts = cfg.transport.respondingTimeouts
         self.name = name
+        # the connections it serves: TLS ones (a TLS entrypoint's second runtime) or plain
+        self.tls = tls
+        self.scheme_str = "https" if tls else "http"
+        self.scheme = self.scheme_str.encode()  # X-Forwarded-Proto
+        self.default_port = b"443" if tls else b"80"  # X-Forwarded-Port without a Host port
         self.worker = worker
         self.table = table
         self.ping = ping
@@ -149,9 +177,11 @@ class Worker:
         slot: int,
         master_pid: int,
         span_paths: list[str],
+        tls_store: tls.Store | None = None,
     ):
         self.config = config
         self.span_paths = span_paths
+        self.tls_store = tls_store  # this generation's certificates and contexts (the master's)
         self.sink: SpanSink | None = None
         self.metrics: WorkerMetrics | None = None
         self.access: Writer | None = None
@@ -170,6 +200,7 @@ class Worker:
         # errors by kind (Exchange.end), and the telemetry writers' own problems
         self.errors: dict[str, int] = defaultdict(int)
         self.counters: dict[str, int] = defaultdict(int)
+        self.tls_errors: dict[tuple[str, str], int] = defaultdict(int)  # (entrypoint, reason)
         self.stopping = False  # /ping answers 503
         self.draining = False  # responses carry Connection: close; idle connections close
         self.drain_idle = DRAIN_IDLE
@@ -246,7 +277,10 @@ class Worker:
         access_internals = config.accessLog is not None and config.accessLog.addInternals
         for ep_name, ep_cfg in config.entryPoints.items():
             ep_obs = ep_cfg.observability
-            routers = []
+            found = tls.entrypoint_tls(config, ep_name) if self.tls_store is not None else None
+            tls_routers = {name for name, _ in found[1]} if found is not None else set()
+            routers: list[tuple[str, str, int, RouterTarget]] = []
+            secure: list[tuple[str, str, int, RouterTarget]] = []  # the TLS routers
             for r_name, router in config.http.routers.items():
                 if ep_name in (router.entryPoints or user_eps):
                     observers = observers_of(
@@ -255,10 +289,18 @@ class Worker:
                         self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
                     target = RouterTarget(r_name, self.services[router.service], observers)
-                    routers.append((r_name, router.rule, router.priority, target))
-            runtime = EntryPointRuntime(
-                ep_name, ep_cfg, RouteTable(routers), config.ping.entryPoint == ep_name, self
-            )
+                    entry = (r_name, router.rule, router.priority, target)
+                    (secure if r_name in tls_routers else routers).append(entry)
+            redirect = ep_cfg.http.redirections.entryPoint
+            if redirect is not None:
+                routers.append(self.redirection(ep_name, redirect, ep_obs))
+            ping = config.ping.entryPoint == ep_name
+            runtime = EntryPointRuntime(ep_name, ep_cfg, RouteTable(routers), ping, self)
+            runtimes = [runtime]
+            if found is not None:
+                runtimes.append(
+                    EntryPointRuntime(ep_name, ep_cfg, RouteTable(secure), ping, self, tls=True)
+                )
             internal = ep_name == INTERNAL_ENTRYPOINT
             runtime.unrouted_observers = observers_of(
                 self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
@@ -275,16 +317,56 @@ class Worker:
                 self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
             )
             groups = [runtime.unrouted_observers, runtime.internal_observers]
-            groups += [target.observers for *_, target in routers]
+            groups += [target.observers for *_, target in routers + secure]
             runtime.traced = any(g and isinstance(g[0], Tracer) for g in groups)  # tracer first
             if prom is not None and prom.entryPoint == ep_name:
                 runtime.metrics_page = metrics.exposition
-            server = await self.loop.create_server(
-                functools.partial(Downstream, runtime), sock=self.sockets[ep_name], backlog=2048
-            )
+            for other in runtimes[1:]:  # the TLS connections' runtime: the same but its routes
+                other.unrouted_observers = runtime.unrouted_observers
+                other.internal_observers = runtime.internal_observers
+                other.traced = runtime.traced
+                other.metrics_page = runtime.metrics_page
+            sock = self.sockets[ep_name]
+            if found is None:
+                server: Any = await self.loop.create_server(
+                    functools.partial(Downstream, runtime), sock=sock, backlog=2048
+                )
+            else:
+                assert self.tls_store is not None
+                server = TLSListener(
+                    self.loop,
+                    sock,
+                    functools.partial(Downstream, runtime),
+                    functools.partial(Downstream, runtimes[1]),
+                    tls.chooser_for(config, self.tls_store, ep_name),
+                    runtime.read_timeout,
+                    functools.partial(self.handshake_failed, ep_name),
+                )
             self.servers.append(server)
+        if self.tls_store is not None and self.metrics is not None:
+            self.metrics.certificates(self.tls_store.all_certificates())
         for service in self.services.values():
             service.start_checks()
+
+    def redirection(self, ep_name: str, redirect: Any, ep_obs: Any) -> tuple[Any, ...]:
+        """The router of ``http.redirections.entryPoint``, as Traefik generates it."""
+        to = redirect.to
+        if to.startswith(":"):
+            port = to[1:]
+        else:
+            port = str(parse_address(self.config.entryPoints[to].address)[1])
+        name = f"{ep_name}-to-{to.lstrip(':')}@internal"
+        answer = scheme_redirect(redirect.scheme, port, redirect.permanent)
+        observers = observers_of(
+            self.tracer(name, None, ep_obs),
+            self.meter(ep_name, name, "noop@internal", None, ep_obs),
+            self.logger(ep_name, name, "noop@internal", None, ep_obs),
+        )
+        target = RouterTarget(name, None, observers, answer)
+        return (name, "HostRegexp(`^.+$`)", redirect.priority, target)
+
+    def handshake_failed(self, ep_name: str, reason: str) -> None:
+        self.tls_errors[(ep_name, reason)] += 1
 
     def tracer(self, name: str, router: Any, ep: Any) -> Tracer | None:
         tracing = self.config.tracing
@@ -416,5 +498,6 @@ def run_worker(
     slot: int,
     master_pid: int,
     span_paths: list[str],
+    tls_store: tls.Store | None = None,
 ) -> int:
-    return Worker(config, sockets, heartbeat, slot, master_pid, span_paths).run()
+    return Worker(config, sockets, heartbeat, slot, master_pid, span_paths, tls_store).run()

@@ -64,6 +64,7 @@ record = st.builds(
     st.lists(attempt, max_size=3),
     HEADERS,
     HEADERS,
+    st.sampled_from(["http", "https"]),
 )
 
 
@@ -102,7 +103,7 @@ def _bad(rec: SpanRecord, **change: Any) -> tuple[Any, ...]:
 
 GOOD = SpanRecord(
     b"t" * 16, b"s" * 8, b"", False, 1, b"", "GET", "r", "/", "", "h", 80, "c", 1, "1.1", "",
-    200, "", 1, 2, False, [], (), ()
+    200, "", 1, 2, False, [], (), (), "https"
 )  # fmt: skip
 
 
@@ -119,6 +120,7 @@ GOOD = SpanRecord(
         _bad(GOOD, attempts=[[b"1234", 1, 2, "u", "h", 1, 0, ""]]),
         _bad(GOOD, request_headers=[("x", ["a"], "extra")]),
         _bad(GOOD, response_headers=[("x", [b"bytes"])]),
+        _bad(GOOD, scheme=b"https"),
     ],
 )
 def test_a_bad_record_is_refused_by_both(bad: tuple[Any, ...]) -> None:

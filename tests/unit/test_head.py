@@ -90,7 +90,7 @@ def test_targets_and_authorities() -> None:
     with pytest.raises(ProxyError):
         parse_target(b"x", "GET")
     assert split_authority(b"[::1]:8443") == ("[::1]", b"8443")
-    assert split_authority(b"Example.COM") == ("example.com", b"80")
+    assert split_authority(b"Example.COM") == ("example.com", b"")  # the scheme decides
     h = head([(b"Host", b"ignored")], target=b"http://abs.test:9/q")
     assert (h.host, h.port, h.path_query) == ("abs.test", b"9", b"/q")
 

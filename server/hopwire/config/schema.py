@@ -98,7 +98,40 @@ class EncodedCharacters:
 
 
 @dataclass(frozen=True, slots=True)
+class RouterTLS:
+    # keys Traefik has here that hopwire refuses, with the reason (see validate.build_struct)
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {
+            "certResolver": "ACME certificate resolvers are not supported yet: give the "
+            "certificates in tls.certificates",
+            "domains": "ACME domains are not supported yet: the certificates of "
+            "tls.certificates are chosen by SNI",
+        }
+    )
+    options: str = setting("", "Name of a tls.options entry; empty means `default`.")
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectEntryPoint:
+    to: str = setting(REQUIRED, "Entrypoint (or :port) requests are redirected to.")
+    scheme: str = setting("https", "Scheme of the redirection.", check=one_of("http", "https"))
+    permanent: bool = setting(True, "301/308 when true, else 302/307 (308/307 unless GET).")
+    priority: int = setting(
+        2**63 - 2, "Priority of the generated router (the highest by default).", check=not_negative
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Redirections:
+    entryPoint: RedirectEntryPoint | None = setting(None, "Redirect to another entrypoint.")
+
+
+@dataclass(frozen=True, slots=True)
 class EntryPointHTTP:
+    tls: RouterTLS | None = setting(
+        None, "TLS for every router of this entrypoint (`tls: {}`), as each router's `tls`."
+    )
+    redirections: Redirections = setting(Redirections(), "Redirect every request elsewhere.")
     sanitizePath: bool = setting(
         True,
         "Resolve . and .. segments and merge repeated slashes before routing and forwarding.",
@@ -333,6 +366,9 @@ class Router:
         (), "Entrypoints this router listens on; empty means every non-internal entrypoint."
     )
     priority: int = setting(0, "Higher wins; 0 means the length of the rule.", check=not_negative)
+    tls: RouterTLS | None = setting(
+        None, "Answer on TLS connections only (`tls: {}`); absent: plain connections only."
+    )
     observability: Observability = setting(Observability(), "Per-router telemetry.")
 
 
@@ -389,6 +425,85 @@ class ForwardingTimeouts:
     )
 
 
+TLS_VERSION_NAMES = ("VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13")
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFiles:
+    certFile: str = setting(REQUIRED, "PEM certificate, with its chain after it.")
+    keyFile: str = setting(REQUIRED, "PEM private key.")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuth:
+    caFiles: tuple[str, ...] = setting((), "PEM files of the CAs client certificates chain to.")
+    clientAuthType: str = setting(
+        "NoClientCert",
+        "NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or "
+        "RequireAndVerifyClientCert (the two that skip verification verify: see the README).",
+        check=one_of(
+            "NoClientCert",
+            "RequestClientCert",
+            "RequireAnyClientCert",
+            "VerifyClientCertIfGiven",
+            "RequireAndVerifyClientCert",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TLSOptions:
+    minVersion: str = setting(
+        "VersionTLS12", "Lowest TLS version accepted.", check=one_of(*TLS_VERSION_NAMES)
+    )
+    maxVersion: str = setting(
+        "", "Highest TLS version; empty: the highest.", check=one_of("", *TLS_VERSION_NAMES)
+    )
+    cipherSuites: tuple[str, ...] = setting(
+        (),
+        "TLS 1.2 cipher suites by IANA name (TLS 1.3 suites are not configurable, as in Go); "
+        "empty: ECDHE with AES-GCM or ChaCha20.",
+    )
+    curvePreferences: tuple[str, ...] = setting(
+        (), "Key exchange curve: one of CurveP256, CurveP384, CurveP521, X25519 (one only)."
+    )
+    sniStrict: bool = setting(False, "Refuse handshakes whose SNI matches no certificate.")
+    alpnProtocols: tuple[str, ...] = setting(
+        ("h2", "http/1.1", "acme-tls/1"),
+        "ALPN protocols; hopwire offers http/1.1 only (when listed) and logs the others.",
+    )
+    disableSessionTickets: bool = setting(False, "No TLS session tickets.")
+    clientAuth: ClientAuth = setting(ClientAuth(), "Client certificates (mutual TLS).")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSStore:
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {"defaultGeneratedCert": "ACME is not supported yet: give defaultCertificate"}
+    )
+    defaultCertificate: CertificateFiles | None = setting(
+        None, "Certificate for handshakes no other matches; absent: a self-signed one."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TLSCertificate:
+    certFile: str = setting(REQUIRED, "PEM certificate, with its chain after it.")
+    keyFile: str = setting(REQUIRED, "PEM private key.")
+    stores: tuple[str, ...] = setting((), "Stores it belongs to; only `default` exists.")
+
+
+@dataclass(frozen=True, slots=True)
+class TLS:
+    certificates: tuple[TLSCertificate, ...] = setting(
+        (), "Certificates, chosen by SNI among their SANs (wildcards included)."
+    )
+    options: Mapping[str, TLSOptions] = setting(
+        {}, "TLS options by name; `default` applies where a router names none."
+    )
+    stores: Mapping[str, TLSStore] = setting({}, "Certificate stores; only `default`.")
+
+
 @dataclass(frozen=True, slots=True)
 class ServersTransport:
     forwardingTimeouts: ForwardingTimeouts = setting(ForwardingTimeouts(), "Backend timeouts.")
@@ -397,6 +512,18 @@ class ServersTransport:
     )
     insecureSkipVerify: bool = setting(False, "Do not verify backend TLS certificates.")
     rootCAs: tuple[str, ...] = setting((), "PEM files of CAs trusted for https:// backends.")
+    serverName: str = setting("", "SNI and verified name for https:// backends; empty: the host.")
+    certificates: tuple[CertificateFiles, ...] = setting(
+        (), "Client certificates presented to https:// backends (mutual TLS)."
+    )
+    minVersion: str = setting(
+        "VersionTLS12", "Lowest TLS version to backends.", check=one_of(*TLS_VERSION_NAMES)
+    )
+    maxVersion: str = setting(
+        "",
+        "Highest TLS version to backends; empty: the highest.",
+        check=one_of("", *TLS_VERSION_NAMES),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +566,7 @@ class Config:
         {}, "Listening entrypoints by name; none configured means `web` on :8080."
     )
     http: HTTP = setting(HTTP(), "Routers, services and backend transports.")
+    tls: TLS = setting(TLS(), "Certificates and TLS options of TLS entrypoints and routers.")
     serversTransport: ServersTransport = setting(
         ServersTransport(), "Defaults for backends without a named serversTransport."
     )

@@ -274,6 +274,7 @@ def validate(config: Config) -> list[str]:
             problem = compiled_encoder()
             if problem:
                 errors.append(f"tracing.encoder: 'c' but {problem}; or set tracing.encoder: python")
+    errors += _check_tls(config)
     for name, router in config.http.routers.items():
         key = f"http.routers.{name}"
         if router.service not in config.http.services:
@@ -291,4 +292,56 @@ def validate(config: Config) -> list[str]:
             parse_rule(router.rule)
         except RuleError as exc:
             errors.append(f"{key}.rule: {router.rule!r}: {exc}")
+    return errors
+
+
+def _check_tls(config: Config) -> list[str]:
+    """References of the TLS sections, then the files and options (``http.tls.check``)."""
+    from hopwire.http import tls
+
+    errors: list[str] = []
+    names = ["default", *config.tls.options]
+    for name in config.tls.stores:
+        if name != "default":
+            errors.append(f"tls.stores.{name}: only the store `default` exists")
+    for i, cert in enumerate(config.tls.certificates):
+        for store in cert.stores:
+            if store != "default":
+                errors.append(f"tls.certificates[{i}].stores: {store!r}: only `default` exists")
+    sections = [(f"http.routers.{n}.tls", r.tls) for n, r in config.http.routers.items()]
+    sections += [(f"entryPoints.{n}.http.tls", e.http.tls) for n, e in config.entryPoints.items()]
+    for key, section in sections:
+        if section is not None and section.options and section.options not in names:
+            errors.append(
+                f"{key}.options: {section.options!r} is not in tls.options"
+                f"{suggest(section.options, names)}"
+            )
+    for name, ep in config.entryPoints.items():
+        redirect = ep.http.redirections.entryPoint
+        if redirect is None:
+            continue
+        key = f"entryPoints.{name}.http.redirections.entryPoint.to"
+        if re.fullmatch(r":\d+", redirect.to):
+            continue
+        if redirect.to not in config.entryPoints:
+            errors.append(
+                f"{key}: {redirect.to!r} is neither an entrypoint nor :port"
+                f"{suggest(redirect.to, list(config.entryPoints))}"
+            )
+        elif redirect.to == name:
+            errors.append(f"{key}: {name!r} redirects to itself")
+    transports = [("serversTransport", config.serversTransport)]
+    transports += [
+        (f"http.serversTransports.{n}", t) for n, t in config.http.serversTransports.items()
+    ]
+    for key, tr in transports:
+        for i, files in enumerate(tr.certificates):
+            try:
+                tls.read_certificate(files.certFile, files.keyFile, f"{key}.certificates[{i}]")
+            except tls.TLSError as exc:
+                errors += exc.errors
+        if tr.maxVersion and tls.VERSIONS[tr.maxVersion] < tls.VERSIONS[tr.minVersion]:
+            errors.append(f"{key}.maxVersion: {tr.maxVersion} is below minVersion")
+    if not errors:
+        errors += tls.check(config)
     return errors

@@ -27,6 +27,7 @@ from httptools import (
 from hopwire import errors
 from hopwire.errors import ErrorKind, ProxyError
 from hopwire.http.flow import BUFFERING, HIGH_WATER, LOW_WATER, PEER_FULL, QUEUED, ReadFlow
+from hopwire.http.tls import tls_fields
 
 if TYPE_CHECKING:
     from hopwire.http.upstream import Upstream
@@ -84,6 +85,7 @@ class Downstream(asyncio.Protocol):
         "queue",
         "req",
         "served",
+        "tls",
         "transport",
         "trusted",
         "tunnel",
@@ -116,6 +118,7 @@ class Downstream(asyncio.Protocol):
         self.trusted = False
         self.method_override: bytes | None = None
         self.completed = 0  # messages parsed on this connection
+        self.tls: tuple[str, str, str | None] | None = None  # see tls_fields
 
     # -- connection ------------------------------------------------------------------------
 
@@ -132,6 +135,14 @@ class Downstream(asyncio.Protocol):
         self.set_deadline(self.ep.read_timeout, READ)
         if self.worker.draining:
             self.set_deadline(self.worker.drain_idle, IDLE)
+
+    def tls_fields(self) -> tuple[str, str, str | None] | None:
+        """(TLSVersion, TLSCipher, TLSClientSubject) of a TLS connection, read once."""
+        if self.tls is None and self.ep.tls:
+            ssl_object = self.transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                self.tls = tls_fields(ssl_object)
+        return self.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

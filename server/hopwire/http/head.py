@@ -62,7 +62,7 @@ class RequestHead:
         self.http10 = False
         self.authority = b""  # Host, or the absolute-form target's authority
         self.host = ""  # its host part, lower case
-        self.port = b"80"
+        self.port = b""  # the Host's port; empty: none given (the scheme's default)
         self.path_query = b""  # origin-form target as forwarded (normalised path + query)
         self.path = ""  # the routing path (see hopwire.http.path)
         self.query = ""
@@ -96,7 +96,7 @@ def connection_tokens(value: bytes) -> list[bytes]:
 
 
 def split_authority(authority: bytes) -> tuple[str, bytes]:
-    """(host in lower case, port) of a Host value or absolute-form authority; port 80 if none."""
+    """(host in lower case, port) of a Host value or absolute-form authority; b"" if no port."""
     text = authority.decode("latin-1").lower()
     if text.startswith("["):
         end = text.find("]") + 1
@@ -105,7 +105,7 @@ def split_authority(authority: bytes) -> tuple[str, bytes]:
         host, _, rest = text.partition(":")
         rest = ":" + rest if rest else ""
     port = rest[1:]
-    return host, port.encode() if port.isdigit() else b"80"
+    return host, port.encode() if port.isdigit() else b""
 
 
 def parse_target(target: bytes, method: str) -> tuple[bytes | None, bytes]:

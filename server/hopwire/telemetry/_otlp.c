@@ -405,7 +405,7 @@ static void Encoder_dealloc(Encoder *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-#define RECORD_FIELDS 24
+#define RECORD_FIELDS 25
 
 /* the spans of one record, to ``list`` or (NULL) the batch: their number, or -1 */
 static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
@@ -441,7 +441,9 @@ static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
         goto fail;
     PyObject *method = f[6], *route = f[7], *path = f[8], *address = f[10], *port = f[11];
     PyObject *client_address = f[12], *version = f[14], *user_agent = f[15], *error_type = f[17];
+    PyObject *scheme = f[24];
     if (!PyUnicode_Check(route) || !PyUnicode_Check(f[9]) || !PyUnicode_Check(user_agent) ||
+        !PyUnicode_Check(scheme) ||
         !PyUnicode_Check(error_type) || !PyUnicode_Check(method) || !PyUnicode_Check(path)) {
         PyErr_SetString(PyExc_TypeError, "span record: expected str");
         goto fail;
@@ -493,7 +495,7 @@ static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
     put_byte(b, 0x30);
     put_byte(b, 0x02);
     if (kv_str(b, KEY("http.request.method"), method) < 0 ||
-        kv_str_raw(b, KEY("url.scheme"), "http", 4) < 0 ||
+        kv_str(b, KEY("url.scheme"), scheme) < 0 ||
         kv_str(b, KEY("server.address"), address) < 0 ||
         kv_int(b, KEY("server.port"), port) < 0 ||
         kv_str(b, KEY("client.address"), client_address) < 0 ||

@@ -47,6 +47,10 @@ FIELDS = (
     "RetryAttempts",
     "trace_id",
     "span_id",
+    "RequestScheme",
+    "TLSVersion",
+    "TLSCipher",
+    "TLSClientSubject",
 )
 ERROR_INTERVAL = 10.0
 BATCH = 256
@@ -186,6 +190,8 @@ class Writer:
             span_id,
             _,
             _,
+            scheme,
+            tls,
         ) = r
         nanos = int(duration * 1e9)
         origin = int(origin_duration * 1e9) if origin_duration is not None else None
@@ -211,6 +217,8 @@ class Writer:
             retries,
             trace_id.decode() if trace_id else None,
             span_id.decode() if span_id else None,
+            scheme,
+            *(tls or (None, None, None)),
         )
 
     def json_line(self, record: tuple[Any, ...]) -> bytes:
@@ -219,6 +227,10 @@ class Writer:
             doc = dict(zip(FIELDS, values, strict=True))
             if values[19] is None:
                 del doc["trace_id"], doc["span_id"]
+            if values[22] is None:  # not a TLS connection
+                del doc["TLSVersion"], doc["TLSCipher"], doc["TLSClientSubject"]
+            elif values[24] is None:  # no client certificate
+                del doc["TLSClientSubject"]
         else:
             doc = {FIELDS[i]: values[i] for i in self.kept if values[i] is not None}
         headers = record[HEADERS]
@@ -312,5 +324,7 @@ class AccessLogger:
                 trace.span_hex if sampled else None,
                 headers,
                 extra,
+                down.ep.scheme_str,
+                down.tls_fields() if down.ep.tls else None,
             )
         )

@@ -95,6 +95,17 @@ def init(directory: str, buckets: tuple[float, ...]) -> None:
         ("entrypoint", "protocol"),
         multiprocess_mode="livesum",
     )
+    _families["tls_handshake_errors"] = counter(
+        "hopwire_tls_handshake_errors",
+        "Failed TLS handshakes (and connections refused before one), by reason.",
+        ("entrypoint", "reason"),
+    )
+    _families["tls_not_after"] = gauge(
+        "hopwire_tls_certs_not_after",
+        "Unix time a loaded certificate expires (as Traefik's traefik_tls_certs_not_after).",
+        ("cn", "sans", "serial"),
+        multiprocess_mode="livemax",
+    )
     _families["reloads"] = counter("hopwire_config_reloads", "Successful config reloads.")
     _families["reload_failures"] = counter(
         "hopwire_config_reloads_failure", "Rejected config reloads."
@@ -239,6 +250,12 @@ class WorkerMetrics:
             t = self.tables[key] = Table(scope, labels)
         return t
 
+    def certificates(self, certs: list[Any]) -> None:
+        """The expiry of every certificate this generation serves (tls.Certificate)."""
+        for cert in certs:
+            labels = (cert.cn, ",".join(cert.sans), cert.serial)
+            self._child("tls_not_after", labels).set(cert.not_after)
+
     def meter(self, entrypoint: str, router: str | None, service: str | None) -> Meter:
         cfg = self.cfg
         tables = []
@@ -298,6 +315,10 @@ class WorkerMetrics:
             if count:
                 self._child("retries", (service,)).inc(count)
                 worker.retries[service] = 0
+        for labels, count in list(worker.tls_errors.items()):
+            if count:
+                self._child("tls_handshake_errors", labels).inc(count)
+                worker.tls_errors[labels] = 0
         for service in worker.services.values():
             for server in service.servers:
                 self._child("server_up", (service.name, server.url)).set(1 if server.healthy else 0)

@@ -161,13 +161,14 @@ def _server_block(
     status: int,
     error_type: str,
     upgraded: bool,
+    scheme: str,
 ) -> bytes:
     name = f"{method} {route}" if route else method  # no route: just the method
     parts = [
         ld(b"\x2a", utf8(name)),
         b"\x30\x02",  # kind SERVER
         kv_str("http.request.method", method),
-        kv_str("url.scheme", "http"),
+        kv_str("url.scheme", scheme),
         kv_str("server.address", address),
         kv_int("server.port", port),
         kv_str("client.address", client_address),
@@ -272,6 +273,7 @@ class Encoder:
             attempts,
             request_headers,
             response_headers,
+            scheme,
         ) = record
         if len(tid) != 16 or len(span) != 8 or len(parent) not in (0, 8):
             raise ValueError("span record with ids of the wrong size")
@@ -286,6 +288,7 @@ class Encoder:
             status,
             error_type,
             bool(upgraded),
+            scheme,
         )
         servers = self.servers
         block = servers.get(key)

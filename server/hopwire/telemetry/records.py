@@ -58,6 +58,7 @@ class SpanRecord(NamedTuple):
     attempts: list[list[Any]]  # AttemptRecord fields
     request_headers: Sequence[tuple[str, list[str]]]  # tracing.capturedRequestHeaders
     response_headers: Sequence[tuple[str, list[str]]]  # tracing.capturedResponseHeaders
+    scheme: str  # url.scheme: http or https (the entrypoint's connection)
 
 
 class AccessRecord(NamedTuple):
@@ -85,3 +86,5 @@ class AccessRecord(NamedTuple):
     span_id: bytes | None
     headers: list[tuple[str, str]] | None  # kept request headers, for request_<Name>
     common: tuple[str, str] | None  # (User-Agent, Referer) for the common format
+    scheme: str  # RequestScheme: http or https
+    tls: tuple[str, str, str | None] | None  # TLSVersion, TLSCipher, TLSClientSubject

@@ -420,6 +420,7 @@ class Tracer:
                 user_agent = value.decode("latin-1")
                 break
         error = ex.error_type or (str(status) if status >= 500 else "")
+        ep = ex.down.ep
         sink = self.sink
         buf = sink.buf  # SpanSink.add, without the call
         buf.append(
@@ -435,7 +436,7 @@ class Tracer:
                 ex.path,
                 ex.query,
                 ex.host,
-                int(ex.port),
+                int(ex.port or ep.default_port),
                 ex.down.client_ip,
                 ex.down.client_port,
                 "1.0" if ex.http10 else "1.1",
@@ -448,6 +449,7 @@ class Tracer:
                 trace.attempts,
                 _captured(ex.headers, names) if names else (),
                 trace.response_headers,
+                ep.scheme_str,
             )
         )
         if len(buf) >= BATCH:
