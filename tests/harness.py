@@ -71,6 +71,7 @@ class Backend:
         self.lock = threading.Lock()
         self.closed = False
         self.errors: list[str] = []
+        self.tls_versions: list[str] = []  # of each TLS connection, in order
         self.thread = threading.Thread(target=self.accept_loop, daemon=True)
         self.thread.start()
 
@@ -96,6 +97,7 @@ class Backend:
         try:
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
+                self.tls_versions.append(conn.version() or "")  # type: ignore[attr-defined]
             self._serve(conn)
         except Exception as exc:  # a strict peer's complaint: recorded for the test to assert
             self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -70,7 +70,9 @@ def test_every_field(make_backend: Any, make_hopwire: Any, tmp_path: Path) -> No
         "OriginDuration",
         "Overhead",
         "RetryAttempts",
+        "RequestScheme",  # the TLS fields only on TLS connections (test_tls)
     }
+    assert line["RequestScheme"] == "http"
     assert line["entryPointName"] == "web" and line["RouterName"] == "api"
     assert line["ServiceName"] == "s" and line["ServiceURL"] == b.url
     assert line["ClientHost"] == "127.0.0.1" and line["ClientPort"] > 0

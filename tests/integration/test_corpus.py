@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import re
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Backend, Hopwire, request, service
+from tests.certs import Authority
+from tests.harness import Backend, Hopwire, exchange, free_port, request, service
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "requests"
 CASES = sorted(p.stem for p in CORPUS.glob("*.http"))
@@ -34,10 +36,17 @@ def load_case(name: str) -> tuple[bytes, str]:
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hopwire, Backend]]:
+    """`web` plain and `websecure` TLS (certificates made here): every case runs on both."""
     backend = Backend("corpus")
+    tmp = tmp_path_factory.mktemp("corpus")
+    leaf = Authority(tmp).leaf("a.test")
     hw = Hopwire(
-        tmp_path_factory.mktemp("corpus"),
+        tmp,
         {
+            "entryPoints": {
+                "websecure": {"address": f"127.0.0.1:{free_port()}", "http": {"tls": {}}}
+            },
+            "tls": {"certificates": [leaf.files()]},
             "http": {
                 "routers": {"all": {"rule": "PathPrefix(`/`)", "service": "svc"}},
                 "services": {"svc": service(backend.url)},
@@ -49,9 +58,26 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hopwire, B
     backend.close()
 
 
-def send(port: int, data: bytes) -> tuple[bytes, bool]:
+def port_of(hw: Hopwire, scheme: str) -> int:
+    if scheme == "http":
+        return hw.port
+    return int(hw.config["entryPoints"]["websecure"]["address"].rsplit(":", 1)[1])
+
+
+def opened(port: int, tls: bool) -> socket.socket:
+    """A connection to ``port``, over TLS if ``tls`` (the certificate is not checked)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx.wrap_socket(sock, server_hostname="a.test")
+    return sock
+
+
+def send(port: int, data: bytes, tls: bool = False) -> tuple[bytes, bool]:
     """Send bytes; return what came back and whether the server closed the connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with opened(port, tls) as sock:
         try:
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -61,7 +87,7 @@ def send(port: int, data: bytes) -> tuple[bytes, bool]:
         while time.monotonic() < deadline:
             try:
                 chunk = sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLEOFError):
                 return out, True
             except TimeoutError:
                 return out, False
@@ -78,13 +104,15 @@ def send(port: int, data: bytes) -> tuple[bytes, bool]:
         return out, False
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("name", CASES)
-def test_corpus(proxy: Any, name: str) -> None:
+def test_corpus(proxy: Any, name: str, scheme: str) -> None:
     hw, backend = proxy
+    port = port_of(hw, scheme)
     data, expect = load_case(name)
     before = len(backend.requests)
     errors_before = hw.logs().count('"level":"ERROR"')
-    out, closed = send(hw.port, data)
+    out, closed = send(port, data, scheme == "https")
     status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else None
     want = expect.split()
     if want[0] == "400-or-close":
@@ -103,6 +131,9 @@ def test_corpus(proxy: Any, name: str) -> None:
         assert not [r for r in new if r[1] == "/corpus-never"], "nothing may be forwarded"
     # the worker keeps serving, and a bad request is no page for an operator
     assert request(hw.port, "GET", "/after")[0] == 200
+    if scheme == "https":
+        with opened(port, True) as sock:
+            assert exchange(sock, "GET", "/after")[0] == 200
     assert hw.logs().count('"level":"ERROR"') == errors_before, hw.logs()[-2000:]
 
 

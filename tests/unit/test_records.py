@@ -30,6 +30,8 @@ class Sink:
 
 def exchange() -> Exchange:
     down: Any = SimpleNamespace(client_ip="10.0.0.7", client_port=5555, client_ip_bytes=b"")
+    down.ep = SimpleNamespace(tls=True, scheme_str="https", default_port=b"443")
+    down.tls_fields = lambda: ("1.3", "TLS_AES_128_GCM_SHA256", "CN=client,O=t")
     ex = Exchange(down)
     ex.method, ex.path, ex.query, ex.path_query = "POST", "/p", "a=1", b"/p?a=1"
     ex.host, ex.port, ex.http10 = "a.test", b"8080", True
@@ -70,6 +72,7 @@ def test_span_record_fields() -> None:
     assert rec.start_ns <= rec.end_ns and not rec.upgraded and rec.error_type == ""
     assert list(rec.request_headers) == [("x-request-id", ["a", "b"])]
     assert list(rec.response_headers) == []
+    assert rec.scheme == "https"
     [attempt] = [AttemptRecord._make(a) for a in rec.attempts]
     assert attempt.url_base == "http://b:9" and len(attempt.span_id) == 8
     assert (attempt.server_address, attempt.server_port, attempt.status) == ("b", 9, 201)
@@ -100,6 +103,9 @@ def test_access_record_fields(tmp_path: Path) -> None:
 
     values = dict(zip(FIELDS, writer.values(raw), strict=True))
     assert values["entryPointName"] == "web" and values["RouterName"] == "api"
+    assert values["RequestScheme"] == "https" and values["TLSVersion"] == "1.3"
+    assert values["TLSCipher"] == "TLS_AES_128_GCM_SHA256"
+    assert values["TLSClientSubject"] == "CN=client,O=t"
     writer.flush()
     writer.fh.close()
     line = log.read_text()

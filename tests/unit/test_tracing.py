@@ -213,6 +213,7 @@ def test_encoding_decodes_identically_with_opentelemetry_proto(kind: str) -> Non
         ],
         request_headers=[("x-request-id", ["r1", "r2"])],
         response_headers=[("content-type", ["text/plain"])],
+        scheme="https",
     )
     resource, scope = otlp.resource_part({"service.name": "hopwire"}, "hopwire", "0.1.0")
     encoder = otlp.encoder(kind, ["page"])
@@ -240,7 +241,7 @@ def test_encoding_decodes_identically_with_opentelemetry_proto(kind: str) -> Non
                 _kv(k, v)
                 for k, v in [
                     ("http.request.method", "GET"),
-                    ("url.scheme", "http"),
+                    ("url.scheme", "https"),
                     ("server.address", "a.test"),
                     ("server.port", 8080),
                     ("client.address", "10.0.0.1"),

@@ -34,8 +34,8 @@ def scheme_redirect(scheme: str, port: str, permanent: bool) -> Answer:
             host = authority[: authority.find("]") + 1]
         else:
             host = authority.partition(":")[0]
-        target = ex.target if ex.target.startswith(b"/") else ex.path_query
-        location = (prefix + host + suffix).encode("latin-1") + target
+        # the path as routed (sanitized), as Traefik's RequestURI after its sanitizePath
+        location = (prefix + host + suffix).encode("latin-1") + ex.path_query
         status = redirect_status(ex.method, permanent)
         body = http.HTTPStatus(status).phrase.encode()
         ex.respond_local(status, body, extra=[b"location: " + location + b"\r\n"])
