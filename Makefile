@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/telemetry.py
 	$(PY) bench/exporter.py
+	$(PY) bench/tls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

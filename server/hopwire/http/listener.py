@@ -78,7 +78,54 @@ class TLSListener:
                 log.warning("accept failed: %s", exc)
                 return
             conn.setblocking(False)
-            self.peeking.add(Peek(self, conn))
+            # on a busy loop the ClientHello is often there already: no reader, no timer
+            need = self.sort(conn, self.timeout, False)
+            if need:
+                self.peeking.add(Peek(self, conn, need))
+
+    def sort(self, conn: socket.socket, timeout: float, lowat: bool) -> int:
+        """Hand a connection on by its first bytes: 0 when done (served or refused), else
+        how many bytes must be there before the next look.  ``lowat``: SO_RCVLOWAT was
+        raised and must come down before the connection is handed on."""
+        try:
+            data = conn.recv(RECORD_MAX, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return 1
+        except OSError:
+            conn.close()
+            return 0
+        if not data:
+            conn.close()  # closed before a byte (a TCP probe): not a handshake
+            return 0
+        if data[0] != HANDSHAKE:
+            if lowat:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            self.serve_plain(conn)
+            return 0
+        need = record_length(data)
+        if need > RECORD_MAX:
+            self.refuse(conn, "malformed")
+            return 0
+        if need == 0 or len(data) < need:  # wake when the whole record is there
+            return need or 5
+        try:
+            sni = client_hello_sni(data)
+        except ValueError:
+            self.refuse(conn, "malformed")
+            return 0
+        ctx = self.chooser.context(sni)
+        if ctx is None:
+            self.refuse(conn, "sni_strict")
+            return 0
+        if lowat:  # or the TLS layer's reads would wait for that much too
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        self.serve_tls(conn, ctx, timeout)
+        return 0
+
+    def refuse(self, conn: socket.socket, reason: str) -> None:
+        conn.close()
+        log.debug("TLS connection refused before the handshake: %s", reason)
+        self.failed(reason)
 
     def serve_plain(self, conn: socket.socket) -> None:
         self.loop.create_task(self._plain(conn))
@@ -105,70 +152,44 @@ class TLSListener:
 
 
 class Peek:
-    """One accepted connection whose first bytes are not yet known."""
+    """An accepted connection whose first bytes have not all arrived: the loop wakes when
+    they have (SO_RCVLOWAT), or the deadline closes it."""
 
     __slots__ = ("conn", "deadline", "fd", "listener", "lowat", "timer")
 
-    def __init__(self, listener: TLSListener, conn: socket.socket):
+    def __init__(self, listener: TLSListener, conn: socket.socket, need: int):
         self.listener = listener
         self.conn = conn
         self.fd = conn.fileno()
         loop = listener.loop
         self.deadline = time.monotonic() + listener.timeout
-        self.lowat = False  # SO_RCVLOWAT raised while a ClientHello is incomplete
+        self.lowat = False
+        self.wait_for(need)
         self.timer = loop.call_later(listener.timeout, self.expire)
         loop.add_reader(self.fd, self.readable)
+
+    def wait_for(self, need: int) -> None:
+        if need > 1:
+            self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)
+            self.lowat = True
 
     def release(self) -> None:
         self.listener.loop.remove_reader(self.fd)
         self.timer.cancel()
         self.listener.peeking.discard(self)
 
-    def drop(self, reason: str | None) -> None:
-        self.release()
-        self.conn.close()
-        if reason is not None:
-            log.debug("TLS connection refused before the handshake: %s", reason)
-            self.listener.failed(reason)
-
     def expire(self) -> None:
-        self.drop("timeout")
+        self.release()
+        self.listener.refuse(self.conn, "timeout")
 
     def readable(self) -> None:
-        conn = self.conn
-        try:
-            data = conn.recv(RECORD_MAX, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.drop(None)
-            return
-        if not data:
-            self.drop(None)  # closed before a byte (a TCP probe): not a handshake
-            return
         listener = self.listener
-        if data[0] != HANDSHAKE:
-            self.release()
-            listener.serve_plain(conn)
-            return
-        need = record_length(data)
-        if need > RECORD_MAX:
-            self.drop("malformed")
-            return
-        if need == 0 or len(data) < need:  # wake when the whole record is there
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need or 5)
-            self.lowat = True
-            return
-        try:
-            sni = client_hello_sni(data)
-        except ValueError:
-            self.drop("malformed")
-            return
-        ctx = listener.chooser.context(sni)
-        if ctx is None:
-            self.drop("sni_strict")
-            return
-        if self.lowat:  # or the TLS layer's reads would wait for that much too
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-        self.release()
-        listener.serve_tls(conn, ctx, self.deadline - time.monotonic())
+        loop = listener.loop
+        loop.remove_reader(self.fd)  # before sort may close the socket or hand it on
+        need = listener.sort(self.conn, self.deadline - time.monotonic(), self.lowat)
+        if need:
+            self.wait_for(need)
+            loop.add_reader(self.fd, self.readable)
+        else:
+            self.timer.cancel()
+            listener.peeking.discard(self)

@@ -270,6 +270,8 @@ def check_options(name: str, options: Any) -> list[str]:
             )
     if options.maxVersion and VERSIONS[options.maxVersion] < VERSIONS[options.minVersion]:
         errors.append(f"{key}.maxVersion: {options.maxVersion} is below minVersion")
+    if options.cipherSuites:
+        openssl_ciphers(options.cipherSuites, f"{key}.cipherSuites", errors)
     auth = options.clientAuth
     if not auth.caFiles and auth.clientAuthType in (
         "RequireAnyClientCert",
