@@ -736,3 +736,50 @@ def test_sslyze_finds_nothing_weak(make_backend: Any, make_hopwire: Any, tmp_pat
     chain = deployment.received_certificate_chain
     assert [c.serial_number for c in chain] == [leaf.serial, ca.cert.serial_number]  # complete
     assert deployment.received_chain_has_valid_order
+
+
+def test_tls_entrypoint_answers_as_traefik_does(
+    make_backend: Any, make_hopwire: Any, ca: Authority, tmp_path: Path
+) -> None:
+    """The real Traefik 3.7 with the same TLS entrypoint and certificate: the same
+    X-Forwarded-* to the backend, and the same answer to plain HTTP on the TLS port."""
+    from tests.harness import Traefik
+
+    b = make_backend()
+    leaf = ca.leaf("a.test")
+    dynamic = {
+        "http": {
+            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+            "services": {"s": service(b.url)},
+        },
+        "tls": {"certificates": [leaf.files()]},
+    }
+    traefik = Traefik(tmp_path, copy.deepcopy(dynamic), {"http": {"tls": {}}})
+    try:
+        ctx = client_context(ca)
+
+        def routed() -> bool:
+            try:
+                return https(traefik.port, "a.test", ctx)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(routed, timeout=30)
+        config = {
+            **dynamic,
+            "entryPoints": {
+                "websecure": {"address": f"127.0.0.1:{free_port()}", "http": {"tls": {}}}
+            },
+        }
+        hw = make_hopwire(config)
+        names = ("x-forwarded-proto", "x-forwarded-port", "x-forwarded-host")
+        for host in ("a.test", "a.test:8443", "a.test:443"):
+            seen = []
+            for port in (tls_port(hw), traefik.port):
+                body = https(port, "a.test", ctx, target="/echo", host=host)[2]
+                got = {n.lower(): v for n, v in json.loads(body)["headers"]}
+                seen.append({n: got.get(n) for n in names})
+            assert seen[0] == seen[1], (host, seen)
+        assert request(tls_port(hw), "GET", "/")[0] == request(traefik.port, "GET", "/")[0]
+    finally:
+        traefik.stop()
