@@ -72,6 +72,7 @@ class Backend:
         self.closed = False
         self.errors: list[str] = []
         self.tls_versions: list[str] = []  # of each TLS connection, in order
+        self.response_headers: list[tuple[str, str]] = []  # added to every plain answer
         self.thread = threading.Thread(target=self.accept_loop, daemon=True)
         self.thread.start()
 
@@ -210,7 +211,7 @@ class Backend:
                     "body_length": len(body),
                 }
             ).encode()
-        headers = [("x-server", self.name)]
+        headers = [("x-server", self.name), *self.response_headers]
         if req.method == b"HEAD":
             headers.append(("content-length", str(len(payload))))
             conn.sendall(h.send(h11.Response(status_code=status, headers=headers)))

@@ -210,9 +210,11 @@ class Exchange(RequestHead):
         self.route = route
         target = route.target
         self.observe(target.observers)
-        if target.local is not None:  # a router hopwire answers itself (a redirection)
-            target.local(self)
-            return
+        stages = target.request
+        if stages:  # middlewares (hopwire.middlewares): a stage may answer itself
+            for stage in stages:
+                if stage(self):
+                    return
         if ep.denied:
             code = has_denied(self.path_query.partition(b"?")[0], ep.denied)
             if code is not None:  # Traefik's encodedCharacters, checked for the matched router
@@ -420,6 +422,10 @@ class Exchange(RequestHead):
         self.status = self.origin_status = status
         self.deadline = 0.0
         self.continue_at = 0.0
+        route = self.route
+        if route is not None and route.target.response:  # middlewares' response stages
+            for stage in route.target.response:
+                headers = stage(self, headers)
         parts, cl, up_chunked, _ = response_fields(headers, status_line(status, reason))
         ep = down.ep
         close = (

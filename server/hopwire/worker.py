@@ -36,6 +36,7 @@ from hopwire.http.downstream import Downstream
 from hopwire.http.listener import TLSListener
 from hopwire.http.path import ENCODED_CHARACTERS, denied_encodings
 from hopwire.http.wire import Clock
+from hopwire.middlewares import compile_stages
 from hopwire.middlewares.redirect import scheme_redirect
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
@@ -70,19 +71,22 @@ def tune_malloc() -> None:
 class RouterTarget:
     """What a matched route leads to: a service, or an answer hopwire gives itself."""
 
-    __slots__ = ("local", "name", "observers", "service")
+    __slots__ = ("name", "observers", "request", "response", "service")
 
     def __init__(
         self,
         name: str,
         service: Service | None,
         observers: tuple[Any, ...],
-        local: Callable[[Exchange], None] | None = None,
+        request: tuple[Callable[[Exchange], bool], ...] = (),
+        response: tuple[Any, ...] = (),
     ):
         self.name = name
         self.service = service
         self.observers = observers
-        self.local = local
+        # the middlewares' stages (hopwire.middlewares); empty: today's request path
+        self.request = request
+        self.response = response
 
 
 class EntryPointRuntime:
@@ -288,7 +292,10 @@ class Worker:
                         self.meter(ep_name, r_name, router.service, router.observability, ep_obs),
                         self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
-                    target = RouterTarget(r_name, self.services[router.service], observers)
+                    stages = compile_stages(
+                        (*ep_cfg.http.middlewares, *router.middlewares), config.http.middlewares
+                    )
+                    target = RouterTarget(r_name, self.services[router.service], observers, *stages)
                     entry = (r_name, router.rule, router.priority, target)
                     (secure if r_name in tls_routers else routers).append(entry)
             redirect = ep_cfg.http.redirections.entryPoint
@@ -356,13 +363,13 @@ class Worker:
         else:
             port = str(parse_address(self.config.entryPoints[to].address)[1])
         name = f"{ep_name}-to-{to.lstrip(':')}@internal"
-        answer = scheme_redirect(redirect.scheme, port, redirect.permanent)
+        answer = scheme_redirect(redirect.scheme, port, redirect.permanent, always=True)
         observers = observers_of(
             self.tracer(name, None, ep_obs),
             self.meter(ep_name, name, "noop@internal", None, ep_obs),
             self.logger(ep_name, name, "noop@internal", None, ep_obs),
         )
-        target = RouterTarget(name, None, observers, answer)
+        target = RouterTarget(name, None, observers, (answer,))
         return (name, "HostRegexp(`^.+$`)", redirect.priority, target)
 
     def handshake_failed(self, ep_name: str, reason: str) -> None:

@@ -132,6 +132,9 @@ class EntryPointHTTP:
         None, "TLS for every router of this entrypoint (`tls: {}`), as each router's `tls`."
     )
     redirections: Redirections = setting(Redirections(), "Redirect every request elsewhere.")
+    middlewares: tuple[str, ...] = setting(
+        (), "Names of http.middlewares applied before every router's own."
+    )
     sanitizePath: bool = setting(
         True,
         "Resolve . and .. segments and merge repeated slashes before routing and forwarding.",
@@ -369,6 +372,9 @@ class Router:
     tls: RouterTLS | None = setting(
         None, "Answer on TLS connections only (`tls: {}`); absent: plain connections only."
     )
+    middlewares: tuple[str, ...] = setting(
+        (), "Names of http.middlewares applied in order (after the entrypoint's)."
+    )
     observability: Observability = setting(Observability(), "Per-router telemetry.")
 
 
@@ -527,8 +533,82 @@ class ServersTransport:
 
 
 @dataclass(frozen=True, slots=True)
+class HeadersMiddleware:
+    customRequestHeaders: Mapping[str, str] = setting(
+        {}, "Fields set on the request to the backend; an empty value removes the field."
+    )
+    customResponseHeaders: Mapping[str, str] = setting(
+        {}, "Fields set on the response; an empty value removes the field."
+    )
+    stsSeconds: int = setting(
+        0, "Strict-Transport-Security max-age (on HTTPS).", check=not_negative
+    )
+    stsIncludeSubdomains: bool = setting(False, "Add includeSubDomains to HSTS.")
+    stsPreload: bool = setting(False, "Add preload to HSTS.")
+    forceSTSHeader: bool = setting(False, "Send HSTS on plain HTTP too.")
+    frameDeny: bool = setting(False, "X-Frame-Options: DENY.")
+    customFrameOptionsValue: str = setting("", "X-Frame-Options value (instead of DENY).")
+    contentTypeNosniff: bool = setting(False, "X-Content-Type-Options: nosniff.")
+    browserXssFilter: bool = setting(False, "X-XSS-Protection: 1; mode=block.")
+    referrerPolicy: str = setting("", "Referrer-Policy value.")
+    contentSecurityPolicy: str = setting("", "Content-Security-Policy value.")
+    permissionsPolicy: str = setting("", "Permissions-Policy value.")
+
+
+@dataclass(frozen=True, slots=True)
+class StripPrefixMiddleware:
+    prefixes: tuple[str, ...] = setting(REQUIRED, "Path prefixes removed (the first that matches).")
+
+
+@dataclass(frozen=True, slots=True)
+class AddPrefixMiddleware:
+    prefix: str = setting(REQUIRED, "Prepended to the path.")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacePathMiddleware:
+    path: str = setting(REQUIRED, "The path sent instead (the original in X-Replaced-Path).")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacePathRegexMiddleware:
+    regex: str = setting(REQUIRED, "Regular expression on the path.")
+    replacement: str = setting(REQUIRED, "Replacement, with $1 / ${name} as in Go.")
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectSchemeMiddleware:
+    scheme: str = setting(REQUIRED, "Scheme of the redirection.", check=one_of("http", "https"))
+    port: str = setting("", "Port of the redirection; empty keeps none.")
+    permanent: bool = setting(False, "301/308 when true, else 302/307 (308/307 unless GET).")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainMiddleware:
+    middlewares: tuple[str, ...] = setting(REQUIRED, "Middlewares applied in order.")
+
+
+@dataclass(frozen=True, slots=True)
+class Middleware:
+    """One named middleware: exactly one of its types is set."""
+
+    headers: HeadersMiddleware | None = setting(None, "Request and response header fields.")
+    stripPrefix: StripPrefixMiddleware | None = setting(None, "Remove a path prefix.")
+    addPrefix: AddPrefixMiddleware | None = setting(None, "Prepend a path prefix.")
+    replacePath: ReplacePathMiddleware | None = setting(None, "Replace the path.")
+    replacePathRegex: ReplacePathRegexMiddleware | None = setting(
+        None, "Rewrite the path with a regular expression."
+    )
+    redirectScheme: RedirectSchemeMiddleware | None = setting(
+        None, "Redirect to another scheme (and port)."
+    )
+    chain: ChainMiddleware | None = setting(None, "Several middlewares under one name.")
+
+
+@dataclass(frozen=True, slots=True)
 class HTTP:
     routers: Mapping[str, Router] = setting({}, "Routers by name.")
+    middlewares: Mapping[str, Middleware] = setting({}, "Middlewares by name.")
     services: Mapping[str, Service] = setting({}, "Services by name.")
     serversTransports: Mapping[str, ServersTransport] = setting({}, "Named backend transports.")
 

@@ -275,6 +275,7 @@ def validate(config: Config) -> list[str]:
             if problem:
                 errors.append(f"tracing.encoder: 'c' but {problem}; or set tracing.encoder: python")
     errors += _check_tls(config)
+    errors += _check_middlewares(config)
     for name, router in config.http.routers.items():
         key = f"http.routers.{name}"
         if router.service not in config.http.services:
@@ -344,4 +345,53 @@ def _check_tls(config: Config) -> list[str]:
             errors.append(f"{key}.maxVersion: {tr.maxVersion} is below minVersion")
     if not errors:
         errors += tls.check(config)
+    return errors
+
+
+def _check_middlewares(config: Config) -> list[str]:
+    """Each middleware has one type and good options; every name used exists; no chain loops."""
+    from hopwire.middlewares import TYPES, expand, kind_of
+
+    errors: list[str] = []
+    defined = config.http.middlewares
+    for name, mw in defined.items():
+        key = f"http.middlewares.{name}"
+        kinds = kind_of(mw)
+        if len(kinds) != 1:
+            errors.append(
+                f"{key}: expected exactly one type ({', '.join(TYPES)}), got "
+                f"{', '.join(kinds) or 'none'}"
+            )
+            continue
+        if mw.replacePathRegex is not None:
+            try:
+                re.compile(mw.replacePathRegex.regex)
+            except re.error as exc:
+                errors.append(f"{key}.replacePathRegex.regex: {exc}")
+        if mw.stripPrefix is not None and not [p for p in mw.stripPrefix.prefixes if p.strip()]:
+            errors.append(f"{key}.stripPrefix.prefixes: at least one prefix is required")
+    users = [
+        (f"http.routers.{n}.middlewares", r.middlewares) for n, r in config.http.routers.items()
+    ]
+    users += [
+        (f"entryPoints.{n}.http.middlewares", e.http.middlewares)
+        for n, e in config.entryPoints.items()
+    ]
+    users += [
+        (f"http.middlewares.{n}.chain.middlewares", m.chain.middlewares)
+        for n, m in defined.items()
+        if m.chain is not None
+    ]
+    for key, names in users:
+        for i, used in enumerate(names):
+            if used not in defined:
+                errors.append(
+                    f"{key}[{i}]: {used!r} is not in http.middlewares{suggest(used, list(defined))}"
+                )
+    if not errors:
+        for name in defined:
+            try:
+                expand([name], defined)
+            except ValueError as exc:
+                errors.append(f"http.middlewares.{name}: {exc}")
     return errors

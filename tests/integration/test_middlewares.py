@@ -1,0 +1,194 @@
+"""Middlewares end to end, each case run through hopwire and the real Traefik 3.7 with the
+same dynamic configuration: the same answer, the same request at the backend, the same
+response fields."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Traefik, free_port, header, request, service, wait_for
+
+MIDDLEWARES: dict[str, Any] = {
+    "strip": {"stripPrefix": {"prefixes": ["/api", "/other"]}},
+    "strip-slash": {"stripPrefix": {"prefixes": ["/api/"]}},
+    "add": {"addPrefix": {"prefix": "/v1"}},
+    "replace": {"replacePath": {"path": "/fixed"}},
+    "regex": {"replacePathRegex": {"regex": "^/rr/(.*)", "replacement": "/new/$1"}},
+    "named": {
+        "replacePathRegex": {"regex": "^/n/(?P<first>[^/]+)/(.*)$", "replacement": "/${first}-x/$2"}
+    },
+    "https": {"redirectScheme": {"scheme": "https", "permanent": True}},
+    "https-port": {"redirectScheme": {"scheme": "https", "port": "8443"}},
+    "req-headers": {"headers": {"customRequestHeaders": {"X-Added": "yes", "User-Agent": ""}}},
+    "resp-headers": {
+        "headers": {
+            "customResponseHeaders": {"X-Resp": "r", "X-Backend": ""},
+            "frameDeny": True,
+            "contentTypeNosniff": True,
+            "browserXssFilter": True,
+            "referrerPolicy": "no-referrer",
+            "contentSecurityPolicy": "default-src 'self'",
+            "stsSeconds": 300,
+            "stsIncludeSubdomains": True,
+        }
+    },
+    "force-sts": {"headers": {"stsSeconds": 60, "stsPreload": True, "forceSTSHeader": True}},
+    "both": {"chain": {"middlewares": ["strip", "add"]}},
+}
+ROUTERS = {
+    "strip": ["strip"],
+    "strip-slash": ["strip-slash"],
+    "add": ["add"],
+    "replace": ["replace"],
+    "regex": ["regex"],
+    "named": ["named"],
+    "https": ["https"],
+    "https-port": ["https-port"],
+    "req-headers": ["req-headers"],
+    "resp-headers": ["resp-headers"],
+    "force-sts": ["force-sts"],
+    "chain": ["both"],
+    "order": ["add", "strip"],
+}
+CASES = [
+    ("strip", "GET", "/api/users?q=1"),
+    ("strip", "GET", "/api"),
+    ("strip", "GET", "/apiary/x"),
+    ("strip", "GET", "/other/y"),
+    ("strip", "GET", "/nothing"),
+    ("strip", "GET", "/api/a%20b"),
+    ("strip-slash", "GET", "/api/users"),
+    ("add", "GET", "/x?y=z"),
+    ("replace", "GET", "/rp/anything?q=1"),
+    ("regex", "GET", "/rr/a/b"),
+    ("regex", "GET", "/not/rr"),
+    ("named", "GET", "/n/one/two/three"),
+    ("https", "GET", "/r?x=1"),
+    ("https", "POST", "/r"),
+    ("https-port", "GET", "/p"),
+    ("https-port", "PUT", "/p"),
+    ("req-headers", "GET", "/h"),
+    ("resp-headers", "GET", "/h"),
+    ("force-sts", "GET", "/h"),
+    ("chain", "GET", "/api/c"),
+    ("order", "GET", "/api/o"),
+]
+FORWARDED = ("x-forwarded-prefix", "x-replaced-path", "x-added", "user-agent")
+RESPONSE = (
+    "location",
+    "x-resp",
+    "x-backend",
+    "x-frame-options",
+    "x-content-type-options",
+    "x-xss-protection",
+    "referrer-policy",
+    "content-security-policy",
+    "strict-transport-security",
+)
+
+
+def dynamic(backend: Any) -> dict[str, Any]:
+    return {
+        "http": {
+            "middlewares": copy.deepcopy(MIDDLEWARES),
+            "routers": {
+                name: {"rule": f"Host(`{name}.test`)", "service": "s", "middlewares": mws}
+                for name, mws in ROUTERS.items()
+            },
+            "services": {"s": service(backend.url)},
+        }
+    }
+
+
+def seen(backend: Any, before: int) -> dict[str, Any] | None:
+    new = backend.requests[before:]
+    if not new:
+        return None
+    method, target, headers, _ = new[-1]
+    got = {n.lower(): v for n, v in headers}
+    return {"method": method, "target": target, **{n: got.get(n) for n in FORWARDED}}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.harness import Backend, Hopwire
+
+    backend = Backend("mw")
+    backend.response_headers = [("X-Backend", "b")]  # removed by resp-headers
+    tmp = tmp_path_factory.mktemp("mw")
+    traefik = Traefik(tmp, dynamic(backend))
+    hw = Hopwire(
+        tmp, {**dynamic(backend), "entryPoints": {"web": {"address": f"127.0.0.1:{free_port()}"}}}
+    )
+    hw.start()
+
+    def routed() -> bool:
+        try:
+            return request(traefik.port, "GET", "/", host="add.test", timeout=1.0)[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(routed, timeout=30)
+        yield hw, traefik, backend
+    finally:
+        traefik.stop()
+        hw.stop()
+        backend.close()
+
+
+def web_port(hw: Any) -> int:
+    return int(hw.config["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize(("router", "method", "target"), CASES)
+def test_middleware_answers_as_traefik_does(
+    pair: Any, router: str, method: str, target: str
+) -> None:
+    hw, traefik, backend = pair
+    results = []
+    for port in (web_port(hw), traefik.port):
+        before = len(backend.requests)
+        status, headers, _ = request(
+            port, method, target, host=f"{router}.test", headers=[("User-Agent", "t/1")]
+        )
+        results.append(
+            {
+                "status": status,
+                "backend": seen(backend, before),
+                **{n: header(headers, n) for n in RESPONSE},
+            }
+        )
+    assert results[0] == results[1], json.dumps(results, indent=1)
+
+
+def test_an_unknown_middleware_stops_start_up(make_backend: Any, make_hopwire: Any) -> None:
+    config = dynamic(make_backend())
+    config["http"]["routers"]["strip"]["middlewares"] = ["strp"]
+    config["http"]["middlewares"]["loop-a"] = {"chain": {"middlewares": ["loop-b"]}}
+    config["http"]["middlewares"]["loop-b"] = {"chain": {"middlewares": ["loop-a"]}}
+    hw = make_hopwire(config, start=False)
+    hw.start(wait=False)
+    assert hw.proc.wait(20) == 2
+    logs = hw.logs()
+    assert "http.routers.strip.middlewares[0]: 'strp' is not in http.middlewares" in logs
+    assert "did you mean 'strip'" in logs
+
+
+def test_two_types_and_a_bad_regex_stop_start_up(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    config = dynamic(make_backend())
+    config["http"]["middlewares"]["strip"]["addPrefix"] = {"prefix": "/x"}
+    config["http"]["middlewares"]["regex"]["replacePathRegex"]["regex"] = "^/rr/(["
+    hw = make_hopwire(config, start=False)
+    hw.start(wait=False)
+    assert hw.proc.wait(20) == 2
+    logs = hw.logs()
+    assert "http.middlewares.strip: expected exactly one type" in logs
+    assert "http.middlewares.regex.replacePathRegex.regex" in logs
