@@ -16,7 +16,16 @@ from tests.harness import Traefik, free_port, header, request, service, wait_for
 MIDDLEWARES: dict[str, Any] = {
     "strip": {"stripPrefix": {"prefixes": ["/api", "/other"]}},
     "strip-slash": {"stripPrefix": {"prefixes": ["/api/"]}},
+    "strip-re": {"stripPrefixRegex": {"regex": ["/a/[0-9]+", "/b/[a-z]+/"]}},
     "add": {"addPrefix": {"prefix": "/v1"}},
+    "re-redirect": {
+        "redirectRegex": {
+            "regex": "^http://([^/:]+)(:\\d+)?/old/(.*)",
+            "replacement": "https://${1}/new/$3",
+            "permanent": True,
+        }
+    },
+    "re-redirect-same": {"redirectRegex": {"regex": "^(.*)$", "replacement": "$1"}},
     "replace": {"replacePath": {"path": "/fixed"}},
     "regex": {"replacePathRegex": {"regex": "^/rr/(.*)", "replacement": "/new/$1"}},
     "named": {
@@ -43,7 +52,10 @@ MIDDLEWARES: dict[str, Any] = {
 ROUTERS = {
     "strip": ["strip"],
     "strip-slash": ["strip-slash"],
+    "strip-re": ["strip-re"],
     "add": ["add"],
+    "re-redirect": ["re-redirect"],
+    "re-redirect-same": ["re-redirect-same"],
     "replace": ["replace"],
     "regex": ["regex"],
     "named": ["named"],
@@ -63,7 +75,15 @@ CASES = [
     ("strip", "GET", "/nothing"),
     ("strip", "GET", "/api/a%20b"),
     ("strip-slash", "GET", "/api/users"),
+    ("strip-re", "GET", "/a/123/x"),
+    ("strip-re", "GET", "/a/xyz/x"),
+    ("strip-re", "GET", "/b/cd/e"),
+    ("strip-re", "GET", "/z/a/1/x"),
     ("add", "GET", "/x?y=z"),
+    ("re-redirect", "GET", "/old/p?q=1"),
+    ("re-redirect", "POST", "/old/p"),
+    ("re-redirect", "GET", "/other"),
+    ("re-redirect-same", "GET", "/same"),
     ("replace", "GET", "/rp/anything?q=1"),
     ("regex", "GET", "/rr/a/b"),
     ("regex", "GET", "/not/rr"),

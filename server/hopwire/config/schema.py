@@ -561,6 +561,20 @@ class StripPrefixMiddleware:
 
 
 @dataclass(frozen=True, slots=True)
+class StripPrefixRegexMiddleware:
+    regex: tuple[str, ...] = setting(
+        REQUIRED, "Regular expressions; the first whose match starts the path is removed."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectRegexMiddleware:
+    regex: str = setting(REQUIRED, "Regular expression on the URL (scheme://host/path?query).")
+    replacement: str = setting(REQUIRED, "The new URL, with $1 / ${name} as in Go.")
+    permanent: bool = setting(False, "301/308 when true, else 302/307 (308/307 unless GET).")
+
+
+@dataclass(frozen=True, slots=True)
 class AddPrefixMiddleware:
     prefix: str = setting(REQUIRED, "Prepended to the path.")
 
@@ -594,6 +608,9 @@ class Middleware:
 
     headers: HeadersMiddleware | None = setting(None, "Request and response header fields.")
     stripPrefix: StripPrefixMiddleware | None = setting(None, "Remove a path prefix.")
+    stripPrefixRegex: StripPrefixRegexMiddleware | None = setting(
+        None, "Remove a path prefix found by a regular expression."
+    )
     addPrefix: AddPrefixMiddleware | None = setting(None, "Prepend a path prefix.")
     replacePath: ReplacePathMiddleware | None = setting(None, "Replace the path.")
     replacePathRegex: ReplacePathRegexMiddleware | None = setting(
@@ -601,6 +618,9 @@ class Middleware:
     )
     redirectScheme: RedirectSchemeMiddleware | None = setting(
         None, "Redirect to another scheme (and port)."
+    )
+    redirectRegex: RedirectRegexMiddleware | None = setting(
+        None, "Redirect to a URL rewritten by a regular expression."
     )
     chain: ChainMiddleware | None = setting(None, "Several middlewares under one name.")
 

@@ -363,11 +363,20 @@ def _check_middlewares(config: Config) -> list[str]:
                 f"{', '.join(kinds) or 'none'}"
             )
             continue
+        regexes = []
         if mw.replacePathRegex is not None:
+            regexes.append(("replacePathRegex.regex", mw.replacePathRegex.regex))
+        if mw.redirectRegex is not None:
+            regexes.append(("redirectRegex.regex", mw.redirectRegex.regex))
+        if mw.stripPrefixRegex is not None:
+            regexes += [
+                (f"stripPrefixRegex.regex[{i}]", r) for i, r in enumerate(mw.stripPrefixRegex.regex)
+            ]
+        for field, pattern in regexes:
             try:
-                re.compile(mw.replacePathRegex.regex)
+                re.compile(pattern)
             except re.error as exc:
-                errors.append(f"{key}.replacePathRegex.regex: {exc}")
+                errors.append(f"{key}.{field}: {pattern!r}: {exc}")
         if mw.stripPrefix is not None and not [p for p in mw.stripPrefix.prefixes if p.strip()]:
             errors.append(f"{key}.stripPrefix.prefixes: at least one prefix is required")
     users = [

@@ -19,10 +19,12 @@ ResponseStage = Callable[[Any, list[tuple[bytes, bytes]]], list[tuple[bytes, byt
 TYPES = (
     "headers",
     "stripPrefix",
+    "stripPrefixRegex",
     "addPrefix",
     "replacePath",
     "replacePathRegex",
     "redirectScheme",
+    "redirectRegex",
     "chain",
 )
 
@@ -71,8 +73,13 @@ def compile_stages(
         elif mw.replacePathRegex is not None:
             cfg = mw.replacePathRegex
             requests.append(paths.replace_path_regex(cfg.regex, cfg.replacement))
+        elif mw.stripPrefixRegex is not None:
+            requests.append(paths.strip_prefix_regex(mw.stripPrefixRegex.regex))
         elif mw.redirectScheme is not None:
             cfg = mw.redirectScheme
             requests.append(redirect.scheme_redirect(cfg.scheme, cfg.port, cfg.permanent))
+        elif mw.redirectRegex is not None:
+            cfg = mw.redirectRegex
+            requests.append(redirect.regex_redirect(cfg.regex, cfg.replacement, cfg.permanent))
     # response stages run in reverse, as Traefik's wrapped handlers modify a response
     return tuple(requests), tuple(reversed(responses))

@@ -68,6 +68,19 @@ def _reject(ex: Any, why: str) -> bool:
     return True
 
 
+def _strip(ex: Any, raw: bytes, rest: bytes, path: str, prefix: str) -> bool:
+    """Remove ``prefix`` (a prefix of the decoded ``path``) from the forwarded path, as
+    Traefik: X-Forwarded-Prefix, a leading slash, and 400 if cleaning would change it."""
+    new_path = ensure_slash(path[len(prefix) :])
+    text = raw.decode("latin-1")
+    new_raw = ensure_slash(text[encoded_prefix_len(text, prefix) :])
+    if new_path and joined(new_path) != new_path:
+        return _reject(ex, f"{new_path!r} is not a clean path after stripping {prefix!r}")
+    ex.kept.append((FORWARDED_PREFIX, prefix.encode("latin-1")))
+    ex.path_query = (new_raw or "/").encode("latin-1") + rest
+    return False
+
+
 def strip_prefix(prefixes: tuple[str, ...]) -> Stage:
     trimmed = tuple(p.strip() for p in prefixes)
 
@@ -76,14 +89,23 @@ def strip_prefix(prefixes: tuple[str, ...]) -> Stage:
         path = decoded(raw)
         for prefix in trimmed:
             if path.startswith(prefix):
-                new_path = ensure_slash(path[len(prefix) :])
-                text = raw.decode("latin-1")
-                new_raw = ensure_slash(text[encoded_prefix_len(text, prefix) :])
-                if new_path and joined(new_path) != new_path:
-                    return _reject(ex, f"stripPrefix: {new_path!r} is not a clean path")
-                ex.kept.append((FORWARDED_PREFIX, prefix.encode("latin-1")))
-                ex.path_query = (new_raw or "/").encode("latin-1") + rest
-                break
+                return _strip(ex, raw, rest, path, prefix)
+        return False
+
+    return stage
+
+
+def strip_prefix_regex(expressions: tuple[str, ...]) -> Stage:
+    """The first expression whose leftmost match is a non-empty prefix of the path."""
+    patterns = tuple(re.compile(e.strip()) for e in expressions)
+
+    def stage(ex: Any) -> bool:
+        raw, rest = split(ex)
+        path = decoded(raw)
+        for pattern in patterns:
+            m = pattern.search(path)
+            if m is not None and m.group(0) and path.startswith(m.group(0)):
+                return _strip(ex, raw, rest, path, m.group(0))
         return False
 
     return stage

@@ -11,8 +11,11 @@ request through when the URL would not change (already on that scheme and port).
 from __future__ import annotations
 
 import http
+import re
 from collections.abc import Callable
 from typing import Any
+
+from hopwire.middlewares.paths import go_template
 
 Stage = Callable[[Any], bool]  # True: answered
 
@@ -51,6 +54,31 @@ def client_scheme(ex: Any) -> str:
     return ex.down.ep.scheme_str
 
 
+def answer(ex: Any, location: str, status: int) -> bool:
+    body = http.HTTPStatus(status).phrase.encode()
+    ex.respond_local(status, body, extra=[b"location: " + location.encode("latin-1") + b"\r\n"])
+    return True
+
+
+def regex_redirect(regex: str, replacement: str, permanent: bool) -> Stage:
+    """``redirectRegex``: the request's URL (scheme://Host/path?query, as Traefik builds it)
+    rewritten; redirected when it changed, else on to the backend."""
+    pattern = re.compile(regex)
+    expand = go_template(replacement)
+
+    def stage(ex: Any) -> bool:
+        old = ex.down.ep.scheme_str + "://" + ex.authority.decode("latin-1")
+        old += ex.path_query.decode("latin-1")
+        if pattern.search(old) is None:
+            return False
+        new = pattern.sub(expand, old)
+        if new == old:
+            return False
+        return answer(ex, new, redirect_status(ex.method, permanent))
+
+    return stage
+
+
 def scheme_redirect(scheme: str, port: str, permanent: bool, always: bool = False) -> Stage:
     """Answer with the same URL on ``scheme`` and ``port`` (the default port of the scheme is
     left out; an empty port drops the Host's)."""
@@ -66,10 +94,6 @@ def scheme_redirect(scheme: str, port: str, permanent: bool, always: bool = Fals
             old = "" if not old_port or _default(was, old_port) else ":" + old_port
             if was == scheme and old == suffix:
                 return False  # nothing would change: on to the backend
-        location = (prefix + host + suffix + uri).encode("latin-1")
-        status = redirect_status(ex.method, permanent)
-        body = http.HTTPStatus(status).phrase.encode()
-        ex.respond_local(status, body, extra=[b"location: " + location + b"\r\n"])
-        return True
+        return answer(ex, prefix + host + suffix + uri, redirect_status(ex.method, permanent))
 
     return stage
