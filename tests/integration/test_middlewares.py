@@ -4,8 +4,11 @@ response fields."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,46 @@ import pytest
 
 from tests.harness import Traefik, free_port, header, request, service, wait_for
 
+
+def _secrets() -> dict[str, str]:
+    import bcrypt
+
+    return {
+        "b": bcrypt.hashpw(b"bpw", bcrypt.gensalt(rounds=5)).decode().replace("$2b$", "$2y$"),
+        "s": "{SHA}" + base64.b64encode(hashlib.sha1(b"spw").digest()).decode(),
+        "a": subprocess.run(
+            ["openssl", "passwd", "-apr1", "apw"], capture_output=True, text=True, check=True
+        ).stdout.strip(),
+    }
+
+
+SECRETS = _secrets()
+USERS = [f"{user}:{secret}" for user, secret in SECRETS.items()]
+
+
+def basic(user: str, password: str) -> tuple[str, str]:
+    return ("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+
+
 MIDDLEWARES: dict[str, Any] = {
+    "allow-local": {"ipAllowList": {"sourceRange": ["127.0.0.1/32", "10.0.0.0/8"]}},
+    "allow-far": {"ipAllowList": {"sourceRange": ["10.0.0.0/8"], "rejectStatusCode": 404}},
+    "allow-depth": {"ipAllowList": {"sourceRange": ["10.1.0.0/16"], "ipStrategy": {"depth": 2}}},
+    "allow-excluded": {
+        "ipAllowList": {
+            "sourceRange": ["10.1.0.0/16"],
+            "ipStrategy": {"excludedIPs": ["192.168.0.0/16"]},
+        }
+    },
+    "auth": {"basicAuth": {"users": USERS}},
+    "auth-opts": {
+        "basicAuth": {
+            "users": USERS,
+            "realm": "hopwire tests",
+            "headerField": "X-WebAuth-User",
+            "removeHeader": True,
+        }
+    },
     "strip": {"stripPrefix": {"prefixes": ["/api", "/other"]}},
     "strip-slash": {"stripPrefix": {"prefixes": ["/api/"]}},
     "strip-re": {"stripPrefixRegex": {"regex": ["/a/[0-9]+", "/b/[a-z]+/"]}},
@@ -50,6 +92,12 @@ MIDDLEWARES: dict[str, Any] = {
     "both": {"chain": {"middlewares": ["strip", "add"]}},
 }
 ROUTERS = {
+    "allow-local": ["allow-local"],
+    "allow-far": ["allow-far"],
+    "allow-depth": ["allow-depth"],
+    "allow-excluded": ["allow-excluded"],
+    "auth": ["auth"],
+    "auth-opts": ["auth-opts"],
     "strip": ["strip"],
     "strip-slash": ["strip-slash"],
     "strip-re": ["strip-re"],
@@ -67,7 +115,24 @@ ROUTERS = {
     "chain": ["both"],
     "order": ["add", "strip"],
 }
-CASES = [
+XFF = ("X-Forwarded-For", "10.1.2.3, 192.168.1.1")
+CASES: list[tuple[Any, ...]] = [
+    ("allow-local", "GET", "/a"),
+    ("allow-far", "GET", "/a"),
+    ("allow-depth", "GET", "/a", XFF),
+    ("allow-depth", "GET", "/a", ("X-Forwarded-For", "192.168.1.1")),
+    ("allow-depth", "GET", "/a"),
+    ("allow-excluded", "GET", "/a", XFF),
+    ("allow-excluded", "GET", "/a", ("X-Forwarded-For", "10.9.0.1, 192.168.1.1")),
+    ("auth", "GET", "/a"),
+    ("auth", "GET", "/a", basic("b", "bpw")),
+    ("auth", "GET", "/a", basic("s", "spw")),
+    ("auth", "GET", "/a", basic("a", "apw")),
+    ("auth", "GET", "/a", basic("b", "wrong")),
+    ("auth", "GET", "/a", basic("nobody", "bpw")),
+    ("auth", "GET", "/a", ("Authorization", "Bearer x")),
+    ("auth-opts", "GET", "/a", basic("a", "apw")),
+    ("auth-opts", "GET", "/a", basic("a", "nope")),
     ("strip", "GET", "/api/users?q=1"),
     ("strip", "GET", "/api"),
     ("strip", "GET", "/apiary/x"),
@@ -98,9 +163,18 @@ CASES = [
     ("chain", "GET", "/api/c"),
     ("order", "GET", "/api/o"),
 ]
-FORWARDED = ("x-forwarded-prefix", "x-replaced-path", "x-added", "user-agent")
+FORWARDED = (
+    "x-forwarded-prefix",
+    "x-replaced-path",
+    "x-added",
+    "user-agent",
+    "authorization",
+    "x-webauth-user",
+    "x-forwarded-for",
+)
 RESPONSE = (
     "location",
+    "www-authenticate",
     "x-resp",
     "x-backend",
     "x-frame-options",
@@ -141,9 +215,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Any:
     backend = Backend("mw")
     backend.response_headers = [("X-Backend", "b")]  # removed by resp-headers
     tmp = tmp_path_factory.mktemp("mw")
-    traefik = Traefik(tmp, dynamic(backend))
+    trust = {"forwardedHeaders": {"insecure": True}}  # the ipStrategy cases send X-Forwarded-For
+    traefik = Traefik(tmp, dynamic(backend), trust)
     hw = Hopwire(
-        tmp, {**dynamic(backend), "entryPoints": {"web": {"address": f"127.0.0.1:{free_port()}"}}}
+        tmp,
+        {
+            **dynamic(backend),
+            "entryPoints": {"web": {"address": f"127.0.0.1:{free_port()}", **trust}},
+        },
     )
     hw.start()
 
@@ -166,20 +245,20 @@ def web_port(hw: Any) -> int:
     return int(hw.config["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
 
 
-@pytest.mark.parametrize(("router", "method", "target"), CASES)
-def test_middleware_answers_as_traefik_does(
-    pair: Any, router: str, method: str, target: str
-) -> None:
+@pytest.mark.parametrize("case", CASES, ids=lambda c: " ".join(map(str, c[:3])))
+def test_middleware_answers_as_traefik_does(pair: Any, case: tuple[Any, ...]) -> None:
+    router, method, target, *extra = case
     hw, traefik, backend = pair
     results = []
     for port in (web_port(hw), traefik.port):
         before = len(backend.requests)
-        status, headers, _ = request(
-            port, method, target, host=f"{router}.test", headers=[("User-Agent", "t/1")]
+        status, headers, body = request(
+            port, method, target, host=f"{router}.test", headers=[("User-Agent", "t/1"), *extra]
         )
         results.append(
             {
                 "status": status,
+                "body": body.decode() if status >= 300 else None,  # the proxy's own answers
                 "backend": seen(backend, before),
                 **{n: header(headers, n) for n in RESPONSE},
             }

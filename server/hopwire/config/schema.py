@@ -598,6 +598,35 @@ class RedirectSchemeMiddleware:
 
 
 @dataclass(frozen=True, slots=True)
+class IPStrategy:
+    depth: int = setting(
+        0,
+        "Use the depth-th X-Forwarded-For address from the right (a trusted hop's).",
+        check=not_negative,
+    )
+    excludedIPs: tuple[str, ...] = setting(
+        (), "Use the rightmost X-Forwarded-For address not in these.", check=check_cidr
+    )
+    ipv6Subnet: int | None = setting(None, "Judge IPv6 clients by this prefix length.")
+
+
+@dataclass(frozen=True, slots=True)
+class IPAllowListMiddleware:
+    sourceRange: tuple[str, ...] = setting(REQUIRED, "Allowed IPs and CIDRs.", check=check_cidr)
+    ipStrategy: IPStrategy | None = setting(None, "Which address is judged; absent: the peer.")
+    rejectStatusCode: int = setting(403, "Status of a refused request.", check=status_code)
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuthMiddleware:
+    users: tuple[str, ...] = setting((), "user:hash lines (bcrypt, SHA1, apr1, MD5-crypt).")
+    usersFile: str = setting("", "An htpasswd file, read at start and on reload.")
+    realm: str = setting("traefik", "Realm of the WWW-Authenticate challenge.")
+    headerField: str = setting("", "Field that carries the user name to the backend.")
+    removeHeader: bool = setting(False, "Do not forward the Authorization field.")
+
+
+@dataclass(frozen=True, slots=True)
 class ChainMiddleware:
     middlewares: tuple[str, ...] = setting(REQUIRED, "Middlewares applied in order.")
 
@@ -622,6 +651,8 @@ class Middleware:
     redirectRegex: RedirectRegexMiddleware | None = setting(
         None, "Redirect to a URL rewritten by a regular expression."
     )
+    ipAllowList: IPAllowListMiddleware | None = setting(None, "Allow only these clients.")
+    basicAuth: BasicAuthMiddleware | None = setting(None, "HTTP basic authentication.")
     chain: ChainMiddleware | None = setting(None, "Several middlewares under one name.")
 
 

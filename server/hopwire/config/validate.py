@@ -372,6 +372,21 @@ def _check_middlewares(config: Config) -> list[str]:
             regexes += [
                 (f"stripPrefixRegex.regex[{i}]", r) for i, r in enumerate(mw.stripPrefixRegex.regex)
             ]
+        if mw.basicAuth is not None:
+            from hopwire.middlewares.access import read_users
+
+            auth = mw.basicAuth
+            try:
+                if not read_users(auth.users, auth.usersFile):
+                    errors.append(f"{key}.basicAuth: no users (users or usersFile)")
+            except OSError as exc:
+                errors.append(f"{key}.basicAuth.usersFile: {auth.usersFile!r}: {exc.strerror}")
+            except ValueError as exc:
+                errors.append(f"{key}.basicAuth.{exc}")
+        if mw.ipAllowList is not None:
+            bits = mw.ipAllowList.ipStrategy.ipv6Subnet if mw.ipAllowList.ipStrategy else None
+            if bits is not None and not 0 <= bits <= 128:
+                errors.append(f"{key}.ipAllowList.ipStrategy.ipv6Subnet: {bits} is not 0-128")
         for field, pattern in regexes:
             try:
                 re.compile(pattern)

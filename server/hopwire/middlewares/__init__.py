@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from hopwire.middlewares import headers, paths, redirect
+from hopwire.middlewares import access, headers, paths, redirect
 
 RequestStage = Callable[[Any], bool]
 ResponseStage = Callable[[Any, list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
@@ -25,6 +25,8 @@ TYPES = (
     "replacePathRegex",
     "redirectScheme",
     "redirectRegex",
+    "ipAllowList",
+    "basicAuth",
     "chain",
 )
 
@@ -78,6 +80,10 @@ def compile_stages(
         elif mw.redirectScheme is not None:
             cfg = mw.redirectScheme
             requests.append(redirect.scheme_redirect(cfg.scheme, cfg.port, cfg.permanent))
+        elif mw.ipAllowList is not None:
+            requests.append(access.ip_allow_list(mw.ipAllowList))
+        elif mw.basicAuth is not None:
+            requests.append(access.basic_auth(mw.basicAuth))
         elif mw.redirectRegex is not None:
             cfg = mw.redirectRegex
             requests.append(redirect.regex_redirect(cfg.regex, cfg.replacement, cfg.permanent))
