@@ -47,6 +47,33 @@ MIDDLEWARES: dict[str, Any] = {
             "ipStrategy": {"excludedIPs": ["192.168.0.0/16"]},
         }
     },
+    "cors": {
+        "headers": {
+            "accessControlAllowOriginList": ["https://a.example"],
+            "accessControlAllowMethods": ["GET", "POST"],
+            "accessControlAllowHeaders": ["X-Custom"],
+            "accessControlMaxAge": 100,
+            "accessControlExposeHeaders": ["X-Exposed"],
+            "addVaryHeader": True,
+        }
+    },
+    "cors-cred": {
+        "headers": {
+            "accessControlAllowCredentials": True,
+            "accessControlAllowOriginList": ["*"],
+            "accessControlAllowHeaders": ["*"],
+            "accessControlAllowMethods": ["*"],
+            "accessControlExposeHeaders": ["*"],
+        }
+    },
+    "cors-regex": {
+        "headers": {"accessControlAllowOriginListRegex": ["^https://[a-z]+\\.example\\.org$"]}
+    },
+    "host": {
+        "headers": {
+            "customRequestHeaders": {"Host": "backend.internal", "X-Forwarded-Proto": "https"}
+        }
+    },
     "auth": {"basicAuth": {"users": USERS}},
     "auth-opts": {
         "basicAuth": {
@@ -98,6 +125,10 @@ ROUTERS = {
     "allow-excluded": ["allow-excluded"],
     "auth": ["auth"],
     "auth-opts": ["auth-opts"],
+    "cors": ["cors"],
+    "cors-cred": ["cors-cred"],
+    "cors-regex": ["cors-regex"],
+    "host": ["host"],
     "strip": ["strip"],
     "strip-slash": ["strip-slash"],
     "strip-re": ["strip-re"],
@@ -116,6 +147,7 @@ ROUTERS = {
     "order": ["add", "strip"],
 }
 XFF = ("X-Forwarded-For", "10.1.2.3, 192.168.1.1")
+ORIGIN = ("Origin", "https://a.example")
 CASES: list[tuple[Any, ...]] = [
     ("allow-local", "GET", "/a"),
     ("allow-far", "GET", "/a"),
@@ -124,6 +156,31 @@ CASES: list[tuple[Any, ...]] = [
     ("allow-depth", "GET", "/a"),
     ("allow-excluded", "GET", "/a", XFF),
     ("allow-excluded", "GET", "/a", ("X-Forwarded-For", "10.9.0.1, 192.168.1.1")),
+    ("cors", "OPTIONS", "/c", ORIGIN, ("Access-Control-Request-Method", "POST")),
+    (
+        "cors",
+        "OPTIONS",
+        "/c",
+        ("Origin", "https://b.example"),
+        ("Access-Control-Request-Method", "GET"),
+    ),
+    ("cors", "OPTIONS", "/c", ORIGIN),
+    ("cors", "GET", "/c", ORIGIN),
+    ("cors", "GET", "/c", ("Origin", "https://b.example")),
+    ("cors", "GET", "/c"),
+    (
+        "cors-cred",
+        "OPTIONS",
+        "/c",
+        ORIGIN,
+        ("Access-Control-Request-Method", "PATCH"),
+        ("Access-Control-Request-Headers", "X-A, X-B"),
+    ),
+    ("cors-cred", "GET", "/c", ORIGIN),
+    ("cors-cred", "GET", "/c"),
+    ("cors-regex", "GET", "/c", ("Origin", "https://www.example.org")),
+    ("cors-regex", "GET", "/c", ("Origin", "https://www.example.org.evil")),
+    ("host", "GET", "/h"),
     ("auth", "GET", "/a"),
     ("auth", "GET", "/a", basic("b", "bpw")),
     ("auth", "GET", "/a", basic("s", "spw")),
@@ -171,10 +228,20 @@ FORWARDED = (
     "authorization",
     "x-webauth-user",
     "x-forwarded-for",
+    "host",
+    "x-forwarded-host",
+    "x-forwarded-proto",
 )
 RESPONSE = (
     "location",
     "www-authenticate",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-allow-headers",
+    "access-control-allow-methods",
+    "access-control-max-age",
+    "access-control-expose-headers",
+    "vary",
     "x-resp",
     "x-backend",
     "x-frame-options",

@@ -553,6 +553,20 @@ class HeadersMiddleware:
     referrerPolicy: str = setting("", "Referrer-Policy value.")
     contentSecurityPolicy: str = setting("", "Content-Security-Policy value.")
     permissionsPolicy: str = setting("", "Permissions-Policy value.")
+    accessControlAllowCredentials: bool = setting(False, "CORS: Access-Control-Allow-Credentials.")
+    accessControlAllowHeaders: tuple[str, ...] = setting((), "CORS: headers a preflight allows.")
+    accessControlAllowMethods: tuple[str, ...] = setting((), "CORS: methods a preflight allows.")
+    accessControlAllowOriginList: tuple[str, ...] = setting(
+        (), "CORS: allowed origins (`*` for any)."
+    )
+    accessControlAllowOriginListRegex: tuple[str, ...] = setting(
+        (), "CORS: allowed origins, as regular expressions."
+    )
+    accessControlExposeHeaders: tuple[str, ...] = setting(
+        (), "CORS: Access-Control-Expose-Headers."
+    )
+    accessControlMaxAge: int | None = setting(None, "CORS: how long a preflight may be cached (s).")
+    addVaryHeader: bool = setting(False, "CORS: add Origin to Vary.")
 
 
 @dataclass(frozen=True, slots=True)

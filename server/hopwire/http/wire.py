@@ -75,15 +75,13 @@ def simple_response(
     extra: list[bytes] | None = None,
 ) -> bytes:
     """A complete response hopwire answers itself (errors, /ping); ``extra``: more field
-    lines (each ending in CRLF)."""
+    lines (each ending in CRLF); an empty ``content_type`` sends none."""
     return b"".join(
         (
             status_line(code),
             clock.date,
             b"server: hopwire\r\n",
-            b"content-type: ",
-            content_type,
-            CRLF,
+            b"content-type: " + content_type + CRLF if content_type else b"",
             b"content-length: %d\r\n" % len(body),
             b"".join(extra) if extra else b"",
             CONN_CLOSE if close else b"",
