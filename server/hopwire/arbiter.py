@@ -29,6 +29,7 @@ from typing import Any
 from hopwire import config as config_mod
 from hopwire.config import Config, ConfigError
 from hopwire.http import tls
+from hopwire.middlewares import limits
 from hopwire.systemd import Notifier
 from hopwire.telemetry import logs, metrics
 from hopwire.telemetry.exporter import run_exporter
@@ -130,6 +131,7 @@ class Arbiter:
         self.metrics_dir = ""
         self.last_sample = 0.0
         self.tls_store: tls.Store | None = None  # the current generation's, inherited by workers
+        self.shared: dict[str, Any] = {}  # state the generation's workers share (rate limits)
 
     # -- start -----------------------------------------------------------------------------
 
@@ -148,6 +150,7 @@ class Arbiter:
             for line in exc.errors:
                 log.error("config error: %s", line)
             return 2
+        self.shared = limits.shared_state(self.config)
         try:
             self.listeners = self.bind_all(self.config, {})
         except OSError as exc:
@@ -226,6 +229,7 @@ class Arbiter:
             self.pid,
             self.span_paths,
             self.tls_store,
+            self.shared,
         )
         self.workers[pid] = WorkerProc(pid, slot, self.generation, heartbeat, time.monotonic())
         return pid
@@ -554,8 +558,9 @@ class Arbiter:
             self.notifier.notify("READY=1")
             return
         old_listeners, old_config, old_store = self.listeners, self.config, self.tls_store
-        old_paths = self.span_paths
+        old_paths, old_shared = self.span_paths, self.shared
         self.listeners, self.config, self.tls_store = listeners, new, store
+        self.shared = limits.shared_state(new)  # as Traefik, a new configuration starts afresh
         tracing_changed = new.tracing != old_config.tracing
         if tracing_changed:
             old_exporters = dict(self.exporters)
@@ -572,6 +577,7 @@ class Arbiter:
                 self.signal(pid, signal.SIGKILL)
             self.generation -= 1
             self.listeners, self.config, self.tls_store = old_listeners, old_config, old_store
+            self.shared = old_shared
             if tracing_changed:
                 for pid in self.exporters:
                     self.retired_exporters.add(pid)

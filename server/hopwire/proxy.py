@@ -210,17 +210,31 @@ class Exchange(RequestHead):
         self.route = route
         target = route.target
         self.observe(target.observers)
-        stages = target.request
-        if stages:  # middlewares (hopwire.middlewares): a stage may answer itself
-            for stage in stages:
-                if stage(self):
-                    return
         if ep.denied:
             code = has_denied(self.path_query.partition(b"?")[0], ep.denied)
             if code is not None:  # Traefik's encodedCharacters, checked for the matched router
                 self.respond_error(errors.BAD_REQUEST, f"encoded {code.decode()} in the path")
                 return
-        service = target.service
+        if target.request and self.run_stages(0):  # middlewares (hopwire.middlewares)
+            return
+        self.forward()
+
+    def run_stages(self, first: int) -> bool:
+        """The route's request stages from ``first`` on; True when one answered the request
+        itself or holds it (a rate limit's wait, which calls ``resume``)."""
+        assert self.route is not None
+        stages = self.route.target.request
+        return any(stages[i](self) for i in range(first, len(stages)))
+
+    def resume(self, next_stage: int) -> None:
+        """Carry on after a stage held the request (unless it ended meanwhile)."""
+        if not self.done and not self.run_stages(next_stage):
+            self.forward()
+
+    def forward(self) -> None:
+        """Pick a server of the route's service and send the request there."""
+        assert self.route is not None
+        service = self.route.target.service
         server = service.pick()
         if server is None:
             self.respond_error(errors.NO_SERVER, f"service {service.name}: no healthy server")

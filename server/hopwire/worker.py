@@ -182,8 +182,10 @@ class Worker:
         master_pid: int,
         span_paths: list[str],
         tls_store: tls.Store | None = None,
+        shared: dict[str, Any] | None = None,
     ):
         self.config = config
+        self.shared = shared or {}  # the generation's shared state (middlewares.limits)
         self.span_paths = span_paths
         self.tls_store = tls_store  # this generation's certificates and contexts (the master's)
         self.sink: SpanSink | None = None
@@ -293,7 +295,9 @@ class Worker:
                         self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
                     stages = compile_stages(
-                        (*ep_cfg.http.middlewares, *router.middlewares), config.http.middlewares
+                        (*ep_cfg.http.middlewares, *router.middlewares),
+                        config.http.middlewares,
+                        self.shared,
                     )
                     target = RouterTarget(r_name, self.services[router.service], observers, *stages)
                     entry = (r_name, router.rule, router.priority, target)
@@ -506,5 +510,7 @@ def run_worker(
     master_pid: int,
     span_paths: list[str],
     tls_store: tls.Store | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> int:
-    return Worker(config, sockets, heartbeat, slot, master_pid, span_paths, tls_store).run()
+    worker = Worker(config, sockets, heartbeat, slot, master_pid, span_paths, tls_store, shared)
+    return worker.run()

@@ -358,3 +358,80 @@ def test_two_types_and_a_bad_regex_stop_start_up(
     logs = hw.logs()
     assert "http.middlewares.strip: expected exactly one type" in logs
     assert "http.middlewares.regex.replacePathRegex.regex" in logs
+
+
+def rate_limited(backend: Any, **limit: Any) -> dict[str, Any]:
+    return {
+        "http": {
+            "middlewares": {"limit": {"rateLimit": limit}},
+            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s", "middlewares": ["limit"]}},
+            "services": {"s": service(backend.url)},
+        }
+    }
+
+
+def test_rate_limit_is_for_the_instance_across_workers(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """burst, then average per second, whatever worker each connection lands on: two workers
+    with their own buckets would let twice as many through."""
+    import os
+    import threading
+    import time
+
+    b = make_backend()
+    seconds = float(os.environ.get("TEST_RATE_SECONDS", "3"))
+    hw = make_hopwire(rate_limited(b, average=20, burst=10), workers=2)
+    port = web_port(hw)
+    codes: list[int] = []
+    stop = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < stop:
+            codes.append(request(port, "GET", "/r")[0])  # a new connection each time
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    allowed = codes.count(200)
+    expected = 10 + 20 * seconds
+    assert set(codes) <= {200, 429}, set(codes)
+    assert codes.count(429) > allowed  # the clients asked for far more
+    assert 0.75 * expected <= allowed <= 1.3 * expected, (allowed, expected, len(codes))
+
+
+def test_rate_limit_waits_for_a_token_then_refuses_as_traefik(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    import time
+
+    b = make_backend()
+    hw = make_hopwire(rate_limited(b, average=10, burst=1))
+    port = web_port(hw)
+    # one request every 70 ms: each waits ~30 ms for its token (below maxDelay, 50 ms)
+    codes = []
+    for _ in range(8):
+        codes.append(request(port, "GET", "/w")[0])
+        time.sleep(0.07)
+    assert codes == [200] * 8
+    slow = make_hopwire(rate_limited(b, average=1, period="10s", burst=1))
+    traefik = Traefik(tmp_path, rate_limited(b, average=1, period="10s", burst=1))
+    try:
+        wait_for(lambda: _up(traefik.port), timeout=30)
+        for port in (web_port(slow), traefik.port):
+            request(port, "GET", "/first")  # takes the one token (Traefik's may be spent)
+            status, headers, body = request(port, "GET", "/second")
+            assert (status, body) == (429, b"Too Many Requests"), (port, status, body)
+            assert header(headers, "retry-after") in ("9", "10")
+            assert (header(headers, "x-retry-in") or "").endswith("s")
+    finally:
+        traefik.stop()
+
+
+def _up(port: int) -> bool:
+    try:
+        return request(port, "GET", "/", timeout=1.0)[0] != 404  # routed (or limited)
+    except OSError:
+        return False

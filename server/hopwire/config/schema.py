@@ -641,6 +641,30 @@ class BasicAuthMiddleware:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceCriterion:
+    ipStrategy: IPStrategy | None = setting(None, "The client's address (the default).")
+    requestHeaderName: str = setting("", "The value of this request field.")
+    requestHost: bool = setting(False, "The Host.")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitMiddleware:
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {"redis": "a rate limit shared through Redis is not supported yet"}
+    )
+    average: int = setting(
+        0,
+        "Requests allowed per period (for the instance, all workers); 0: no limit.",
+        check=not_negative,
+    )
+    period: float = setting(1.0, "The period of average.", DURATION, positive)
+    burst: int = setting(1, "Requests allowed at once.", check=not_negative)
+    sourceCriterion: SourceCriterion | None = setting(
+        None, "What a limit is per: ipStrategy (default), requestHeaderName or requestHost."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ChainMiddleware:
     middlewares: tuple[str, ...] = setting(REQUIRED, "Middlewares applied in order.")
 
@@ -667,6 +691,9 @@ class Middleware:
     )
     ipAllowList: IPAllowListMiddleware | None = setting(None, "Allow only these clients.")
     basicAuth: BasicAuthMiddleware | None = setting(None, "HTTP basic authentication.")
+    rateLimit: RateLimitMiddleware | None = setting(
+        None, "Token-bucket rate limit per source, for the whole instance."
+    )
     chain: ChainMiddleware | None = setting(None, "Several middlewares under one name.")
 
 

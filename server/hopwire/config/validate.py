@@ -383,6 +383,22 @@ def _check_middlewares(config: Config) -> list[str]:
                 errors.append(f"{key}.basicAuth.usersFile: {auth.usersFile!r}: {exc.strerror}")
             except ValueError as exc:
                 errors.append(f"{key}.basicAuth.{exc}")
+        if mw.rateLimit is not None and mw.rateLimit.sourceCriterion is not None:
+            crit = mw.rateLimit.sourceCriterion
+            chosen = [
+                n
+                for n, on in (
+                    ("ipStrategy", crit.ipStrategy is not None),
+                    ("requestHeaderName", bool(crit.requestHeaderName)),
+                    ("requestHost", crit.requestHost),
+                )
+                if on
+            ]
+            if len(chosen) > 1:
+                errors.append(
+                    f"{key}.rateLimit.sourceCriterion: {' and '.join(chosen)} are mutually "
+                    "exclusive"
+                )
         if mw.ipAllowList is not None:
             bits = mw.ipAllowList.ipStrategy.ipv6Subnet if mw.ipAllowList.ipStrategy else None
             if bits is not None and not 0 <= bits <= 128:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from hopwire.middlewares import access, headers, paths, redirect
+from hopwire.middlewares import access, headers, limits, paths, redirect
 
 RequestStage = Callable[[Any], bool]
 ResponseStage = Callable[[Any, list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
@@ -27,6 +27,7 @@ TYPES = (
     "redirectRegex",
     "ipAllowList",
     "basicAuth",
+    "rateLimit",
     "chain",
 )
 
@@ -53,8 +54,9 @@ def expand(
 
 
 def compile_stages(
-    names: Iterable[str], defined: Mapping[str, Any]
+    names: Iterable[str], defined: Mapping[str, Any], shared: Mapping[str, Any] | None = None
 ) -> tuple[tuple[RequestStage, ...], tuple[ResponseStage, ...]]:
+    """``shared``: the generation's state shared by the workers (limits.shared_state)."""
     requests: list[RequestStage] = []
     responses: list[ResponseStage] = []
     for name in expand(names, defined):
@@ -84,6 +86,11 @@ def compile_stages(
             requests.append(access.ip_allow_list(mw.ipAllowList))
         elif mw.basicAuth is not None:
             requests.append(access.basic_auth(mw.basicAuth))
+        elif mw.rateLimit is not None:
+            if shared is not None and name in shared:  # average 0: no limit, no stage
+                limiter = limits.RateLimit(name, mw.rateLimit, shared[name])
+                limiter.next = len(requests) + 1
+                requests.append(limiter)
         elif mw.redirectRegex is not None:
             cfg = mw.redirectRegex
             requests.append(redirect.regex_redirect(cfg.regex, cfg.replacement, cfg.permanent))

@@ -1,0 +1,146 @@
+"""``rateLimit``, as Traefik 3.7's, with one limit for the whole instance.
+
+Traefik keeps a token bucket per source (golang.org/x/time/rate): ``burst`` tokens, refilled
+at ``average`` per ``period``; a request takes one, and when none is left it waits for the
+next up to ``maxDelay`` (half the interval between tokens, 500 ms below one request per
+second), or gets 429 with ``Retry-After`` and ``X-Retry-In``.  A client's requests reach
+every worker (one connection each, spread by the kernel), so the buckets cannot be per worker:
+they live in shared memory the master maps before it forks the generation
+(``SharedBuckets``), striped, with one process-shared lock per stripe.  A slot is
+(key, tokens, last refill) keyed by a hash of the middleware and the source; a slot unused
+for its ttl, or the stalest of the probed ones, is taken over by a new source.
+"""
+
+from __future__ import annotations
+
+import http
+import math
+import mmap
+import multiprocessing
+import struct
+import time
+from typing import Any
+
+from hopwire.middlewares.access import client_ip
+
+SLOT = struct.Struct("qdd")  # key, tokens, last refill (time.monotonic, shared by the host)
+STRIPES = 64
+PER_STRIPE = 256  # 16,384 sources per rateLimit middleware (Traefik keeps 65,536)
+PROBE = 8
+TOO_MANY = http.HTTPStatus(429).phrase.encode()
+
+
+class SharedBuckets:
+    """Token buckets in anonymous shared memory, made before fork (inherited by workers)."""
+
+    def __init__(self) -> None:
+        self.mem = mmap.mmap(-1, SLOT.size * STRIPES * PER_STRIPE)  # MAP_SHARED
+        self.locks = [multiprocessing.Lock() for _ in range(STRIPES)]
+
+    def reserve(self, key: int, rate: float, burst: int, max_delay: float, ttl: float) -> float:
+        """Take a token for ``key``; the wait before it is there (0: now).  A wait above
+        ``max_delay`` takes nothing (the caller refuses the request)."""
+        key = key or 1
+        stripe = key % STRIPES
+        base = stripe * PER_STRIPE
+        start = (key // STRIPES) % PER_STRIPE
+        mem = self.mem
+        with self.locks[stripe]:
+            now = time.monotonic()
+            tokens, last = float(burst), now  # a new source starts full
+            chosen = free = oldest = -1
+            oldest_last = math.inf
+            for i in range(PROBE):
+                offset = (base + (start + i) % PER_STRIPE) * SLOT.size
+                k, t, lst = SLOT.unpack_from(mem, offset)
+                if k == key:
+                    chosen, tokens, last = offset, t, lst
+                    break
+                if k == 0 or now - lst > ttl:
+                    if free < 0:
+                        free = offset
+                elif lst < oldest_last:
+                    oldest, oldest_last = offset, lst
+            if chosen < 0:
+                chosen = free if free >= 0 else oldest
+            tokens = min(float(burst), tokens + (now - last) * rate)
+            tokens -= 1.0
+            delay = -tokens / rate if tokens < 0 else 0.0
+            if delay > max_delay:
+                tokens += 1.0  # cancelled: the token is not taken
+            SLOT.pack_into(mem, chosen, key, tokens, now)
+        return delay
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() of a positive duration below an hour (X-Retry-In)."""
+    ns = round(seconds * 1e9)
+    if ns < 1000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return _trim(f"{ns / 1e3:.3f}") + "µs"
+    if ns < 1_000_000_000:
+        return _trim(f"{ns / 1e6:.6f}") + "ms"
+    minutes, rest = divmod(ns, 60_000_000_000)
+    text = _trim(f"{rest / 1e9:.9f}") + "s"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def _trim(number: str) -> str:
+    return number.rstrip("0").rstrip(".") if "." in number else number
+
+
+def source_of(criterion: Any) -> Any:
+    """The function giving a request's source, per Traefik's sourceCriterion."""
+    if criterion is not None and criterion.requestHeaderName:
+        name = criterion.requestHeaderName.lower().encode("latin-1")
+
+        def by_header(ex: Any) -> str:
+            for n, v in ex.kept:
+                if n.lower() == name:
+                    return v.decode("latin-1")
+            return ""
+
+        return by_header
+    if criterion is not None and criterion.requestHost:
+        return lambda ex: ex.authority.decode("latin-1")
+    return client_ip(criterion.ipStrategy if criterion is not None else None)
+
+
+class RateLimit:
+    """The request stage of one rateLimit middleware (``next``: the stage after it)."""
+
+    def __init__(self, name: str, cfg: Any, buckets: SharedBuckets):
+        period = cfg.period or 1.0
+        self.rate = cfg.average / period
+        self.burst = max(cfg.burst, 1)
+        self.max_delay = 0.5 if self.rate < 1 else 1.0 / (int(self.rate) * 2)
+        self.ttl = 2.0 if self.rate >= 1 else 1.0 + int(1 / self.rate)
+        self.source = source_of(cfg.sourceCriterion)
+        self.name = name
+        self.buckets = buckets
+        self.next = 0  # set by compile_stages
+
+    def __call__(self, ex: Any) -> bool:
+        key = hash((self.name, self.source(ex)))
+        delay = self.buckets.reserve(key, self.rate, self.burst, self.max_delay, self.ttl)
+        if delay <= 0:
+            return False
+        if delay > self.max_delay:
+            extra = [
+                b"Retry-After: %d\r\n" % math.ceil(delay),
+                b"X-Retry-In: " + go_duration(delay).encode() + b"\r\n",
+            ]
+            ex.respond_local(429, TOO_MANY, extra=extra)
+            return True
+        ex.down.worker.loop.call_later(delay, ex.resume, self.next)
+        return True
+
+
+def shared_state(config: Any) -> dict[str, SharedBuckets]:
+    """The shared buckets of every rateLimit middleware of a config (made by the master)."""
+    return {
+        name: SharedBuckets()
+        for name, mw in config.http.middlewares.items()
+        if mw.rateLimit is not None and mw.rateLimit.average > 0
+    }
