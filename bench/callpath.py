@@ -100,7 +100,37 @@ class Sink:
         self.buf = []
 
 
-def build(rate: float | None = None) -> Any:
+MIDDLEWARES = {
+    "none": [],
+    "headers+strip": [
+        "--http.middlewares.hdr.headers.customRequestHeaders.X-One=1",
+        "--http.middlewares.hdr.headers.customRequestHeaders.X-Two=2",
+        "--http.middlewares.hdr.headers.stsSeconds=31536000",
+        "--http.middlewares.hdr.headers.forceSTSHeader=true",
+        "--http.middlewares.hdr.headers.contentTypeNosniff=true",
+        "--http.middlewares.strip.stripPrefix.prefixes=/api",
+    ],
+    "ratelimit": [
+        "--http.middlewares.limit.rateLimit.average=1000000000",
+        "--http.middlewares.limit.rateLimit.burst=1000000000",
+    ],
+}
+
+
+def stages_of(kind: str) -> Any:
+    """The compiled stages of one MIDDLEWARES setting (shared buckets made here)."""
+    if kind == "none":
+        return ((), None)
+    from hopwire.config import load
+    from hopwire.middlewares import compile_stages, limits
+
+    flags = MIDDLEWARES[kind]
+    config = load(None, flags, {})
+    names = sorted(config.http.middlewares)
+    return compile_stages(names, config.http.middlewares, limits.shared_state(config))
+
+
+def build(rate: float | None = None, middlewares: str = "none") -> Any:
     from tests.fuzz.world import catch_all
 
     from hopwire.http.downstream import Downstream
@@ -108,7 +138,7 @@ def build(rate: float | None = None) -> Any:
     from hopwire.telemetry.tracing import Tracer
 
     tracer = Tracer("all", rate, Sink()) if rate is not None else None  # type: ignore[arg-type]
-    ep, worker, service = catch_all(tracer)
+    ep, worker, service = catch_all(tracer, stages_of(middlewares))
     down = Downstream(ep)
     down.connection_made(Transport(("127.0.0.1", 40000)))
     pool = service.servers[0].pool
@@ -135,9 +165,12 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--tracing", type=float, default=None, help="a tracer at this sample rate")
     ap.add_argument("--parent", choices=PARENTS, default="none", help="inbound traceparent")
+    ap.add_argument("--middlewares", choices=MIDDLEWARES, default="none")
     args = ap.parse_args()
-    down, up = build(args.tracing)
+    down, up = build(args.tracing, args.middlewares)
     request = REQUEST[:-2] + PARENTS[args.parent] + b"\r\n"
+    if args.middlewares == "headers+strip":
+        request = request.replace(b"GET /12B", b"GET /api/12B")
     run(down, up, 1000, request)  # warm
     if args.profile:
         prof = cProfile.Profile()

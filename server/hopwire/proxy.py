@@ -215,8 +215,11 @@ class Exchange(RequestHead):
             if code is not None:  # Traefik's encodedCharacters, checked for the matched router
                 self.respond_error(errors.BAD_REQUEST, f"encoded {code.decode()} in the path")
                 return
-        if target.request and self.run_stages(0):  # middlewares (hopwire.middlewares)
-            return
+        stages = target.request
+        if stages:  # middlewares (hopwire.middlewares): inline, run_stages is for resume
+            for stage in stages:
+                if stage(self):
+                    return
         self.forward()
 
     def run_stages(self, first: int) -> bool:
@@ -437,10 +440,14 @@ class Exchange(RequestHead):
         self.deadline = 0.0
         self.continue_at = 0.0
         route = self.route
-        if route is not None and route.target.response:  # middlewares' response stages
-            for stage in route.target.response:
-                headers = stage(self, headers)
-        parts, cl, up_chunked, _ = response_fields(headers, status_line(status, reason))
+        edit = route.target.response if route is not None else None
+        if edit is None:
+            parts, cl, up_chunked, _ = response_fields(headers, status_line(status, reason))
+        else:  # the middlewares' fields replace the backend's (hopwire.middlewares)
+            parts, cl, up_chunked, _ = response_fields(
+                headers, status_line(status, reason), edit.skip
+            )
+            edit.extend(self, parts, headers)
         ep = down.ep
         close = (
             not self.keep_alive

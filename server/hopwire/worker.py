@@ -79,7 +79,7 @@ class RouterTarget:
         service: Service | None,
         observers: tuple[Any, ...],
         request: tuple[Callable[[Exchange], bool], ...] = (),
-        response: tuple[Any, ...] = (),
+        response: Any = None,
     ):
         self.name = name
         self.service = service

@@ -100,11 +100,11 @@ class BackendTransport(ClientTransport):
             self.write(part)
 
 
-def catch_all(tracer: Any = None) -> tuple[Any, Any, Any]:
+def catch_all(tracer: Any = None, stages: tuple[Any, Any] = ((), None)) -> tuple[Any, Any, Any]:
     """(entrypoint runtime, worker, service) of a default config with one catch-all router to
     one backend: the real per-generation objects, a metrics meter as the router's observer
     (chained after ``tracer`` when given), no socket and a loop that never runs.  Shared by
-    the fuzz world and ``bench/callpath.py``."""
+    the fuzz world and ``bench/callpath.py`` (``stages``: the router's middleware stages)."""
     from hopwire import worker as worker_mod
     from hopwire.config import load
     from hopwire.routing import RouteTable
@@ -132,7 +132,7 @@ def catch_all(tracer: Any = None) -> tuple[Any, Any, Any]:
     worker.metrics = metrics.WorkerMetrics(config)
     ep_cfg = config.entryPoints["web"]
     meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
-    target = worker_mod.RouterTarget("all", service, observers_of(tracer, meter))
+    target = worker_mod.RouterTarget("all", service, observers_of(tracer, meter), *stages)
     table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
     ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
     ep.traced = tracer is not None

@@ -263,13 +263,15 @@ def read_request(
 
 
 def response_fields(
-    headers: Fields, first: bytes
+    headers: Fields, first: bytes, skip: frozenset[bytes] = HOP_BY_HOP
 ) -> tuple[list[bytes], bytes | None, bool, bytes | None]:
     """A response head's wire pieces, ``first`` (its status line) then the end-to-end fields,
     with what framing needs: (pieces, Content-Length value, chunked, Upgrade value).
 
-    Hop-by-hop fields and every field a Connection header names are removed (RFC 9110 §7.6.1).
-    A transfer coding other than chunked, or chunked twice, raises ProxyError (BAD_RESPONSE).
+    Hop-by-hop fields and every field a Connection header names are removed (RFC 9110 §7.6.1),
+    and so are the other lower-case names in ``skip`` (a superset of HOP_BY_HOP: the fields
+    a route's middlewares replace).  A transfer coding other than chunked, or chunked twice,
+    raises ProxyError (BAD_RESPONSE).
     """
     lines: list[bytes] = [first]
     cl: bytes | None = None
@@ -278,7 +280,7 @@ def response_fields(
     named: list[bytes] | None = None
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP:
+        if lname in skip:
             if lname == b"connection":
                 tokens = value.lower().split(b",")
                 named = tokens if named is None else named + tokens
@@ -300,6 +302,6 @@ def response_fields(
             lines = [first]
             for name, value in headers:
                 lname = name.lower()
-                if lname not in HOP_BY_HOP and lname not in extra:
+                if lname not in skip and lname not in extra:
                     lines += (name, b": ", value, b"\r\n")
     return lines, cl, chunked, upgrade

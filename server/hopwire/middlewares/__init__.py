@@ -1,10 +1,11 @@
 """Traefik's HTTP middlewares, compiled once per config generation into a route (DESIGN §7).
 
-A route's pipeline is two tuples: request stages (``stage(ex) -> bool``, called in order
-after routing and before a server is picked; True means the stage answered the request itself
-through the exchange's one ending) and response stages (``stage(ex, fields) -> fields``,
-called in order on the backend's response fields before they are written).  A route with no
-middleware has two empty tuples and the request path does not look further.
+A route's pipeline is a tuple of request stages (``stage(ex) -> bool``, called in order after
+routing and before a server is picked; True means the stage answered the request itself
+through the exchange's one ending, or holds it and resumes later) and a ``ResponseEdit``: the
+backend fields the middlewares replace are skipped in the one pass that already drops the
+hop-by-hop ones, and their own fields are appended.  A route with no middleware has an empty
+tuple and no edit, and the request path does not look further.
 """
 
 from __future__ import annotations
@@ -14,8 +15,39 @@ from typing import Any
 
 from hopwire.middlewares import access, headers, limits, paths, redirect
 
+Fields = list[tuple[bytes, bytes]]
 RequestStage = Callable[[Any], bool]
-ResponseStage = Callable[[Any, list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
+Step = tuple[frozenset[bytes], Callable[[Any, Fields], Fields]]
+
+
+class ResponseEdit:
+    """The response side of a route's middlewares: ``skip`` (HOP_BY_HOP and every name they
+    replace, for ``head.response_fields``) and ``extend``, which appends their fields."""
+
+    __slots__ = ("skip", "steps")
+
+    def __init__(self, steps: list[Step]):
+        from hopwire.http.wire import HOP_BY_HOP
+
+        self.steps = steps
+        self.skip = HOP_BY_HOP.union(*(drop for drop, _ in steps))
+
+    def extend(self, ex: Any, parts: list[bytes], backend: Fields) -> None:
+        steps = self.steps
+        if len(steps) == 1:
+            fields = steps[0][1](ex, backend)
+        else:  # inner first: an outer middleware replaces what an inner one set
+            merged: dict[bytes, tuple[bytes, bytes]] = {}
+            for drop, make in steps:
+                for name in drop:
+                    merged.pop(name, None)
+                for name, value in make(ex, backend):
+                    merged[name.lower()] = (name, value)
+            fields = list(merged.values())
+        for name, value in fields:
+            parts += (name, b": ", value, b"\r\n")
+
+
 TYPES = (
     "headers",
     "stripPrefix",
@@ -55,19 +87,19 @@ def expand(
 
 def compile_stages(
     names: Iterable[str], defined: Mapping[str, Any], shared: Mapping[str, Any] | None = None
-) -> tuple[tuple[RequestStage, ...], tuple[ResponseStage, ...]]:
+) -> tuple[tuple[RequestStage, ...], ResponseEdit | None]:
     """``shared``: the generation's state shared by the workers (limits.shared_state)."""
     requests: list[RequestStage] = []
-    responses: list[ResponseStage] = []
+    responses: list[Step] = []
     for name in expand(names, defined):
         mw = defined[name]
         if mw.headers is not None:
             stage = headers.request_stage(mw.headers)
             if stage is not None:
                 requests.append(stage)
-            out = headers.response_stage(mw.headers)
-            if out is not None:
-                responses.append(out)
+            step = headers.response_step(mw.headers)
+            if step is not None:
+                responses.append(step)
         elif mw.stripPrefix is not None:
             requests.append(paths.strip_prefix(mw.stripPrefix.prefixes))
         elif mw.addPrefix is not None:
@@ -94,5 +126,5 @@ def compile_stages(
         elif mw.redirectRegex is not None:
             cfg = mw.redirectRegex
             requests.append(redirect.regex_redirect(cfg.regex, cfg.replacement, cfg.permanent))
-    # response stages run in reverse, as Traefik's wrapped handlers modify a response
-    return tuple(requests), tuple(reversed(responses))
+    # the innermost middleware modifies a response first, as Traefik's wrapped handlers do
+    return tuple(requests), ResponseEdit(responses[::-1]) if responses else None

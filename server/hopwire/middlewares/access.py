@@ -56,6 +56,8 @@ def client_ip(strategy: Any) -> Callable[[Any], str]:
     """The address a request is judged by, per Traefik's ipStrategy."""
     bits = strategy.ipv6Subnet if strategy is not None else None
     if strategy is None or (not strategy.depth and not strategy.excludedIPs):
+        if bits is None:
+            return lambda ex: ex.down.client_ip
         return lambda ex: _subnet(ex.down.client_ip, bits)
     if strategy.depth:
         depth = strategy.depth

@@ -13,7 +13,6 @@ from typing import Any
 
 Fields = list[tuple[bytes, bytes]]
 RequestStage = Callable[[Any], bool]
-ResponseStage = Callable[[Any, Fields], Fields]
 
 
 def _edits(custom: Any) -> tuple[frozenset[bytes], Fields]:
@@ -124,12 +123,19 @@ class Cors:
         ex.respond_local(200, b"", b"", out)
         return True
 
-    def response(self, ex: Any, fields: Fields) -> Fields:
+    def drops(self) -> frozenset[bytes]:
+        names = {
+            b"access-control-allow-origin",
+            b"access-control-allow-credentials",
+            b"access-control-expose-headers",
+        }
+        return frozenset(names | ({b"vary"} if self.vary else set()))
+
+    def fields(self, ex: Any, backend: Fields) -> Fields:
+        """The CORS fields of a response (replacing the backend's, see ``drops``)."""
         sets: Fields = []
         origin = _field(ex.kept, b"origin")
-        allowed = self.match(origin.decode("latin-1")) if origin is not None else None
-        if allowed is None and origin is None:
-            allowed = self.match("")
+        allowed = self.match(origin.decode("latin-1") if origin is not None else "")
         if allowed is not None:
             sets.append((b"Access-Control-Allow-Origin", allowed.encode("latin-1")))
         if self.credentials:
@@ -137,14 +143,13 @@ class Cors:
         exposed = self.exposed()
         if exposed is not None:
             sets.append((b"Access-Control-Expose-Headers", exposed.encode("latin-1")))
-        drop = {name.lower() for name, _ in sets}
-        out = [f for f in fields if f[0].lower() not in drop] + sets
         if self.vary:
-            vary = _field(out, b"vary")
-            if vary != b"Origin":
-                value = (vary + b"," if vary else b"") + b"Origin"
-                out = [f for f in out if f[0].lower() != b"vary"] + [(b"Vary", value)]
-        return out
+            vary = _field(backend, b"vary")
+            if vary == b"Origin":
+                sets.append((b"Vary", vary))
+            else:
+                sets.append((b"Vary", (vary + b"," if vary else b"") + b"Origin"))
+        return sets
 
 
 def request_stage(cfg: Any) -> RequestStage | None:
@@ -203,34 +208,25 @@ def security_fields(cfg: Any) -> tuple[Fields, bytes | None]:
     return fields, sts
 
 
-def response_stage(cfg: Any) -> ResponseStage | None:
-    custom = custom_response_stage(cfg)
-    cors = Cors(cfg) if cors_defined(cfg) else None
-    if cors is None:
-        return custom
-    if custom is None:
-        return cors.response
-
-    def both(ex: Any, fields: Fields) -> Fields:  # custom fields first, then CORS (Traefik)
-        return cors.response(ex, custom(ex, fields))
-
-    return both
-
-
-def custom_response_stage(cfg: Any) -> ResponseStage | None:
+def response_step(cfg: Any) -> tuple[frozenset[bytes], Callable[[Any, Fields], Fields]] | None:
+    """(names replaced, the fields of a response) of a headers middleware, or None: custom
+    response fields and security headers first, then CORS, as Traefik applies them."""
     drop, add = _edits(cfg.customResponseHeaders)
     security, sts = security_fields(cfg)
-    add = security + add
+    static = security + add
     drop = drop | {name.lower() for name, _ in security}
-    force = cfg.forceSTSHeader
     if sts is not None:
         drop = drop | {b"strict-transport-security"}
-    if not drop and not add and sts is None:
+    with_sts = [*static, (b"Strict-Transport-Security", sts)] if sts is not None else static
+    force = cfg.forceSTSHeader
+    cors = Cors(cfg) if cors_defined(cfg) else None
+    if cors is not None:
+        drop = drop | cors.drops()
+    if not drop and not static and sts is None:
         return None
-    with_sts = [*add, (b"Strict-Transport-Security", sts)] if sts is not None else add
 
-    def stage(ex: Any, fields: Fields) -> Fields:
-        tls = ex.down.ep.tls
-        return _apply(fields, drop, with_sts if sts is not None and (tls or force) else add)
+    def fields(ex: Any, backend: Fields) -> Fields:
+        out = with_sts if sts is not None and (force or ex.down.ep.tls) else static
+        return out + cors.fields(ex, backend) if cors is not None else out
 
-    return stage
+    return frozenset(drop), fields

@@ -24,6 +24,7 @@ from typing import Any
 from hopwire.middlewares.access import client_ip
 
 SLOT = struct.Struct("qdd")  # key, tokens, last refill (time.monotonic, shared by the host)
+SIZE, UNPACK, PACK = SLOT.size, SLOT.unpack_from, SLOT.pack_into
 STRIPES = 64
 PER_STRIPE = 256  # 16,384 sources per rateLimit middleware (Traefik keeps 65,536)
 PROBE = 8
@@ -34,7 +35,7 @@ class SharedBuckets:
     """Token buckets in anonymous shared memory, made before fork (inherited by workers)."""
 
     def __init__(self) -> None:
-        self.mem = mmap.mmap(-1, SLOT.size * STRIPES * PER_STRIPE)  # MAP_SHARED
+        self.mem = mmap.mmap(-1, SIZE * STRIPES * PER_STRIPE)  # MAP_SHARED
         self.locks = [multiprocessing.Lock() for _ in range(STRIPES)]
 
     def reserve(self, key: int, rate: float, burst: int, max_delay: float, ttl: float) -> float:
@@ -45,31 +46,40 @@ class SharedBuckets:
         base = stripe * PER_STRIPE
         start = (key // STRIPES) % PER_STRIPE
         mem = self.mem
-        with self.locks[stripe]:
+        lock = self.locks[stripe]
+        lock.acquire()
+        try:
             now = time.monotonic()
-            tokens, last = float(burst), now  # a new source starts full
-            chosen = free = oldest = -1
-            oldest_last = math.inf
-            for i in range(PROBE):
-                offset = (base + (start + i) % PER_STRIPE) * SLOT.size
-                k, t, lst = SLOT.unpack_from(mem, offset)
-                if k == key:
-                    chosen, tokens, last = offset, t, lst
-                    break
-                if k == 0 or now - lst > ttl:
-                    if free < 0:
-                        free = offset
-                elif lst < oldest_last:
-                    oldest, oldest_last = offset, lst
-            if chosen < 0:
-                chosen = free if free >= 0 else oldest
-            tokens = min(float(burst), tokens + (now - last) * rate)
-            tokens -= 1.0
+            offset = (base + start) * SIZE
+            k, tokens, last = UNPACK(mem, offset)
+            if k != key:  # not in its first slot: probe, or take a free or the stalest one
+                offset, tokens, last = self._find(key, base, start, now, float(burst), ttl)
+            tokens = min(float(burst), tokens + (now - last) * rate) - 1.0
             delay = -tokens / rate if tokens < 0 else 0.0
             if delay > max_delay:
                 tokens += 1.0  # cancelled: the token is not taken
-            SLOT.pack_into(mem, chosen, key, tokens, now)
+            PACK(mem, offset, key, tokens, now)
+        finally:
+            lock.release()
         return delay
+
+    def _find(
+        self, key: int, base: int, start: int, now: float, full: float, ttl: float
+    ) -> tuple[int, float, float]:
+        mem = self.mem
+        free = oldest = -1
+        oldest_last = math.inf
+        for i in range(PROBE):
+            offset = (base + (start + i) % PER_STRIPE) * SIZE
+            k, t, lst = UNPACK(mem, offset)
+            if k == key:
+                return offset, t, lst
+            if k == 0 or now - lst > ttl:
+                if free < 0:
+                    free = offset
+            elif lst < oldest_last:
+                oldest, oldest_last = offset, lst
+        return (free if free >= 0 else oldest), full, now  # a new source starts full
 
 
 def go_duration(seconds: float) -> str:
@@ -118,11 +128,12 @@ class RateLimit:
         self.ttl = 2.0 if self.rate >= 1 else 1.0 + int(1 / self.rate)
         self.source = source_of(cfg.sourceCriterion)
         self.name = name
+        self.salt = hash(name)  # the same source under two middlewares: two buckets
         self.buckets = buckets
         self.next = 0  # set by compile_stages
 
     def __call__(self, ex: Any) -> bool:
-        key = hash((self.name, self.source(ex)))
+        key = hash(self.source(ex)) ^ self.salt
         delay = self.buckets.reserve(key, self.rate, self.burst, self.max_delay, self.ttl)
         if delay <= 0:
             return False

@@ -73,8 +73,9 @@ def _strip(ex: Any, raw: bytes, rest: bytes, path: str, prefix: str) -> bool:
     Traefik: X-Forwarded-Prefix, a leading slash, and 400 if cleaning would change it."""
     new_path = ensure_slash(path[len(prefix) :])
     text = raw.decode("latin-1")
-    new_raw = ensure_slash(text[encoded_prefix_len(text, prefix) :])
-    if new_path and joined(new_path) != new_path:
+    cut = encoded_prefix_len(text, prefix) if "%" in text else len(prefix)
+    new_raw = ensure_slash(text[cut:])
+    if ("//" in new_path or "/." in new_path) and joined(new_path) != new_path:
         return _reject(ex, f"{new_path!r} is not a clean path after stripping {prefix!r}")
     ex.kept.append((FORWARDED_PREFIX, prefix.encode("latin-1")))
     ex.path_query = (new_raw or "/").encode("latin-1") + rest
@@ -193,8 +194,8 @@ def replace_path_regex(regex: str, replacement: str) -> Stage:
             return False
         ex.kept.append((REPLACED_PATH, raw))
         new_raw = pattern.sub(expand, current)
-        path = unquote(new_raw)
-        if path and joined(path) != path:
+        path = unquote(new_raw) if "%" in new_raw else new_raw
+        if ("//" in path or "/." in path) and joined(path) != path:
             return _reject(ex, f"replacePathRegex: {path!r} is not a clean path")
         ex.path_query = (new_raw or "/").encode("latin-1") + rest
         return False
