@@ -435,3 +435,75 @@ def _up(port: int) -> bool:
         return request(port, "GET", "/", timeout=1.0)[0] != 404  # routed (or limited)
     except OSError:
         return False
+
+
+def test_middleware_answers_go_through_the_one_ending(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    """401, 403, 3xx, a CORS preflight: one access-log line with the router and no origin
+    status, one count, one SERVER span and no CLIENT span; nothing reaches the backend."""
+    from tests.otlp_receiver import GrpcReceiver, attrs
+
+    rx = GrpcReceiver()
+    try:
+        b = make_backend()
+        answers = {
+            "auth": {"basicAuth": {"users": USERS}},
+            "deny": {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}},
+            "https": {"redirectScheme": {"scheme": "https"}},
+            "cors": MIDDLEWARES["cors"],
+        }
+        config = {
+            "http": {
+                "middlewares": answers,
+                "routers": {
+                    n: {"rule": f"Host(`{n}.test`)", "service": "s", "middlewares": [n]}
+                    for n in answers
+                },
+                "services": {"s": service(b.url)},
+            },
+            "accessLog": {"filePath": str(tmp_path / "a.log")},
+            "metrics": {"prometheus": {"addRoutersLabels": True}},
+            "tracing": {
+                "otlp": {"grpc": {"endpoint": rx.endpoint, "insecure": True}},
+                "batch": {"scheduleDelay": "100ms"},
+            },
+        }
+        hw = make_hopwire(config)
+        port = web_port(hw)
+        want = {"auth": 401, "deny": 403, "https": 302, "cors": 200}
+        for name, status in want.items():
+            method, extra = (
+                ("OPTIONS", [ORIGIN, ("Access-Control-Request-Method", "GET")])
+                if name == "cors"
+                else ("GET", [])
+            )
+            assert request(port, method, "/m", host=f"{name}.test", headers=extra)[0] == status
+        assert not b.requests
+        docs = wait_for(
+            lambda: (
+                len((tmp_path / "a.log").read_text().splitlines()) == 4
+                and [json.loads(x) for x in (tmp_path / "a.log").read_text().splitlines()]
+            )
+        )
+        assert {d["RouterName"]: d["DownstreamStatus"] for d in docs} == want
+        assert all(d.get("OriginStatus") is None and d.get("ServiceURL") is None for d in docs)
+        spans = rx.wait(4)
+        assert [s.kind for s in spans] == [2, 2, 2, 2]  # SERVER only
+        assert sorted(attrs(s)["http.response.status_code"] for s in spans) == sorted(want.values())
+        text = wait_for(
+            lambda: (
+                (t := request(hw.internal, "GET", "/metrics")[2].decode())
+                and 'router="deny"' in t
+                and t
+            )
+        )
+        for name, status in want.items():
+            line = next(
+                x
+                for x in text.splitlines()
+                if x.startswith("hopwire_router_requests_total") and f'router="{name}"' in x
+            )
+            assert f'code="{status}"' in line and line.endswith(" 1.0"), line
+    finally:
+        rx.close()
