@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from hopwire import errors
@@ -79,6 +80,7 @@ class Exchange(RequestHead):
         "head_sent",
         "head_size",
         "headers",
+        "held",
         "observers",
         "origin_duration",
         "origin_status",
@@ -128,6 +130,7 @@ class Exchange(RequestHead):
         # chosen once per router; empty: nothing observes
         self.observers: tuple[Observer, ...] = ()
         self.trace: Trace | None = None  # set by a tracing observer
+        self.held: list[Callable[[], None]] | None = None  # what middlewares give back at end
         self.t0 = 0.0  # set by observers that time the exchange
         self.wall = 0.0
         # the backend attempt
@@ -584,6 +587,11 @@ class Exchange(RequestHead):
                     detail,
                     extra=self.log_ids(),
                 )
+        held = self.held
+        if held is not None:  # an inFlightReq slot, given back whatever the outcome
+            self.held = None
+            for give_back in held:
+                give_back()
         for observer in self.observers:
             observer.finish(self)
         down.exchange_done(self, close)

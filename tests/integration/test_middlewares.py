@@ -507,3 +507,43 @@ def test_middleware_answers_go_through_the_one_ending(
             assert f'code="{status}"' in line and line.endswith(" 1.0"), line
     finally:
         rx.close()
+
+
+def test_in_flight_requests_are_limited_for_the_instance(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    """amount 2: of four slow requests at once on four connections (spread over two workers)
+    two pass and two get 429, as from the real Traefik; the slots come back afterwards."""
+    import threading
+
+    b = make_backend()
+    dynamic = {
+        "http": {
+            "middlewares": {"few": {"inFlightReq": {"amount": 2}}},
+            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s", "middlewares": ["few"]}},
+            "services": {"s": service(b.url)},
+        }
+    }
+    hw = make_hopwire(copy.deepcopy(dynamic), workers=2)
+    traefik = Traefik(tmp_path, copy.deepcopy(dynamic))
+    try:
+        wait_for(lambda: _up(traefik.port), timeout=30)
+        outcomes = []
+        for port in (web_port(hw), traefik.port):
+            got: list[tuple[int, bytes]] = []
+
+            def slow(port: int = port, got: list[tuple[int, bytes]] = got) -> None:
+                status, _, body = request(port, "GET", "/slow/1.5")
+                got.append((status, body if status != 200 else b""))
+
+            threads = [threading.Thread(target=slow) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            outcomes.append(sorted(got))
+            assert request(port, "GET", "/after")[0] == 200  # given back
+        assert outcomes[0] == outcomes[1], outcomes
+        assert [s for s, _ in outcomes[0]] == [200, 200, 429, 429]
+    finally:
+        traefik.stop()

@@ -665,6 +665,18 @@ class RateLimitMiddleware:
 
 
 @dataclass(frozen=True, slots=True)
+class InFlightReqMiddleware:
+    amount: int = setting(
+        REQUIRED,
+        "Requests in flight allowed per source (for the instance); more get 429.",
+        check=not_negative,
+    )
+    sourceCriterion: SourceCriterion | None = setting(
+        None, "What the limit is per: requestHost (default), ipStrategy or requestHeaderName."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ChainMiddleware:
     middlewares: tuple[str, ...] = setting(REQUIRED, "Middlewares applied in order.")
 
@@ -693,6 +705,9 @@ class Middleware:
     basicAuth: BasicAuthMiddleware | None = setting(None, "HTTP basic authentication.")
     rateLimit: RateLimitMiddleware | None = setting(
         None, "Token-bucket rate limit per source, for the whole instance."
+    )
+    inFlightReq: InFlightReqMiddleware | None = setting(
+        None, "Limit the requests in flight per source, for the whole instance."
     )
     chain: ChainMiddleware | None = setting(None, "Several middlewares under one name.")
 

@@ -383,8 +383,9 @@ def _check_middlewares(config: Config) -> list[str]:
                 errors.append(f"{key}.basicAuth.usersFile: {auth.usersFile!r}: {exc.strerror}")
             except ValueError as exc:
                 errors.append(f"{key}.basicAuth.{exc}")
-        if mw.rateLimit is not None and mw.rateLimit.sourceCriterion is not None:
-            crit = mw.rateLimit.sourceCriterion
+        limited = mw.rateLimit or mw.inFlightReq
+        if limited is not None and limited.sourceCriterion is not None:
+            crit = limited.sourceCriterion
             chosen = [
                 n
                 for n, on in (
@@ -395,9 +396,9 @@ def _check_middlewares(config: Config) -> list[str]:
                 if on
             ]
             if len(chosen) > 1:
+                kind = "rateLimit" if mw.rateLimit is not None else "inFlightReq"
                 errors.append(
-                    f"{key}.rateLimit.sourceCriterion: {' and '.join(chosen)} are mutually "
-                    "exclusive"
+                    f"{key}.{kind}.sourceCriterion: {' and '.join(chosen)} are mutually exclusive"
                 )
         if mw.ipAllowList is not None:
             bits = mw.ipAllowList.ipStrategy.ipv6Subnet if mw.ipAllowList.ipStrategy else None

@@ -60,6 +60,7 @@ TYPES = (
     "ipAllowList",
     "basicAuth",
     "rateLimit",
+    "inFlightReq",
     "chain",
 )
 
@@ -123,6 +124,9 @@ def compile_stages(
                 limiter = limits.RateLimit(name, mw.rateLimit, shared[name])
                 limiter.next = len(requests) + 1
                 requests.append(limiter)
+        elif mw.inFlightReq is not None:
+            if shared is not None and name in shared:  # amount 0: no limit, no stage
+                requests.append(limits.InFlight(name, mw.inFlightReq, shared[name]))
         elif mw.redirectRegex is not None:
             cfg = mw.redirectRegex
             requests.append(redirect.regex_redirect(cfg.regex, cfg.replacement, cfg.permanent))

@@ -13,6 +13,7 @@ for its ttl, or the stalest of the probed ones, is taken over by a new source.
 
 from __future__ import annotations
 
+import functools
 import http
 import math
 import mmap
@@ -82,6 +83,94 @@ class SharedBuckets:
         return (free if free >= 0 else oldest), full, now  # a new source starts full
 
 
+COUNT = struct.Struct("qq")  # key, requests in flight
+
+
+class SharedCounts:
+    """Requests in flight per source, in shared memory made before fork (``inFlightReq``).
+    A slot whose count is 0 is free."""
+
+    def __init__(self) -> None:
+        self.mem = mmap.mmap(-1, COUNT.size * STRIPES * PER_STRIPE)  # MAP_SHARED
+        self.locks = [multiprocessing.Lock() for _ in range(STRIPES)]
+
+    def _slot(self, key: int, claim: bool) -> int:
+        """The offset of ``key``'s slot (or, with ``claim``, a free one); -1: none."""
+        base = (key % STRIPES) * PER_STRIPE
+        start = (key // STRIPES) % PER_STRIPE
+        free = -1
+        for i in range(PROBE * 4):
+            offset = (base + (start + i) % PER_STRIPE) * COUNT.size
+            k, n = COUNT.unpack_from(self.mem, offset)
+            if k == key and n > 0:
+                return offset
+            if n <= 0 and free < 0:
+                free = offset
+        return free if claim else -1
+
+    def take(self, key: int, amount: int) -> bool:
+        """One more in flight for ``key`` unless ``amount`` already are."""
+        key = key or 1
+        lock = self.locks[key % STRIPES]
+        lock.acquire()
+        try:
+            offset = self._slot(key, True)
+            if offset < 0:
+                return True  # every probed slot busy: let it through rather than refuse all
+            k, n = COUNT.unpack_from(self.mem, offset)
+            n = n if k == key else 0
+            if n >= amount:
+                return False
+            COUNT.pack_into(self.mem, offset, key, n + 1)
+            return True
+        finally:
+            lock.release()
+
+    def give_back(self, key: int) -> None:
+        key = key or 1
+        lock = self.locks[key % STRIPES]
+        lock.acquire()
+        try:
+            offset = self._slot(key, False)
+            if offset >= 0:
+                k, n = COUNT.unpack_from(self.mem, offset)
+                COUNT.pack_into(self.mem, offset, key, n - 1)
+        finally:
+            lock.release()
+
+
+class InFlight:
+    """The request stage of one inFlightReq middleware."""
+
+    def __init__(self, name: str, cfg: Any, counts: SharedCounts):
+        self.amount = cfg.amount
+        criterion = cfg.sourceCriterion
+        if criterion is None or (
+            criterion.ipStrategy is None
+            and not criterion.requestHeaderName
+            and not criterion.requestHost
+        ):
+            self.source: Any = lambda ex: ex.authority.decode("latin-1")  # Traefik: the Host
+        else:
+            self.source = source_of(criterion)
+        self.salt = hash(name)
+        self.counts = counts
+        self.refusal = f"max connections reached: {self.amount}".encode()  # Traefik's (oxy)
+
+    def __call__(self, ex: Any) -> bool:
+        key = (hash(self.source(ex)) ^ self.salt) or 1
+        counts = self.counts
+        if not counts.take(key, self.amount):
+            ex.respond_local(429, self.refusal)
+            return True
+        release = functools.partial(counts.give_back, key)
+        if ex.held is None:
+            ex.held = [release]
+        else:
+            ex.held.append(release)
+        return False
+
+
 def go_duration(seconds: float) -> str:
     """Go's time.Duration.String() of a positive duration below an hour (X-Retry-In)."""
     ns = round(seconds * 1e9)
@@ -148,10 +237,13 @@ class RateLimit:
         return True
 
 
-def shared_state(config: Any) -> dict[str, SharedBuckets]:
-    """The shared buckets of every rateLimit middleware of a config (made by the master)."""
-    return {
-        name: SharedBuckets()
-        for name, mw in config.http.middlewares.items()
-        if mw.rateLimit is not None and mw.rateLimit.average > 0
-    }
+def shared_state(config: Any) -> dict[str, Any]:
+    """The shared memory of every rateLimit and inFlightReq middleware of a config (made by
+    the master before it forks the generation's workers)."""
+    state: dict[str, Any] = {}
+    for name, mw in config.http.middlewares.items():
+        if mw.rateLimit is not None and mw.rateLimit.average > 0:
+            state[name] = SharedBuckets()
+        elif mw.inFlightReq is not None and mw.inFlightReq.amount > 0:
+            state[name] = SharedCounts()
+    return state
