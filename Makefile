@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/telemetry.py
 	$(PY) bench/exporter.py
 	$(PY) bench/tls.py
+	$(PY) bench/middlewares.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
