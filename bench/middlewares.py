@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, cpu_seconds, free_port, start_nginx, tree, wait_port, wrk
+from run import ROOT, cpu_seconds, free_port, start_nginx, stop, tree, wait_port, wrk
 
 MIDDLEWARES = {
     "none": ("[]", 1),
@@ -127,15 +125,7 @@ def main() -> None:
         print("\n" + table)
         Path(args.out).write_text(table + "\n")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop(procs, tmp)
 
 
 if __name__ == "__main__":

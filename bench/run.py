@@ -94,6 +94,19 @@ http {{
     )
 
 
+def stop(procs: list[subprocess.Popen[bytes]], tmp: Path, last: int = signal.SIGTERM) -> None:
+    """End the processes a bench started (the last one with ``last``), then its files."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM if p is not procs[-1] else last)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def accepts(status_port: int) -> int:
     text = urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status").read().decode()
     return int(re.search(r"\n\s*(\d+)\s+\d+\s+\d+", text).group(1))  # type: ignore[union-attr]
@@ -287,15 +300,7 @@ http:
         print("\n" + table)
         Path(args.out).write_text(table + "\n")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM if p is not procs[-1] else signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop(procs, tmp, signal.SIGINT)
 
 
 if __name__ == "__main__":

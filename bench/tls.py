@@ -23,7 +23,6 @@ import datetime
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, cpu_seconds, free_port, start_nginx, tree, wait_port
+from run import ROOT, cpu_seconds, free_port, start_nginx, stop, tree, wait_port
 
 BODIES = {"12B": 12, "16KiB": 16 * 1024}
 # one protocol and cipher for all three (nginx: ssl_protocols/ssl_ciphers to the same)
@@ -318,15 +317,7 @@ log: {{level: ERROR}}
         print("\n" + table)
         Path(args.out).write_text(table + "\n")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop(procs, tmp)
 
 
 if __name__ == "__main__":
