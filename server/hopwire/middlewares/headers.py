@@ -171,7 +171,13 @@ def request_stage(cfg: Any) -> RequestStage | None:
         if cors is not None and cors.preflight(ex):
             return True
         if custom:
-            ex.kept = _apply(ex.kept, drop, add)
+            kept = ex.kept
+            for name, _ in kept:
+                if name.lower() in drop:
+                    ex.kept = _apply(kept, drop, add)
+                    break
+            else:  # the usual case: nothing to replace, the fields are added in place
+                kept += add
             if forwarded:  # the fields hopwire writes itself take the set value (Traefik: Set)
                 ex.fwd = {**ex.fwd, **forwarded}
             if host is not None:  # Traefik sets req.Host; X-Forwarded-Host keeps the client's

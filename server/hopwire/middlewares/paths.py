@@ -84,8 +84,26 @@ def _strip(ex: Any, raw: bytes, rest: bytes, path: str, prefix: str) -> bool:
 
 def strip_prefix(prefixes: tuple[str, ...]) -> Stage:
     trimmed = tuple(p.strip() for p in prefixes)
+    plain = tuple((p.encode("latin-1"), p) for p in trimmed if "%" not in p)
+    fast = len(plain) == len(trimmed)  # no prefix needs decoding to compare
 
     def stage(ex: Any) -> bool:
+        path_query = ex.path_query
+        if fast and b"%" not in path_query:  # the usual case: compare and cut the bytes
+            raw, sep, query = path_query.partition(b"?")
+            for prefix_b, prefix in plain:
+                if raw.startswith(prefix_b):
+                    new = raw[len(prefix_b) :]
+                    if new[:1] != b"/":
+                        new = b"/" + new  # an empty rest is the root, as Go's RequestURI
+                    if b"//" in new or b"/." in new:
+                        text = new.decode("latin-1")
+                        if joined(text) != text:
+                            return _reject(ex, f"{text!r} is not a clean path after {prefix!r}")
+                    ex.kept.append((FORWARDED_PREFIX, prefix_b))
+                    ex.path_query = new + sep + query
+                    return False
+            return False
         raw, rest = split(ex)
         path = decoded(raw)
         for prefix in trimmed:
