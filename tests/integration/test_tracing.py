@@ -380,8 +380,12 @@ def test_exporter_killed_is_restarted(make_backend: Any, make_hopwire: Any, rece
     import os
 
     os.kill(pid, signal.SIGKILL)
-    # a new exporter's "ready" line is written after the master logged the death
-    wait_for(lambda: [p for p in hw.exporter_pids() if p != pid])
+    # a new exporter's "ready" line is written after the master logged the death (a generous
+    # bound, and the logs in the message if it is ever missed)
+    try:
+        wait_for(lambda: [p for p in hw.exporter_pids() if p != pid], timeout=30)
+    except AssertionError:
+        raise AssertionError(f"no new exporter after killing {pid}:\n{hw.logs()[-4000:]}")
     assert "span exporter 0" in hw.logs() and "restarting" in hw.logs()
     for _ in range(20):  # workers keep serving throughout
         assert request(hw.port, "GET", "/two")[0] == 200
