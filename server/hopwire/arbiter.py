@@ -19,6 +19,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -382,7 +383,7 @@ class Arbiter:
             return
         try:
             metrics.archive(self.metrics_dir, pid, metrics.keeper(self.config))
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, struct.error) as exc:
             log.error("could not archive the metrics of pid %d: %s", pid, exc)
 
     def exporter_exited(self, pid: int, status: int) -> None:

@@ -454,18 +454,25 @@ class Worker:
         self.finish(0)
 
     def finish(self, code: int) -> None:
-        for conn in list(self.connections):
-            conn.close()
-        for service in self.services.values():
-            service.stop()
-        if self.sink is not None:
-            self.sink.flush()
-        if self.metrics is not None:
-            self.metrics.fold(self)  # the last interval too: the master archives it
-        if self.access is not None:
-            self.access.flush()
-        if self.done is not None and not self.done.done():
-            self.done.set_result(code)
+        """Close everything and end the loop; nothing that fails on the way out (a master
+        gone with its metrics directory, say) may keep the worker from exiting."""
+        try:
+            for conn in list(self.connections):
+                conn.close()
+            for service in self.services.values():
+                service.stop()
+            if self.sink is not None:
+                self.sink.flush()
+            if self.metrics is not None:
+                try:
+                    self.metrics.fold(self)  # the last interval too: the master archives it
+                except OSError as exc:
+                    log.error("worker %d: last metrics not written: %s", self.slot, exc)
+            if self.access is not None:
+                self.access.flush()
+        finally:
+            if self.done is not None and not self.done.done():
+                self.done.set_result(code)
 
     async def graceful(self) -> None:
         eps = self.config.entryPoints.values()

@@ -28,3 +28,26 @@ def test_scrape_skips_a_file_still_empty(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_archiving_a_process_killed_before_its_header_was_written(tmp_path: Path) -> None:
+    """A child killed right after it created its file (an exporter SIGKILLed at start) left
+    it empty: archiving it folds nothing and raises nothing (it once stopped the master)."""
+    code = textwrap.dedent(
+        f"""
+        import os
+        from hopwire.telemetry import metrics
+        metrics.init({str(tmp_path)!r}, metrics.default_buckets())
+        metrics.family("reloads").inc(2)
+        open(os.path.join({str(tmp_path)!r}, "counter_99998.db"), "wb").close()
+        metrics.archive({str(tmp_path)!r}, 99998, lambda labels: True)
+        assert not os.path.exists(os.path.join({str(tmp_path)!r}, "counter_99998.db"))
+        body, _ = metrics.exposition(b"")
+        assert b"hopwire_config_reloads_total 2.0" in body, body
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -386,6 +386,8 @@ def _entries(path: str) -> list[tuple[str, float, float]]:
     """
     from prometheus_client.mmap_dict import MmapedDict
 
+    if os.path.getsize(path) < 8:
+        return []  # created by a process killed before it wrote the header: nothing in it
     return [(e[0], e[1], e[2]) for e in MmapedDict.read_all_values_from_file(path)]
 
 
