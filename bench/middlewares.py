@@ -25,7 +25,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, cpu_seconds, free_port, start_nginx, stop, tree, wait_port, wrk
+from run import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    start_hopwire,
+    start_nginx,
+    stop,
+    tree,
+    wait_port,
+    wrk,
+)
 
 MIDDLEWARES = {
     "none": ("[]", 1),
@@ -78,12 +88,7 @@ def main() -> None:
             port, internal = free_port(), free_port()
             path = tmp / f"{name.replace(' ', '-').replace('+', '-')}.yml"
             path.write_text(config(be, port, internal, chain, workers))
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hopwire", "--config", str(path)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=ROOT,
-            )
+            proc = start_hopwire(path)
             procs.append(proc)
             targets[name] = (port, proc.pid)
         for port, _ in targets.values():

@@ -94,6 +94,16 @@ http {{
     )
 
 
+def start_hopwire(config: Path) -> subprocess.Popen[bytes]:
+    """hopwire of this tree on ``config``, its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hopwire", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+
+
 def stop(procs: list[subprocess.Popen[bytes]], tmp: Path, last: int = signal.SIGTERM) -> None:
     """End the processes a bench started (the last one with ``last``), then its files."""
     for p in procs:
@@ -113,7 +123,12 @@ def accepts(status_port: int) -> int:
 
 
 def wrk(
-    port: int, path: str, seconds: float, conns: int, headers: list[str] | None = None
+    port: int,
+    path: str,
+    seconds: float,
+    conns: int,
+    headers: list[str] | None = None,
+    scheme: str = "http",
 ) -> tuple[float, float, float, int]:
     res = subprocess.run(
         [
@@ -123,7 +138,7 @@ def wrk(
             f"-d{max(1, round(seconds))}s",
             "--latency",
             *(arg for h in headers or [] for arg in ("-H", h)),
-            f"http://127.0.0.1:{port}{path}",
+            f"{scheme}://127.0.0.1:{port}{path}",
         ],
         capture_output=True,
         text=True,
@@ -225,12 +240,7 @@ http:
   routers: {{all: {{rule: "PathPrefix(`/`)", service: be}}}}
   services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be_port}"}}]}}}}}}
 """)
-        hopwire = subprocess.Popen(
-            [sys.executable, "-m", "hopwire", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
+        hopwire = start_hopwire(config)
         procs.append(hopwire)
         targets = {
             "direct": (be_port, backend.pid),

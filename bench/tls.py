@@ -1,6 +1,6 @@
 """make bench, TLS part: HTTPS through hopwire, nginx and Traefik, side by side, interleaved.
 
-The same certificate (ECDSA P-256, made here with ``cryptography``) and the same protocol and
+The same certificate (ECDSA P-256, made by hopwire's own ``tls.self_signed``) and the same protocol and
 cipher (TLS 1.2, ECDHE-ECDSA-AES128-GCM-SHA256: wrk speaks 1.2) for all three proxies, 1
 worker / 1 core each (Traefik with GOMAXPROCS=1), in front of one nginx serving static files
 over plain HTTP.  Modes, each driven by wrk over several interleaved rounds:
@@ -19,7 +19,6 @@ proxy's processes, and the ratios hopwire/nginx and hopwire/Traefik against the 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import shutil
@@ -31,7 +30,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, cpu_seconds, free_port, start_nginx, stop, tree, wait_port
+from hopwire.http.tls import self_signed
+from run import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    start_hopwire,
+    start_nginx,
+    stop,
+    tree,
+    wait_port,
+    wrk,
+)
 
 BODIES = {"12B": 12, "16KiB": 16 * 1024}
 # one protocol and cipher for all three (nginx: ssl_protocols/ssl_ciphers to the same)
@@ -44,69 +54,16 @@ TARGETS = [
 ]
 
 
-def certificate(tmp: Path) -> tuple[Path, Path]:
-    """One self-signed ECDSA P-256 certificate for ``bench.test``, shared by every proxy."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("bench.test")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    crt, pem = tmp / "bench.crt", tmp / "bench.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pem.chmod(0o644)  # nginx reads it as root, Traefik and hopwire as this user
-    return crt, pem
-
-
-def wrk_https(
+def wrk_tls(
     port: int, path: str, seconds: float, conns: int, close: bool
 ) -> tuple[float, float, int]:
-    import re
-
-    args = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency"]
-    if close:
-        args += ["-H", "Connection: close"]
-    res = subprocess.run(
-        [*args, "-H", "Host: bench.test", f"https://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-    )
-    if res.returncode != 0:
-        raise SystemExit(f"wrk failed: {res.stderr.strip() or res.stdout.strip()}")
-    out = res.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
-    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else 0.0
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
-    if errors:
-        print(f"  warning: {errors.group(0)}", file=sys.stderr)
+    """(req/s, p99 ms, requests) over HTTPS; ``close``: a new connection per request."""
+    headers = ["Host: bench.test", *(["Connection: close"] if close else [])]
+    rps, _, p99, total = wrk(port, path, seconds, conns, headers, scheme="https")
     return rps, p99, total
 
 
 def wrk_http(port: int, path: str, seconds: float, conns: int) -> tuple[float, float, int]:
-    from run import wrk
-
     rps, _, p99, total = wrk(port, path, seconds, conns)
     return rps, p99, total
 
@@ -130,7 +87,9 @@ def main() -> None:
     docroot.mkdir()
     for label, size in BODIES.items():
         (docroot / label).write_bytes(b"x" * size)
-    crt, key = certificate(tmp)
+    # one ECDSA P-256 certificate for all three: the one hopwire makes as its default
+    cert = self_signed(str(tmp))
+    crt, key = cert.cert_file, cert.key_file
     be, nx, hw, hw_plain, hw_int, bare, bare_int, tr = (free_port() for _ in range(8))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -178,19 +137,9 @@ entryPoints:
   web: {{address: "127.0.0.1:{bare}"}}
   internal: {{address: "127.0.0.1:{bare_int}"}}
 {route}""")
-        hopwire = subprocess.Popen(
-            [sys.executable, "-m", "hopwire", "--config", str(tmp / "hopwire.yml")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
+        hopwire = start_hopwire(tmp / "hopwire.yml")
         procs.append(hopwire)
-        plain_only = subprocess.Popen(
-            [sys.executable, "-m", "hopwire", "--config", str(tmp / "bare.yml")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
+        plain_only = start_hopwire(tmp / "bare.yml")
         procs.append(plain_only)
         targets = {"hopwire": (hw, hopwire.pid), "nginx": (nx, nginx.pid)}
         if with_traefik:
@@ -240,7 +189,7 @@ log: {{level: ERROR}}
         ]
         for _mode, label, close, conns in plan:  # warm up
             for port, _ in targets.values():
-                wrk_https(port, f"/{label}", 1, conns, close)
+                wrk_tls(port, f"/{label}", 1, conns, close)
         for rnd in range(args.rounds):
             print(f"round {rnd + 1}", flush=True)
             for mode, label, close, conns in plan:
@@ -250,7 +199,7 @@ log: {{level: ERROR}}
                         label,
                         name,
                         pid,
-                        lambda port=port, label=label, close=close, conns=conns: wrk_https(
+                        lambda port=port, label=label, close=close, conns=conns: wrk_tls(
                             port, f"/{label}", args.seconds, conns, close
                         ),
                     )

@@ -58,7 +58,6 @@ class TLSListener:
         self.chooser = chooser
         self.timeout = timeout or 60.0  # first bytes and handshake, bounded by readTimeout
         self.failed = failed  # counts a failed handshake by reason
-        self.peeking: set[Peek] = set()
         self.closed = False
         loop.add_reader(self.fd, self.accept)
 
@@ -81,7 +80,7 @@ class TLSListener:
             # on a busy loop the ClientHello is often there already: no reader, no timer
             need = self.sort(conn, self.timeout, False)
             if need:
-                self.peeking.add(Peek(self, conn, need))
+                Peek(self, conn, need)  # kept alive by its reader and timer callbacks
 
     def sort(self, conn: socket.socket, timeout: float, lowat: bool) -> int:
         """Hand a connection on by its first bytes: 0 when done (served or refused), else
@@ -176,7 +175,6 @@ class Peek:
     def release(self) -> None:
         self.listener.loop.remove_reader(self.fd)
         self.timer.cancel()
-        self.listener.peeking.discard(self)
 
     def expire(self) -> None:
         self.release()
@@ -192,4 +190,3 @@ class Peek:
             loop.add_reader(self.fd, self.readable)
         else:
             self.timer.cancel()
-            listener.peeking.discard(self)

@@ -194,9 +194,7 @@ def self_signed(directory: str) -> Certificate:
 def openssl_ciphers(names: Iterable[str], key: str, errors: list[str]) -> str:
     """Traefik's cipher suite names as an OpenSSL cipher string (TLS 1.2 and below; as in Go,
     the TLS 1.3 suites are not configurable and are skipped)."""
-    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    probe.set_ciphers("ALL:@SECLEVEL=0")
-    by_code = {c["id"] & 0xFFFF: c["name"] for c in probe.get_ciphers()}
+    by_code = {c["id"] & 0xFFFF: c["name"] for c in _openssl_suites()}
     chosen = []
     for i, name in enumerate(names):
         code = SUITES.get(name)
@@ -433,9 +431,9 @@ def chooser_for(config: Any, store: Store, ep_name: str) -> Chooser:
     hosts: dict[str, str] = {}
     patterns: list[tuple[re.Pattern[str], str]] = []
     conflicts: set[str] = set()
-    for _, tls in routers:
+    for router_name, tls in routers:
         options = tls.options or default
-        names, regexps = rule_hosts(config.http.routers[_].rule)
+        names, regexps = rule_hosts(config.http.routers[router_name].rule)
         for host in names:
             if hosts.get(host, options) != options:
                 conflicts.add(host)
@@ -617,12 +615,7 @@ def tls_fields(ssl_object: Any) -> tuple[str, str, str | None]:
     of the suite, the client certificate's subject as RFC 4514 text (None without one)."""
     version = TLS_VERSIONS.get(ssl_object.version() or "", "unknown")
     cipher = ssl_object.cipher()
-    name = "unknown"
-    if cipher:
-        for c in _openssl_suites():
-            if c["name"] == cipher[0]:
-                name = SUITE_NAMES.get(c["id"] & 0xFFFF, "unknown")
-                break
+    name = _iana_names().get(cipher[0], "unknown") if cipher else "unknown"
     subject = None
     der = ssl_object.getpeercert(binary_form=True)
     if der:
@@ -632,12 +625,24 @@ def tls_fields(ssl_object: Any) -> tuple[str, str, str | None]:
     return version, name, subject
 
 
-_SUITES_CACHE: list[Any] = []
+_SUITES: list[Any] = []
+_IANA: dict[str, str] = {}
 
 
 def _openssl_suites() -> list[Any]:
-    if not _SUITES_CACHE:
+    """Every cipher suite this OpenSSL knows (``SSLContext.get_ciphers``), read once."""
+    if not _SUITES:
         probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         probe.set_ciphers("ALL:@SECLEVEL=0")
-        _SUITES_CACHE.extend(probe.get_ciphers())
-    return _SUITES_CACHE
+        _SUITES.extend(probe.get_ciphers())
+    return _SUITES
+
+
+def _iana_names() -> dict[str, str]:
+    """OpenSSL's cipher suite names -> Traefik's (IANA) ones."""
+    if not _IANA:
+        for c in _openssl_suites():
+            iana = SUITE_NAMES.get(c["id"] & 0xFFFF)
+            if iana is not None:
+                _IANA[c["name"]] = iana
+    return _IANA

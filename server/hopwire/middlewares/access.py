@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hopwire.middlewares import htpasswd
+from hopwire.middlewares.headers import field
 
 Stage = Callable[[Any], bool]
 CACHE_MAX = 10_000
@@ -88,11 +89,10 @@ def ip_allow_list(cfg: Any) -> Stage:
     allowed = _networks(cfg.sourceRange)
     address = client_ip(cfg.ipStrategy)
     status = cfg.rejectStatusCode
-    body = (
-        http.HTTPStatus(status).phrase.encode()
-        if status in http.HTTPStatus._value2member_map_
-        else b""
-    )
+    try:
+        body = http.HTTPStatus(status).phrase.encode()  # Go's http.StatusText
+    except ValueError:
+        body = b""  # a status without a name: Go's text is empty too
 
     def stage(ex: Any) -> bool:
         ip = address(ex)
@@ -148,11 +148,7 @@ def basic_auth(cfg: Any) -> Stage:
     passed: dict[bytes, str] = {}  # Authorization values that succeeded -> user
 
     def stage(ex: Any) -> bool:
-        value = None
-        for name, v in ex.kept:
-            if name.lower() == AUTHORIZATION:
-                value = v
-                break
+        value = field(ex.kept, AUTHORIZATION)
         user = passed.get(value) if value is not None else None
         if user is None and value is not None:
             creds = credentials(value)

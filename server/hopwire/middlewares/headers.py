@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hopwire.http.wire import FORWARDED
+
 Fields = list[tuple[bytes, bytes]]
 RequestStage = Callable[[Any], bool]
 
@@ -26,17 +28,6 @@ def _apply(fields: Fields, drop: frozenset[bytes], add: Fields) -> Fields:
     return [f for f in fields if f[0].lower() not in drop] + add
 
 
-FORWARDED_SET = frozenset(
-    {
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-        b"x-real-ip",
-    }
-)
-
-
 def cors_defined(cfg: Any) -> bool:
     return bool(
         cfg.accessControlAllowCredentials
@@ -50,7 +41,8 @@ def cors_defined(cfg: Any) -> bool:
     )
 
 
-def _field(fields: Fields, name: bytes) -> bytes | None:
+def field(fields: Fields, name: bytes) -> bytes | None:
+    """The first value of the lower-case field ``name``, or None."""
     for n, v in fields:
         if n.lower() == name:
             return v
@@ -90,8 +82,8 @@ class Cors:
 
     def preflight(self, ex: Any) -> bool:
         fields = ex.kept
-        method = _field(fields, b"access-control-request-method")
-        origin = _field(fields, b"origin")
+        method = field(fields, b"access-control-request-method")
+        origin = field(fields, b"origin")
         if not method or not origin or ex.method != "OPTIONS":
             return False
         out: list[bytes] = []
@@ -103,7 +95,7 @@ class Cors:
         if self.credentials:
             put("Access-Control-Allow-Credentials", "true")
         if "*" in self.allow_headers and self.credentials:
-            asked = _field(fields, b"access-control-request-headers")
+            asked = field(fields, b"access-control-request-headers")
             if asked:
                 put("Access-Control-Allow-Headers", asked)
         elif self.allow_headers:
@@ -134,7 +126,7 @@ class Cors:
     def fields(self, ex: Any, backend: Fields) -> Fields:
         """The CORS fields of a response (replacing the backend's, see ``drops``)."""
         sets: Fields = []
-        origin = _field(ex.kept, b"origin")
+        origin = field(ex.kept, b"origin")
         allowed = self.match(origin.decode("latin-1") if origin is not None else "")
         if allowed is not None:
             sets.append((b"Access-Control-Allow-Origin", allowed.encode("latin-1")))
@@ -144,7 +136,7 @@ class Cors:
         if exposed is not None:
             sets.append((b"Access-Control-Expose-Headers", exposed.encode("latin-1")))
         if self.vary:
-            vary = _field(backend, b"vary")
+            vary = field(backend, b"vary")
             if vary == b"Origin":
                 sets.append((b"Vary", vary))
             else:
@@ -161,7 +153,7 @@ def request_stage(cfg: Any) -> RequestStage | None:
     forwarded = {
         n.lower().encode("latin-1"): v.encode("latin-1")
         for n, v in custom.items()
-        if n.lower().encode("latin-1") in FORWARDED_SET and v
+        if n.lower().encode("latin-1") in FORWARDED and v
     }
     plain = {n: v for n, v in custom.items() if n.lower() != "host"}
     plain = {n: v for n, v in plain.items() if n.lower().encode("latin-1") not in forwarded}

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from hopwire.middlewares.access import client_ip
+from hopwire.middlewares.headers import field
 
 SLOT = struct.Struct("qdd")  # key, tokens, last refill (time.monotonic, shared by the host)
 SIZE, UNPACK, PACK = SLOT.size, SLOT.unpack_from, SLOT.pack_into
@@ -195,10 +196,8 @@ def source_of(criterion: Any) -> Any:
         name = criterion.requestHeaderName.lower().encode("latin-1")
 
         def by_header(ex: Any) -> str:
-            for n, v in ex.kept:
-                if n.lower() == name:
-                    return v.decode("latin-1")
-            return ""
+            value = field(ex.kept, name)
+            return value.decode("latin-1") if value is not None else ""
 
         return by_header
     if criterion is not None and criterion.requestHost:
