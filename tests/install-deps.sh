@@ -2,8 +2,10 @@
 # System packages the test suite uses, installed from Debian when running as root.
 #   openssl: the TLS tests make a CA and certificates with the openssl command.
 #   prometheus: a real Prometheus server scrapes hopwire; promtool checks the exposition.
+#   redis-server: rateLimit.redis is tested against a real Redis shared by two instances.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v prometheus >/dev/null || missing+=(prometheus)
+command -v redis-server >/dev/null || missing+=(redis-server)
 exec bash "$(dirname "$0")/../deploy/apt-install.sh" "the tests" "${missing[@]}"

@@ -72,6 +72,13 @@ UPSTREAM_CLOSED = ErrorKind(
 # without completing the body (RELIABILITY 23).
 UPSTREAM_TRUNCATED = ErrorKind("upstream_truncated", UPSTREAM, 502, log_level=logging.WARNING)
 INTERNAL_ERROR = ErrorKind("internal_error", INTERNAL, 500, log_level=logging.ERROR)
+# Middlewares: a body over a buffering limit, and a middleware that could not do its work (an
+# authentication or error-page server unreachable, Redis down): answered as Traefik does.
+REQUEST_TOO_LARGE = ErrorKind("request_too_large", DOWNSTREAM, 413)
+RESPONSE_TOO_LARGE = ErrorKind("response_too_large", UPSTREAM, 500, log_level=logging.WARNING)
+MIDDLEWARE_FAILED = ErrorKind(
+    "middleware_failed", INTERNAL, 500, keep_alive=True, log_level=logging.WARNING
+)
 
 KINDS = tuple(v for v in tuple(globals().values()) if isinstance(v, ErrorKind))
 

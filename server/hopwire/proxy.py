@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hopwire import errors
 from hopwire.errors import ErrorKind
@@ -51,6 +51,38 @@ log = logging.getLogger("hopwire.proxy")
 _head_init = RequestHead.__init__
 
 
+Fields = list[tuple[bytes, bytes]]
+
+
+class BodySink(Protocol):
+    """Takes the request body instead of the backend (a middleware buffering it)."""
+
+    def data(self, chunk: bytes) -> None: ...
+
+    def complete(self) -> None: ...
+
+
+class BodyFilter(Protocol):
+    """A response on its way to the client: head, body pieces, end (the Exchange is the last
+    one of a chain of them)."""
+
+    def send_head(
+        self, parts: list[bytes], cl: bytes | None, chunked: bool, headers: Fields
+    ) -> None: ...
+
+    def send_data(self, data: bytes) -> None: ...
+
+    def send_end(self) -> None: ...
+
+
+class RetryState(Protocol):
+    """The retry middleware's view of one request (hopwire.middlewares.retry)."""
+
+    def on_status(self, ex: Exchange, status: int) -> bool: ...
+
+    def on_error(self, ex: Exchange) -> bool: ...
+
+
 class ParserView(Protocol):
     """What an exchange reads from the request parser (httptools.HttpRequestParser)."""
 
@@ -75,17 +107,20 @@ class Exchange(RequestHead):
         "done",
         "down",
         "error_type",
+        "filters",
         "framing",
         "head_done",
         "head_sent",
         "head_size",
         "headers",
         "held",
+        "notes",
         "observers",
         "origin_duration",
         "origin_status",
         "origin_t0",
         "out",
+        "replay",
         "req_bytes",
         "req_complete",
         "resp_bytes",
@@ -93,9 +128,11 @@ class Exchange(RequestHead):
         "resp_head",
         "resp_mode",
         "resp_to_close",
+        "retry",
         "reused",
         "route",
         "server",
+        "sink",
         "status",
         "t0",
         "target",
@@ -131,6 +168,13 @@ class Exchange(RequestHead):
         self.observers: tuple[Observer, ...] = ()
         self.trace: Trace | None = None  # set by a tracing observer
         self.held: list[Callable[[], None]] | None = None  # what middlewares give back at end
+        # middlewares (hopwire.middlewares.bodies): where request body bytes go instead of the
+        # backend, the response body filters, the retry state and the body a retry resends
+        self.sink: BodySink | None = None
+        self.filters: BodyFilter | None = None
+        self.retry: RetryState | None = None
+        self.replay: bytes | None = None
+        self.notes: dict[str, Any] | None = None  # what a middleware keeps for the response
         self.t0 = 0.0  # set by observers that time the exchange
         self.wall = 0.0
         # the backend attempt
@@ -343,15 +387,29 @@ class Exchange(RequestHead):
         try:
             conn = await pool.connect()
         except TimeoutError:
-            self.respond_error(errors.CONNECT_TIMEOUT, f"dial {pool.label} timed out")
+            if not self.retried(errors.CONNECT_TIMEOUT):
+                self.respond_error(errors.CONNECT_TIMEOUT, f"dial {pool.label} timed out")
             return
         except OSError as exc:
-            self.respond_error(errors.CONNECT_FAILED, f"dial {pool.label}: {exc.strerror or exc}")
+            if not self.retried(errors.CONNECT_FAILED):
+                self.respond_error(
+                    errors.CONNECT_FAILED, f"dial {pool.label}: {exc.strerror or exc}"
+                )
             return
         if self.done:
             pool.put(conn, self.down.worker.clock.now)
             return
         self.attach(conn)
+
+    def retried(self, kind: ErrorKind) -> bool:
+        """A failed attempt: True when the retry middleware tries the request again."""
+        if self.done:
+            return True
+        retry = self.retry
+        if retry is None:
+            return False
+        self.end_attempt(kind.name)
+        return retry.on_error(self)
 
     def attach(self, conn: Upstream) -> None:
         down = self.down
@@ -394,6 +452,9 @@ class Exchange(RequestHead):
             return
         self.req_bytes += len(data)
         self.expect_continue = False  # the client is sending: it waits for nothing
+        if self.sink is not None:
+            self.sink.data(data)
+            return
         if self.chunked:
             self.up_out += (b"%x\r\n" % len(data), data, CRLF)
         else:
@@ -409,6 +470,9 @@ class Exchange(RequestHead):
 
     def request_complete(self) -> None:
         self.req_complete = True
+        if self.sink is not None and not self.done:
+            self.sink.complete()
+            return
         if self.chunked and not self.done:
             self.up_out.append(LAST_CHUNK)  # trailers are dropped (RFC 9112 §7.1.2)
 
@@ -437,7 +501,9 @@ class Exchange(RequestHead):
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         if status == 101:
             return  # handled by response_upgraded once the parser stops
-        down = self.down
+        retry = self.retry
+        if retry is not None and retry.on_status(self, status):
+            return  # this response is discarded and the request tried again
         self.resp_head = True
         self.status = self.origin_status = status
         self.deadline = 0.0
@@ -451,7 +517,23 @@ class Exchange(RequestHead):
                 headers, status_line(status, reason), edit.skip
             )
             edit.extend(self, parts, headers)
+            if edit.bodies:  # compress, buffering, errors: they send the head when ready
+                filters = edit.open_filters(self, headers)
+                if filters is not None:
+                    self.filters = filters
+                    filters.send_head(parts, cl, up_chunked, headers)
+                    return
+        self.send_head(parts, cl, up_chunked, headers)
+
+    def send_head(
+        self, parts: list[bytes], cl: bytes | None, up_chunked: bool, headers: Fields
+    ) -> None:
+        """Frame and queue the response head: ``parts`` (status line and end-to-end fields),
+        ``cl`` (Content-Length) or ``up_chunked`` (the body's own framing), ``headers`` (the
+        fields as received, for the tracer's captured response fields)."""
+        down = self.down
         ep = down.ep
+        status = self.status
         close = (
             not self.keep_alive
             or down.worker.draining
@@ -483,16 +565,45 @@ class Exchange(RequestHead):
             self.deadline = down.worker.clock.now + write_timeout
 
     def response_body(self, data: bytes) -> None:
+        filters = self.filters
+        if filters is not None:
+            filters.send_data(data)
+            return
         self.resp_bytes += len(data)
         if self.resp_mode == CHUNK:
             self.out += (b"%x\r\n" % len(data), data, CRLF)
         else:
             self.out.append(data)
 
+    def send_data(self, data: bytes) -> None:
+        """A piece of response body after the filters (as response_body without them)."""
+        self.resp_bytes += len(data)
+        if self.resp_mode == CHUNK:
+            self.out += (b"%x\r\n" % len(data), data, CRLF)
+        else:
+            self.out.append(data)
+
+    def send_end(self) -> None:
+        """The response is complete after the filters."""
+        if self.done:
+            return
+        if self.resp_mode == CHUNK:
+            self.out.append(LAST_CHUNK)
+        self.flush_down()
+        self.end(None, self.close_after)
+
     def response_complete(self, upstream_keep_alive: bool) -> None:
         self.resp_complete = True
         if self.timed:
             self.origin_duration = time.monotonic() - self.origin_t0
+        filters = self.filters
+        if filters is not None:
+            conn = self.upstream
+            if conn is not None:
+                self.end_attempt("")
+                self.release(conn, upstream_keep_alive and self.req_complete and not self.up_out)
+            filters.send_end()
+            return
         if self.resp_mode == CHUNK:
             self.out.append(LAST_CHUNK)
         self.flush_down()
@@ -616,8 +727,15 @@ class Exchange(RequestHead):
         self.flush_down()
         self.end(None, close)
 
-    def respond_error(self, kind: ErrorKind, detail: str) -> None:
-        """Answer an error with its status; after the response head, cut the response short."""
+    def respond_error(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        body: bytes | None = None,
+        content_type: bytes = b"text/plain; charset=utf-8",
+    ) -> None:
+        """Answer an error with its status; after the response head, cut the response short.
+        ``body``: the answer's body (default: the kind's name), as a middleware gives it."""
         if self.done:
             return
         down = self.down
@@ -630,14 +748,17 @@ class Exchange(RequestHead):
         close = errors.closes(kind, self.keep_alive, self.body_pending(), down.worker.draining)
         self.status = kind.status
         self.resp_head = self.resp_complete = True
-        body = kind.name.encode() + b"\n"
+        if body is None:
+            body = kind.name.encode() + b"\n"
         self.resp_bytes = len(body)
         extra: list[bytes] | None = None
         trace = self.trace
         if trace is not None and trace.tracer.responds:
             extra = []
             trace.tracer.respond(self, extra, ())
-        self.out.append(simple_response(down.worker.clock, kind.status, body, close, extra=extra))
+        self.out.append(
+            simple_response(down.worker.clock, kind.status, body, close, content_type, extra)
+        )
         self.flush_down()
         self.end(kind, close, detail)
 

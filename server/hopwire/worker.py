@@ -207,6 +207,8 @@ class Worker:
         self.errors: dict[str, int] = defaultdict(int)
         self.counters: dict[str, int] = defaultdict(int)
         self.tls_errors: dict[tuple[str, str], int] = defaultdict(int)  # (entrypoint, reason)
+        self.middleware_errors: dict[tuple[str, str], int] = defaultdict(int)  # (name, reason)
+        self.side_pools: list[Any] = []  # middlewares' own pools (forwardAuth), swept as others
         self.stopping = False  # /ping answers 503
         self.draining = False  # responses carry Connection: close; idle connections close
         self.drain_idle = DRAIN_IDLE
@@ -298,6 +300,7 @@ class Worker:
                         (*ep_cfg.http.middlewares, *router.middlewares),
                         config.http.middlewares,
                         self.shared,
+                        self,
                     )
                     target = RouterTarget(r_name, self.services[router.service], observers, *stages)
                     entry = (r_name, router.rule, router.priority, target)
@@ -431,6 +434,8 @@ class Worker:
         for service in self.services.values():
             for server in service.servers:
                 server.pool.sweep(now)
+        for pool in self.side_pools:
+            pool.sweep(now)
         if self.sink is not None:
             self.sink.flush()
         if self.access is not None:

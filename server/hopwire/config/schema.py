@@ -25,6 +25,7 @@ from hopwire.config.values import (
     check_rate,
     check_server_url,
     check_status_range,
+    check_status_ranges,
     not_negative,
     one_of,
     positive,
@@ -648,10 +649,38 @@ class SourceCriterion:
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitMiddleware:
-    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
-        {"redis": "a rate limit shared through Redis is not supported yet"}
+class RedisTLS:
+    ca: str = setting("", "PEM file of the CA that signs Redis's certificate.")
+    cert: str = setting("", "PEM client certificate (mutual TLS).")
+    key: str = setting("", "PEM client key (mutual TLS).")
+    insecureSkipVerify: bool = setting(False, "Do not verify Redis's certificate.")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitRedis:
+    endpoints: tuple[str, ...] = setting(
+        ("localhost:6379",),
+        "Redis host:port (the first that answers is used).",
+        check=check_host_port,
     )
+    username: str = setting("", "Redis ACL user name.")
+    password: str = setting("", "Redis password.")
+    db: int = setting(0, "Redis database number.", check=not_negative)
+    poolSize: int = setting(
+        0, "Connections per worker; 0: 10 per CPU, as go-redis.", check=not_negative
+    )
+    minIdleConns: int = setting(0, "Idle connections kept open per worker.", check=not_negative)
+    maxActiveConns: int = setting(
+        0, "Connections at most per worker; 0: poolSize.", check=not_negative
+    )
+    readTimeout: float = setting(3.0, "Bound on reading a Redis reply.", DURATION, not_negative)
+    writeTimeout: float = setting(3.0, "Bound on writing a Redis command.", DURATION, not_negative)
+    dialTimeout: float = setting(5.0, "Bound on connecting to Redis.", DURATION, not_negative)
+    tls: RedisTLS | None = setting(None, "TLS to Redis.")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitMiddleware:
     average: int = setting(
         0,
         "Requests allowed per period (for the instance, all workers); 0: no limit.",
@@ -661,6 +690,9 @@ class RateLimitMiddleware:
     burst: int = setting(1, "Requests allowed at once.", check=not_negative)
     sourceCriterion: SourceCriterion | None = setting(
         None, "What a limit is per: ipStrategy (default), requestHeaderName or requestHost."
+    )
+    redis: RateLimitRedis | None = setting(
+        None, "Keep the buckets in Redis: one limit for every instance that shares it."
     )
 
 
@@ -673,6 +705,131 @@ class InFlightReqMiddleware:
     )
     sourceCriterion: SourceCriterion | None = setting(
         None, "What the limit is per: requestHost (default), ipStrategy or requestHeaderName."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BufferingMiddleware:
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {"retryExpression": "not supported: use the retry middleware"}
+    )
+    maxRequestBodyBytes: int = setting(
+        0, "Larger request bodies get 413; 0: no limit.", check=not_negative
+    )
+    memRequestBodyBytes: int = setting(
+        1048576, "Request body bytes kept in memory; more go to a temporary file.", check=positive
+    )
+    maxResponseBodyBytes: int = setting(
+        0, "Larger response bodies get 500; 0: no limit.", check=not_negative
+    )
+    memResponseBodyBytes: int = setting(
+        1048576, "Response body bytes kept in memory; more go to a temporary file.", check=positive
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CompressMiddleware:
+    encodings: tuple[str, ...] = setting(
+        ("gzip", "br", "zstd"),
+        "Encodings offered, preferred first when the client weighs them equally.",
+        check=one_of("gzip", "br", "zstd"),
+    )
+    excludedContentTypes: tuple[str, ...] = setting(
+        (), "Response (and request) types never compressed; application/grpc always is."
+    )
+    includedContentTypes: tuple[str, ...] = setting(
+        (), "Only these response types are compressed (not with excludedContentTypes)."
+    )
+    minResponseBodyBytes: int = setting(
+        1024, "Smaller bodies are sent as they are; 0: 1024.", check=not_negative
+    )
+    defaultEncoding: str = setting(
+        "", "Encoding used without Accept-Encoding (or for *); empty: none without it."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryMiddleware:
+    attempts: int = setting(REQUIRED, "Attempts in all (the first included).", check=positive)
+    initialInterval: float = setting(
+        0.0, "First wait of the exponential backoff; 0: retry at once.", DURATION, not_negative
+    )
+    timeout: float = setting(
+        0.0,
+        "No retry after this long since the first attempt; 0: no bound.",
+        DURATION,
+        not_negative,
+    )
+    status: tuple[str, ...] = setting(
+        (),
+        "Retry responses with these statuses (500, 502,503, 500-599).",
+        check=check_status_ranges,
+    )
+    maxRequestBodyBytes: int = setting(
+        2097152,
+        "Bodies up to this size are held to be resent on a status retry.",
+        check=not_negative,
+    )
+    disableRetryOnNetworkError: bool = setting(
+        False, "Do not retry a connection that failed before the request was sent."
+    )
+    retryNonIdempotentMethod: bool = setting(False, "Also retry POST, PATCH and LOCK.")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAuthTLS:
+    ca: str = setting("", "PEM file of the CA that signs the authentication server.")
+    cert: str = setting("", "PEM client certificate (mutual TLS).")
+    key: str = setting("", "PEM client key (mutual TLS).")
+    insecureSkipVerify: bool = setting(False, "Do not verify the authentication server.")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAuthMiddleware:
+    address: str = setting(REQUIRED, "URL of the authentication server.", check=check_http_url)
+    tls: ForwardAuthTLS | None = setting(None, "TLS to an https:// address.")
+    trustForwardHeader: bool = setting(
+        False, "Append to a trusted X-Forwarded-For instead of replacing it."
+    )
+    authResponseHeaders: tuple[str, ...] = setting(
+        (),
+        "Fields copied from the authentication answer into the request.",
+        check=check_field_name,
+    )
+    authResponseHeadersRegex: str = setting(
+        "", "Fields matching this are copied from the answer (and removed from the request)."
+    )
+    authRequestHeaders: tuple[str, ...] = setting(
+        (),
+        "Only these request fields are sent to the server; empty: all.",
+        check=check_field_name,
+    )
+    addAuthCookiesToResponse: tuple[str, ...] = setting(
+        (), "Cookies of the authentication answer set on the response."
+    )
+    headerField: str = setting("", "Answer field that names the user (for the access log).")
+    forwardBody: bool = setting(False, "Send the request body to the server.")
+    maxBodySize: int = setting(-1, "Bodies above this get 401 with forwardBody; -1: no limit.")
+    maxResponseBodySize: int = setting(-1, "An answer body above this is a 401; -1: no limit.")
+    preserveLocationHeader: bool = setting(
+        False, "Send the answer's Location as it is, not resolved against address."
+    )
+    preserveRequestMethod: bool = setting(False, "Ask with the request's method, not GET.")
+    authSigninURL: str = setting("", "Redirect a 401 answer here.")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorsMiddleware:
+    status: tuple[str, ...] = setting(
+        REQUIRED, "Statuses replaced by a page (500, 502,503, 500-599).", check=check_status_ranges
+    )
+    service: str = setting(REQUIRED, "Service that serves the pages.")
+    query: str = setting("/", "Path of the page: {status}, {originalStatus}, {url} filled in.")
+    statusRewrites: Mapping[str, int] = setting(
+        {}, 'Status sent instead of the original, by status or range ("500-503": 500).'
+    )
+    errorRequestHeaders: tuple[str, ...] | None = setting(
+        None, "Request fields sent to the page's service; absent: all, empty: none."
     )
 
 
@@ -708,6 +865,21 @@ class Middleware:
     )
     inFlightReq: InFlightReqMiddleware | None = setting(
         None, "Limit the requests in flight per source, for the whole instance."
+    )
+    buffering: BufferingMiddleware | None = setting(
+        None, "Read whole bodies before passing them on, with size limits."
+    )
+    compress: CompressMiddleware | None = setting(
+        None, "Compress responses (gzip, Brotli, Zstandard), streamed."
+    )
+    retry: RetryMiddleware | None = setting(
+        None, "Try a failed request again, on the next server, with backoff."
+    )
+    forwardAuth: ForwardAuthMiddleware | None = setting(
+        None, "Let an authentication server decide."
+    )
+    errors: ErrorsMiddleware | None = setting(
+        None, "Replace error responses by pages from another service."
     )
     chain: ChainMiddleware | None = setting(None, "Several middlewares under one name.")
 

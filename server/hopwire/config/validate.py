@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from hopwire.config.schema import INTERNAL_ADDRESS, INTERNAL_ENTRYPOINT, Config, EntryPoint
-from hopwire.config.values import DURATION, REQUIRED, parse_address, parse_duration
+from hopwire.config.values import (
+    DURATION,
+    REQUIRED,
+    check_status_ranges,
+    parse_address,
+    parse_duration,
+)
 
 
 class ConfigError(Exception):
@@ -348,6 +354,49 @@ def _check_tls(config: Config) -> list[str]:
     return errors
 
 
+def _check_body_middlewares(config: Config, key: str, mw: Any) -> list[str]:
+    """compress, errors, forwardAuth, retry and rateLimit.redis options."""
+    from hopwire.middlewares.bodies import media_type
+
+    errors: list[str] = []
+    if mw.compress is not None:
+        c = mw.compress
+        if c.excludedContentTypes and c.includedContentTypes:
+            errors.append(
+                f"{key}.compress: excludedContentTypes and includedContentTypes are mutually "
+                "exclusive"
+            )
+        for field in ("excludedContentTypes", "includedContentTypes"):
+            for i, value in enumerate(getattr(c, field)):
+                if media_type(value) is None:
+                    errors.append(f"{key}.compress.{field}[{i}]: {value!r} is not a media type")
+        if not c.encodings:
+            errors.append(f"{key}.compress.encodings: at least one encoding is required")
+        if c.defaultEncoding and c.defaultEncoding not in c.encodings:
+            errors.append(
+                f"{key}.compress.defaultEncoding: {c.defaultEncoding!r} is not in encodings"
+            )
+    if mw.errors is not None:
+        e = mw.errors
+        if e.service not in config.http.services:
+            errors.append(
+                f"{key}.errors.service: {e.service!r} is not a service"
+                f"{suggest(e.service, list(config.http.services))}"
+            )
+        for spec, code in e.statusRewrites.items():
+            problem = check_status_ranges(str(spec))
+            if problem is not None:
+                errors.append(f"{key}.errors.statusRewrites: {spec!r}: {problem}")
+            elif not isinstance(code, int) or not 100 <= code <= 599:
+                errors.append(f"{key}.errors.statusRewrites.{spec}: {code!r} is not a status")
+    if mw.retry is not None and not mw.retry.status and mw.retry.disableRetryOnNetworkError:
+        errors.append(f"{key}.retry: nothing to retry (no status, and disableRetryOnNetworkError)")
+    fa = mw.forwardAuth
+    if fa is not None and fa.tls is not None and bool(fa.tls.cert) != bool(fa.tls.key):
+        errors.append(f"{key}.forwardAuth.tls: cert and key go together")
+    return errors
+
+
 def _check_middlewares(config: Config) -> list[str]:
     """Each middleware has one type and good options; every name used exists; no chain loops."""
     from hopwire.middlewares import TYPES, expand, kind_of
@@ -404,6 +453,11 @@ def _check_middlewares(config: Config) -> list[str]:
             bits = mw.ipAllowList.ipStrategy.ipv6Subnet if mw.ipAllowList.ipStrategy else None
             if bits is not None and not 0 <= bits <= 128:
                 errors.append(f"{key}.ipAllowList.ipStrategy.ipv6Subnet: {bits} is not 0-128")
+        if mw.forwardAuth is not None and mw.forwardAuth.authResponseHeadersRegex:
+            regexes.append(
+                ("forwardAuth.authResponseHeadersRegex", mw.forwardAuth.authResponseHeadersRegex)
+            )
+        errors += _check_body_middlewares(config, key, mw)
         for field, pattern in regexes:
             try:
                 re.compile(pattern)

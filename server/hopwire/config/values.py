@@ -143,6 +143,17 @@ def check_status_range(value: str) -> str | None:
     return None
 
 
+def check_status_ranges(value: str) -> str | None:
+    """Traefik's status list item: "500", "500,502", "404,500-599" (codes within 100-599)."""
+    for item in value.split(","):
+        low, _, high = item.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return "expected status codes or ranges such as 500, 500,502 or 500-599"
+        if not 100 <= int(low) <= int(high or low) <= 599:
+            return f"{item.strip()!r}: expected codes within 100-599, the lower first"
+    return None
+
+
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 

@@ -210,7 +210,9 @@ class Upstream(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.interim:  # RFC 9110 §15.2: a 1xx response has no content
             raise ValueError("a body on a 1xx response")
-        self.ex.response_body(body)  # type: ignore[union-attr]  # as in on_headers_complete
+        ex = self.ex
+        if ex is not None:  # None: a middleware ended the exchange on an earlier piece
+            ex.response_body(body)
 
     def on_message_complete(self) -> None:
         if self.interim:

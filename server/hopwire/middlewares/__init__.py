@@ -13,7 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from hopwire.middlewares import access, headers, limits, paths, redirect
+from hopwire.middlewares import (
+    access,
+    bodies,
+    errorpages,
+    forward,
+    headers,
+    limits,
+    paths,
+    redirect,
+)
+from hopwire.middlewares import retry as retries
 
 Fields = list[tuple[bytes, bytes]]
 RequestStage = Callable[[Any], bool]
@@ -22,30 +32,52 @@ Step = tuple[frozenset[bytes], Callable[[Any, Fields], Fields]]
 
 class ResponseEdit:
     """The response side of a route's middlewares: ``skip`` (HOP_BY_HOP and every name they
-    replace, for ``head.response_fields``) and ``extend``, which appends their fields."""
+    replace, for ``head.response_fields``), ``extend``, which appends their fields, and
+    ``bodies``: factories of the filters that hold the body (``open(ex, headers)`` gives one
+    for this response, or None), innermost first."""
 
-    __slots__ = ("skip", "steps")
+    __slots__ = ("bodies", "skip", "steps")
 
-    def __init__(self, steps: list[Step]):
+    def __init__(self, steps: list[Step], bodies: list[Any] | None = None):
         from hopwire.http.wire import HOP_BY_HOP
 
         self.steps = steps
+        self.bodies = bodies or []
         self.skip = HOP_BY_HOP.union(*(drop for drop, _ in steps))
 
     def extend(self, ex: Any, parts: list[bytes], backend: Fields) -> None:
         steps = self.steps
+        if not steps:
+            return
         if len(steps) == 1:
             fields = steps[0][1](ex, backend)
         else:  # inner first: an outer middleware replaces what an inner one set
-            merged: dict[bytes, tuple[bytes, bytes]] = {}
+            merged: dict[bytes, list[tuple[bytes, bytes]]] = {}
             for drop, make in steps:
                 for name in drop:
                     merged.pop(name, None)
+                mine: dict[bytes, list[tuple[bytes, bytes]]] = {}
                 for name, value in make(ex, backend):
-                    merged[name.lower()] = (name, value)
-            fields = list(merged.values())
+                    mine.setdefault(name.lower(), []).append((name, value))
+                merged.update(mine)
+            fields = [f for group in merged.values() for f in group]
         for name, value in fields:
             parts += (name, b": ", value, b"\r\n")
+
+    def open_filters(self, ex: Any, headers: Fields) -> Any:
+        """The chain of body filters for this response (None: the body passes as it is)."""
+        first = None
+        last = None
+        for factory in self.bodies:
+            f = factory.open(ex, headers)
+            if f is None:
+                continue
+            if last is None:
+                first = f
+            else:
+                last.next = f
+            last = f
+        return first
 
 
 TYPES = (
@@ -61,6 +93,11 @@ TYPES = (
     "basicAuth",
     "rateLimit",
     "inFlightReq",
+    "buffering",
+    "compress",
+    "retry",
+    "forwardAuth",
+    "errors",
     "chain",
 )
 
@@ -87,14 +124,42 @@ def expand(
 
 
 def compile_stages(
-    names: Iterable[str], defined: Mapping[str, Any], shared: Mapping[str, Any] | None = None
+    names: Iterable[str],
+    defined: Mapping[str, Any],
+    shared: Mapping[str, Any] | None = None,
+    worker: Any = None,
 ) -> tuple[tuple[RequestStage, ...], ResponseEdit | None]:
-    """``shared``: the generation's state shared by the workers (limits.shared_state)."""
+    """``shared``: the generation's state shared by the workers (limits.shared_state);
+    ``worker``: the worker whose services and loop forwardAuth and errors use."""
     requests: list[RequestStage] = []
     responses: list[Step] = []
+    filters: list[Any] = []
     for name in expand(names, defined):
         mw = defined[name]
-        if mw.headers is not None:
+        if mw.buffering is not None:
+            buffering = bodies.Buffering(mw.buffering)
+            buffering.next = len(requests) + 1
+            requests.append(buffering)
+            filters.append(buffering)
+        elif mw.compress is not None:
+            filters.append(bodies.Compress(mw.compress))
+        elif mw.retry is not None:
+            if mw.retry.attempts > 1:
+                retry = retries.Retry(mw.retry)
+                retry.next = len(requests) + 1
+                requests.append(retry)
+        elif mw.forwardAuth is not None:
+            auth = forward.ForwardAuth(name, mw.forwardAuth, worker)
+            auth.next = len(requests) + 1
+            requests.append(auth)
+            cookies = auth.response_step()
+            if cookies is not None:
+                responses.append(cookies)
+        elif mw.errors is not None:
+            filters.append(
+                errorpages.ErrorPages(name, mw.errors, worker.services[mw.errors.service])
+            )
+        elif mw.headers is not None:
             stage = headers.request_stage(mw.headers)
             if stage is not None:
                 requests.append(stage)
@@ -131,4 +196,6 @@ def compile_stages(
             cfg = mw.redirectRegex
             requests.append(redirect.regex_redirect(cfg.regex, cfg.replacement, cfg.permanent))
     # the innermost middleware modifies a response first, as Traefik's wrapped handlers do
-    return tuple(requests), ResponseEdit(responses[::-1]) if responses else None
+    if not responses and not filters:
+        return tuple(requests), None
+    return tuple(requests), ResponseEdit(responses[::-1], filters[::-1])

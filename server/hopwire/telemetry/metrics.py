@@ -95,6 +95,12 @@ def init(directory: str, buckets: tuple[float, ...]) -> None:
         ("entrypoint", "protocol"),
         multiprocess_mode="livesum",
     )
+    _families["middleware_errors"] = counter(
+        "hopwire_middleware_errors",
+        "Middlewares that could not do their work (an authentication or error-page server "
+        "unreachable, Redis down), by middleware and reason.",
+        ("middleware", "reason"),
+    )
     _families["tls_handshake_errors"] = counter(
         "hopwire_tls_handshake_errors",
         "Failed TLS handshakes (and connections refused before one), by reason.",
@@ -315,6 +321,10 @@ class WorkerMetrics:
             if count:
                 self._child("retries", (service,)).inc(count)
                 worker.retries[service] = 0
+        for labels, count in list(worker.middleware_errors.items()):
+            if count:
+                self._child("middleware_errors", labels).inc(count)
+                worker.middleware_errors[labels] = 0
         for labels, count in list(worker.tls_errors.items()):
             if count:
                 self._child("tls_handshake_errors", labels).inc(count)

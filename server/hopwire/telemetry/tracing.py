@@ -164,6 +164,10 @@ class Trace:
         self.line = b"".join((self.line[:_CID_AT], b"%016x" % span_id(), self.tail))
         return True
 
+    def side_call(self, url_base: str, host: str, port: int) -> tuple[bytes, list[Any] | None]:
+        """A call a middleware makes: unsampled, it carries the context and records nothing."""
+        return self.line, None
+
     def end_attempt(self, status: int, error: str) -> None:
         """Nothing to record (the exchange calls it for sampled traces only)."""
 
@@ -232,6 +236,14 @@ class SampledTrace(Trace):
             [self.cid, time.time_ns(), 0, server.url_base, pool.host, pool.port, 0, ""]
         )
         return retry
+
+    def side_call(self, url_base: str, host: str, port: int) -> tuple[bytes, list[Any] | None]:
+        """A call a middleware makes (forwardAuth): its traceparent line and its open
+        AttemptRecord, a CLIENT span of its own."""
+        cid = span_id().to_bytes(8, "big")
+        record = [cid, time.time_ns(), 0, url_base, host, port, 0, ""]
+        self.attempts.append(record)
+        return b"".join((self.line[:_CID_AT], hexlify(cid), self.tail)), record
 
     def end_attempt(self, status: int, error: str) -> None:
         attempts = self.attempts

@@ -1,0 +1,175 @@
+"""Requests hopwire makes itself on behalf of a middleware (forwardAuth, errors).
+
+A ``Call`` sends one request over a backend ``Pool`` (keep-alive, the same ``Upstream``
+protocol and parser as proxied requests) and collects the whole response, bounded in size and
+time; ``done(call)`` is called once, with ``status`` set, or ``error`` when it failed.  A
+pooled connection the server had closed is retried once on a fresh one, as the proxy does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hopwire.http.upstream import Upstream
+
+if TYPE_CHECKING:
+    from hopwire.pool import Pool
+
+Fields = list[tuple[bytes, bytes]]
+
+CALL_TIMEOUT = 30.0  # a middleware's call gives up after this long (no other bound applies)
+
+
+class Call:
+    __slots__ = (
+        "body",
+        "conn",
+        "done",
+        "down",
+        "error",
+        "finished",
+        "headers",
+        "limit",
+        "method",
+        "out",
+        "pool",
+        "request",
+        "resp_complete",
+        "reused",
+        "status",
+        "timer",
+        "too_large",
+    )
+
+    def __init__(
+        self,
+        down: Any,
+        pool: Pool,
+        method: str,
+        request: bytes,
+        limit: int,
+        done: Callable[[Call], None],
+    ):
+        self.down = down  # the client connection it serves: writes to it pause like a proxy's
+        self.pool = pool
+        self.method = method
+        self.request = request  # head and body, ready to write
+        self.limit = limit  # response body bytes kept; more: error "too_large" (-1: no limit)
+        self.done = done
+        self.out: list[bytes] = []  # what Upstream flushes to a client: never anything
+        self.conn: Upstream | None = None
+        self.status = 0
+        self.headers: Fields = []
+        self.body: list[bytes] = []
+        self.error = ""
+        self.too_large = False
+        self.resp_complete = False
+        self.reused = False
+        self.finished = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        loop = self.pool.loop
+        self.timer = loop.call_later(CALL_TIMEOUT, self.fail, "timeout")
+        conn = self.pool.take()
+        if conn is None:
+            loop.create_task(self.dial())
+        else:
+            self.reused = True
+            self.send(conn)
+
+    async def dial(self) -> None:
+        try:
+            conn = await self.pool.connect()
+        except (OSError, TimeoutError) as exc:
+            self.fail(f"dial {self.pool.label}: {getattr(exc, 'strerror', None) or exc!r}")
+            return
+        if self.finished:
+            self.pool.put(conn, time.monotonic())
+            return
+        self.send(conn)
+
+    def send(self, conn: Upstream) -> None:
+        self.conn = conn
+        conn.ex = self  # type: ignore[assignment]  # the Upstream callbacks below
+        conn.fresh = True
+        conn.transport.write(self.request)
+
+    def finish(self, error: str = "") -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.error = error
+        if self.timer is not None:
+            self.timer.cancel()
+        self.done(self)
+
+    def fail(self, error: str) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.ex = None
+            conn.close()
+        self.finish(error)
+
+    def cancel(self) -> None:
+        """The exchange it served ended first."""
+        if not self.finished:
+            self.finished = True
+            if self.timer is not None:
+                self.timer.cancel()
+            conn = self.conn
+            if conn is not None:
+                self.conn = None
+                conn.ex = None
+                conn.close()
+
+    # -- what Upstream calls ---------------------------------------------------------------
+
+    def response_interim(self, status: int, reason: bytes, headers: Fields) -> None:
+        pass
+
+    def response_head(self, status: int, reason: bytes, headers: Fields) -> None:
+        self.status = status
+        self.headers = headers
+
+    def response_body(self, data: bytes) -> None:
+        if self.limit >= 0 and sum(map(len, self.body)) + len(data) > self.limit:
+            self.too_large = True
+            self.fail("too_large")
+            return
+        self.body.append(data)
+
+    def response_complete(self, keep_alive: bool) -> None:
+        self.resp_complete = True
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.ex = None
+            if keep_alive:
+                conn.pool.put(conn, time.monotonic())
+            else:
+                conn.close()
+        self.finish()
+
+    def response_upgraded(self, conn: Upstream, rest: bytes) -> None:
+        self.fail("unexpected 101 Switching Protocols")
+
+    def bad_response(self, conn: Upstream, detail: str) -> None:
+        self.fail(f"bad response from {conn.pool.label}: {detail}")
+
+    def upstream_lost(self, conn: Upstream, exc: Exception | None) -> None:
+        self.conn = None
+        if self.finished:
+            return
+        if self.reused and not self.status:  # the keep-alive race: once on a fresh connection
+            self.reused = False
+            self.pool.loop.create_task(self.dial())
+            return
+        self.finish(f"{conn.pool.label} closed before responding")
+
+    def flush_down(self) -> None:
+        pass
