@@ -660,7 +660,7 @@ class RedisTLS:
 class RateLimitRedis:
     endpoints: tuple[str, ...] = setting(
         ("localhost:6379",),
-        "Redis host:port (the first that answers is used).",
+        "Redis host:port (one: no Cluster or Sentinel).",
         check=check_host_port,
     )
     username: str = setting("", "Redis ACL user name.")

@@ -391,6 +391,12 @@ def _check_body_middlewares(config: Config, key: str, mw: Any) -> list[str]:
                 errors.append(f"{key}.errors.statusRewrites.{spec}: {code!r} is not a status")
     if mw.retry is not None and not mw.retry.status and mw.retry.disableRetryOnNetworkError:
         errors.append(f"{key}.retry: nothing to retry (no status, and disableRetryOnNetworkError)")
+    redis = mw.rateLimit.redis if mw.rateLimit is not None else None
+    if redis is not None and len(redis.endpoints) != 1:
+        errors.append(
+            f"{key}.rateLimit.redis.endpoints: one endpoint is supported (a Redis Cluster or "
+            f"Sentinel is not), got {len(redis.endpoints)}"
+        )
     fa = mw.forwardAuth
     if fa is not None and fa.tls is not None and bool(fa.tls.cert) != bool(fa.tls.key):
         errors.append(f"{key}.forwardAuth.tls: cert and key go together")

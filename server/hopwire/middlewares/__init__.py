@@ -184,6 +184,13 @@ def compile_stages(
             requests.append(access.ip_allow_list(mw.ipAllowList))
         elif mw.basicAuth is not None:
             requests.append(access.basic_auth(mw.basicAuth))
+        elif mw.rateLimit is not None and mw.rateLimit.redis is not None:
+            if mw.rateLimit.average > 0:
+                from hopwire.middlewares.redislimit import RedisRateLimit
+
+                limiter = RedisRateLimit(name, mw.rateLimit, worker)
+                limiter.next = len(requests) + 1
+                requests.append(limiter)
         elif mw.rateLimit is not None:
             if shared is not None and name in shared:  # average 0: no limit, no stage
                 limiter = limits.RateLimit(name, mw.rateLimit, shared[name])

@@ -418,7 +418,26 @@ class Compress:
         encoding = self.choose(accept) if accept else self.default
         if encoding not in CODERS:
             return None
-        return Compressing(ex, self, encoding)
+        filt = Compressing(ex, self, encoding)
+        if encoding == "gzip" and not _names_gzip(accept):
+            # Traefik's gzip handler asks for gzip itself (a "*" or defaultEncoding is not
+            # enough): the response only varies
+            filt.state = Compressing.OFF
+        return filt
+
+
+def _names_gzip(accept: list[bytes]) -> bool:
+    for line in accept:
+        for item in line.decode("latin-1").replace(" ", "").lower().split(","):
+            name, _, param = item.partition(";")
+            if name == "gzip":
+                if not param.startswith("q="):
+                    return True
+                try:
+                    return float(param[2:]) > 0
+                except ValueError:
+                    return False
+    return False
 
 
 _COMPRESSED_DROP = frozenset((b"content-length", b"accept-ranges"))
@@ -446,7 +465,8 @@ class Compressing(Filter):
         framed = chunked or cl is not None  # the backend's body ends by itself, not at a close
         self.framed = framed
         if (
-            no_body(self.ex)
+            self.state == self.OFF
+            or no_body(self.ex)
             or not self.eligible(parts)
             or (cl is not None and int(cl) < self.cfg.min)
         ):
@@ -493,10 +513,11 @@ class Compressing(Filter):
                 self.next.send_data(out)
         elif state == self.OFF:
             self.next.send_data(data)
-        else:
+        elif data:
+            # a body of unknown length starts at once: Traefik's proxy flushes every piece of
+            # one, and a flush starts its compression whatever minResponseBodyBytes says
             self.buf.append(data)
-            if sum(map(len, self.buf)) >= self.cfg.min:
-                self.start()
+            self.start()
 
     def send_end(self) -> None:
         state = self.state
@@ -505,7 +526,7 @@ class Compressing(Filter):
             tail = self.coder.last()
             if tail:
                 nxt.send_data(tail)
-        elif state == self.WAITING:  # the whole body is below minResponseBodyBytes
+        elif state == self.WAITING:  # a body of unknown length that was empty
             parts, _, headers = self.head
             data = b"".join(self.buf)
             nxt.send_head(with_length(parts, len(data)), b"%d" % len(data), True, headers)

@@ -241,6 +241,8 @@ def shared_state(config: Any) -> dict[str, Any]:
     the master before it forks the generation's workers)."""
     state: dict[str, Any] = {}
     for name, mw in config.http.middlewares.items():
+        if mw.rateLimit is not None and mw.rateLimit.redis is not None:
+            continue  # in Redis (middlewares.redislimit)
         if mw.rateLimit is not None and mw.rateLimit.average > 0:
             state[name] = SharedBuckets()
         elif mw.inFlightReq is not None and mw.inFlightReq.amount > 0:
