@@ -188,9 +188,9 @@ def compile_stages(
             if mw.rateLimit.average > 0:
                 from hopwire.middlewares.redislimit import RedisRateLimit
 
-                limiter = RedisRateLimit(name, mw.rateLimit, worker)
-                limiter.next = len(requests) + 1
-                requests.append(limiter)
+                shared_limit = RedisRateLimit(name, mw.rateLimit, worker)
+                shared_limit.next = len(requests) + 1
+                requests.append(shared_limit)
         elif mw.rateLimit is not None:
             if shared is not None and name in shared:  # average 0: no limit, no stage
                 limiter = limits.RateLimit(name, mw.rateLimit, shared[name])
