@@ -50,6 +50,10 @@ log = logging.getLogger("hopwire.proxy")
 
 _head_init = RequestHead.__init__
 
+# the key in ``fwd`` (not a field name) under which middlewares list the X-Forwarded-* fields
+# hopwire must not write
+UNFORWARDED = b"(removed)"
+
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -325,23 +329,36 @@ class Exchange(RequestHead):
                 port = ep.default_port
             else:  # a trusted hop's X-Forwarded-Proto
                 port = b"443" if proto.lower() in (b"https", b"wss") else b"80"
-        parts += (
-            b"x-forwarded-for: ",
-            xff + b", " + ip if xff else ip,
-            CRLF,
-            b"x-forwarded-proto: ",
-            proto,
-            CRLF,
-            b"x-forwarded-host: ",
-            fwd.get(b"x-forwarded-host", authority),
-            CRLF,
-            b"x-forwarded-port: ",
-            port,
-            CRLF,
-            b"x-real-ip: ",
-            fwd.get(b"x-real-ip", ip),
-            CRLF,
-        )
+        removed = fwd.get(UNFORWARDED)
+        if removed is None:
+            parts += (
+                b"x-forwarded-for: ",
+                xff + b", " + ip if xff else ip,
+                CRLF,
+                b"x-forwarded-proto: ",
+                proto,
+                CRLF,
+                b"x-forwarded-host: ",
+                fwd.get(b"x-forwarded-host", authority),
+                CRLF,
+                b"x-forwarded-port: ",
+                port,
+                CRLF,
+                b"x-real-ip: ",
+                fwd.get(b"x-real-ip", ip),
+                CRLF,
+            )
+        else:  # a headers middleware removes some of them (an empty customRequestHeaders value)
+            written = (
+                (b"x-forwarded-for", xff + b", " + ip if xff else ip),
+                (b"x-forwarded-proto", proto),
+                (b"x-forwarded-host", fwd.get(b"x-forwarded-host", authority)),
+                (b"x-forwarded-port", port),
+                (b"x-real-ip", fwd.get(b"x-real-ip", ip)),
+            )
+            for name, value in written:
+                if name not in removed:
+                    parts += (name, b": ", value, CRLF)
         if self.chunked:
             parts.append(CHUNKED)
         elif self.cl is not None:

@@ -480,3 +480,62 @@ def test_redis_rate_limit_is_shared_by_two_instances(
     wait_for(
         lambda: metric(one, "hopwire_middleware_errors_total", reason="redis") >= 1, timeout=10
     )
+
+
+def refused(make_hopwire: Any, backend: Any, mws: dict[str, Any]) -> str:
+    config = {
+        "http": {
+            "middlewares": mws,
+            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s", "middlewares": list(mws)}},
+            "services": {"s": service(backend.url)},
+        }
+    }
+    hw = make_hopwire(config, start=False)
+    hw.start(wait=False)
+    assert hw.proc.wait(20) == 2
+    return str(hw.logs())
+
+
+def test_bad_body_middleware_options_stop_start_up(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    logs = refused(
+        make_hopwire,
+        b,
+        {
+            "e": {"errors": {"status": ["500-99"], "service": "s"}},
+            "r": {"retry": {"attempts": 0}},
+            "f": {"forwardAuth": {"address": "auth.local/check"}},
+        },
+    )
+    for expected in (
+        "http.middlewares.e.errors.status[0]",
+        "http.middlewares.r.retry.attempts: 0 is not valid",
+        "http.middlewares.f.forwardAuth.address",
+    ):
+        assert expected in logs, (expected, logs[-3000:])
+    logs = refused(
+        make_hopwire,
+        b,
+        {
+            "c": {
+                "compress": {
+                    "excludedContentTypes": ["text/html"],
+                    "includedContentTypes": ["text/plain"],
+                    "defaultEncoding": "zstd",
+                    "encodings": ["gzip"],
+                }
+            },
+            "e": {"errors": {"status": ["500-599"], "service": "pagez"}},
+            "l": {
+                "rateLimit": {"average": 1, "redis": {"endpoints": ["127.0.0.1:1", "127.0.0.1:2"]}}
+            },
+        },
+    )
+    for expected in (
+        "http.middlewares.c.compress: excludedContentTypes and includedContentTypes are "
+        "mutually exclusive",
+        "http.middlewares.c.compress.defaultEncoding: 'zstd' is not in encodings",
+        "http.middlewares.e.errors.service: 'pagez' is not a service",
+        "http.middlewares.l.rateLimit.redis.endpoints: one endpoint is supported",
+    ):
+        assert expected in logs, (expected, logs[-3000:])

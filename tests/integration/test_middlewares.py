@@ -117,6 +117,9 @@ MIDDLEWARES: dict[str, Any] = {
     },
     "force-sts": {"headers": {"stsSeconds": 60, "stsPreload": True, "forceSTSHeader": True}},
     "both": {"chain": {"middlewares": ["strip", "add"]}},
+    "no-xff": {
+        "headers": {"customRequestHeaders": {"X-Forwarded-For": "", "X-Real-Ip": "", "X-A": "1"}}
+    },
 }
 ROUTERS = {
     "allow-local": ["allow-local"],
@@ -145,6 +148,7 @@ ROUTERS = {
     "force-sts": ["force-sts"],
     "chain": ["both"],
     "order": ["add", "strip"],
+    "no-xff": ["no-xff"],
 }
 XFF = ("X-Forwarded-For", "10.1.2.3, 192.168.1.1")
 ORIGIN = ("Origin", "https://a.example")
@@ -219,6 +223,7 @@ CASES: list[tuple[Any, ...]] = [
     ("force-sts", "GET", "/h"),
     ("chain", "GET", "/api/c"),
     ("order", "GET", "/api/o"),
+    ("no-xff", "GET", "/n"),
 ]
 FORWARDED = (
     "x-forwarded-prefix",
@@ -231,6 +236,8 @@ FORWARDED = (
     "host",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "x-real-ip",
+    "x-a",
 )
 RESPONSE = (
     "location",

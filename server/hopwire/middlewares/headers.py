@@ -13,6 +13,8 @@ from typing import Any
 
 from hopwire.http.wire import FORWARDED
 
+UNFORWARDED = b"(removed)"  # proxy.UNFORWARDED: X-Forwarded-* fields not to be written
+
 Fields = list[tuple[bytes, bytes]]
 RequestStage = Callable[[Any], bool]
 
@@ -155,8 +157,20 @@ def request_stage(cfg: Any) -> RequestStage | None:
         for n, v in custom.items()
         if n.lower().encode("latin-1") in FORWARDED and v
     }
+    removed = frozenset(
+        n.lower().encode("latin-1")
+        for n, v in custom.items()
+        if n.lower().encode("latin-1") in FORWARDED and not v
+    )
+    if removed:
+        forwarded[UNFORWARDED] = removed  # type: ignore[assignment]
     plain = {n: v for n, v in custom.items() if n.lower() != "host"}
-    plain = {n: v for n, v in plain.items() if n.lower().encode("latin-1") not in forwarded}
+    plain = {
+        n: v
+        for n, v in plain.items()
+        if n.lower().encode("latin-1") not in forwarded
+        and n.lower().encode("latin-1") not in removed
+    }
     drop, add = _edits(plain)
 
     def stage(ex: Any) -> bool:
