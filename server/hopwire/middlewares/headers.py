@@ -163,7 +163,7 @@ def request_stage(cfg: Any) -> RequestStage | None:
         if n.lower().encode("latin-1") in FORWARDED and not v
     )
     if removed:
-        forwarded[UNFORWARDED] = removed  # type: ignore[assignment]
+        forwarded[UNFORWARDED] = removed
     plain = {n: v for n, v in custom.items() if n.lower() != "host"}
     plain = {
         n: v
