@@ -8,6 +8,9 @@ over several interleaved rounds (CPU of every hopwire process per request):
     none x2       a router without middlewares, 2 workers
     rateLimit x2  a rateLimit high enough never to refuse (the shared buckets are still
                   read and written on every request), 2 workers
+    none 256K     a router without middlewares, a 256 KiB text file (1 worker)
+    gzip/br/zstd 256K  compress, the client accepting that encoding (1 worker): reported as
+                  MB of uncompressed body per CPU-second of hopwire
 
 Targets: headers+strip at most +5% over none; rateLimit x2 at most +5% over none x2.
 """
@@ -37,12 +40,17 @@ from run import (
     wrk,
 )
 
-MIDDLEWARES = {
-    "none": ("[]", 1),
-    "headers+strip": ("[hdr, strip]", 1),
-    "none x2": ("[]", 2),
-    "rateLimit x2": ("[limit]", 2),
+MIDDLEWARES = {  # chain, workers, path, Accept-Encoding
+    "none": ("[]", 1, "/12B", ""),
+    "headers+strip": ("[hdr, strip]", 1, "/api/12B", ""),
+    "none x2": ("[]", 2, "/12B", ""),
+    "rateLimit x2": ("[limit]", 2, "/12B", ""),
+    "none 256K": ("[]", 1, "/text", ""),
+    "gzip 256K": ("[gz]", 1, "/text", "gzip"),
+    "br 256K": ("[gz]", 1, "/text", "br"),
+    "zstd 256K": ("[gz]", 1, "/text", "zstd"),
 }
+TEXT = 256 * 1024
 TARGETS = [("headers+strip", "none", 5.0), ("rateLimit x2", "none x2", 5.0)]
 
 
@@ -62,6 +70,7 @@ http:
         contentTypeNosniff: true
     strip: {{stripPrefix: {{prefixes: ["/api"]}}}}
     limit: {{rateLimit: {{average: 100000000, burst: 100000000}}}}
+    gz: {{compress: {{}}}}
   routers: {{all: {{rule: "PathPrefix(`/`)", service: be, middlewares: {chain}}}}}
   services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be}"}}]}}}}}}
 """
@@ -77,6 +86,8 @@ def main() -> None:
     tmp.chmod(0o755)
     (tmp / "www" / "api").mkdir(parents=True)
     (tmp / "www" / "12B").write_bytes(b"x" * 12)
+    words = [f"word{i * 7919 % 4093}" for i in range(TEXT)]  # text that compresses ~4:1
+    (tmp / "www" / "text").write_bytes(" ".join(words).encode()[:TEXT])
     be = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -84,7 +95,7 @@ def main() -> None:
             start_nginx(tmp, "backend", f"server {{ listen 127.0.0.1:{be}; root {tmp / 'www'}; }}")
         )
         targets: dict[str, tuple[int, int]] = {}
-        for name, (chain, workers) in MIDDLEWARES.items():
+        for name, (chain, workers, _, _) in MIDDLEWARES.items():
             port, internal = free_port(), free_port()
             path = tmp / f"{name.replace(' ', '-').replace('+', '-')}.yml"
             path.write_text(config(be, port, internal, chain, workers))
@@ -95,16 +106,20 @@ def main() -> None:
             wait_port(port)
         time.sleep(1.0)
         runs: dict[str, list[tuple[float, float]]] = {}
-        for port, _ in targets.values():
-            wrk(port, "/api/12B", 1, 32)
+        for name, (port, _) in targets.items():
+            wrk(port, MIDDLEWARES[name][2], 1, 32)
         for rnd in range(args.rounds):
             for name, (port, pid) in targets.items():
-                path = "/api/12B" if "strip" in name else "/12B"
+                _, _, path, accept = MIDDLEWARES[name]
                 pids = tree(pid)
                 cpu0 = cpu_seconds(pids)
-                rps, _, _, total = wrk(port, path, args.seconds, 32)
+                headers = [f"Accept-Encoding: {accept}"] if accept else None
+                conns = 8 if path == "/text" else 32
+                rps, _, _, total = wrk(port, path, args.seconds, conns, headers)
                 cpu = cpu_seconds(pids) - cpu0
-                runs.setdefault(name, []).append((rps, cpu * 1e6 / max(total, 1)))
+                runs.setdefault(name, []).append(
+                    (rps, cpu * 1e6 / max(total, 1), total * TEXT / 1e6 / max(cpu, 1e-9))
+                )
                 print(
                     f"round {rnd + 1} {name:14} {rps:9.0f} req/s {cpu * 1e6 / max(total, 1):6.2f} µs CPU/req",
                     flush=True,
@@ -115,9 +130,13 @@ def main() -> None:
             f"Python {platform.python_version()}; wrk -t1 -c32, {args.rounds} interleaved rounds "
             f"of {args.seconds:g}s, medians; 12-byte bodies from nginx.",
             "",
-            "| hopwire | req/s | CPU µs per request |",
-            "| --- | ---: | ---: |",
-            *(f"| {n} | {m[0]:,.0f} | {m[1]:.2f} |" for n, m in med.items()),
+            "| hopwire | req/s | CPU µs per request | body MB per CPU-second |",
+            "| --- | ---: | ---: | ---: |",
+            *(
+                f"| {n} | {m[0]:,.0f} | {m[1]:.2f} | "
+                f"{f'{m[2]:,.0f}' if MIDDLEWARES[n][2] == '/text' else '—'} |"
+                for n, m in med.items()
+            ),
             "",
             "| setting | vs | CPU per request | target |",
             "| --- | --- | ---: | --- |",
