@@ -34,6 +34,7 @@ from hopwire.http.wire import (
     CRLF,
     IDEMPOTENT,
     LAST_CHUNK,
+    UNFORWARDED,
     simple_response,
     status_line,
 )
@@ -49,10 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hopwire.proxy")
 
 _head_init = RequestHead.__init__
-
-# the key in ``fwd`` (not a field name) under which middlewares list the X-Forwarded-* fields
-# hopwire must not write
-UNFORWARDED = b"(removed)"
 
 
 Fields = list[tuple[bytes, bytes]]

@@ -39,6 +39,7 @@ class Call:
         "request",
         "resp_complete",
         "reused",
+        "size",
         "status",
         "timer",
         "too_large",
@@ -64,6 +65,7 @@ class Call:
         self.status = 0
         self.headers: Fields = []
         self.body: list[bytes] = []
+        self.size = 0
         self.error = ""
         self.too_large = False
         self.resp_complete = False
@@ -137,7 +139,8 @@ class Call:
         self.headers = headers
 
     def response_body(self, data: bytes) -> None:
-        if self.limit >= 0 and sum(map(len, self.body)) + len(data) > self.limit:
+        self.size += len(data)
+        if 0 <= self.limit < self.size:
             self.too_large = True
             self.fail("too_large")
             return

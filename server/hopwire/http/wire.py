@@ -20,6 +20,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Fields hopwire sets itself from the client's connection (forwardedHeaders).
+# the key in a request's ``fwd`` (not a field name) under which a headers middleware lists the
+# X-Forwarded-* fields hopwire must not write (an empty customRequestHeaders value)
+UNFORWARDED = b"(removed)"
+
 FORWARDED = frozenset(
     {
         b"x-forwarded-for",

@@ -173,7 +173,7 @@ class RequestBody:
         return self.spool.pieces()
 
 
-def _stream_on(ex: Any, held: RequestBody) -> None:
+def stream_on(ex: Any, held: RequestBody) -> None:
     """Give up holding (retry's maxRequestBodyBytes): what was held is sent, the rest streams."""
     pieces = held.release()
     if ex.chunked:
@@ -445,7 +445,7 @@ _COMPRESSED_DROP = frozenset((b"content-length", b"accept-ranges"))
 
 
 class Compressing(Filter):
-    __slots__ = ("buf", "cfg", "coder", "encoding", "framed", "head", "state")
+    __slots__ = ("buf", "cfg", "coder", "encoding", "head", "state")
 
     WAITING, ON, OFF = 0, 1, 2
 
@@ -457,14 +457,12 @@ class Compressing(Filter):
         self.state = self.WAITING
         self.buf: list[bytes] = []
         self.head: tuple[list[bytes], bool, Fields] = ([], False, [])
-        self.framed = False
 
     def send_head(
         self, parts: list[bytes], cl: bytes | None, chunked: bool, headers: Fields
     ) -> None:
         parts += (b"Vary", b": ", b"Accept-Encoding", CRLF)
         framed = chunked or cl is not None  # the backend's body ends by itself, not at a close
-        self.framed = framed
         if (
             self.state == self.OFF
             or no_body(self.ex)

@@ -92,13 +92,12 @@ class ErrorPages:
 
 
 class ErrorPage(Filter):
-    __slots__ = ("call", "cfg", "status")
+    __slots__ = ("cfg", "status")
 
     def __init__(self, ex: Any, cfg: ErrorPages):
         super().__init__(ex)
         self.cfg = cfg
         self.status = cfg.status_for(ex.status)
-        self.call: Call | None = None
 
     def send_head(
         self, parts: list[bytes], cl: bytes | None, chunked: bool, headers: Fields
@@ -122,7 +121,6 @@ class ErrorPage(Filter):
             1 << 24,
             self.page,
         )
-        self.call = call
         ex.held = [*(ex.held or ()), call.cancel]
         call.start()
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hopwire.http.wire import FORWARDED
-
-UNFORWARDED = b"(removed)"  # proxy.UNFORWARDED: X-Forwarded-* fields not to be written
+from hopwire.http.wire import FORWARDED, UNFORWARDED
 
 Fields = list[tuple[bytes, bytes]]
 RequestStage = Callable[[Any], bool]

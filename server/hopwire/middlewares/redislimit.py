@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import ssl
 import time
 from typing import Any
 
@@ -51,15 +50,10 @@ FAILED = b"Could not insert/update bucket\n"
 def client(cfg: Any) -> Any:
     import redis.asyncio
 
+    from hopwire.middlewares.forward import client_context
+
     host, _, port = cfg.endpoints[0].rpartition(":")
-    context = None
-    if cfg.tls is not None:
-        context = ssl.create_default_context(cafile=cfg.tls.ca or None)
-        if cfg.tls.cert:
-            context.load_cert_chain(cfg.tls.cert, cfg.tls.key or None)
-        if cfg.tls.insecureSkipVerify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+    context = client_context(cfg.tls) if cfg.tls is not None else None
     size = cfg.maxActiveConns or cfg.poolSize or 10 * (os.cpu_count() or 1)
     options: dict[str, Any] = {
         "host": host.strip("[]"),

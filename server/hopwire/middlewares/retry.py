@@ -16,7 +16,7 @@ import random
 import time
 from typing import Any
 
-from hopwire.middlewares.bodies import Filter, RequestBody, _stream_on
+from hopwire.middlewares.bodies import Filter, RequestBody, stream_on
 
 _NON_IDEMPOTENT = frozenset(("POST", "PATCH", "LOCK"))
 
@@ -80,7 +80,7 @@ class Retry:
 
     def stream(self, ex: Any, held: RequestBody) -> None:
         ex.retry.statuses = ()  # over maxRequestBodyBytes: status retries are off
-        _stream_on(ex, held)
+        stream_on(ex, held)
         ex.resume(self.next)
 
 
