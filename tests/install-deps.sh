@@ -3,9 +3,14 @@
 #   openssl: the TLS tests make a CA and certificates with the openssl command.
 #   prometheus: a real Prometheus server scrapes hopwire; promtool checks the exposition.
 #   redis-server: rateLimit.redis is tested against a real Redis shared by two instances.
+#   systemd: systemd-analyze verifies the units, systemd-socket-activate starts hopwire.
+#   kubernetes-client: kubectl kustomize renders the Kubernetes base and overlays.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v systemd-socket-activate >/dev/null || missing+=(systemd)
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 exec bash "$(dirname "$0")/../deploy/apt-install.sh" "the tests" "${missing[@]}"

@@ -10,10 +10,12 @@ with SIGTERM; the listening sockets never close, so no connection is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import mmap
 import os
+import pickle
 import random
 import select
 import shutil
@@ -28,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hopwire import config as config_mod
-from hopwire.config import Config, ConfigError
+from hopwire.config import Config, ConfigError, validate
 from hopwire.http import tls
+from hopwire.live import POLL, Channel, Watcher
 from hopwire.middlewares import limits
-from hopwire.systemd import Notifier
+from hopwire.systemd import Notifier, listen_fds
 from hopwire.telemetry import logs, metrics
 from hopwire.telemetry.exporter import run_exporter
 from hopwire.telemetry.metrics import default_buckets as metrics_default_buckets
@@ -51,6 +54,7 @@ SIGNALS = (
 )
 BOOT_TIMEOUT = 30.0
 BACKOFF_MAX = 5.0
+HEALTHY_BEAT = 2.0  # eight worker ticks
 
 
 @dataclass
@@ -119,6 +123,7 @@ class Arbiter:
         self.respawn_at: dict[int, float] = {}  # slot -> when to respawn
         self.failures: list[float] = []
         self.last_watchdog = 0.0
+        self.watchdog_fed = True
         self.exit_code = 0
         # span exporters (only when tracing is on): pid -> index, in the current set
         self.exporters: dict[int, int] = {}
@@ -133,6 +138,8 @@ class Arbiter:
         self.last_sample = 0.0
         self.tls_store: tls.Store | None = None  # the current generation's, inherited by workers
         self.shared: dict[str, Any] = {}  # state the generation's workers share (rate limits)
+        self.channel: Channel | None = None  # live dynamic configuration to running workers
+        self.watcher: Watcher | None = None  # providers.file with watch
 
     # -- start -----------------------------------------------------------------------------
 
@@ -153,7 +160,12 @@ class Arbiter:
             return 2
         self.shared = limits.shared_state(self.config)
         try:
-            self.listeners = self.bind_all(self.config, {})
+            activated = self.activated_sockets()
+        except ValueError as exc:
+            log.error("config error: %s", exc)
+            return 2
+        try:
+            self.listeners = self.bind_all(self.config, activated)
         except OSError as exc:
             log.error("cannot listen: %s", exc)
             return 1
@@ -162,6 +174,8 @@ class Arbiter:
         prom = self.config.metrics.prometheus
         metrics.init(self.metrics_dir, tuple(prom.buckets) if prom else metrics_default_buckets())
         metrics.family("last_reload").set(time.time())
+        self.channel = Channel()
+        self.watch(self.config)
         for sig in SIGNALS:
             signal.signal(sig, self.enqueue)
         signal.siginterrupt(signal.SIGCHLD, False)
@@ -179,6 +193,26 @@ class Arbiter:
             "READY=1", f"STATUS=serving with {self.count} workers", f"MAINPID={self.pid}"
         )
         return self.loop()
+
+    def activated_sockets(self) -> dict[str, Listener]:
+        """Sockets systemd passed (hopwire.socket), as the listeners of the entrypoints their
+        FileDescriptorName= names; the entrypoint's address is then not bound."""
+        passed = listen_fds()
+        unknown = sorted(set(passed) - set(self.config.entryPoints))
+        if unknown:
+            for sock in passed.values():
+                sock.close()
+            raise ValueError(
+                f"LISTEN_FDNAMES: {', '.join(unknown)} names no entrypoint (entrypoints: "
+                f"{', '.join(self.config.entryPoints)}); set FileDescriptorName= in the socket unit"
+            )
+        listeners = {}
+        for name, sock in passed.items():
+            ep = self.config.entryPoints[name]
+            shown = sock.getsockname()
+            log.info("entrypoint %s: serving the socket systemd passed (%s)", name, shown)
+            listeners[name] = Listener(ep.address, ep.reusePort, sock)
+        return listeners
 
     def bind_all(self, config: Config, current: dict[str, Listener]) -> dict[str, Listener]:
         """Listeners for ``config``, reusing every socket whose address is unchanged."""
@@ -231,6 +265,7 @@ class Arbiter:
             self.span_paths,
             self.tls_store,
             self.shared,
+            self.channel,
         )
         self.workers[pid] = WorkerProc(pid, slot, self.generation, heartbeat, time.monotonic())
         return pid
@@ -292,6 +327,7 @@ class Arbiter:
                 return False
             if all(self.workers[p].last_beat() > 0 for p in pids):
                 return True
+            self.watchdog()  # while a generation boots, the running one still serves
             time.sleep(0.02)
         return False
 
@@ -307,7 +343,7 @@ class Arbiter:
     def loop(self) -> int:
         while True:
             try:
-                select.select([self.wake_r], [], [], 0.5)
+                select.select([self.wake_r], [], [], POLL if self.watcher else 0.5)
             except InterruptedError:
                 pass
             try:
@@ -336,6 +372,10 @@ class Arbiter:
                     log.warning("processes did not stop in time; killing them")
                     self.kill_all(signal.SIGKILL)
                 continue
+            if self.watcher is not None:
+                changed = self.watcher.poll(time.monotonic())
+                if changed is not None:
+                    self.files_changed(*changed)
             self.check_heartbeats()
             self.maintain()
             self.watchdog()
@@ -366,6 +406,7 @@ class Arbiter:
                     self.begin_stop(immediate=True)
                     self.exit_code = 1
                 continue
+            metrics.family("restarts").labels("worker").inc()
             log.error(
                 "worker %d (pid %d) died unexpectedly (%s); respawning",
                 proc.slot,
@@ -394,6 +435,7 @@ class Arbiter:
         index = self.exporters.pop(pid, None)
         if index is None or self.stopping:
             return
+        metrics.family("restarts").labels("exporter").inc()
         log.error(
             "span exporter %d (pid %d) died (%s); restarting it",
             index,
@@ -456,11 +498,32 @@ class Arbiter:
             metrics.family("workers").labels(state).set(count)
         metrics.process_sample("master")
 
+    def healthy(self) -> bool:
+        """Every worker slot has a worker whose event loop ticked in the last HEALTHY_BEAT
+        seconds (a worker is killed only after heartbeatTimeout, 30 s by default)."""
+        now = time.monotonic()
+        beating = {
+            p.slot
+            for p in self.workers.values()
+            if not p.retiring and p.last_beat() and now - p.last_beat() < HEALTHY_BEAT
+        }
+        return all(slot in beating for slot in range(self.count))
+
     def watchdog(self) -> None:
+        """WATCHDOG=1 only while healthy: systemd restarts a hopwire whose workers stopped."""
         period = self.notifier.watchdog
         now = time.monotonic()
-        if period and now - self.last_watchdog >= period:
-            self.last_watchdog = now
+        if not period or now - self.last_watchdog < period:
+            return
+        self.last_watchdog = now
+        healthy = self.healthy()
+        if healthy != self.watchdog_fed:
+            self.watchdog_fed = healthy
+            if healthy:
+                log.info("every worker is serving again: the systemd watchdog is fed")
+            else:
+                log.warning("not every worker is serving: the systemd watchdog is not fed")
+        if healthy:
             self.notifier.notify("WATCHDOG=1")
 
     def signal(self, pid: int, sig: int) -> None:
@@ -477,6 +540,8 @@ class Arbiter:
         for path in (self.span_dir, self.metrics_dir):
             if path:
                 shutil.rmtree(path, ignore_errors=True)
+        if self.channel is not None:
+            self.channel.close()
 
     def retire(self, proc: WorkerProc) -> None:
         proc.retiring = True
@@ -537,17 +602,104 @@ class Arbiter:
         try:
             new = self.source.load()
         except ConfigError as exc:
-            for line in exc.errors:
-                log.error("reload rejected, keeping the running config: %s", line)
-            metrics.family("reload_failures").inc()
+            self.rejected(exc.errors)
             return
+        if self.reload(new):
+            self.watch(new)
+
+    def rejected(self, errors: list[str]) -> None:
+        for line in errors:
+            log.error("reload rejected, keeping the running config: %s", line)
+        metrics.family("reload_failures").inc()
+
+    # -- live configuration ----------------------------------------------------------------
+
+    def watch(self, config: Config) -> None:
+        """Watch the main file and the file provider's files when ``watch`` is on."""
+        provider = config.providers.file
+        if provider is None or not provider.watch:
+            self.watcher = None
+            return
+        throttle = config.providers.providersThrottleDuration
+        self.watcher = Watcher(self.source.path, provider, throttle)
+
+    def files_changed(self, static: bool, dynamic: bool) -> None:
+        """A watched file changed: apply its dynamic part, in the running workers if it can be."""
+        if self.stopping:
+            return
+        try:
+            loaded = self.source.load()
+        except ConfigError as exc:
+            self.rejected(exc.errors)
+            return
+        new = loaded
+        if loaded.static_part() != self.config.static_part():
+            log.warning(
+                "the static configuration in %s changed: it applies on SIGHUP "
+                "(the dynamic part, http and tls, is applied now)",
+                self.source.path,
+            )
+            new = dataclasses.replace(self.config, http=loaded.http, tls=loaded.tls)
+            errors = validate(new)
+            if errors:
+                self.rejected(errors)
+                return
+        if new == self.config:
+            if dynamic:
+                log.info("dynamic configuration files changed without changing the configuration")
+            return
+        reason = self.needs_new_workers(new)
+        if reason:
+            log.info("dynamic configuration changed (%s): applying it with new workers", reason)
+            self.reload(new)
+            return
+        assert self.channel is not None
+        try:
+            sequence = self.channel.publish(new)
+        except (OSError, pickle.PicklingError) as exc:
+            self.rejected([f"cannot hand the configuration to the workers: {exc}"])
+            return
+        self.config = new
+        metrics.family("reloads").inc()
+        metrics.family("last_reload").set(time.time())
+        try:
+            metrics.compact(self.metrics_dir, metrics.keeper(new))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error("could not compact archived metrics: %s", exc)
+        log.info(
+            "dynamic configuration %d applied in the running workers: %d router(s), "
+            "%d service(s), %d middleware(s)",
+            sequence,
+            len(new.http.routers),
+            len(new.http.services),
+            len(new.http.middlewares),
+        )
+
+    def needs_new_workers(self, new: Config) -> str:
+        """Why ``new`` cannot be swapped into the running workers (empty: it can).  What the
+        master makes before fork cannot change under a running worker: certificates and TLS
+        contexts, the shared memory of local rate limits, the span exporters."""
+        old = self.config
+        if new.tls != old.tls:
+            return "tls changed: certificates and contexts are built before the workers start"
+        for name in old.entryPoints:
+            before = tls.entrypoint_tls(old, name) is not None
+            if before != (tls.entrypoint_tls(new, name) is not None):
+                return f"entrypoint {name} {'stops' if before else 'starts'} terminating TLS"
+        if limits.shared_kinds(new) != limits.shared_kinds(old):
+            return "local rateLimit/inFlightReq middlewares changed: their memory is shared"
+        if new.traces_anything() != old.traces_anything():
+            return "tracing is switched on or off: the span exporters start or stop"
+        return ""
+
+    def reload(self, new: Config) -> bool:
+        """Start a generation of workers on ``new``, then drain the old one; False: the
+        running configuration keeps serving (the reason is logged and counted)."""
         try:
             store = tls.build(new)  # certificates are read again: a renewed file is picked up
         except tls.TLSError as exc:
-            for line in exc.errors:
-                log.error("reload rejected, keeping the running config: %s", line)
-            metrics.family("reload_failures").inc()
-            return
+            self.rejected(exc.errors)
+            return False
         self.notifier.notify(
             "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
         )
@@ -557,12 +709,15 @@ class Arbiter:
             log.error("reload rejected, keeping the running config: cannot listen on %s", exc)
             metrics.family("reload_failures").inc()
             self.notifier.notify("READY=1")
-            return
+            return False
         old_listeners, old_config, old_store = self.listeners, self.config, self.tls_store
         old_paths, old_shared = self.span_paths, self.shared
         self.listeners, self.config, self.tls_store = listeners, new, store
         self.shared = limits.shared_state(new)  # as Traefik, a new configuration starts afresh
-        tracing_changed = new.tracing != old_config.tracing
+        tracing_changed = (
+            new.tracing != old_config.tracing
+            or new.traces_anything() != old_config.traces_anything()
+        )
         if tracing_changed:
             old_exporters = dict(self.exporters)
             self.exporters = {}
@@ -589,7 +744,7 @@ class Arbiter:
                 if id(ln) not in kept:
                     ln.sock.close()
             self.notifier.notify("READY=1")
-            return
+            return False
         for proc in self.workers.values():
             if proc.generation < self.generation and not proc.retiring:
                 self.retire(proc)
@@ -609,6 +764,7 @@ class Arbiter:
             log.error("could not compact archived metrics: %s", exc)
         log.info("reloaded: generation %d with %d worker(s)", self.generation, self.count)
         self.notifier.notify("READY=1", f"STATUS=serving with {self.count} workers")
+        return True
 
 
 def run(config: Config, source: Source) -> int:

@@ -135,7 +135,7 @@ class Service:
         if self.task is not None:
             self.task.cancel()
         for s in self.servers:
-            s.pool.close_all()
+            s.pool.retire()
 
     async def _check_loop(self) -> None:
         while True:

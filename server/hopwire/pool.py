@@ -101,3 +101,9 @@ class Pool:
     def close_all(self) -> None:
         while self.idle:
             self.idle.pop().close()
+
+    def retire(self) -> None:
+        """No longer used by new requests: close the idle connections, and each busy one
+        when it comes back."""
+        self.max_idle = 0
+        self.close_all()

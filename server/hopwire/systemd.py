@@ -29,3 +29,37 @@ class Notifier:
             self.sock.sendto("\n".join(states).encode(), self.address)
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", self.address, exc)
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def listen_fds(environ: dict[str, str] | None = None) -> dict[str, socket.socket]:
+    """The listening sockets systemd passed (socket activation, sd_listen_fds(3)), by their
+    ``FileDescriptorName=``; empty when none were passed to this process.  The variables are
+    removed so that nothing started later takes them for its own."""
+    env = os.environ if environ is None else environ
+    count, pid = env.get("LISTEN_FDS", ""), env.get("LISTEN_PID", "")
+    names = env.get("LISTEN_FDNAMES", "")
+    for var in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        env.pop(var, None)
+    if not count.isdigit() or pid != str(os.getpid()):
+        return {}
+    given = names.split(":") if names else []
+    sockets: dict[str, socket.socket] = {}
+    for i in range(int(count)):
+        fd = SD_LISTEN_FDS_START + i
+        name = given[i] if i < len(given) else "unknown"
+        sock = socket.socket(fileno=fd)
+        os.set_inheritable(fd, False)
+        if sock.type != socket.SOCK_STREAM or name in sockets:
+            sock.close()
+            raise ValueError(
+                f"LISTEN_FDNAMES: fd {fd} ({name}) is "
+                + ("not a stream socket" if name not in sockets else "a second socket of that name")
+            )
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sockets[name] = sock
+    return sockets

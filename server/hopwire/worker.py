@@ -36,6 +36,7 @@ from hopwire.http.downstream import Downstream
 from hopwire.http.listener import TLSListener
 from hopwire.http.path import ENCODED_CHARACTERS, denied_encodings
 from hopwire.http.wire import Clock
+from hopwire.live import Channel
 from hopwire.middlewares import compile_stages
 from hopwire.middlewares.redirect import scheme_redirect
 from hopwire.proxy import Exchange
@@ -183,6 +184,7 @@ class Worker:
         span_paths: list[str],
         tls_store: tls.Store | None = None,
         shared: dict[str, Any] | None = None,
+        channel: Channel | None = None,
     ):
         self.config = config
         self.shared = shared or {}  # the generation's shared state (middlewares.limits)
@@ -202,6 +204,12 @@ class Worker:
         self.clock = Clock(time.monotonic())
         self.connections: set[Downstream] = set()
         self.services: dict[str, Service] = {}
+        self.service_keys: dict[str, Any] = {}  # name -> the settings its Service was made of
+        self.runtimes: dict[str, list[EntryPointRuntime]] = {}  # plain, then TLS connections'
+        self.tls_listeners: dict[str, TLSListener] = {}
+        self.choosers: dict[str, Any] = {}  # TLS entrypoint -> its options-by-SNI chooser
+        self.channel = channel  # live dynamic configuration from the master
+        self.sequence = channel.sequence if channel is not None else 0  # the one we run
         # events counted in plain integers, folded into metrics once a second (and reset):
         # errors by kind (Exchange.end), and the telemetry writers' own problems
         self.errors: dict[str, int] = defaultdict(int)
@@ -262,16 +270,7 @@ class Worker:
 
     async def boot(self) -> None:
         config = self.config
-        contexts: dict[int, ssl.SSLContext] = {}
-        for name, svc in config.http.services.items():
-            transport_name = svc.loadBalancer.serversTransport
-            transport = (
-                config.http.serversTransports[transport_name]
-                if transport_name
-                else config.serversTransport
-            )
-            self.services[name] = Service(name, svc.loadBalancer, transport, self.loop, contexts)
-        user_eps = [n for n in config.entryPoints if n != INTERNAL_ENTRYPOINT]
+        self.services = self.make_services(config, {})
         self.entrypoint_names = list(config.entryPoints)
         if config.tracing is not None and self.span_paths:
             self.sink = SpanSink(self.span_paths, self)
@@ -285,7 +284,90 @@ class Worker:
         access_internals = config.accessLog is not None and config.accessLog.addInternals
         for ep_name, ep_cfg in config.entryPoints.items():
             ep_obs = ep_cfg.observability
-            found = tls.entrypoint_tls(config, ep_name) if self.tls_store is not None else None
+            terminates = self.tls_store is not None and tls.entrypoint_tls(config, ep_name)
+            ping = config.ping.entryPoint == ep_name
+            runtime = EntryPointRuntime(ep_name, ep_cfg, RouteTable([]), ping, self)
+            runtimes = [runtime]
+            if terminates:  # its TLS connections' runtime: the same but its routes
+                runtimes.append(
+                    EntryPointRuntime(ep_name, ep_cfg, RouteTable([]), ping, self, tls=True)
+                )
+            internal = ep_name == INTERNAL_ENTRYPOINT
+            runtime.unrouted_observers = observers_of(
+                self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
+                self.meter(ep_name, None, None, None, ep_obs)
+                if not internal or metrics_internals
+                else None,
+                self.logger(ep_name, "", "", None, ep_obs)
+                if not internal or access_internals
+                else None,
+            )
+            runtime.internal_observers = observers_of(
+                self.tracer("", None, ep_obs) if tracing_internals else None,
+                self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
+                self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
+            )
+            if prom is not None and prom.entryPoint == ep_name:
+                runtime.metrics_page = metrics.exposition
+            for other in runtimes[1:]:
+                other.unrouted_observers = runtime.unrouted_observers
+                other.internal_observers = runtime.internal_observers
+                other.metrics_page = runtime.metrics_page
+            self.runtimes[ep_name] = runtimes
+        self.install(config)
+        for ep_name, runtimes in self.runtimes.items():
+            sock = self.sockets[ep_name]
+            if len(runtimes) == 1:
+                server: Any = await self.loop.create_server(
+                    functools.partial(Downstream, runtimes[0]), sock=sock, backlog=2048
+                )
+            else:
+                server = self.tls_listeners[ep_name] = TLSListener(
+                    self.loop,
+                    sock,
+                    functools.partial(Downstream, runtimes[0]),
+                    functools.partial(Downstream, runtimes[1]),
+                    self.choosers[ep_name],
+                    runtimes[0].read_timeout,
+                    functools.partial(self.handshake_failed, ep_name),
+                )
+            self.servers.append(server)
+        if self.tls_store is not None and self.metrics is not None:
+            self.metrics.certificates(self.tls_store.all_certificates())
+        for service in self.services.values():
+            service.start_checks()
+
+    def make_services(self, config: Config, current: dict[str, Service]) -> dict[str, Service]:
+        """The services of ``config``; one whose settings (and transport's) are unchanged is
+        the running one, with its pools and health state."""
+        services = {}
+        contexts: dict[int, ssl.SSLContext] = {}
+        for name, svc in config.http.services.items():
+            transport_name = svc.loadBalancer.serversTransport
+            transport = (
+                config.http.serversTransports[transport_name]
+                if transport_name
+                else config.serversTransport
+            )
+            key = (svc.loadBalancer, transport)
+            old = current.get(name)
+            if old is not None and self.service_keys.get(name) == key:
+                services[name] = old
+                continue
+            services[name] = Service(name, svc.loadBalancer, transport, self.loop, contexts)
+            self.service_keys[name] = key
+        return services
+
+    def install(self, config: Config) -> None:
+        """Build every entrypoint's route tables from ``config`` (its routers, middlewares and
+        the services already made), then swap them in: a request matched before keeps its old
+        route, every one after gets the new."""
+        user_eps = [n for n in config.entryPoints if n != INTERNAL_ENTRYPOINT]
+        plans = []
+        for ep_name, runtimes in self.runtimes.items():
+            ep_cfg = config.entryPoints[ep_name]
+            ep_obs = ep_cfg.observability
+            found = tls.entrypoint_tls(config, ep_name) if len(runtimes) > 1 else None
             tls_routers = {name for name, _ in found[1]} if found is not None else set()
             routers: list[tuple[str, str, int, RouterTarget]] = []
             secure: list[tuple[str, str, int, RouterTarget]] = []  # the TLS routers
@@ -308,59 +390,53 @@ class Worker:
             redirect = ep_cfg.http.redirections.entryPoint
             if redirect is not None:
                 routers.append(self.redirection(ep_name, redirect, ep_obs))
-            ping = config.ping.entryPoint == ep_name
-            runtime = EntryPointRuntime(ep_name, ep_cfg, RouteTable(routers), ping, self)
-            runtimes = [runtime]
-            if found is not None:
-                runtimes.append(
-                    EntryPointRuntime(ep_name, ep_cfg, RouteTable(secure), ping, self, tls=True)
-                )
-            internal = ep_name == INTERNAL_ENTRYPOINT
-            runtime.unrouted_observers = observers_of(
-                self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
-                self.meter(ep_name, None, None, None, ep_obs)
-                if not internal or metrics_internals
-                else None,
-                self.logger(ep_name, "", "", None, ep_obs)
-                if not internal or access_internals
-                else None,
-            )
-            runtime.internal_observers = observers_of(
-                self.tracer("", None, ep_obs) if tracing_internals else None,
-                self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
-                self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
-            )
-            groups = [runtime.unrouted_observers, runtime.internal_observers]
+            tables = [RouteTable(routers), RouteTable(secure)][: len(runtimes)]
+            first = runtimes[0]
+            groups = [first.unrouted_observers, first.internal_observers]
             groups += [target.observers for *_, target in routers + secure]
-            runtime.traced = any(g and isinstance(g[0], Tracer) for g in groups)  # tracer first
-            if prom is not None and prom.entryPoint == ep_name:
-                runtime.metrics_page = metrics.exposition
-            for other in runtimes[1:]:  # the TLS connections' runtime: the same but its routes
-                other.unrouted_observers = runtime.unrouted_observers
-                other.internal_observers = runtime.internal_observers
-                other.traced = runtime.traced
-                other.metrics_page = runtime.metrics_page
-            sock = self.sockets[ep_name]
-            if found is None:
-                server: Any = await self.loop.create_server(
-                    functools.partial(Downstream, runtime), sock=sock, backlog=2048
-                )
-            else:
+            traced = any(g and isinstance(g[0], Tracer) for g in groups)  # the tracer is first
+            chooser = None
+            if found is not None:
                 assert self.tls_store is not None
-                server = TLSListener(
-                    self.loop,
-                    sock,
-                    functools.partial(Downstream, runtime),
-                    functools.partial(Downstream, runtimes[1]),
-                    tls.chooser_for(config, self.tls_store, ep_name),
-                    runtime.read_timeout,
-                    functools.partial(self.handshake_failed, ep_name),
-                )
-            self.servers.append(server)
-        if self.tls_store is not None and self.metrics is not None:
-            self.metrics.certificates(self.tls_store.all_certificates())
-        for service in self.services.values():
-            service.start_checks()
+                chooser = tls.chooser_for(config, self.tls_store, ep_name)
+            plans.append((ep_name, runtimes, tables, traced, chooser))
+        for ep_name, runtimes, tables, traced, chooser in plans:
+            for runtime, table in zip(runtimes, tables, strict=True):
+                runtime.table = table
+                runtime.traced = traced
+            if chooser is not None:
+                self.choosers[ep_name] = chooser
+                if ep_name in self.tls_listeners:
+                    self.tls_listeners[ep_name].chooser = chooser
+
+    def take_dynamic(self, sequence: int) -> None:
+        """The master published dynamic configuration ``sequence``: swap it in."""
+        assert self.channel is not None
+        old_config, old_services, old_side = self.config, self.services, self.side_pools
+        try:
+            config = self.channel.read(sequence)
+            self.config = config
+            self.services = self.make_services(config, old_services)
+            self.side_pools = []
+            self.install(config)
+        except Exception:
+            log.exception(
+                "worker %d: dynamic configuration %d not applied; keeping the running one",
+                self.slot,
+                sequence,
+            )
+            self.config, self.services, self.side_pools = old_config, old_services, old_side
+            self.counters["config_apply_failures"] += 1
+            return
+        for name, service in old_services.items():
+            if self.services.get(name) is not service:
+                service.stop()  # idle connections close; in-flight ones close when done
+        for pool in old_side:
+            pool.retire()
+        for name, service in self.services.items():
+            if old_services.get(name) is not service:
+                service.start_checks()
+        log.info("worker %d: dynamic configuration %d applied", self.slot, sequence)
 
     def redirection(self, ep_name: str, redirect: Any, ep_obs: Any) -> tuple[Any, ...]:
         """The router of ``http.redirections.entryPoint``, as Traefik generates it."""
@@ -431,6 +507,10 @@ class Worker:
                     ex.continue_now()
                 if ex.deadline and ex.deadline <= now:
                     ex.timed_out()
+        channel = self.channel
+        if channel is not None and channel.current() != self.sequence:
+            self.sequence = channel.current()
+            self.take_dynamic(self.sequence)
         for service in self.services.values():
             for server in service.servers:
                 server.pool.sweep(now)
@@ -523,6 +603,9 @@ def run_worker(
     span_paths: list[str],
     tls_store: tls.Store | None = None,
     shared: dict[str, Any] | None = None,
+    channel: Channel | None = None,
 ) -> int:
-    worker = Worker(config, sockets, heartbeat, slot, master_pid, span_paths, tls_store, shared)
+    worker = Worker(
+        config, sockets, heartbeat, slot, master_pid, span_paths, tls_store, shared, channel
+    )
     return worker.run()

@@ -127,3 +127,53 @@ def test_reference_lists_every_key() -> None:
         "ping.entryPoint",
     ):
         assert f"`{key}`" in text
+
+
+def errors_of(path: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    return "\n".join(info.value.errors)
+
+
+SERVICE = "http:\n  services:\n    s: {loadBalancer: {servers: [{url: 'http://127.0.0.1:9'}]}}\n"
+ROUTER = (
+    "http:\n  routers:\n    r: {rule: 'PathPrefix(`/`)', service: s@file, middlewares: [m@file]}\n"
+)
+MIDDLEWARE = "http:\n  middlewares:\n    m: {stripPrefix: {prefixes: [/a]}}\n"
+
+
+def test_file_provider_directory_merges_and_drops_the_file_suffix(tmp_path: Path) -> None:
+    conf = tmp_path / "conf.d"
+    (conf / "sub").mkdir(parents=True)
+    (conf / "..hidden").mkdir()
+    write(conf, SERVICE, "services.yml")
+    write(conf / "sub", ROUTER, "routers.yaml")
+    write(conf / "sub", MIDDLEWARE, "m.yml")
+    write(conf, "not: [yaml", "notes.txt")  # other extensions are not read
+    write(conf / "..hidden", "not: [yaml", "x.yml")  # nor dot-directories
+    main = write(tmp_path, f"providers:\n  file:\n    directory: {conf}\n")
+    config = load(main, environ={})
+    assert config.http.routers["r"].service == "s"
+    assert config.http.routers["r"].middlewares == ("m",)
+    assert set(config.http.services) == {"s"}
+    assert config.providers.file is not None and config.providers.file.watch is True
+
+
+def test_file_provider_refusals(tmp_path: Path) -> None:
+    dyn = write(tmp_path, SERVICE + "entryPoints: {}\ntcp: {}\nfoo: 1\n", "dyn.yml")
+    main = write(tmp_path, SERVICE + f"providers: {{file: {{filename: {dyn}}}}}\n")
+    text = errors_of(main)
+    assert f"http.services.s: defined twice, in the main config file and in {dyn}" in text
+    assert f"{dyn}: entryPoints is static configuration" in text
+    assert f"{dyn}: tcp: TCP routers and services are not supported" in text
+    assert f"{dyn}: foo: unknown key" in text
+    both = write(tmp_path, f"providers: {{file: {{filename: {dyn}, directory: {tmp_path}}}}}\n")
+    assert "providers.file: set filename or directory, not both" in errors_of(both)
+    neither = write(tmp_path, "providers: {file: {watch: true}}\n")
+    assert "providers.file: filename or directory is required" in errors_of(neither)
+    missing = write(tmp_path, "providers: {file: {directory: /nonexistent/x}}\n")
+    assert "'/nonexistent/x' is not a readable directory" in errors_of(missing)
+    gone = write(tmp_path, "providers: {file: {filename: /nonexistent/x.yml}}\n")
+    assert "config file /nonexistent/x.yml: cannot read" in errors_of(gone)
+    docker = write(tmp_path, "providers: {docker: {}}\n")
+    assert "providers.docker: not supported" in errors_of(docker)

@@ -913,6 +913,51 @@ class Log:
 
 
 @dataclass(frozen=True, slots=True)
+class FileProvider:
+    filename: str = setting("", "The dynamic configuration's file (YAML or TOML).")
+    directory: str = setting(
+        "", "A directory whose *.yml, *.yaml and *.toml files (and its subdirectories') merge."
+    )
+    watch: bool = setting(
+        True, "Apply a change to those files in the running workers, within about a second."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Providers:
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {
+            name: "not supported: hopwire reads its dynamic configuration from providers.file"
+            for name in (
+                "docker",
+                "swarm",
+                "kubernetesIngress",
+                "kubernetesCRD",
+                "kubernetesGateway",
+                "consulCatalog",
+                "nomad",
+                "ecs",
+                "consul",
+                "etcd",
+                "zooKeeper",
+                "redis",
+                "http",
+                "plugin",
+            )
+        }
+    )
+    file: FileProvider | None = setting(
+        None, "Routers, services, middlewares, serversTransports and tls from files."
+    )
+    providersThrottleDuration: float = setting(
+        0.0, "Least time between two applied changes of the dynamic configuration.", DURATION
+    )
+
+
+DYNAMIC_SECTIONS = ("http", "tls")  # what a provider's file holds; the rest is static
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     workers: int = setting(0, "Worker processes; 0 means one per CPU.", check=not_negative)
     heartbeatTimeout: float = setting(
@@ -936,6 +981,13 @@ class Config:
     )
     metrics: Metrics = setting(Metrics(), "Prometheus metrics, on by default.")
     accessLog: AccessLog | None = setting(None, "Access log; off unless present (`accessLog: {}`).")
+    providers: Providers = setting(
+        Providers(), "Where the dynamic configuration (http, tls) comes from besides this file."
+    )
+
+    def static_part(self) -> Config:
+        """This config without its dynamic sections: what only a SIGHUP may change."""
+        return dataclasses.replace(self, http=HTTP(), tls=TLS())
 
     @property
     def worker_count(self) -> int:
@@ -962,17 +1014,6 @@ class Config:
                     "tracing", router.observability, ep_obs
                 ):
                     return True
-        return False
-        user_eps = [n for n in self.entryPoints if n != INTERNAL_ENTRYPOINT]
-        for name, ep in self.entryPoints.items():
-            ep_on = ep.observability.tracing is not False
-            if ep_on and (name != INTERNAL_ENTRYPOINT or tracing.addInternals):
-                return True
-            for router in self.http.routers.values():
-                if name in (router.entryPoints or user_eps):
-                    own = router.observability.tracing
-                    if own if own is not None else ep_on:
-                        return True
         return False
 
 

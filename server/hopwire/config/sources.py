@@ -57,6 +57,147 @@ def read_file(path: str) -> dict[str, Any]:
     return loaded
 
 
+DYNAMIC_EXTENSIONS = (".yml", ".yaml", ".toml")
+# the named tables of the dynamic sections: a name may be defined once across all files
+DYNAMIC_TABLES = {
+    "http": ("routers", "middlewares", "services", "serversTransports"),
+    "tls": ("options", "stores"),
+}
+UNSUPPORTED_DYNAMIC = {
+    "tcp": "TCP routers and services are not supported: hopwire proxies HTTP",
+    "udp": "UDP routers and services are not supported: hopwire proxies HTTP",
+}
+
+
+def provider_paths(filename: str, directory: str) -> list[str]:
+    """The files of ``providers.file``: the one file, or every YAML/TOML file under the
+    directory (subdirectories too; names starting with a dot, such as a Kubernetes ConfigMap's
+    ``..data``, are skipped: the files beside them link into it), sorted."""
+    if filename and directory:
+        raise ConfigError(["providers.file: set filename or directory, not both"])
+    if filename:
+        return [filename]
+    if not directory:
+        raise ConfigError(["providers.file: filename or directory is required"])
+    if not os.path.isdir(directory):
+        raise ConfigError([f"providers.file.directory: {directory!r} is not a readable directory"])
+    paths = []
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in DYNAMIC_EXTENSIONS:
+                paths.append(os.path.join(root, name))
+    return paths
+
+
+def _canonical(name: Any, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n.lower() == str(name).lower()), None)
+
+
+def merge_dynamic(raw: dict[str, Any], paths: list[str], errors: list[str]) -> None:
+    """Merge the providers' files into ``raw``'s http and tls sections; a router, service,
+    middleware, transport, TLS option or store defined twice (in two files, or in a file and
+    the main one) is an error naming both places."""
+    statics = {f.name.lower() for f in dataclasses.fields(Config)} - set(DYNAMIC_TABLES)
+    origin: dict[tuple[str, str, str], str] = {}
+    for section, tables in DYNAMIC_TABLES.items():
+        for table in tables:
+            for name in _ci_get(raw, section, table) or {}:
+                origin[(section, table, str(name))] = "the main config file"
+    for path in paths:
+        try:
+            data = read_file(path)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+            continue
+        for key, value in data.items():
+            found = _canonical(key, tuple(DYNAMIC_TABLES))
+            if found is None:
+                lowered = str(key).lower()
+                if lowered in UNSUPPORTED_DYNAMIC:
+                    errors.append(f"{path}: {key}: {UNSUPPORTED_DYNAMIC[lowered]}")
+                elif lowered in statics:
+                    errors.append(
+                        f"{path}: {key} is static configuration: it belongs in the main config "
+                        "file (applied at start and on SIGHUP)"
+                    )
+                else:
+                    errors.append(f"{path}: {key}: unknown key (a dynamic file holds http, tls)")
+                continue
+            section = found
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                errors.append(f"{path}: {section}: expected a mapping")
+                continue
+            for sub, items in value.items():
+                allowed = (
+                    *DYNAMIC_TABLES[section],
+                    *(("certificates",) if section == "tls" else ()),
+                )
+                kind = _canonical(sub, allowed)
+                if kind is None:
+                    errors.append(
+                        f"{path}: {section}.{sub}: unknown key{suggest(str(sub), list(allowed))}"
+                    )
+                    continue
+                if items is None:
+                    continue
+                table = kind
+                if table == "certificates":
+                    if not isinstance(items, list):
+                        errors.append(f"{path}: tls.certificates: expected a list")
+                        continue
+                    existing = _ci_get(raw, "tls", "certificates")
+                    _set(raw, ["tls", "certificates"], [*(existing or []), *items])
+                    continue
+                if not isinstance(items, dict):
+                    errors.append(f"{path}: {section}.{table}: expected a mapping")
+                    continue
+                for name, item in items.items():
+                    where = origin.get((section, table, str(name)))
+                    if where is not None:
+                        errors.append(
+                            f"{section}.{table}.{name}: defined twice, in {where} and in {path}"
+                        )
+                        continue
+                    origin[(section, table, str(name))] = path
+                    _set(raw, [section, table, str(name)], item)
+
+
+def _drop_provider(name: Any) -> Any:
+    """``whoami@file`` names ``whoami``: the file provider's suffix, as Traefik writes it."""
+    return name[: -len("@file")] if isinstance(name, str) and name.endswith("@file") else name
+
+
+def _drop_provider_suffixes(raw: dict[str, Any]) -> None:
+    """References to routers' services and middlewares may carry Traefik's ``@file``."""
+
+    def fix(node: Any, key: str) -> None:
+        if not isinstance(node, dict):
+            return
+        found = next((k for k in node if str(k).lower() == key.lower()), None)
+        if found is None:
+            return
+        value = node[found]
+        node[found] = (
+            [_drop_provider(v) for v in value] if isinstance(value, list) else _drop_provider(value)
+        )
+
+    def each(*path: str) -> list[Any]:
+        table = _ci_get(raw, *path)
+        return list(table.values()) if isinstance(table, dict) else []
+
+    for router in each("http", "routers"):
+        fix(router, "service")
+        fix(router, "middlewares")
+    for mw in each("http", "middlewares"):
+        fix(_ci_get(mw, "chain"), "middlewares")
+        fix(_ci_get(mw, "errors"), "service")
+    for ep in each("entryPoints"):
+        fix(_ci_get(ep, "http"), "middlewares")
+
+
 def _resolve(segments: list[str], origin: str, errors: list[str]) -> list[str | int] | None:
     """Map override segments onto canonical schema names (case-insensitively)."""
     tp: Any = Config
@@ -331,6 +472,17 @@ def load(
             overridden.append(resolved)
     _proxy_tracing_env(raw, environ, overridden, errors)
     _otel_env(raw, environ, errors)
+    provider = _ci_get(raw, "providers", "file")
+    if isinstance(provider, dict):
+        try:
+            paths = provider_paths(
+                str(_ci_get(provider, "filename") or ""), str(_ci_get(provider, "directory") or "")
+            )
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        else:
+            merge_dynamic(raw, paths, errors)
+    _drop_provider_suffixes(raw)
     config = build_struct(Config, raw, "", errors)
     if not errors:
         config = with_defaults(config)

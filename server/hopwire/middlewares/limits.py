@@ -248,3 +248,8 @@ def shared_state(config: Any) -> dict[str, Any]:
         elif mw.inFlightReq is not None and mw.inFlightReq.amount > 0:
             state[name] = SharedCounts()
     return state
+
+
+def shared_kinds(config: Any) -> dict[str, type]:
+    """Which middleware has which kind of shared memory (a change needs new workers)."""
+    return {name: type(state) for name, state in shared_state(config).items()}

@@ -121,6 +121,11 @@ def init(directory: str, buckets: tuple[float, ...]) -> None:
         "Unix time of the last successful (re)load.",
         multiprocess_mode="max",
     )
+    _families["restarts"] = counter(
+        "hopwire_process_restarts",
+        "Workers and span exporters that died unexpectedly and were started again, by role.",
+        ("role",),
+    )
     _families["workers"] = gauge(
         "hopwire_workers", "Worker processes by state.", ("state",), multiprocess_mode="livesum"
     )
