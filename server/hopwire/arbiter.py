@@ -174,6 +174,8 @@ class Arbiter:
         prom = self.config.metrics.prometheus
         metrics.init(self.metrics_dir, tuple(prom.buckets) if prom else metrics_default_buckets())
         metrics.family("last_reload").set(time.time())
+        for role in ("worker", "exporter"):
+            metrics.family("restarts").labels(role)  # 0 until one dies: a series to alert on
         self.channel = Channel()
         self.watch(self.config)
         for sig in SIGNALS:
