@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench fuzz venv clean deps-test
+.PHONY: run test lint bench bench-locust soak fuzz venv clean deps-test
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -49,6 +49,20 @@ bench: $(STAMP)
 	$(PY) bench/exporter.py
 	$(PY) bench/tls.py
 	$(PY) bench/middlewares.py
+	$(PY) bench/live.py
+
+# locust's realistic mix against hopwire and nginx; reports in bench/results/locust*
+LOCUST_SECONDS ?= 30
+bench-locust: $(STAMP)
+	@bash bench/install-deps.sh
+	$(PIP) install -q -e '.[test,lint,bench]'
+	$(PY) bench/locust_run.py --seconds $(LOCUST_SECONDS)
+
+# load while the dynamic file changes, SIGHUPs, worker kills and receiver restarts
+SOAK_SECONDS ?= 300
+soak: $(STAMP)
+	@bash bench/install-deps.sh
+	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

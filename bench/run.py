@@ -309,8 +309,38 @@ http:
         table = "\n".join(lines)
         print("\n" + table)
         Path(args.out).write_text(table + "\n")
+        chart(results, [n for n in targets if n != "direct"], args.sizes.split(","), args.out)
     finally:
         stop(procs, tmp, signal.SIGINT)
+
+
+def chart(
+    results: dict[tuple[str, str], list[tuple[float, float, float, float, float]]],
+    names: list[str],
+    labels: list[str],
+    out: str,
+) -> None:
+    """Requests per CPU-second of each proxy and body size, as bars beside the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [statistics.median(r[3] for r in results[(label, name)]) for label in labels]
+        xs = [j + i * width for j in range(len(labels))]
+        bars = ax.bar(xs, values, width, label=name)
+        ax.bar_label(bars, fmt="{:,.0f}", fontsize=7)
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(labels))], labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("requests per CPU-second of the proxy (log)")
+    ax.set_xlabel("response body")
+    ax.set_title(f"1 worker each, {time.strftime('%Y-%m-%d')} on {platform.node()}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(Path(out).with_name("throughput.png"), dpi=110)
 
 
 if __name__ == "__main__":

