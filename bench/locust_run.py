@@ -15,6 +15,7 @@ import datetime
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, cpu_seconds, free_port, start_hopwire, start_nginx, stop, tree, wait_port
+from run import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    nginx_proxy,
+    start_hopwire,
+    start_nginx,
+    stop,
+    tree,
+    wait_port,
+)
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -31,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     locust = shutil.which("locust") or str(Path(sys.executable).parent / "locust")
     if not os.path.exists(locust):
@@ -55,21 +66,7 @@ def main() -> None:
                 " location /fail { return 503; } }",
             )
         )
-        nginx = start_nginx(
-            tmp,
-            "proxy",
-            f"""
-    upstream be {{ server 127.0.0.1:{be}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{nx} backlog=4096;
-        location /api/ {{ proxy_pass http://be; proxy_http_version 1.1;
-                         proxy_set_header Connection ""; }}
-        location /static/ {{ proxy_pass http://be; proxy_http_version 1.1;
-                            proxy_set_header Connection ""; }}
-        location / {{ proxy_pass http://be; proxy_http_version 1.1;
-                     proxy_set_header Connection ""; }}
-    }}""",
-        )
+        nginx = start_nginx(tmp, "proxy", nginx_proxy(f"127.0.0.1:{nx}", be))
         procs.append(nginx)
         config = tmp / "hopwire.yml"
         config.write_text(f"""
@@ -143,21 +140,22 @@ def write_report(
         f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})",
         "",
         f"{args.users} FastHttpUser users, {args.seconds} s per target "
-        f"and round, {args.rounds} round(s); 1 worker each; the mix of "
-        "bench/locustfile.py. Failures are answers other than the one expected (404 and 503 "
-        "are expected where asked for).",
+        f"and round, {args.rounds} interleaved round(s), medians of the rounds; 1 worker "
+        "each; the mix of bench/locustfile.py. Failures are answers other than the one "
+        "expected (404 and 503 are expected where asked for); requests and failures are the "
+        "sums of all rounds, p99 the highest.",
         "",
-        "| target | requests | failures | req/s | p99 ms | CPU-s of the target | requests per CPU-s |",
+        "| target | requests | failures | req/s | p99 ms | CPU-s of the target per round | requests per CPU-s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     per_cpu = {}
     for name, runs in rows.items():
         count = sum(r[0] for r in runs)
         failures = sum(r[1] for r in runs)
-        rate = sum(r[2] for r in runs) / len(runs)
-        cpu = sum(r[3] for r in runs)
+        rate = statistics.median(r[2] for r in runs)
+        cpu = statistics.median(r[3] for r in runs)
         p99 = max(r[4] for r in runs)
-        per_cpu[name] = count / cpu if cpu else 0.0
+        per_cpu[name] = statistics.median(r[0] / r[3] for r in runs if r[3])
         lines.append(
             f"| {name} | {count:,} | {failures} | {rate:,.0f} | {p99:.0f} | {cpu:.2f} | "
             f"{per_cpu[name]:,.0f} |"

@@ -94,6 +94,20 @@ http {{
     )
 
 
+def nginx_proxy(listen: str, backend: int, server: str = "", http: str = "") -> str:
+    """nginx as the reference proxy: every path to ``backend`` over HTTP/1.1 keep-alive
+    (``server``/``http``: more directives in its server block, or beside it)."""
+    return f"""
+    upstream be {{ server 127.0.0.1:{backend}; keepalive 64; }}
+    {http}
+    server {{
+        listen {listen} backlog=4096;
+        {server}
+        location / {{ proxy_pass http://be; proxy_http_version 1.1;
+                     proxy_set_header Connection ""; proxy_buffering on; }}
+    }}"""
+
+
 def start_hopwire(config: Path) -> subprocess.Popen[bytes]:
     """hopwire of this tree on ``config``, its output discarded."""
     return subprocess.Popen(
@@ -218,17 +232,7 @@ def main() -> None:
     server {{ listen 127.0.0.1:{status_port}; location /status {{ stub_status; }} }}""",
         )
         procs.append(backend)
-        proxy = start_nginx(
-            tmp,
-            "proxy",
-            f"""
-    upstream be {{ server 127.0.0.1:{be_port}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{nx_port} backlog=4096;
-        location / {{ proxy_pass http://be; proxy_http_version 1.1;
-                     proxy_set_header Connection ""; proxy_buffering on; }}
-    }}""",
-        )
+        proxy = start_nginx(tmp, "proxy", nginx_proxy(f"127.0.0.1:{nx_port}", be_port))
         procs.append(proxy)
         config = tmp / "hopwire.yml"
         config.write_text(f"""

@@ -35,6 +35,7 @@ from run import (
     ROOT,
     cpu_seconds,
     free_port,
+    nginx_proxy,
     start_hopwire,
     start_nginx,
     stop,
@@ -103,16 +104,13 @@ def main() -> None:
         nginx = start_nginx(
             tmp,
             "proxy",
-            f"""
-    upstream be {{ server 127.0.0.1:{be}; keepalive 64; }}
-    ssl_session_cache shared:SSL:10m;
-    server {{
-        listen 127.0.0.1:{nx} ssl backlog=4096;
-        ssl_certificate {crt}; ssl_certificate_key {key};
-        ssl_protocols TLSv1.2; ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
-        location / {{ proxy_pass http://be; proxy_http_version 1.1;
-                     proxy_set_header Connection ""; }}
-    }}""",
+            nginx_proxy(
+                f"127.0.0.1:{nx} ssl",
+                be,
+                server=f"ssl_certificate {crt}; ssl_certificate_key {key};\n"
+                "        ssl_protocols TLSv1.2; ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;",
+                http="ssl_session_cache shared:SSL:10m;",
+            ),
         )
         procs.append(nginx)
         route = f"""

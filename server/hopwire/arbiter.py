@@ -38,7 +38,7 @@ from hopwire.systemd import Notifier, listen_fds
 from hopwire.telemetry import logs, metrics
 from hopwire.telemetry.exporter import run_exporter
 from hopwire.telemetry.metrics import default_buckets as metrics_default_buckets
-from hopwire.worker import BOOT_ERROR, HEARTBEAT, run_worker
+from hopwire.worker import BOOT_ERROR, HEARTBEAT, TICK, run_worker
 
 log = logging.getLogger("hopwire.master")
 
@@ -54,7 +54,7 @@ SIGNALS = (
 )
 BOOT_TIMEOUT = 30.0
 BACKOFF_MAX = 5.0
-HEALTHY_BEAT = 2.0  # eight worker ticks
+HEALTHY_BEAT = 8 * TICK  # a worker that missed eight ticks is not serving
 
 
 @dataclass
@@ -374,10 +374,8 @@ class Arbiter:
                     log.warning("processes did not stop in time; killing them")
                     self.kill_all(signal.SIGKILL)
                 continue
-            if self.watcher is not None:
-                changed = self.watcher.poll(time.monotonic())
-                if changed is not None:
-                    self.files_changed(*changed)
+            if self.watcher is not None and self.watcher.poll(time.monotonic()):
+                self.files_changed()
             self.check_heartbeats()
             self.maintain()
             self.watchdog()
@@ -614,6 +612,15 @@ class Arbiter:
             log.error("reload rejected, keeping the running config: %s", line)
         metrics.family("reload_failures").inc()
 
+    def applied(self, new: Config) -> None:
+        """Count an applied configuration; archived series of what it removed disappear."""
+        metrics.family("reloads").inc()
+        metrics.family("last_reload").set(time.time())
+        try:
+            metrics.compact(self.metrics_dir, metrics.keeper(new))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error("could not compact archived metrics: %s", exc)
+
     # -- live configuration ----------------------------------------------------------------
 
     def watch(self, config: Config) -> None:
@@ -625,7 +632,7 @@ class Arbiter:
         throttle = config.providers.providersThrottleDuration
         self.watcher = Watcher(self.source.path, provider, throttle)
 
-    def files_changed(self, static: bool, dynamic: bool) -> None:
+    def files_changed(self) -> None:
         """A watched file changed: apply its dynamic part, in the running workers if it can be."""
         if self.stopping:
             return
@@ -647,8 +654,7 @@ class Arbiter:
                 self.rejected(errors)
                 return
         if new == self.config:
-            if dynamic:
-                log.info("dynamic configuration files changed without changing the configuration")
+            log.info("configuration files changed without changing the dynamic configuration")
             return
         reason = self.needs_new_workers(new)
         if reason:
@@ -662,12 +668,7 @@ class Arbiter:
             self.rejected([f"cannot hand the configuration to the workers: {exc}"])
             return
         self.config = new
-        metrics.family("reloads").inc()
-        metrics.family("last_reload").set(time.time())
-        try:
-            metrics.compact(self.metrics_dir, metrics.keeper(new))
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.error("could not compact archived metrics: %s", exc)
+        self.applied(new)
         log.info(
             "dynamic configuration %d applied in the running workers: %d router(s), "
             "%d service(s), %d middleware(s)",
@@ -708,8 +709,7 @@ class Arbiter:
         try:
             listeners = self.bind_all(new, self.listeners)
         except OSError as exc:
-            log.error("reload rejected, keeping the running config: cannot listen on %s", exc)
-            metrics.family("reload_failures").inc()
+            self.rejected([f"cannot listen on {exc}"])
             self.notifier.notify("READY=1")
             return False
         old_listeners, old_config, old_store = self.listeners, self.config, self.tls_store
@@ -758,12 +758,7 @@ class Arbiter:
         for ln in old_listeners.values():
             if id(ln) not in kept:
                 ln.sock.close()
-        metrics.family("reloads").inc()
-        metrics.family("last_reload").set(time.time())
-        try:
-            metrics.compact(self.metrics_dir, metrics.keeper(new))  # removed routers disappear
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.error("could not compact archived metrics: %s", exc)
+        self.applied(new)
         log.info("reloaded: generation %d with %d worker(s)", self.generation, self.count)
         self.notifier.notify("READY=1", f"STATUS=serving with {self.count} workers")
         return True

@@ -46,7 +46,7 @@ copyreg.pickle(types.MappingProxyType, _mappingproxy)  # the config's read-only 
 
 
 class Watcher:
-    """Which of the watched files changed, once their content has stayed the same for one
+    """Whether the watched files changed, once their content has stayed the same for one
     poll (a half-written file is not read as a config) and ``throttle`` seconds after the
     last change applied."""
 
@@ -54,10 +54,9 @@ class Watcher:
         self.main = main
         self.provider = provider
         self.throttle = throttle
-        self.stats: tuple[Any, ...] = ()
-        self.digests = self.contents()  # what the running config was built from
+        self.digest = self.content()  # what the running config was built from
         self.stats = self.stat_all()
-        self.pending: tuple[str, str] | None = None  # contents seen once, not yet twice
+        self.pending: str | None = None  # content seen once, not yet twice
         self.last_applied = -throttle
 
     def paths(self) -> list[str]:
@@ -77,12 +76,10 @@ class Watcher:
                 out.append((path, None))
         return tuple(out)
 
-    def contents(self) -> tuple[str, str]:
-        """(digest of the main file, digest of the provider's files, names included)."""
-        main = hashlib.sha256()
-        dynamic = hashlib.sha256()
+    def content(self) -> str:
+        """A digest of every watched file, names included."""
+        h = hashlib.sha256()
         for path in self.paths():
-            h = main if path == self.main else dynamic
             h.update(path.encode() + b"\0")
             try:
                 with open(path, "rb") as fh:
@@ -90,28 +87,27 @@ class Watcher:
             except OSError as exc:
                 h.update(f"unreadable {exc.errno}".encode())
             h.update(b"\0")
-        return main.hexdigest(), dynamic.hexdigest()
+        return h.hexdigest()
 
-    def poll(self, now: float) -> tuple[bool, bool] | None:
-        """(the main file changed, the dynamic files changed), or None: nothing to do yet."""
+    def poll(self, now: float) -> bool:
+        """True: the files changed and their new content is complete; load them."""
         stats = self.stat_all()
         if stats == self.stats and self.pending is None:
-            return None
+            return False
         self.stats = stats
-        seen = self.contents()
-        if seen == self.digests:
+        seen = self.content()
+        if seen == self.digest:
             self.pending = None
-            return None
+            return False
         if seen != self.pending:
             self.pending = seen  # look again next poll: still being written?
-            return None
+            return False
         if now - self.last_applied < self.throttle:
-            return None
+            return False
         self.pending = None
-        changed = (seen[0] != self.digests[0], seen[1] != self.digests[1])
-        self.digests = seen
+        self.digest = seen
         self.last_applied = now
-        return changed
+        return True
 
 
 class Channel:

@@ -34,11 +34,11 @@ class Notifier:
 SD_LISTEN_FDS_START = 3
 
 
-def listen_fds(environ: dict[str, str] | None = None) -> dict[str, socket.socket]:
+def listen_fds() -> dict[str, socket.socket]:
     """The listening sockets systemd passed (socket activation, sd_listen_fds(3)), by their
     ``FileDescriptorName=``; empty when none were passed to this process.  The variables are
     removed so that nothing started later takes them for its own."""
-    env = os.environ if environ is None else environ
+    env = os.environ
     count, pid = env.get("LISTEN_FDS", ""), env.get("LISTEN_PID", "")
     names = env.get("LISTEN_FDNAMES", "")
     for var in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
@@ -52,12 +52,14 @@ def listen_fds(environ: dict[str, str] | None = None) -> dict[str, socket.socket
         name = given[i] if i < len(given) else "unknown"
         sock = socket.socket(fileno=fd)
         os.set_inheritable(fd, False)
-        if sock.type != socket.SOCK_STREAM or name in sockets:
+        problem = ""
+        if sock.type != socket.SOCK_STREAM:
+            problem = "not a stream socket"
+        elif name in sockets:
+            problem = "a second socket of that name"
+        if problem:
             sock.close()
-            raise ValueError(
-                f"LISTEN_FDNAMES: fd {fd} ({name}) is "
-                + ("not a stream socket" if name not in sockets else "a second socket of that name")
-            )
+            raise ValueError(f"LISTEN_FDNAMES: fd {fd} ({name}) is {problem}")
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

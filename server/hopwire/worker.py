@@ -270,7 +270,7 @@ class Worker:
 
     async def boot(self) -> None:
         config = self.config
-        self.services = self.make_services(config, {})
+        self.services, self.service_keys = self.make_services(config, {})
         self.entrypoint_names = list(config.entryPoints)
         if config.tracing is not None and self.span_paths:
             self.sink = SpanSink(self.span_paths, self)
@@ -337,10 +337,14 @@ class Worker:
         for service in self.services.values():
             service.start_checks()
 
-    def make_services(self, config: Config, current: dict[str, Service]) -> dict[str, Service]:
-        """The services of ``config``; one whose settings (and transport's) are unchanged is
-        the running one, with its pools and health state."""
-        services = {}
+    def make_services(
+        self, config: Config, current: dict[str, Service]
+    ) -> tuple[dict[str, Service], dict[str, Any]]:
+        """The services of ``config`` and the settings each was made of; one whose settings
+        (and transport's) are those of a running one is that one, with its pools and health
+        state."""
+        services: dict[str, Service] = {}
+        keys: dict[str, Any] = {}
         contexts: dict[int, ssl.SSLContext] = {}
         for name, svc in config.http.services.items():
             transport_name = svc.loadBalancer.serversTransport
@@ -349,14 +353,13 @@ class Worker:
                 if transport_name
                 else config.serversTransport
             )
-            key = (svc.loadBalancer, transport)
+            keys[name] = key = (svc.loadBalancer, transport)
             old = current.get(name)
             if old is not None and self.service_keys.get(name) == key:
                 services[name] = old
-                continue
-            services[name] = Service(name, svc.loadBalancer, transport, self.loop, contexts)
-            self.service_keys[name] = key
-        return services
+            else:
+                services[name] = Service(name, svc.loadBalancer, transport, self.loop, contexts)
+        return services, keys
 
     def install(self, config: Config) -> None:
         """Build every entrypoint's route tables from ``config`` (its routers, middlewares and
@@ -416,7 +419,7 @@ class Worker:
         try:
             config = self.channel.read(sequence)
             self.config = config
-            self.services = self.make_services(config, old_services)
+            self.services, keys = self.make_services(config, old_services)
             self.side_pools = []
             self.install(config)
         except Exception:
@@ -426,8 +429,9 @@ class Worker:
                 sequence,
             )
             self.config, self.services, self.side_pools = old_config, old_services, old_side
-            self.counters["config_apply_failures"] += 1
+            self.counters["reload_failures"] += 1
             return
+        self.service_keys = keys
         for name, service in old_services.items():
             if self.services.get(name) is not service:
                 service.stop()  # idle connections close; in-flight ones close when done

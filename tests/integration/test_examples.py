@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import ROOT, free_port, request, service, wait_for
+from tests.harness import ROOT, Prometheus, free_port, request, service, wait_for
 from tests.otlp_receiver import GrpcReceiver
 
 EXAMPLES = ROOT / "deploy" / "examples"
@@ -76,8 +76,6 @@ def as_grafana_runs(expr: str) -> str:
 def test_every_expression_evaluates_on_a_real_scrape(
     make_backend: Any, make_hopwire: Any, tmp_path: Path
 ) -> None:
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed: tests/install-deps.sh"
     app = make_backend("app")
     rx = GrpcReceiver()
     secure = free_port()
@@ -107,32 +105,18 @@ def test_every_expression_evaluates_on_a_real_scrape(
     conf["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     conf["rule_files"] = [str(PROMETHEUS / "hopwire.rules.yml")]
     conf["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{hw.internal}"]}]
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(conf))
-    port = free_port()
-    prom = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    prom = Prometheus(tmp_path, conf)
 
     def query(expr: str) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(expr)}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return dict(json.load(resp))
-        except urllib.error.HTTPError as exc:  # a bad expression: 400 with the reason
-            return dict(json.load(exc))
+        answer = prom.query(expr)
+        assert answer is not None, "Prometheus stopped answering"
+        return answer
 
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        wait_for(lambda: query("up")["data"]["result"] if _up(port) else None, timeout=30)
+        wait_for(lambda: (prom.query("up") or {}).get("data", {}).get("result"), timeout=30)
         end = time.monotonic() + 20  # 20 s of traffic, scraped every second
         while time.monotonic() < end:
             for path in ("/api/x", "/", "/status/503", "/status/404", "/gone"):
@@ -167,14 +151,5 @@ def test_every_expression_evaluates_on_a_real_scrape(
                 problems.append(f"recording rule {name}: nothing recorded")
         assert not problems, "\n".join(problems)
     finally:
-        prom.terminate()
-        prom.wait(10)
+        prom.stop()
         rx.close()
-
-
-def _up(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False

@@ -40,17 +40,22 @@ def served_by(hw: Any, path: str = "/") -> str | None:
     return header(headers, "x-server") if status == 200 else str(status)
 
 
-def start(make_hopwire: Any, tmp_path: Path, provider: dict[str, Any], **kw: Any) -> Any:
-    return make_hopwire({"providers": {"file": provider}}, **kw)
+def start(make_hopwire: Any, provider: dict[str, Any]) -> Any:
+    return make_hopwire({"providers": {"file": provider}})
+
+
+def watching(make_hopwire: Any, tmp_path: Path, backend: Any) -> tuple[Path, Any]:
+    """hopwire watching ``tmp_path``/dynamic.yml, which sends every request to ``backend``."""
+    dyn = tmp_path / "dynamic.yml"
+    write(dyn, dynamic(backend))
+    return dyn, start(make_hopwire, {"filename": str(dyn)})
 
 
 def test_file_change_applied_in_running_workers(
     make_backend: Any, make_hopwire: Any, tmp_path: Path
 ) -> None:
     a, b = make_backend("a"), make_backend("b")
-    dyn = tmp_path / "dynamic.yml"
-    write(dyn, dynamic(a))
-    hw = start(make_hopwire, tmp_path, {"filename": str(dyn)})
+    dyn, hw = watching(make_hopwire, tmp_path, a)
     pids = sorted(hw.worker_pids())
     assert served_by(hw) == "a"
     connections = a.connections
@@ -88,9 +93,7 @@ def test_bad_file_keeps_running_config_and_is_counted(
     make_backend: Any, make_hopwire: Any, tmp_path: Path
 ) -> None:
     a = make_backend("a")
-    dyn = tmp_path / "dynamic.yml"
-    write(dyn, dynamic(a))
-    hw = start(make_hopwire, tmp_path, {"filename": str(dyn)})
+    dyn, hw = watching(make_hopwire, tmp_path, a)
     before = metric(hw, "hopwire_config_reloads_failure_total")
     write(dyn, "http: {routers: {r: {rule: 'PathPrefix(`/`)', service: nowhere}}}\n")
     wait_for(lambda: metric(hw, "hopwire_config_reloads_failure_total") == before + 1, timeout=5)
@@ -111,9 +114,7 @@ def test_half_written_file_is_waited_for(
     make_backend: Any, make_hopwire: Any, tmp_path: Path
 ) -> None:
     a, b = make_backend("a"), make_backend("b")
-    dyn = tmp_path / "dynamic.yml"
-    write(dyn, dynamic(a))
-    hw = start(make_hopwire, tmp_path, {"filename": str(dyn)})
+    dyn, hw = watching(make_hopwire, tmp_path, a)
     before = metric(hw, "hopwire_config_reloads_failure_total")
     text = yaml.safe_dump(dynamic(b))
     with open(dyn, "w") as fh:  # written in place, in two parts 0.1 s apart
@@ -151,7 +152,7 @@ def test_directory_merged_and_configmap_swap(
         "v1",
         {"routers.yml": routers, "services.yaml": {"http": {"services": {"s": service(a.url)}}}},
     )
-    hw = start(make_hopwire, tmp_path, {"directory": str(mount)})
+    hw = start(make_hopwire, {"directory": str(mount)})
     pids = sorted(hw.worker_pids())
     assert served_by(hw) == "a"
     publish(
@@ -175,9 +176,7 @@ def test_in_flight_request_finishes_on_old_tables(
     make_backend: Any, make_hopwire: Any, tmp_path: Path
 ) -> None:
     a, b = make_backend("a"), make_backend("b")
-    dyn = tmp_path / "dynamic.yml"
-    write(dyn, dynamic(a))
-    hw = start(make_hopwire, tmp_path, {"filename": str(dyn)})
+    dyn, hw = watching(make_hopwire, tmp_path, a)
     result: list[Any] = []
     slow = threading.Thread(target=lambda: result.append(request(hw.port, "GET", "/slow/2")))
     slow.start()
@@ -191,9 +190,7 @@ def test_in_flight_request_finishes_on_old_tables(
 
 def test_static_change_needs_sighup(make_backend: Any, make_hopwire: Any, tmp_path: Path) -> None:
     a, b = make_backend("a"), make_backend("b")
-    dyn = tmp_path / "dynamic.yml"
-    write(dyn, dynamic(a))
-    hw = start(make_hopwire, tmp_path, {"filename": str(dyn)})
+    dyn, hw = watching(make_hopwire, tmp_path, a)
     pids = sorted(hw.worker_pids())
     config = dict(hw.config)
     config["workers"] = 3
@@ -217,7 +214,7 @@ def test_watch_false_applies_only_on_sighup(
         '[http.routers.r]\nrule = "PathPrefix(`/`)"\nservice = "s"\n'
         f'[[http.services.s.loadBalancer.servers]]\nurl = "{a.url}"\n'
     )
-    hw = start(make_hopwire, tmp_path, {"filename": str(dyn), "watch": False})
+    hw = start(make_hopwire, {"filename": str(dyn), "watch": False})
     dyn.write_text(dyn.read_text().replace(a.url, b.url))
     time.sleep(1.0)
     assert served_by(hw) == "a"
@@ -231,9 +228,7 @@ def test_tls_change_applied_with_new_workers(
     """What the master builds before fork (certificates) comes with a new generation, which
     drains the old one: the change is still applied, and the log says why."""
     a = make_backend("a")
-    dyn = tmp_path / "dynamic.yml"
-    write(dyn, dynamic(a))
-    hw = start(make_hopwire, tmp_path, {"filename": str(dyn)})
+    dyn, hw = watching(make_hopwire, tmp_path, a)
     pids = set(hw.worker_pids())
     conf = dynamic(a)
     conf["tls"] = {"options": {"default": {"minVersion": "VersionTLS13"}}}

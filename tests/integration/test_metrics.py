@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter as Tally
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import (
+    Prometheus,
     catch_all,
     exchange,
     free_port,
@@ -158,48 +156,36 @@ def test_counts_across_workers(make_backend: Any, make_hopwire: Any) -> None:
 def test_real_prometheus_scrapes_what_was_sent(
     make_backend: Any, make_hopwire: Any, tmp_path: Path
 ) -> None:
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed: `make test` installs it (Debian, as root)"
     a, b = make_backend("a"), make_backend("b")
     hw = make_hopwire(two_routers(a, b), workers=2)
-    port = free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
-        f"scrape_configs: [{{job_name: hopwire, static_configs: "
-        f"[{{targets: ['127.0.0.1:{hw.internal}']}}]}}]\n"
-    )
-    prom = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    prom = Prometheus(
+        tmp_path,
+        {
+            "global": {"scrape_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "hopwire",
+                    "static_configs": [{"targets": [f"127.0.0.1:{hw.internal}"]}],
+                }
+            ],
+        },
     )
     try:
         send_spread(hw.port, "/a", 25)
         send_spread(hw.port, "/b/status/503", 7)
 
         def query() -> dict[tuple[str, str], float]:
-            q = urllib.parse.quote("sum by (router, code) (hopwire_router_requests_total)")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/v1/query?query={q}", timeout=2
-                ) as resp:
-                    data = json.load(resp)
-            except OSError:
+            answer = prom.query("sum by (router, code) (hopwire_router_requests_total)")
+            if answer is None:
                 return {}
             return {
                 (r["metric"]["router"], r["metric"]["code"]): float(r["value"][1])
-                for r in data["data"]["result"]
+                for r in answer["data"]["result"]
             }
 
         wait_for(lambda: query() == {("ra", "200"): 25.0, ("rb", "503"): 7.0}, timeout=30)
     finally:
-        prom.terminate()
-        prom.wait(10)
+        prom.stop()
 
 
 def test_exposition_is_valid_text_and_openmetrics(make_backend: Any, make_hopwire: Any) -> None:

@@ -98,7 +98,6 @@ def merge_dynamic(raw: dict[str, Any], paths: list[str], errors: list[str]) -> N
     """Merge the providers' files into ``raw``'s http and tls sections; a router, service,
     middleware, transport, TLS option or store defined twice (in two files, or in a file and
     the main one) is an error naming both places."""
-    statics = {f.name.lower() for f in dataclasses.fields(Config)} - set(DYNAMIC_TABLES)
     origin: dict[tuple[str, str, str], str] = {}
     for section, tables in DYNAMIC_TABLES.items():
         for table in tables:
@@ -113,55 +112,59 @@ def merge_dynamic(raw: dict[str, Any], paths: list[str], errors: list[str]) -> N
         for key, value in data.items():
             found = _canonical(key, tuple(DYNAMIC_TABLES))
             if found is None:
-                lowered = str(key).lower()
-                if lowered in UNSUPPORTED_DYNAMIC:
-                    errors.append(f"{path}: {key}: {UNSUPPORTED_DYNAMIC[lowered]}")
-                elif lowered in statics:
+                errors.append(f"{path}: {_not_dynamic(str(key))}")
+            elif value is not None and not isinstance(value, dict):
+                errors.append(f"{path}: {found}: expected a mapping")
+            elif value is not None:
+                _merge_section(raw, path, found, value, origin, errors)
+
+
+def _not_dynamic(key: str) -> str:
+    """Why a top-level key has no place in a dynamic file."""
+    lowered = key.lower()
+    if lowered in UNSUPPORTED_DYNAMIC:
+        return f"{key}: {UNSUPPORTED_DYNAMIC[lowered]}"
+    if lowered in {f.name.lower() for f in dataclasses.fields(Config)}:
+        return (
+            f"{key} is static configuration: it belongs in the main config file "
+            "(applied at start and on SIGHUP)"
+        )
+    return f"{key}: unknown key (a dynamic file holds http, tls)"
+
+
+def _merge_section(
+    raw: dict[str, Any],
+    path: str,
+    section: str,
+    value: dict[Any, Any],
+    origin: dict[tuple[str, str, str], str],
+    errors: list[str],
+) -> None:
+    """One file's http or tls section into ``raw``: its named tables entry by entry (a name
+    seen before is an error), tls.certificates appended."""
+    allowed = (*DYNAMIC_TABLES[section], *(("certificates",) if section == "tls" else ()))
+    for sub, items in value.items():
+        table = _canonical(sub, allowed)
+        if table is None:
+            errors.append(f"{path}: {section}.{sub}: unknown key{suggest(str(sub), list(allowed))}")
+        elif items is None:
+            continue
+        elif table == "certificates":
+            if isinstance(items, list):
+                existing = _ci_get(raw, "tls", "certificates")
+                _set(raw, ["tls", "certificates"], [*(existing or []), *items])
+            else:
+                errors.append(f"{path}: tls.certificates: expected a list")
+        elif not isinstance(items, dict):
+            errors.append(f"{path}: {section}.{table}: expected a mapping")
+        else:
+            for name, item in items.items():
+                where = origin.setdefault((section, table, str(name)), path)
+                if where != path:
                     errors.append(
-                        f"{path}: {key} is static configuration: it belongs in the main config "
-                        "file (applied at start and on SIGHUP)"
+                        f"{section}.{table}.{name}: defined twice, in {where} and in {path}"
                     )
                 else:
-                    errors.append(f"{path}: {key}: unknown key (a dynamic file holds http, tls)")
-                continue
-            section = found
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                errors.append(f"{path}: {section}: expected a mapping")
-                continue
-            for sub, items in value.items():
-                allowed = (
-                    *DYNAMIC_TABLES[section],
-                    *(("certificates",) if section == "tls" else ()),
-                )
-                kind = _canonical(sub, allowed)
-                if kind is None:
-                    errors.append(
-                        f"{path}: {section}.{sub}: unknown key{suggest(str(sub), list(allowed))}"
-                    )
-                    continue
-                if items is None:
-                    continue
-                table = kind
-                if table == "certificates":
-                    if not isinstance(items, list):
-                        errors.append(f"{path}: tls.certificates: expected a list")
-                        continue
-                    existing = _ci_get(raw, "tls", "certificates")
-                    _set(raw, ["tls", "certificates"], [*(existing or []), *items])
-                    continue
-                if not isinstance(items, dict):
-                    errors.append(f"{path}: {section}.{table}: expected a mapping")
-                    continue
-                for name, item in items.items():
-                    where = origin.get((section, table, str(name)))
-                    if where is not None:
-                        errors.append(
-                            f"{section}.{table}.{name}: defined twice, in {where} and in {path}"
-                        )
-                        continue
-                    origin[(section, table, str(name))] = path
                     _set(raw, [section, table, str(name)], item)
 
 

@@ -236,20 +236,25 @@ class RateLimit:
         return True
 
 
-def shared_state(config: Any) -> dict[str, Any]:
-    """The shared memory of every rateLimit and inFlightReq middleware of a config (made by
-    the master before it forks the generation's workers)."""
-    state: dict[str, Any] = {}
-    for name, mw in config.http.middlewares.items():
-        if mw.rateLimit is not None and mw.rateLimit.redis is not None:
-            continue  # in Redis (middlewares.redislimit)
-        if mw.rateLimit is not None and mw.rateLimit.average > 0:
-            state[name] = SharedBuckets()
-        elif mw.inFlightReq is not None and mw.inFlightReq.amount > 0:
-            state[name] = SharedCounts()
-    return state
+def _shared_kind(mw: Any) -> type[SharedBuckets] | type[SharedCounts] | None:
+    """The shared memory a middleware needs: local rate limits and in-flight counts."""
+    limit = mw.rateLimit
+    if limit is not None and limit.redis is not None:
+        return None  # in Redis (middlewares.redislimit)
+    if limit is not None and limit.average > 0:
+        return SharedBuckets
+    if mw.inFlightReq is not None and mw.inFlightReq.amount > 0:
+        return SharedCounts
+    return None
 
 
 def shared_kinds(config: Any) -> dict[str, type]:
     """Which middleware has which kind of shared memory (a change needs new workers)."""
-    return {name: type(state) for name, state in shared_state(config).items()}
+    kinds = {name: _shared_kind(mw) for name, mw in config.http.middlewares.items()}
+    return {name: kind for name, kind in kinds.items() if kind is not None}
+
+
+def shared_state(config: Any) -> dict[str, Any]:
+    """The shared memory of every rateLimit and inFlightReq middleware of a config (made by
+    the master before it forks the generation's workers)."""
+    return {name: kind() for name, kind in shared_kinds(config).items()}

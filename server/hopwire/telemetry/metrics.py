@@ -313,7 +313,8 @@ class WorkerMetrics:
                             hist._buckets[i].inc(n)
                     hist._sum.inc(total)
         counters = worker.counters
-        for name in ("spans_dropped", "accesslog_errors", "accesslog_dropped"):
+        # a worker that could not apply a dynamic configuration counts a rejected reload
+        for name in ("spans_dropped", "accesslog_errors", "accesslog_dropped", "reload_failures"):
             delta = counters.get(name, 0) - self.counters.get(name, 0)
             if delta:
                 _families[name].inc(delta)
