@@ -53,10 +53,11 @@ bench: $(STAMP)
 
 # locust's realistic mix against hopwire and nginx; reports in bench/results/locust*
 LOCUST_SECONDS ?= 30
+LOCUST_ROUNDS ?= 3
 bench-locust: $(STAMP)
 	@bash bench/install-deps.sh
 	$(PIP) install -q -e '.[test,lint,bench]'
-	$(PY) bench/locust_run.py --seconds $(LOCUST_SECONDS)
+	$(PY) bench/locust_run.py --seconds $(LOCUST_SECONDS) --rounds $(LOCUST_ROUNDS)
 
 # load while the dynamic file changes, SIGHUPs, worker kills and receiver restarts
 SOAK_SECONDS ?= 300
