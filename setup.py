@@ -13,6 +13,11 @@ setup(
             "hopwire.telemetry._otlp",
             ["server/hopwire/telemetry/_otlp.c"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
-        )
+        ),
+        Extension(
+            "hopwire.http._head",
+            ["server/hopwire/http/_head.c"],
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
+        ),
     ]
 )

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hopwire import errors
 from hopwire.errors import ErrorKind
+from hopwire.http._head import forward_head
 from hopwire.http.flow import BUFFER_LIMIT, BUFFERING, PEER_FULL
 from hopwire.http.head import RequestHead, read_request, response_fields
 from hopwire.http.path import has_denied
@@ -304,58 +305,25 @@ class Exchange(RequestHead):
     def build_head(self, service: Service, server: Server) -> bytes:
         down = self.down
         fwd = self.fwd
+        authority = self.authority
         parts = [
             self.method.encode("latin-1"),
             b" ",
             self.path_query,
             b" HTTP/1.1\r\nhost: ",
-            self.authority if service.pass_host and self.authority else server.host_header,
+            authority if service.pass_host and authority else server.host_header,
             CRLF,
         ]
         for name, value in self.kept:
             parts += (name, b": ", value, CRLF)
-        ip = down.client_ip_bytes
-        xff = fwd.get(b"x-forwarded-for")
-        authority = self.authority
-        ep = down.ep
-        proto = fwd.get(b"x-forwarded-proto", ep.scheme)
-        # as Traefik: a trusted X-Forwarded-Port, else the Host's port, else the scheme's
-        port = fwd.get(b"x-forwarded-port") or self.port
-        if not port:
-            if proto is ep.scheme:
-                port = ep.default_port
-            else:  # a trusted hop's X-Forwarded-Proto
-                port = b"443" if proto.lower() in (b"https", b"wss") else b"80"
-        removed = fwd.get(UNFORWARDED)
-        if removed is None:
-            parts += (
-                b"x-forwarded-for: ",
-                xff + b", " + ip if xff else ip,
-                CRLF,
-                b"x-forwarded-proto: ",
-                proto,
-                CRLF,
-                b"x-forwarded-host: ",
-                fwd.get(b"x-forwarded-host", authority),
-                CRLF,
-                b"x-forwarded-port: ",
-                port,
-                CRLF,
-                b"x-real-ip: ",
-                fwd.get(b"x-real-ip", ip),
-                CRLF,
-            )
-        else:  # a headers middleware removes some of them (an empty customRequestHeaders value)
-            written = (
-                (b"x-forwarded-for", xff + b", " + ip if xff else ip),
-                (b"x-forwarded-proto", proto),
-                (b"x-forwarded-host", fwd.get(b"x-forwarded-host", authority)),
-                (b"x-forwarded-port", port),
-                (b"x-real-ip", fwd.get(b"x-real-ip", ip)),
-            )
-            for name, value in written:
-                if name not in removed:
-                    parts += (name, b": ", value, CRLF)
+        if fwd:
+            parts.append(self.forwarded_block(fwd))
+        elif authority == down.fwd_host:  # the connection's last block: the same Host
+            parts.append(down.fwd_block)
+        else:
+            block = down.fwd_block = self.forwarded_block(fwd)
+            down.fwd_host = authority
+            parts.append(block)
         if self.chunked:
             parts.append(CHUNKED)
         elif self.cl is not None:
@@ -369,6 +337,35 @@ class Exchange(RequestHead):
                 parts += (name, b": ", value, CRLF)
         parts.append(CRLF)
         return b"".join(parts)
+
+    def forwarded_block(self, fwd: Mapping[bytes, bytes]) -> bytes:
+        """The X-Forwarded-* and X-Real-Ip lines: from the connection and the Host, or the
+        values a trusted client (or a headers middleware) gave in ``fwd``."""
+        down = self.down
+        ep = down.ep
+        ip = down.client_ip_bytes
+        xff = fwd.get(b"x-forwarded-for")
+        authority = self.authority
+        proto = fwd.get(b"x-forwarded-proto", ep.scheme)
+        # as Traefik: a trusted X-Forwarded-Port, else the Host's port, else the scheme's
+        port = fwd.get(b"x-forwarded-port") or self.port
+        if not port:
+            if proto is ep.scheme:
+                port = ep.default_port
+            else:  # a trusted hop's X-Forwarded-Proto
+                port = b"443" if proto.lower() in (b"https", b"wss") else b"80"
+        written = (
+            (b"x-forwarded-for", xff + b", " + ip if xff else ip),
+            (b"x-forwarded-proto", proto),
+            (b"x-forwarded-host", fwd.get(b"x-forwarded-host", authority)),
+            (b"x-forwarded-port", port),
+            (b"x-real-ip", fwd.get(b"x-real-ip", ip)),
+        )
+        # a headers middleware removes some of them (an empty customRequestHeaders value)
+        removed = fwd.get(UNFORWARDED) or ()
+        return b"".join(
+            b"%s: %s\r\n" % (name, value) for name, value in written if name not in removed
+        )
 
     # -- acquire and send ----------------------------------------------------------------------
 
@@ -498,9 +495,7 @@ class Exchange(RequestHead):
 
     # -- responses -------------------------------------------------------------------------
 
-    def response_interim(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> None:
+    def response_interim(self, status: int, conn: Upstream) -> None:
         if self.http10 or self.resp_head:
             return  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
         if status == 100:
@@ -508,11 +503,12 @@ class Exchange(RequestHead):
                 return  # hopwire already answered 100 itself (or nobody asked)
             self.expect_continue = False
             self.continue_at = 0.0
-        lines = response_fields(headers, status_line(status, reason))[0]
+        lines = response_fields(conn.fields(), status_line(status, conn.reason))[0]
         lines.append(CRLF)
         self.out.append(b"".join(lines))
 
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def response_head(self, status: int, conn: Upstream) -> None:
+        """The backend's response head (``conn.head``; its fields: ``conn.fields()``)."""
         if status == 101:
             return  # handled by response_upgraded once the parser stops
         retry = self.retry
@@ -524,23 +520,34 @@ class Exchange(RequestHead):
         self.continue_at = 0.0
         route = self.route
         edit = route.target.response if route is not None else None
+        first = status_line(status, conn.reason)
         if edit is None:
-            parts, cl, up_chunked, _ = response_fields(headers, status_line(status, reason))
-        else:  # the middlewares' fields replace the backend's (hopwire.middlewares)
-            parts, cl, up_chunked, _ = response_fields(
-                headers, status_line(status, reason), edit.skip
-            )
-            edit.extend(self, parts, headers)
-            if edit.bodies:  # compress, buffering, errors: they send the head when ready
-                filters = edit.open_filters(self, headers)
-                if filters is not None:
-                    self.filters = filters
-                    filters.send_head(parts, cl, up_chunked, headers)
-                    return
+            # the common response: its field block forwarded as it came
+            framed = forward_head(conn.head, conn.fields_at, first)
+            if framed is None:
+                framed = response_fields(conn.fields(), first)
+            trace = self.trace
+            responds = trace is not None and trace.tracer.responds
+            self.send_head(framed[0], framed[1], framed[2], conn.fields() if responds else ())
+            return
+        # the middlewares' fields replace the backend's (hopwire.middlewares)
+        headers = conn.fields()
+        parts, cl, up_chunked, _ = response_fields(headers, first, edit.skip)
+        edit.extend(self, parts, headers)
+        if edit.bodies:  # compress, buffering, errors: they send the head when ready
+            filters = edit.open_filters(self, headers)
+            if filters is not None:
+                self.filters = filters
+                filters.send_head(parts, cl, up_chunked, headers)
+                return
         self.send_head(parts, cl, up_chunked, headers)
 
     def send_head(
-        self, parts: list[bytes], cl: bytes | None, up_chunked: bool, headers: Fields
+        self,
+        parts: list[bytes],
+        cl: bytes | None,
+        up_chunked: bool,
+        headers: Sequence[tuple[bytes, bytes]],
     ) -> None:
         """Frame and queue the response head: ``parts`` (status line and end-to-end fields),
         ``cl`` (Content-Length) or ``up_chunked`` (the body's own framing), ``headers`` (the
@@ -662,7 +669,7 @@ class Exchange(RequestHead):
         if self.upgrade is None:
             self.bad_response(conn, "101 Switching Protocols without an Upgrade request")
             return
-        parts, _, _, upgrade = response_fields(conn.headers, status_line(101))
+        parts, _, _, upgrade = response_fields(conn.fields(), status_line(101))
         parts += (b"upgrade: ", upgrade or b"websocket", b"\r\nconnection: upgrade\r\n\r\n", rest)
         self.resp_head = self.resp_complete = True
         self.status = self.origin_status = 101

@@ -131,12 +131,12 @@ class Call:
 
     # -- what Upstream calls ---------------------------------------------------------------
 
-    def response_interim(self, status: int, reason: bytes, headers: Fields) -> None:
+    def response_interim(self, status: int, conn: Upstream) -> None:
         pass
 
-    def response_head(self, status: int, reason: bytes, headers: Fields) -> None:
+    def response_head(self, status: int, conn: Upstream) -> None:
         self.status = status
-        self.headers = headers
+        self.headers = conn.fields()
 
     def response_body(self, data: bytes) -> None:
         self.size += len(data)

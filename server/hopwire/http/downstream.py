@@ -79,6 +79,8 @@ class Downstream(asyncio.Protocol):
         "deferred_error",
         "ep",
         "flow",
+        "fwd_block",
+        "fwd_host",
         "linger_until",
         "method_override",
         "parser",
@@ -119,6 +121,10 @@ class Downstream(asyncio.Protocol):
         self.method_override: bytes | None = None
         self.completed = 0  # messages parsed on this connection
         self.tls: tuple[str, str, str | None] | None = None  # see tls_fields
+        # the X-Forwarded-* lines of the last request without trusted ones, and its Host:
+        # the same for the next request with that Host (Exchange.build_head)
+        self.fwd_host: bytes | None = None
+        self.fwd_block = b""
 
     # -- connection ------------------------------------------------------------------------
 

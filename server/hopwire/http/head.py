@@ -31,6 +31,10 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0
 _CONN_KNOWN = frozenset({b"close", b"keep-alive", b"upgrade", b""})
 _NOT_PLAIN = NOT_PLAIN.search
 _NO_FIELDS: Mapping[bytes, bytes] = types.MappingProxyType({})
+# authorities already validated and split (split_authority), shared by the requests of a
+# worker: most connections send the same few Host values; emptied when it grows past this
+_AUTHORITIES: dict[bytes, tuple[str, bytes]] = {}
+_AUTHORITIES_KEPT = 1024
 
 
 class RequestHead:
@@ -189,7 +193,7 @@ def read_request(
     te: bytes | None = None
     cl: bytes | None = None
     upgrade: bytes | None = None
-    fwd: dict[bytes, bytes] = {}
+    fwd: dict[bytes, bytes] | None = None
     tfields: list[tuple[bytes, bytes]] | None = None
     special = _SPECIAL_TRACED if traced else _SPECIAL
     for name, value in headers:
@@ -220,6 +224,8 @@ def read_request(
             else:
                 tfields.append((name, value))
         elif lname in FORWARDED and trusted:
+            if fwd is None:
+                fwd = {}
             fwd[lname] = value
         # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
     if hosts > 1:
@@ -227,7 +233,7 @@ def read_request(
     if host is None:
         if not http10 and authority is None:
             raise ProxyError(errors.BAD_REQUEST, "HTTP/1.1 request without Host")
-    elif not _HOST.fullmatch(host):
+    elif host not in _AUTHORITIES and not _HOST.fullmatch(host):
         raise ProxyError(errors.BAD_REQUEST, f"invalid Host {host[:64]!r}")
     if authority is not None:
         host = authority
@@ -240,11 +246,11 @@ def read_request(
         if len(codings) != 1:
             raise ProxyError(errors.BAD_REQUEST, "chunked applied more than once")
         head.chunked = True
-    extra = [t for t in tokens if t not in _CONN_KNOWN]
-    if extra:
-        named = frozenset(extra)
+    named = frozenset(tokens) - _CONN_KNOWN if tokens else None
+    if named:
         kept = [(n, v) for n, v in kept if n.lower() not in named]
-        fwd = {k: v for k, v in fwd.items() if k not in named}
+        if fwd is not None:
+            fwd = {k: v for k, v in fwd.items() if k not in named}
         if tfields is not None:
             tfields = [f for f in tfields if f[0].lower() not in named] or None
     keep_alive = b"keep-alive" in tokens if http10 else b"close" not in tokens
@@ -255,11 +261,17 @@ def read_request(
     head.cl = cl
     head.has_body = head.chunked or (cl is not None and cl != b"0")
     head.kept = kept
-    head.fwd = fwd
+    if fwd:
+        head.fwd = fwd
     head.tfields = tfields
     if host:
         head.authority = host
-        head.host, head.port = split_authority(host)
+        split = _AUTHORITIES.get(host)
+        if split is None:
+            if len(_AUTHORITIES) >= _AUTHORITIES_KEPT:
+                _AUTHORITIES.clear()
+            split = _AUTHORITIES[host] = split_authority(host)
+        head.host, head.port = split
 
 
 def response_fields(
@@ -305,3 +317,83 @@ def response_fields(
                 if lname not in skip and lname not in extra:
                     lines += (name, b": ", value, b"\r\n")
     return lines, cl, chunked, upgrade
+
+
+def split_fields(head: bytes, start: int) -> Fields:
+    """The (name, value) fields of a head the parser validated: ``head`` is the whole message
+    head (start line, field lines, empty line, each ending in CRLF) and ``start`` is where its
+    first field line begins.  A value loses its leading whitespace, as the parser gives it."""
+    block = head[start:-4]
+    if not block:
+        return []
+    fields: Fields = []
+    for line in block.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        fields.append((name, value.lstrip(b" \t")))
+    return fields
+
+
+# hop-by-hop fields forward_head leaves to response_fields (rare in responses)
+_RARE_HOP = tuple(
+    b"\n" + name + b":"
+    for name in sorted(HOP_BY_HOP - {b"connection", b"transfer-encoding", b"keep-alive"})
+)
+_CUT_HOP = (b"\nconnection:", b"\ntransfer-encoding:", b"\nkeep-alive:")
+
+
+def forward_head(
+    head: bytes, start: int, first: bytes
+) -> tuple[list[bytes], bytes | None, bool, bytes | None] | None:
+    """The reference of the compiled ``hopwire.http._head.forward_head``, which the request
+    path runs: ``response_fields`` for a response head as received (see ``split_fields`` for ``head``
+    and ``start``), without splitting it into fields: the field block is forwarded as it came,
+    less the hop-by-hop lines a response commonly has (a Connection naming only close or
+    keep-alive, Transfer-Encoding: chunked, Keep-Alive).  None when the head needs the field by
+    field rules of ``response_fields`` (another hop-by-hop field, a Connection naming fields,
+    a field twice, a transfer coding other than chunked)."""
+    low = head.lower()
+    for name in _RARE_HOP:
+        if name in low:
+            return None
+    cl: bytes | None = None
+    at = low.find(b"\ncontent-length:")
+    if at >= 0:  # one at most: the parser refuses a second
+        cl = head[at + 16 : low.find(b"\r", at + 16)].strip(b" \t")
+        if len(cl) > 20:
+            return None  # refused by response_fields
+    chunked = False
+    cuts: list[tuple[int, int]] | None = None
+    for name in _CUT_HOP:
+        at = low.find(name)
+        if at < 0:
+            continue
+        if low.find(name, at + 1) >= 0:
+            return None
+        end = low.find(b"\r", at)
+        value = low[at + len(name) : end]
+        if name == b"\nconnection:":
+            for token in value.split(b","):
+                if token.strip(b" \t") not in _CONN_KNOWN:
+                    return None
+        elif name == b"\ntransfer-encoding:":
+            if value.strip(b" \t") != b"chunked":
+                return None
+            chunked = True
+        cut = (at + 1, end + 2)
+        if cuts is None:
+            cuts = [cut]
+        else:
+            cuts.append(cut)
+    last = len(head) - 2
+    if cuts is None:
+        return ([first, head[start:last]] if start < last else [first]), cl, False, None
+    cuts.sort()
+    parts = [first]
+    pos = start
+    for begin, end in cuts:
+        if begin > pos:
+            parts.append(head[pos:begin])
+        pos = end
+    if pos < last:
+        parts.append(head[pos:last])
+    return parts, cl, chunked, None

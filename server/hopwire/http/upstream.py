@@ -5,6 +5,12 @@ response.  Two traps, both measured: ``should_keep_alive()`` is only meaningful 
 ``on_message_complete`` (read later it says False and connections silently stop being reused),
 and llhttp cannot be told that a response answers HEAD, so a HEAD response ends at its head and
 the parser is replaced.
+
+The response head is not delivered field by field: ``on_header`` is not defined, so the parser
+calls nothing per field.  llhttp validates the head (CRLF line ends, field syntax, one
+Content-Length, no obs-fold), and ``on_headers_complete`` takes the head's bytes as received
+(``head``; ``fields()`` splits them when a reader needs the fields), so that the common
+response is forwarded with its field block as it came (``hopwire.http.head.forward_head``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from httptools import (
 )
 
 from hopwire.http.flow import HIGH_WATER, LOW_WATER, PEER_FULL, ReadFlow
+from hopwire.http.head import Fields, split_fields
 
 if TYPE_CHECKING:
     from hopwire.http.downstream import Downstream
@@ -32,6 +39,7 @@ log = logging.getLogger("hopwire.upstream")
 
 # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
 _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+HEAD_LIMIT = 1 << 20  # bytes of a response head (Go's transport for Traefik: 1 MiB by default)
 
 
 class _HeadOnly(Exception):
@@ -40,14 +48,20 @@ class _HeadOnly(Exception):
 
 class Upstream(asyncio.Protocol):
     __slots__ = (
+        "buf",
         "closed",
         "ex",
+        "fields_at",
         "flow",
         "fresh",
+        "head",
+        "head_at",
         "headers",
         "idle_since",
+        "in_head",
         "interim",
         "parser",
+        "partial",
         "pool",
         "reason",
         "transport",
@@ -61,7 +75,17 @@ class Upstream(asyncio.Protocol):
         self.parser = HttpResponseParser(self)
         self.ex: Exchange | None = None  # the exchange this connection serves, if any
         self.fresh = False  # a request was sent and no byte of its response has arrived
-        self.headers: list[tuple[bytes, bytes]] = []
+        # the response head: the bytes being parsed (``buf``: what is left of a head begun in
+        # an earlier read, then this read), where the current message began in them, whether
+        # its head is still being read; then the complete head, where its first field line
+        # starts, and its fields once split (``fields``)
+        self.buf = b""
+        self.partial = b""
+        self.head_at = 0
+        self.in_head = False
+        self.head = b""
+        self.fields_at = 0
+        self.headers: Fields | None = None
         self.reason = b""
         self.interim = False
         self.idle_since = 0.0
@@ -128,8 +152,16 @@ class Upstream(asyncio.Protocol):
             log.info("unsolicited bytes from idle backend %s; dropping connection", self.pool.label)
             self.close()
             return
+        if self.partial:  # a head begun in an earlier read: it starts the buffer
+            self.buf = self.partial + data
+            self.partial = b""
+        else:
+            self.buf = data
+            self.head_at = 0
         try:
             self.parser.feed_data(data)
+            if self.in_head:  # the head goes on in the next read
+                self.keep_partial()
         except HttpParserUpgrade as exc:
             if self.ex is not None:
                 self.ex.response_upgraded(self, data[exc.args[0] :])
@@ -157,6 +189,23 @@ class Upstream(asyncio.Protocol):
         if ex.out:
             ex.flush_down()
 
+    def keep_partial(self) -> None:
+        partial = self.buf[self.head_at :]
+        if len(partial) > HEAD_LIMIT:
+            self.in_head = False
+            if self.ex is not None:
+                self.ex.bad_response(self, f"response head over {HEAD_LIMIT} bytes")
+            return
+        self.partial = partial
+        self.head_at = 0
+
+    def fields(self) -> Fields:
+        """The fields of the response head, as (name, value) pairs, split once."""
+        headers = self.headers
+        if headers is None:
+            headers = self.headers = split_fields(self.head, self.fields_at)
+        return headers
+
     def polluted(self) -> None:
         """Bytes followed a complete response (RELIABILITY 24): never reuse this connection."""
         log.info("bytes after a complete response from %s; dropping connection", self.pool.label)
@@ -165,7 +214,7 @@ class Upstream(asyncio.Protocol):
     def keep_alive_header(self) -> bool:
         if self.parser.get_http_version() == "1.0":
             return False
-        for name, value in self.headers:
+        for name, value in self.fields():
             if name.lower() == b"connection" and b"close" in value.lower():
                 return False
         return True
@@ -176,34 +225,41 @@ class Upstream(asyncio.Protocol):
         ex = self.ex
         if ex is None or ex.resp_complete:
             raise RuntimeError("response bytes with no request outstanding")
-        self.headers = []
-        self.reason = b""
-
-    def on_status(self, reason: bytes) -> None:
-        if _BAD_REASON(reason) is not None:  # llhttp lets control characters through
-            raise ValueError(f"control character in the reason phrase {reason[:64]!r}")
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self.in_head = True
+        self.headers = None
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        buf, at = self.buf, self.head_at
+        while buf[at] in b"\r\n":  # llhttp skips empty lines between responses
+            at += 1
+        end = buf.find(b"\r\n\r\n", at) + 4  # llhttp requires CRLF: the first empty line
+        head = self.head = buf[at:end] if at or end != len(buf) else buf
+        self.head_at = end  # where a message after an interim response begins
+        line_end = head.find(b"\r\n")
+        self.fields_at = line_end + 2
+        # the reason phrase: after the status code's space (llhttp lets control characters
+        # through, RFC 9112 §4 does not)
+        space = head.find(b" ", head.find(b" ") + 1, line_end)
+        self.reason = reason = head[space + 1 : line_end] if space > 0 else b""
+        if reason and _BAD_REASON(reason) is not None:
+            raise ValueError(f"control character in the reason phrase {reason[:64]!r}")
         status = self.parser.get_status_code()
         ex = self.ex
         assert ex is not None  # on_message_begin refuses a response nobody asked for
         if not 100 <= status <= 599:  # RFC 9110 §15: invalid outside 100..599
             raise ValueError(f"status code {status} out of range")
         if 100 <= status < 200 and status != 101:
-            for name, _ in self.headers:  # RFC 9110 §8.6, RFC 9112 §6.1: not on a 1xx
+            for name, _ in self.fields():  # RFC 9110 §8.6, RFC 9112 §6.1: not on a 1xx
                 if name.lower() in (b"content-length", b"transfer-encoding"):
                     raise ValueError(f"{name.decode('latin-1')} on a {status} response")
             self.interim = True
-            ex.response_interim(status, self.reason, self.headers)
+            ex.response_interim(status, self)
             return
         if status == 101:
             self.interim = True  # the message "completes" before the parser pauses for upgrade
             return
-        ex.response_head(status, self.reason, self.headers)
+        ex.response_head(status, self)
         if ex.method == "HEAD":
             raise _HeadOnly()
 

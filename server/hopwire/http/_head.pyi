@@ -1,0 +1,3 @@
+def forward_head(
+    head: bytes, start: int, first: bytes
+) -> tuple[list[bytes], bytes | None, bool, bytes | None] | None: ...

@@ -1,0 +1,146 @@
+"""The response head as forwarded: the compiled scan (_head.c) gives exactly the reference's
+answer, and both give the bytes the field-by-field rules (response_fields) give.
+
+Hypothesis draws response heads the parser accepts (the parser itself checks each one): any
+field names, the hop-by-hop and framing fields in any case, order and number, Connection
+values naming fields or not, any transfer coding, long Content-Length values.  A head the
+fast path declines (None) must be one the field-by-field rules also treat specially.
+"""
+
+from __future__ import annotations
+
+import httptools
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hopwire import errors
+from hopwire.errors import ProxyError
+from hopwire.http import _head, head
+from hopwire.http.wire import status_line
+
+TOKEN = st.text("abcXYZ0-9!#$%&'*+.^_`|~-", min_size=1, max_size=12)
+SPECIAL = st.sampled_from(
+    [
+        "Connection",
+        "connection",
+        "CONNECTION",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "transfer-encoding",
+        "Content-Length",
+        "content-length",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Proxy-Connection",
+        "X-Kept",
+    ]
+)
+VALUE = st.one_of(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30),
+    st.sampled_from(
+        [
+            "close",
+            "keep-alive",
+            " Keep-Alive , close ",
+            "upgrade",
+            "x-kept",
+            "close, x-kept",
+            "",
+            "chunked",
+            " CHUNKED ",
+            "gzip, chunked",
+            "timeout=5",
+            "12",
+            "0000000000000000000012",
+        ]
+    ),
+)
+FIELD = st.tuples(st.one_of(TOKEN, SPECIAL), st.sampled_from(["", " ", "\t", "  "]), VALUE)
+
+
+def parses(raw: bytes) -> bool:
+    """The parser (llhttp, through httptools) accepts this head."""
+
+    class Reader:
+        complete = False
+
+        def on_headers_complete(self) -> None:
+            self.complete = True
+
+    reader = Reader()
+    try:
+        httptools.HttpResponseParser(reader).feed_data(raw)
+    except httptools.HttpParserError:
+        return False
+    return reader.complete
+
+
+def framed(result: tuple[list[bytes], bytes | None, bool, bytes | None]) -> tuple:
+    """What reaches the client (the joined head) and what framing reads from it; the
+    separator after a name's colon is the backend's in one and ": " in the other."""
+    parts, cl, chunked, upgrade = result
+    lines = b"".join(parts).split(b"\r\n")
+    normal = [lines[0]] + [
+        n + b": " + v.lstrip(b" \t") for n, _, v in (line.partition(b":") for line in lines[1:])
+    ]
+    return normal, cl, chunked, upgrade
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(FIELD, max_size=10), st.sampled_from([200, 204, 304, 404, 502, 599]))
+def test_compiled_scan_is_the_reference(fields: list[tuple[str, str, str]], status: int) -> None:
+    raw = (
+        f"HTTP/1.1 {status} Reason\r\n"
+        + "".join(f"{n}:{sep}{v}\r\n" for n, sep, v in fields)
+        + "\r\n"
+    ).encode("latin-1")
+    if not parses(raw):
+        return
+    start = raw.find(b"\r\n") + 2
+    first = status_line(status)
+    reference = head.forward_head(raw, start, first)
+    assert _head.forward_head(raw, start, first) == reference
+    split = head.split_fields(raw, start)
+    assert len(split) == len(fields)
+    try:
+        slow = head.response_fields(split, first)
+    except ProxyError as exc:
+        assert exc.kind is errors.BAD_RESPONSE
+        assert reference is None  # what the rules refuse, the fast path leaves to them
+        return
+    if reference is not None:
+        assert framed(reference) == framed(slow)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (b"HTTP/1.1 200 OK\r\n\r\n", ([b"HTTP/1.1 200 OK\r\n"], None, False, None)),
+        (
+            b"HTTP/1.1 200 OK\r\nA: 1\r\nConnection: keep-alive\r\nB:2\r\n\r\n",
+            ([b"HTTP/1.1 200 OK\r\n", b"A: 1\r\n", b"B:2\r\n"], None, False, None),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5 \r\n\r\n",
+            ([b"HTTP/1.1 200 OK\r\n", b"Content-Length: 5 \r\n"], b"5", True, None),
+        ),
+        (b"HTTP/1.1 200 OK\r\nConnection: close, x-named\r\nX-Named: 1\r\n\r\n", None),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", None),
+        (b"HTTP/1.1 200 OK\r\nTrailer: x\r\n\r\n", None),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 000000000000000000001\r\n\r\n", None),
+    ],
+)
+def test_forward_head_examples(raw: bytes, expected: object) -> None:
+    start = raw.find(b"\r\n") + 2
+    first = status_line(200)
+    assert head.forward_head(raw, start, first) == expected
+    assert _head.forward_head(raw, start, first) == expected
+
+
+def test_compiled_scan_refuses_what_is_not_a_head() -> None:
+    with pytest.raises(TypeError):
+        _head.forward_head("HTTP/1.1 200 OK\r\n\r\n", 17, b"x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        _head.forward_head(b"HTTP/1.1 200 OK\r\n\r\n", 40, b"x")
