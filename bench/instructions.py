@@ -23,6 +23,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from run import ref_tree  # noqa: E402
+
 SETTINGS = {
     "tracing off": [],
     "rate 0": ["--tracing", "0"],
@@ -92,11 +95,7 @@ def main() -> None:
     tmp = None
     if args.ref:
         tmp = Path(tempfile.mkdtemp(prefix="hopwire-ref-"))
-        archive = subprocess.run(
-            ["git", "archive", args.ref, "server"], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
-        trees[args.ref] = tmp / "server"
+        trees[args.ref] = ref_tree(args.ref, tmp)
     header = "| setting | " + " | ".join(trees) + (" | ratio |" if args.ref else "")
     print(header)
     print("| --- |" + " ---: |" * (len(trees) + (1 if args.ref else 0)))

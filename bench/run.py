@@ -27,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -175,16 +176,31 @@ def wrk(
     return rps, pct("50"), pct("99"), total
 
 
+def ref_tree(rev: str, tree_dir: Path) -> Path:
+    """The ``server`` tree of git revision ``rev``, exported into ``tree_dir`` with its C
+    extensions compiled in place (as ``pip install -e`` would); its path."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "server"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree_dir)], input=archive, check=True)
+    include = sysconfig.get_paths()["include"]
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for source in (tree_dir / "server").rglob("*.c"):
+        target = source.with_name(source.stem + suffix)
+        subprocess.run(
+            ["cc", "-shared", "-fPIC", "-O2", f"-I{include}", str(source), "-o", str(target)],
+            check=True,
+        )
+    return tree_dir / "server"
+
+
 def start_ref(
     tmp: Path, rev: str, config: Path, ports: tuple[int, int], internals: tuple[int, int]
 ) -> subprocess.Popen[bytes]:
     """hopwire from git revision ``rev`` (exported into ``tmp``) on the same config, other ports."""
     tree_dir = tmp / "ref"
     tree_dir.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "server"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree_dir)], input=archive, check=True)
+    ref_tree(rev, tree_dir)
     text = config.read_text()
     for old, new in (ports, internals):
         text = text.replace(f":{old}", f":{new}")

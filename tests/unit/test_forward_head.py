@@ -144,3 +144,52 @@ def test_compiled_scan_refuses_what_is_not_a_head() -> None:
         _head.forward_head("HTTP/1.1 200 OK\r\n\r\n", 17, b"x")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         _head.forward_head(b"HTTP/1.1 200 OK\r\n\r\n", 40, b"x")
+
+
+def outcome(locate: object, buf: bytes, at: int) -> object:
+    try:
+        return locate(buf, at)  # type: ignore[operator]
+    except ValueError as exc:
+        return ("ValueError", str(exc))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.binary(max_size=12),
+    st.sampled_from(["", "\r\n", "\r\n\r\n", "\n"]),
+    st.sampled_from(["HTTP/1.1 200 OK", "HTTP/1.1 200", "HTTP/1.1 200 ", "HTTP/1.0 599 a b\tc"])
+    | st.binary(max_size=30).map(lambda b: "HTTP/1.1 404 " + b.decode("latin-1")),
+    st.lists(FIELD, max_size=4),
+    st.sampled_from([b"", b"body", b"\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"]),
+    st.booleans(),
+)
+def test_compiled_locate_is_the_reference(
+    before: bytes,
+    empty: str,
+    line: str,
+    fields: list[tuple[str, str, str]],
+    after: bytes,
+    complete: bool,
+) -> None:
+    """Where a head begins and ends in what was read, its field lines and reason phrase."""
+    text = empty + line + "\r\n" + "".join(f"{n}:{sep}{v}\r\n" for n, sep, v in fields)
+    raw = text.encode("latin-1") + (b"\r\n" + after if complete else b"")
+    buf = before + raw
+    for at in (len(before), 0, len(buf)):
+        assert outcome(_head.locate_head, buf, at) == outcome(head.locate_head, buf, at)
+    if complete and all(c == "\t" or " " <= c < "\x7f" or c > "\x7f" for c in line):
+        found, end, fields_at, reason = head.locate_head(buf, len(before))
+        assert found.startswith(line.encode("latin-1")) and found.endswith(b"\r\n\r\n")
+        assert end == len(before) + len(empty) + len(found)
+        assert head.split_fields(found, fields_at) == [
+            (n.encode(), v.encode().lstrip(b" \t")) for n, _, v in fields
+        ]
+
+
+def test_locate_refuses_a_control_character_in_the_reason() -> None:
+    buf = b"HTTP/1.1 200 O\x01K\r\n\r\n"
+    for locate in (head.locate_head, _head.locate_head):
+        with pytest.raises(ValueError, match="control character"):
+            locate(buf, 0)
+        with pytest.raises(ValueError, match="no head"):
+            locate(buf, -1)

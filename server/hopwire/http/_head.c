@@ -1,4 +1,5 @@
-/* The compiled response-head scan: the same answer as hopwire.http.head.forward_head.
+/* The compiled response-head scans: the same answers as hopwire.http.head.forward_head and
+ * hopwire.http.head.locate_head.
  *
  * hopwire/http/head.py is the reference and documents the rules; this file walks the field
  * lines once, comparing each name with the few that matter to framing and hop-by-hop removal,
@@ -173,7 +174,80 @@ fail:
     return NULL;
 }
 
+/* [at, at + n) of buf as bytes: buf itself when that is all of it */
+static PyObject *slice_of(PyObject *buf, Py_ssize_t at, Py_ssize_t n) {
+    if (at == 0 && n == PyBytes_GET_SIZE(buf))
+        return Py_NewRef(buf);
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(buf) + at, n);
+}
+
+static PyObject *locate_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "locate_head(buf: bytes, at: int)");
+        return NULL;
+    }
+    PyObject *buf = args[0];
+    const char *s = PyBytes_AS_STRING(buf);
+    Py_ssize_t size = PyBytes_GET_SIZE(buf);
+    Py_ssize_t at = PyLong_AsSsize_t(args[1]);
+    if (at == -1 && PyErr_Occurred())
+        return NULL;
+    if (at < 0) {
+        PyErr_SetString(PyExc_ValueError, "no head at this offset");
+        return NULL;
+    }
+    while (at < size && (s[at] == '\r' || s[at] == '\n'))
+        at++;
+    Py_ssize_t end = -1;
+    for (Py_ssize_t i = at; i + 3 < size; i++) {
+        const char *cr = memchr(s + i, '\r', size - 3 - i);
+        if (cr == NULL)
+            break;
+        i = cr - s;
+        if (cr[1] == '\n' && cr[2] == '\r' && cr[3] == '\n') {
+            end = i + 4;
+            break;
+        }
+    }
+    if (end < 0) {
+        PyErr_SetString(PyExc_ValueError, "no complete head at this offset");
+        return NULL;
+    }
+    const char *h = s + at;
+    Py_ssize_t n = end - at;
+    Py_ssize_t line_end = 0; /* the first CRLF: there is one, the head ends in CRLF CRLF */
+    while (!(h[line_end] == '\r' && h[line_end + 1] == '\n'))
+        line_end++;
+    const char *sp1 = memchr(h, ' ', line_end);
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', line_end - (sp1 + 1 - h)) : NULL;
+    Py_ssize_t rfrom = sp2 ? sp2 + 1 - h : line_end;
+    for (Py_ssize_t i = rfrom; i < line_end; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7F) {
+            PyObject *reason = PyBytes_FromStringAndSize(
+                h + rfrom, line_end - rfrom < 64 ? line_end - rfrom : 64);
+            if (reason != NULL) {
+                PyErr_Format(PyExc_ValueError, "control character in the reason phrase %R",
+                             reason);
+                Py_DECREF(reason);
+            }
+            return NULL;
+        }
+    }
+    PyObject *head = slice_of(buf, at, n);
+    if (head == NULL)
+        return NULL;
+    PyObject *reason = PyBytes_FromStringAndSize(h + rfrom, line_end - rfrom);
+    if (reason == NULL) {
+        Py_DECREF(head);
+        return NULL;
+    }
+    return Py_BuildValue("(NnnN)", head, end, line_end + 2, reason);
+}
+
 static PyMethodDef methods[] = {
+    {"locate_head", (PyCFunction)(void (*)(void))locate_head, METH_FASTCALL,
+     "locate_head(buf, at): as hopwire.http.head.locate_head."},
     {"forward_head", (PyCFunction)(void (*)(void))forward_head, METH_FASTCALL,
      "forward_head(head, start, first): as hopwire.http.head.forward_head."},
     {NULL, NULL, 0, NULL},

@@ -319,6 +319,36 @@ def response_fields(
     return lines, cl, chunked, upgrade
 
 
+# RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); llhttp lets control
+# characters through
+_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+
+
+def locate_head(buf: bytes, at: int) -> tuple[bytes, int, int, bytes]:
+    """The reference of the compiled ``hopwire.http._head.locate_head``: the response head
+    the parser has just validated, beginning at ``at`` of ``buf`` (after the empty lines the
+    parser skips) and ending at its first empty line (llhttp requires CRLF line ends): (head,
+    where it ends in ``buf``, where its first field line begins in it, reason phrase).  A
+    control character in the reason phrase raises ValueError."""
+    if at < 0:
+        raise ValueError("no head at this offset")
+    size = len(buf)
+    while at < size and buf[at] in b"\r\n":
+        at += 1
+    end = buf.find(b"\r\n\r\n", at)
+    if end < 0:
+        raise ValueError("no complete head at this offset")
+    end += 4
+    head = buf[at:end] if at or end != size else buf
+    line_end = head.find(b"\r\n")
+    space = head.find(b" ", 0, line_end)
+    space = head.find(b" ", space + 1, line_end) if space >= 0 else -1
+    reason = head[space + 1 : line_end] if space >= 0 else b""
+    if _BAD_REASON(reason) is not None:
+        raise ValueError(f"control character in the reason phrase {reason[:64]!r}")
+    return head, end, line_end + 2, reason
+
+
 def split_fields(head: bytes, start: int) -> Fields:
     """The (name, value) fields of a head the parser validated: ``head`` is the whole message
     head (start line, field lines, empty line, each ending in CRLF) and ``start`` is where its

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 from httptools import (
@@ -27,6 +26,7 @@ from httptools import (
     HttpResponseParser,
 )
 
+from hopwire.http._head import locate_head
 from hopwire.http.flow import HIGH_WATER, LOW_WATER, PEER_FULL, ReadFlow
 from hopwire.http.head import Fields, split_fields
 
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hopwire.upstream")
 
-# RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
-_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 HEAD_LIMIT = 1 << 20  # bytes of a response head (Go's transport for Traefik: 1 MiB by default)
 
 
@@ -230,20 +228,7 @@ class Upstream(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        buf, at = self.buf, self.head_at
-        while buf[at] in b"\r\n":  # llhttp skips empty lines between responses
-            at += 1
-        end = buf.find(b"\r\n\r\n", at) + 4  # llhttp requires CRLF: the first empty line
-        head = self.head = buf[at:end] if at or end != len(buf) else buf
-        self.head_at = end  # where a message after an interim response begins
-        line_end = head.find(b"\r\n")
-        self.fields_at = line_end + 2
-        # the reason phrase: after the status code's space (llhttp lets control characters
-        # through, RFC 9112 §4 does not)
-        space = head.find(b" ", head.find(b" ") + 1, line_end)
-        self.reason = reason = head[space + 1 : line_end] if space > 0 else b""
-        if reason and _BAD_REASON(reason) is not None:
-            raise ValueError(f"control character in the reason phrase {reason[:64]!r}")
+        self.head, self.head_at, self.fields_at, self.reason = locate_head(self.buf, self.head_at)
         status = self.parser.get_status_code()
         ex = self.ex
         assert ex is not None  # on_message_begin refuses a response nobody asked for

@@ -213,34 +213,57 @@ class Table:
 
 
 class Meter:
-    """The metrics observer of a router (or of an entrypoint's unrouted requests)."""
+    """The metrics observer of a router (or of an entrypoint's unrouted requests).
 
-    __slots__ = ("bounds", "nbuckets", "tables")
+    A request touches one row, the meter's own; the fold adds the meter's rows to each of its
+    tables (entrypoint, router, service), once a second rather than once per request.
+    """
+
+    __slots__ = ("bounds", "nbuckets", "rows", "tables")
 
     def __init__(self, tables: list[Table], bounds: tuple[float, ...]):
         self.tables = tables
         self.bounds = bounds
         self.nbuckets = len(bounds) + 1
+        self.rows: dict[tuple[int, str, str], list[Any]] = {}
 
     def start(self, ex: Any) -> None:
         ex.t0 = time.monotonic()
 
     def finish(self, ex: Any) -> None:
         duration = time.monotonic() - ex.t0
-        websocket = ex.status == 101
-        key = (ex.status, ex.method, "websocket" if websocket else "http")
-        index = -1 if websocket else bisect_left(self.bounds, duration)
-        req, resp = ex.req_bytes, ex.resp_bytes
+        status = ex.status
+        if status == 101:
+            key = (101, ex.method, "websocket")
+            index = -1
+        else:
+            key = (status, ex.method, "http")
+            index = bisect_left(self.bounds, duration)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets]
+        row[0] += 1
+        row[1] += ex.req_bytes
+        row[2] += ex.resp_bytes
+        if index >= 0:
+            row[3] += duration
+            row[4][index] += 1
+
+    def spill(self) -> None:
+        """Add the rows counted since the last fold to the tables."""
+        rows, self.rows = self.rows, {}
         for table in self.tables:
-            row = table.rows.get(key)
-            if row is None:
-                row = table.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets]
-            row[0] += 1
-            row[1] += req
-            row[2] += resp
-            if index >= 0:
-                row[3] += duration
-                row[4][index] += 1
+            into = table.rows
+            for key, (count, req, resp, total, buckets) in rows.items():
+                row = into.get(key)
+                if row is None:
+                    into[key] = [count, req, resp, total, list(buckets)]
+                else:
+                    row[0] += count
+                    row[1] += req
+                    row[2] += resp
+                    row[3] += total
+                    row[4] = [a + b for a, b in zip(row[4], buckets, strict=True)]
 
 
 class WorkerMetrics:
@@ -251,6 +274,8 @@ class WorkerMetrics:
         self.bounds = tuple(prom.buckets)
         self.cfg = prom
         self.tables: dict[tuple[str, tuple[str, ...]], Table] = {}
+        # one meter per (entrypoint, router, service), kept across configuration generations
+        self.meters: dict[tuple[str, str | None, str | None], Meter] = {}
         self.children: dict[tuple[str, tuple[Any, ...]], Any] = {}
         self.counters: dict[str, int] = {}
 
@@ -268,6 +293,14 @@ class WorkerMetrics:
             self._child("tls_not_after", labels).set(cert.not_after)
 
     def meter(self, entrypoint: str, router: str | None, service: str | None) -> Meter:
+        meter = self.meters.get((entrypoint, router, service))
+        if meter is None:
+            meter = self.meters[(entrypoint, router, service)] = self._meter(
+                entrypoint, router, service
+            )
+        return meter
+
+    def _meter(self, entrypoint: str, router: str | None, service: str | None) -> Meter:
         cfg = self.cfg
         tables = []
         if cfg.addEntryPointsLabels:
@@ -287,6 +320,9 @@ class WorkerMetrics:
 
     def fold(self, worker: Any) -> None:
         """Move the counts of the last interval into the library's (mmap-backed) values."""
+        for meter in self.meters.values():
+            if meter.rows:
+                meter.spill()
         for table in self.tables.values():
             if not table.rows:
                 continue
