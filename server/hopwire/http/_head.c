@@ -1,10 +1,11 @@
-/* The compiled response-head scans: the same answers as hopwire.http.head.forward_head and
- * hopwire.http.head.locate_head.
+/* The compiled head scans: the same answers as hopwire.http.head.forward_head and
+ * hopwire.http.head.locate_head for responses, and as hopwire.http.path.NOT_PLAIN for a
+ * request's path.
  *
  * hopwire/http/head.py is the reference and documents the rules; this file walks the field
  * lines once, comparing each name with the few that matter to framing and hop-by-hop removal,
  * instead of the reference's searches of the lower-cased head.  A property test
- * (tests/unit/test_forward_head.py) proves the two give the same answer on random heads.
+ * (tests/unit/test_compiled_head.py) proves the two give the same answer on random heads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -245,7 +246,30 @@ static PyObject *locate_head(PyObject *self, PyObject *const *args, Py_ssize_t n
     return Py_BuildValue("(NnnN)", head, end, line_end + 2, reason);
 }
 
+/* bytes of an encoded path used as they are (hopwire.http.path._VALID): % is not one */
+static const char PLAIN[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                            "-._~!$&'()*+,;=:@[]/";
+static unsigned char plain_byte[256];
+
+static PyObject *plain_path(PyObject *self, PyObject *path) {
+    if (!PyBytes_Check(path)) {
+        PyErr_SetString(PyExc_TypeError, "plain_path(path: bytes)");
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(path);
+    Py_ssize_t n = PyBytes_GET_SIZE(path);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!plain_byte[s[i]])
+            Py_RETURN_FALSE;
+        if (s[i] == '/' && i + 1 < n && (s[i + 1] == '/' || s[i + 1] == '.'))
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"plain_path", (PyCFunction)plain_path, METH_O,
+     "plain_path(path): True when hopwire.http.path.NOT_PLAIN finds nothing in it."},
     {"locate_head", (PyCFunction)(void (*)(void))locate_head, METH_FASTCALL,
      "locate_head(buf, at): as hopwire.http.head.locate_head."},
     {"forward_head", (PyCFunction)(void (*)(void))forward_head, METH_FASTCALL,
@@ -258,4 +282,8 @@ static struct PyModuleDef module = {
     "The compiled response-head scan (see hopwire.http.head.forward_head).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__head(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__head(void) {
+    for (const char *c = PLAIN; *c; c++)
+        plain_byte[(unsigned char)*c] = 1;
+    return PyModule_Create(&module);
+}

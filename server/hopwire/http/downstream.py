@@ -319,9 +319,12 @@ class Downstream(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.req = self.ep.new_exchange(self)
-        if self.active is None:
-            self.set_deadline(self.ep.read_timeout, READ)
+        ep = self.ep
+        self.req = ep.new_exchange(self)
+        if self.active is None:  # set_deadline(ep.read_timeout, READ)
+            timeout = ep.read_timeout
+            self.deadline = self.worker.clock.now + timeout if timeout else 0.0
+            self.deadline_kind = READ
 
     def on_url(self, url: bytes) -> None:
         req = self.req
@@ -335,12 +338,15 @@ class Downstream(asyncio.Protocol):
             return  # a trailer field: never becomes a header (RFC 9112 §7.1.2)
         req.headers.append((name, value))
         req.head_size += len(name) + len(value) + 4
-        if req.head_size > self.ep.max_header_bytes or len(req.headers) > self.ep.max_fields:
+        if req.head_size > self.ep.max_header_bytes:
             raise ProxyError(errors.HEADERS_TOO_LARGE, "request header section over the limit")
 
     def on_headers_complete(self) -> None:
         req = self.req
         req.head_done = True
+        # counted once here: the byte limit above already bounds what the fields hold
+        if len(req.headers) > self.ep.max_fields:
+            raise ProxyError(errors.HEADERS_TOO_LARGE, "request header section over the limit")
         req.parsed(self.parser)  # validates; raises ProxyError
         if req.chunked:
             self.chunk_req = req
@@ -400,12 +406,16 @@ class Downstream(asyncio.Protocol):
         if ex.client_eof:
             self.close()
             return
+        worker = self.worker
         if self.req is None:
-            idle = self.worker.drain_idle if self.worker.draining else self.ep.idle_timeout
-            self.set_deadline(idle, IDLE)
+            timeout = worker.drain_idle if worker.draining else self.ep.idle_timeout
+            self.deadline_kind = IDLE
         else:
-            self.set_deadline(self.ep.read_timeout, READ)
-        self.flow.resume(BUFFERING | PEER_FULL)  # the exchange's upstream is gone
+            timeout = self.ep.read_timeout
+            self.deadline_kind = READ
+        self.deadline = worker.clock.now + timeout if timeout else 0.0  # set_deadline
+        if self.flow.reasons:
+            self.flow.resume(BUFFERING | PEER_FULL)  # the exchange's upstream is gone
 
     def fail(self, kind: ErrorKind, detail: str, ex: Exchange | None = None) -> None:
         """A request could not be parsed or read; answer in order, then close.

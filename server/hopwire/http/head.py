@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 
 from hopwire import errors
 from hopwire.errors import ProxyError
-from hopwire.http.path import NOT_PLAIN, PathError, normalise
+from hopwire.http._head import plain_path
+from hopwire.http.path import PathError, normalise
 from hopwire.http.wire import FORWARDED, HOP_BY_HOP
 
 Fields = list[tuple[bytes, bytes]]
@@ -29,7 +30,6 @@ _SPECIAL_TRACED = _SPECIAL | {b"traceparent", b"tracestate"}
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 # Connection tokens that are not field names to remove
 _CONN_KNOWN = frozenset({b"close", b"keep-alive", b"upgrade", b""})
-_NOT_PLAIN = NOT_PLAIN.search
 _NO_FIELDS: Mapping[bytes, bytes] = types.MappingProxyType({})
 # authorities already validated and split (split_authority), shared by the requests of a
 # worker: most connections send the same few Host values; emptied when it grows past this
@@ -173,7 +173,7 @@ def read_request(
         if b"#" in query:
             raise ProxyError(errors.BAD_REQUEST, "fragment in the request target")
         head.query = query.decode("latin-1")
-    if _NOT_PLAIN(path) is None:  # the common case, and OPTIONS *: nothing to decode or clean
+    if plain_path(path):  # the common case, and OPTIONS *: nothing to decode or clean
         head.path = path.decode("latin-1")
     else:
         if b"#" in path:

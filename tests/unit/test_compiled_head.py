@@ -1,10 +1,14 @@
-"""The response head as forwarded: the compiled scan (_head.c) gives exactly the reference's
-answer, and both give the bytes the field-by-field rules (response_fields) give.
+"""The compiled head scans (hopwire/http/_head.c) give exactly their references' answers.
 
-Hypothesis draws response heads the parser accepts (the parser itself checks each one): any
-field names, the hop-by-hop and framing fields in any case, order and number, Connection
-values naming fields or not, any transfer coding, long Content-Length values.  A head the
-fast path declines (None) must be one the field-by-field rules also treat specially.
+- forward_head: the response head as forwarded, equal to head.forward_head and, in the bytes
+  that reach the client, to the field-by-field rules (response_fields).  Hypothesis draws
+  response heads the parser accepts (the parser itself checks each one): any field names, the
+  hop-by-hop and framing fields in any case, order and number, Connection values naming fields
+  or not, any transfer coding, long Content-Length values.  A head the fast path declines
+  (None) must be one the field-by-field rules also treat specially.
+- locate_head: where a response head begins and ends in what was read, equal to
+  head.locate_head, with the same errors.
+- plain_path: a request path used as it is, equal to path.NOT_PLAIN finding nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from hypothesis import strategies as st
 from hopwire import errors
 from hopwire.errors import ProxyError
 from hopwire.http import _head, head
+from hopwire.http.path import NOT_PLAIN
 from hopwire.http.wire import status_line
 
 TOKEN = st.text("abcXYZ0-9!#$%&'*+.^_`|~-", min_size=1, max_size=12)
@@ -193,3 +198,15 @@ def test_locate_refuses_a_control_character_in_the_reason() -> None:
             locate(buf, 0)
         with pytest.raises(ValueError, match="no head"):
             locate(buf, -1)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.binary(max_size=40)
+    | st.lists(st.sampled_from([b"/", b".", b"a", b"%", b"~", b"{", b"//", b"/.", b"\x80"])).map(
+        b"".join
+    )
+)
+def test_compiled_plain_path_is_the_pattern(path: bytes) -> None:
+    """The compiled check of a request path is hopwire.http.path.NOT_PLAIN's answer."""
+    assert _head.plain_path(path) is (NOT_PLAIN.search(path) is None)
