@@ -210,3 +210,69 @@ def test_locate_refuses_a_control_character_in_the_reason() -> None:
 def test_compiled_plain_path_is_the_pattern(path: bytes) -> None:
     """The compiled check of a request path is hopwire.http.path.NOT_PLAIN's answer."""
     assert _head.plain_path(path) is (NOT_PLAIN.search(path) is None)
+
+
+REQUEST_NAME = st.sampled_from(
+    [
+        "Host",
+        "HOST",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Content-Length",
+        "Expect",
+        "traceparent",
+        "TraceState",
+        "X-Forwarded-For",
+        "x-forwarded-proto",
+        "X-Forwarded-Host",
+        "X-Forwarded-Port",
+        "X-Real-Ip",
+        "Accept",
+        "X-Hosts",
+    ]
+) | st.binary(min_size=1, max_size=18).map(lambda b: b.decode("latin-1"))
+REQUEST_VALUE = st.sampled_from(
+    [
+        b"",
+        b"close",
+        b" Keep-Alive ,\tX-Drop ,, upgrade",
+        b"chunked",
+        b"100-continue",
+        b"100-CONTINUE",
+        b"200-ok",
+        b"12",
+        b"0" * 21,
+        b"1.2.3.4",
+    ]
+) | st.binary(max_size=24)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(
+        st.tuples(REQUEST_NAME.map(lambda n: n.encode("latin-1")), REQUEST_VALUE), max_size=12
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_compiled_field_scan_is_the_reference(
+    fields: list[tuple[bytes, bytes]], traced: bool, trusted: bool, http10: bool
+) -> None:
+    """One pass over a request's fields: the same kept fields, framing values, Connection
+    tokens, forwarded and trace fields, and the same first problem."""
+    assert _head.scan_fields(fields, traced, trusted, http10) == head.scan_fields(
+        fields, traced, trusted, http10
+    )
+
+
+def test_compiled_field_scan_refuses_what_is_not_fields() -> None:
+    with pytest.raises(TypeError):
+        _head.scan_fields([(b"a", "b")], False, False, False)  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        _head.scan_fields(((b"a", b"b"),), False, False, False)  # type: ignore[arg-type]

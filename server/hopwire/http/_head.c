@@ -1,6 +1,6 @@
 /* The compiled head scans: the same answers as hopwire.http.head.forward_head and
- * hopwire.http.head.locate_head for responses, and as hopwire.http.path.NOT_PLAIN for a
- * request's path.
+ * hopwire.http.head.locate_head for responses, and as hopwire.http.head.scan_fields and
+ * hopwire.http.path.NOT_PLAIN for a request's fields and path.
  *
  * hopwire/http/head.py is the reference and documents the rules; this file walks the field
  * lines once, comparing each name with the few that matter to framing and hop-by-hop removal,
@@ -267,7 +267,218 @@ static PyObject *plain_path(PyObject *self, PyObject *path) {
     Py_RETURN_TRUE;
 }
 
+/* -- the request's fields (hopwire.http.head.scan_fields) ---------------------------------- */
+
+enum {
+    F_KEPT, F_HOST, F_CONNECTION, F_CONTENT_LENGTH, F_TRANSFER_ENCODING, F_EXPECT, F_UPGRADE,
+    F_TRACE, F_FORWARDED, F_DROPPED
+};
+
+static int eq(const char *name, Py_ssize_t len, const char *lower, Py_ssize_t n) {
+    return len == n && strncasecmp(name, lower, n) == 0;
+}
+
+/* what the scan does with a field of this name (traced: trace context is set apart) */
+static int field_kind(const char *name, Py_ssize_t len, int traced) {
+    switch (len) {
+    case 2:
+        return eq(name, len, "te", 2) ? F_DROPPED : F_KEPT;
+    case 4:
+        return eq(name, len, "host", 4) ? F_HOST : F_KEPT;
+    case 6:
+        return eq(name, len, "expect", 6) ? F_EXPECT : F_KEPT;
+    case 7:
+        if (eq(name, len, "upgrade", 7))
+            return F_UPGRADE;
+        return eq(name, len, "trailer", 7) ? F_DROPPED : F_KEPT;
+    case 9:
+        return eq(name, len, "x-real-ip", 9) ? F_FORWARDED : F_KEPT;
+    case 10:
+        if (eq(name, len, "connection", 10))
+            return F_CONNECTION;
+        if (eq(name, len, "keep-alive", 10))
+            return F_DROPPED;
+        return traced && eq(name, len, "tracestate", 10) ? F_TRACE : F_KEPT;
+    case 11:
+        return traced && eq(name, len, "traceparent", 11) ? F_TRACE : F_KEPT;
+    case 14:
+        return eq(name, len, "content-length", 14) ? F_CONTENT_LENGTH : F_KEPT;
+    case 15:
+        return eq(name, len, "x-forwarded-for", 15) ? F_FORWARDED : F_KEPT;
+    case 16:
+        if (eq(name, len, "x-forwarded-host", 16) || eq(name, len, "x-forwarded-port", 16))
+            return F_FORWARDED;
+        return eq(name, len, "proxy-connection", 16) ? F_DROPPED : F_KEPT;
+    case 17:
+        if (eq(name, len, "transfer-encoding", 17))
+            return F_TRANSFER_ENCODING;
+        return eq(name, len, "x-forwarded-proto", 17) ? F_FORWARDED : F_KEPT;
+    }
+    return F_KEPT;
+}
+
+/* bytes.strip()'s whitespace */
+static int is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+static PyObject *lower_bytes(const char *s, Py_ssize_t n) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL)
+        return NULL;
+    char *d = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return out;
+}
+
+/* the lower-case, stripped tokens of a Connection value, appended to tokens */
+static int add_tokens(PyObject *tokens, const char *s, Py_ssize_t n) {
+    Py_ssize_t at = 0;
+    for (;;) {
+        Py_ssize_t end = at;
+        while (end < n && s[end] != ',')
+            end++;
+        Py_ssize_t a = at, b = end;
+        while (a < b && is_space(s[a]))
+            a++;
+        while (b > a && is_space(s[b - 1]))
+            b--;
+        PyObject *token = lower_bytes(s + a, b - a);
+        if (token == NULL || PyList_Append(tokens, token) < 0) {
+            Py_XDECREF(token);
+            return -1;
+        }
+        Py_DECREF(token);
+        if (end >= n)
+            return 0;
+        at = end + 1;
+    }
+}
+
+static PyObject *opt(PyObject *o) { return o ? o : Py_NewRef(Py_None); }
+
+static PyObject *scan_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_fields(headers: list, traced: bool, trusted: bool, http10: bool)");
+        return NULL;
+    }
+    PyObject *headers = args[0];
+    int traced = PyObject_IsTrue(args[1]), trusted = PyObject_IsTrue(args[2]);
+    int http10 = PyObject_IsTrue(args[3]);
+    if (traced < 0 || trusted < 0 || http10 < 0)
+        return NULL;
+    PyObject *kept = PyList_New(0), *tokens = PyList_New(0);
+    PyObject *host = NULL, *te = NULL, *cl = NULL, *upgrade = NULL, *fwd = NULL;
+    PyObject *tfields = NULL, *problem = NULL;
+    Py_ssize_t hosts = 0;
+    int expect = 0;
+    if (kept == NULL || tokens == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *pair = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "headers: a list of (bytes, bytes)");
+            goto fail;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        const char *v = PyBytes_AS_STRING(value);
+        Py_ssize_t vn = PyBytes_GET_SIZE(value);
+        switch (field_kind(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), traced)) {
+        case F_KEPT:
+            if (PyList_Append(kept, pair) < 0)
+                goto fail;
+            break;
+        case F_HOST:
+            hosts++;
+            Py_XSETREF(host, Py_NewRef(value));
+            break;
+        case F_CONNECTION:
+            if (add_tokens(tokens, v, vn) < 0)
+                goto fail;
+            break;
+        case F_CONTENT_LENGTH:
+            if (vn > 20) {
+                problem = Py_BuildValue("(iO)", 1, value);
+                goto done;
+            }
+            Py_XSETREF(cl, Py_NewRef(value));
+            break;
+        case F_TRANSFER_ENCODING:
+            if (te == NULL) {
+                te = Py_NewRef(value);
+            } else {
+                PyObject *joined = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(te) + 1 + vn);
+                if (joined == NULL)
+                    goto fail;
+                char *d = PyBytes_AS_STRING(joined);
+                memcpy(d, PyBytes_AS_STRING(te), PyBytes_GET_SIZE(te));
+                d[PyBytes_GET_SIZE(te)] = ',';
+                memcpy(d + PyBytes_GET_SIZE(te) + 1, v, vn);
+                Py_SETREF(te, joined);
+            }
+            break;
+        case F_EXPECT:
+            if (!eq(v, vn, "100-continue", 12)) {
+                problem = Py_BuildValue("(iO)", 2, value);
+                goto done;
+            }
+            if (!http10) { /* RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 */
+                if (PyList_Append(kept, pair) < 0)
+                    goto fail;
+                expect = 1;
+            }
+            break;
+        case F_UPGRADE:
+            Py_XSETREF(upgrade, Py_NewRef(value));
+            break;
+        case F_TRACE:
+            if (tfields == NULL && (tfields = PyList_New(0)) == NULL)
+                goto fail;
+            if (PyList_Append(tfields, pair) < 0)
+                goto fail;
+            break;
+        case F_FORWARDED:
+            if (trusted) {
+                if (fwd == NULL && (fwd = PyDict_New()) == NULL)
+                    goto fail;
+                PyObject *lname = lower_bytes(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+                if (lname == NULL || PyDict_SetItem(fwd, lname, value) < 0) {
+                    Py_XDECREF(lname);
+                    goto fail;
+                }
+                Py_DECREF(lname);
+            }
+            break;
+        }
+    }
+done:
+    if (PyErr_Occurred())
+        goto fail;
+    return Py_BuildValue("(NNnNNNNNNON)", kept, opt(host), hosts, tokens, opt(te), opt(cl),
+                         opt(upgrade), opt(fwd), opt(tfields), expect ? Py_True : Py_False,
+                         opt(problem));
+fail:
+    Py_XDECREF(kept);
+    Py_XDECREF(tokens);
+    Py_XDECREF(host);
+    Py_XDECREF(te);
+    Py_XDECREF(cl);
+    Py_XDECREF(upgrade);
+    Py_XDECREF(fwd);
+    Py_XDECREF(tfields);
+    Py_XDECREF(problem);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"scan_fields", (PyCFunction)(void (*)(void))scan_fields, METH_FASTCALL,
+     "scan_fields(headers, traced, trusted, http10): as hopwire.http.head.scan_fields."},
     {"plain_path", (PyCFunction)plain_path, METH_O,
      "plain_path(path): True when hopwire.http.path.NOT_PLAIN finds nothing in it."},
     {"locate_head", (PyCFunction)(void (*)(void))locate_head, METH_FASTCALL,

@@ -3,3 +3,18 @@ def forward_head(
 ) -> tuple[list[bytes], bytes | None, bool, bytes | None] | None: ...
 def locate_head(buf: bytes, at: int) -> tuple[bytes, int, int, bytes]: ...
 def plain_path(path: bytes) -> bool: ...
+def scan_fields(
+    headers: list[tuple[bytes, bytes]], traced: bool, trusted: bool, http10: bool
+) -> tuple[
+    list[tuple[bytes, bytes]],
+    bytes | None,
+    int,
+    list[bytes],
+    bytes | None,
+    bytes | None,
+    bytes | None,
+    dict[bytes, bytes] | None,
+    list[tuple[bytes, bytes]] | None,
+    bool,
+    tuple[int, bytes] | None,
+]: ...

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from hopwire import errors
 from hopwire.errors import ProxyError
 from hopwire.http._head import plain_path
+from hopwire.http._head import scan_fields as compiled_scan_fields
 from hopwire.http.path import PathError, normalise
 from hopwire.http.wire import FORWARDED, HOP_BY_HOP
 
@@ -186,48 +187,14 @@ def read_request(
             path_query = forwarded + b"?" + query if query else forwarded
     head.path_query = path_query
 
-    kept: Fields = []
-    host: bytes | None = None
-    hosts = 0
-    tokens: list[bytes] = []
-    te: bytes | None = None
-    cl: bytes | None = None
-    upgrade: bytes | None = None
-    fwd: dict[bytes, bytes] | None = None
-    tfields: list[tuple[bytes, bytes]] | None = None
-    special = _SPECIAL_TRACED if traced else _SPECIAL
-    for name, value in headers:
-        lname = name.lower()
-        if lname not in special:
-            kept.append((name, value))
-        elif lname == b"host":
-            hosts += 1
-            host = value
-        elif lname == b"connection":
-            tokens += connection_tokens(value)
-        elif lname == b"content-length":
-            _check_length(value, errors.BAD_REQUEST)
-            cl = value
-        elif lname == b"transfer-encoding":
-            te = value if te is None else te + b"," + value
-        elif lname == b"expect":
-            if value.lower() != b"100-continue":
-                raise ProxyError(errors.EXPECTATION_FAILED, f"expectation {value!r}")
-            if not http10:  # RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0
-                kept.append((name, value))
-                head.expect_continue = True
-        elif lname == b"upgrade":
-            upgrade = value
-        elif lname == b"traceparent" or lname == b"tracestate":
-            if tfields is None:
-                tfields = [(name, value)]
-            else:
-                tfields.append((name, value))
-        elif lname in FORWARDED and trusted:
-            if fwd is None:
-                fwd = {}
-            fwd[lname] = value
-        # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
+    (kept, host, hosts, tokens, te, cl, upgrade, fwd, tfields, expect, problem) = (
+        compiled_scan_fields(headers, traced, trusted, http10)
+    )
+    if problem is not None:
+        if problem[0] == LONG_LENGTH:
+            _check_length(problem[1], errors.BAD_REQUEST)
+        raise ProxyError(errors.EXPECTATION_FAILED, f"expectation {problem[1]!r}")
+    head.expect_continue = expect
     if hosts > 1:
         raise ProxyError(errors.BAD_REQUEST, "more than one Host field")
     if host is None:
@@ -272,6 +239,101 @@ def read_request(
                 _AUTHORITIES.clear()
             split = _AUTHORITIES[host] = split_authority(host)
         head.host, head.port = split
+
+
+LONG_LENGTH = 1  # scan_fields' problems: a Content-Length of more than 20 characters
+BAD_EXPECT = 2  # ... an Expect other than 100-continue
+
+ScannedFields = tuple[
+    Fields,  # kept: the end-to-end fields, forwarded as they came
+    bytes | None,  # the (last) Host value
+    int,  # how many Host fields
+    list[bytes],  # the Connection tokens, lower case
+    bytes | None,  # the Transfer-Encoding values, joined with ","
+    bytes | None,  # the (last) Content-Length value
+    bytes | None,  # the (last) Upgrade value
+    dict[bytes, bytes] | None,  # X-Forwarded-* and X-Real-Ip of a trusted client
+    list[tuple[bytes, bytes]] | None,  # traceparent and tracestate, where traced
+    bool,  # Expect: 100-continue from an HTTP/1.1 client
+    tuple[int, bytes] | None,  # the first problem (LONG_LENGTH, BAD_EXPECT) and its value
+]
+
+
+def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> ScannedFields:
+    """The reference of the compiled ``hopwire.http._head.scan_fields``, which
+    ``read_request`` runs: the one pass over a request's fields that sets apart what the
+    head rules read (``ScannedFields``) from what is forwarded as it came.  Hop-by-hop fields
+    (RFC 9110 §7.6.1), and X-Forwarded-* from a client that is not trusted, are dropped.  The
+    scan stops at the first problem, which ``read_request`` answers."""
+    kept: Fields = []
+    host: bytes | None = None
+    hosts = 0
+    tokens: list[bytes] = []
+    te: bytes | None = None
+    cl: bytes | None = None
+    upgrade: bytes | None = None
+    fwd: dict[bytes, bytes] | None = None
+    tfields: list[tuple[bytes, bytes]] | None = None
+    expect = False
+    special = _SPECIAL_TRACED if traced else _SPECIAL
+    for name, value in headers:
+        lname = name.lower()
+        if lname not in special:
+            kept.append((name, value))
+        elif lname == b"host":
+            hosts += 1
+            host = value
+        elif lname == b"connection":
+            tokens += connection_tokens(value)
+        elif lname == b"content-length":
+            if len(value) > 20:
+                return (
+                    kept,
+                    host,
+                    hosts,
+                    tokens,
+                    te,
+                    cl,
+                    upgrade,
+                    fwd,
+                    tfields,
+                    expect,
+                    (LONG_LENGTH, value),
+                )
+            cl = value
+        elif lname == b"transfer-encoding":
+            te = value if te is None else te + b"," + value
+        elif lname == b"expect":
+            if value.lower() != b"100-continue":
+                return (
+                    kept,
+                    host,
+                    hosts,
+                    tokens,
+                    te,
+                    cl,
+                    upgrade,
+                    fwd,
+                    tfields,
+                    expect,
+                    (BAD_EXPECT, value),
+                )
+            if not http10:  # RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0
+                kept.append((name, value))
+                expect = True
+        elif lname == b"upgrade":
+            upgrade = value
+        elif lname == b"traceparent" or lname == b"tracestate":
+            if tfields is None:
+                tfields = [(name, value)]
+            else:
+                tfields.append((name, value))
+        elif lname in FORWARDED and trusted:
+            if fwd is None:
+                fwd = {}
+            fwd[lname] = value
+        # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
+    return kept, host, hosts, tokens, te, cl, upgrade, fwd, tfields, expect, None
 
 
 def response_fields(
