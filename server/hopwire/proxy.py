@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hopwire import errors
 from hopwire.errors import ErrorKind
-from hopwire.http._head import forward_head
+from hopwire.http._head import field_lines, forward_head
 from hopwire.http.flow import BUFFER_LIMIT, BUFFERING, PEER_FULL
 from hopwire.http.head import RequestHead, read_request, response_fields
 from hopwire.http.path import has_denied
@@ -315,8 +315,9 @@ class Exchange(RequestHead):
             authority if service.pass_host and authority else server.host_header,
             CRLF,
         ]
-        for name, value in self.kept:
-            parts += (name, b": ", value, CRLF)
+        kept = self.kept
+        if kept:
+            parts.append(field_lines(kept))
         if fwd:
             parts.append(self.forwarded_block(fwd))
         elif authority == down.fwd_host:  # the connection's last block: the same Host

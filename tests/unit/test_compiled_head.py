@@ -276,3 +276,17 @@ def test_compiled_field_scan_refuses_what_is_not_fields() -> None:
         _head.scan_fields([(b"a", "b")], False, False, False)  # type: ignore[list-item]
     with pytest.raises(TypeError):
         _head.scan_fields(((b"a", b"b"),), False, False, False)  # type: ignore[arg-type]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=20), st.binary(max_size=40)), max_size=10))
+def test_compiled_field_lines_are_the_reference(fields: list[tuple[bytes, bytes]]) -> None:
+    assert _head.field_lines(fields) == head.field_lines(fields)
+    assert _head.field_lines(tuple(fields)) == head.field_lines(fields)
+
+
+def test_compiled_field_lines_refuse_what_is_not_fields() -> None:
+    with pytest.raises(TypeError):
+        _head.field_lines([(b"a", "b")])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        _head.field_lines(3)  # type: ignore[arg-type]

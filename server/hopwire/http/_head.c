@@ -1,6 +1,7 @@
 /* The compiled head scans: the same answers as hopwire.http.head.forward_head and
  * hopwire.http.head.locate_head for responses, and as hopwire.http.head.scan_fields and
- * hopwire.http.path.NOT_PLAIN for a request's fields and path.
+ * hopwire.http.path.NOT_PLAIN for a request's fields and path, and as
+ * hopwire.http.head.field_lines for the lines of the head hopwire writes.
  *
  * hopwire/http/head.py is the reference and documents the rules; this file walks the field
  * lines once, comparing each name with the few that matter to framing and hop-by-hop removal,
@@ -476,7 +477,50 @@ fail:
     return NULL;
 }
 
+/* -- a head's field lines (hopwire.http.head.field_lines) ------------------------------------ */
+
+static PyObject *field_lines(PyObject *self, PyObject *fields) {
+    PyObject *seq = PySequence_Fast(fields, "field_lines(fields: a sequence of (bytes, bytes))");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "fields: a sequence of (bytes, bytes)");
+            Py_DECREF(seq);
+            return NULL;
+        }
+        size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 0)) +
+                PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 1)) + 4;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    char *d = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        memcpy(d, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
+        d += PyBytes_GET_SIZE(name);
+        *d++ = ':';
+        *d++ = ' ';
+        memcpy(d, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+        d += PyBytes_GET_SIZE(value);
+        *d++ = '\r';
+        *d++ = '\n';
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"field_lines", (PyCFunction)field_lines, METH_O,
+     "field_lines(fields): as hopwire.http.head.field_lines."},
     {"scan_fields", (PyCFunction)(void (*)(void))scan_fields, METH_FASTCALL,
      "scan_fields(headers, traced, trusted, http10): as hopwire.http.head.scan_fields."},
     {"plain_path", (PyCFunction)plain_path, METH_O,

@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 def forward_head(
     head: bytes, start: int, first: bytes
 ) -> tuple[list[bytes], bytes | None, bool, bytes | None] | None: ...
@@ -18,3 +20,4 @@ def scan_fields(
     bool,
     tuple[int, bytes] | None,
 ]: ...
+def field_lines(fields: Sequence[tuple[bytes, bytes]]) -> bytes: ...

@@ -336,6 +336,12 @@ def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> S
     return kept, host, hosts, tokens, te, cl, upgrade, fwd, tfields, expect, None
 
 
+def field_lines(fields: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """The reference of the compiled ``hopwire.http._head.field_lines``: ``name: value``
+    lines, each ending in CRLF."""
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in fields)
+
+
 def response_fields(
     headers: Fields, first: bytes, skip: frozenset[bytes] = HOP_BY_HOP
 ) -> tuple[list[bytes], bytes | None, bool, bytes | None]:
