@@ -294,6 +294,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--sizes", default=",".join(SIZES))
     ap.add_argument("--workers", type=int, default=1, help="workers (threads) of every proxy")
+    ap.add_argument("--conns", type=int, default=50, help="wrk connections (8 for 1 MiB)")
     ap.add_argument("--out", default="", help="default: bench/results/latest[-Nw].md")
     ap.add_argument("--ref", default="", help="also run hopwire from this git revision (A/B)")
     ap.add_argument("--no-nginx", action="store_true", help="skip the nginx proxy target")
@@ -371,7 +372,7 @@ http:
         time.sleep(0.5)
         results: dict[tuple[str, str], list[tuple[float, float, float, float, float]]] = {}
         for label in args.sizes.split(","):
-            conns = 8 if SIZES[label] >= 1 << 20 else 32
+            conns = 8 if SIZES[label] >= 1 << 20 else args.conns
             for port, _ in targets.values():  # warm up pools and caches
                 wrk(port, f"/{label}", 1, conns)
             for rnd in range(args.rounds):
@@ -388,7 +389,9 @@ http:
                         f"{per_cpu:10.0f} req/CPU-s  dials/1k {dials:6.2f}",
                         flush=True,
                     )
-        rss = rss_mib(tree(hopwire.pid)[1:])  # the workers
+        rss = {  # the workers of each hopwire
+            name: rss_mib(tree(pid)[1:]) for name, (_, pid) in targets.items() if "hopwire" in name
+        }
         table = report(results, list(targets), args, workers, rss)
         print("\n" + table)
         Path(out).write_text(table + "\n")
@@ -403,14 +406,14 @@ def report(
     names: list[str],
     args: argparse.Namespace,
     workers: int,
-    rss: list[float],
+    rss: dict[str, list[float]],
 ) -> str:
     """The markdown of a run: every target's medians, then hopwire's ratios and the targets."""
     each = "1 worker" if workers == 1 else f"{workers} workers (threads)"
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
-        f"wrk -t1 (-c32, -c8 for 1 MiB), {args.rounds} interleaved rounds of "
+        f"wrk -t1 -c{args.conns} (-c8 for 1 MiB), {args.rounds} interleaved rounds of "
         f"{args.seconds:g}s, medians. Backend: nginx static files ({workers} worker(s)). "
         f"Proxies: {each} each; hopwire with its default metrics on, a route without "
         "middleware; Traefik with its defaults (no metrics); HAProxy and nginx add no "
@@ -449,9 +452,10 @@ def report(
             got = med[(label, "hopwire")][3] / med[(label, name)][3]
             verdict = "met" if got >= want else "missed"
             lines.append(f"- {label} vs {name}: {got:.2f}× (target ≥ {want}×): **{verdict}**")
-    if rss:
-        sizes = ", ".join(f"{r:.1f}" for r in rss)
-        lines += ["", f"hopwire worker RSS after the run: {sizes} MiB"]
+    lines.append("")
+    for name, sizes in rss.items():
+        shown = ", ".join(f"{r:.1f}" for r in sizes)
+        lines.append(f"- {name} worker RSS after the run: {shown} MiB")
     return "\n".join(lines)
 
 

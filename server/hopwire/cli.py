@@ -25,8 +25,27 @@ USAGE = """usage: hopwire [--config FILE] [--check] [--version] [--help-config] 
 """
 
 
+def compiled_head() -> str:
+    """ "" when the compiled head scans (hopwire/http/_head.c) are importable, else why not.
+    The request path has no interpreted stand-in for them (head.py keeps their references
+    for the tests only)."""
+    try:
+        from hopwire.http import _head  # noqa: F401
+    except ImportError as exc:
+        return (
+            f"the compiled head scans hopwire.http._head are not installed ({exc}): "
+            "reinstall hopwire where gcc and the Python headers are present "
+            "(deploy/build-deps.sh)"
+        )
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    missing = compiled_head()
+    if missing:
+        print(f"hopwire: {missing}", file=sys.stderr)
+        return 1
     path = os.environ.get("HOPWIRE_CONFIG") or None
     check = False
     flags: list[str] = []
@@ -40,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             from hopwire.telemetry.otlp import compiled_encoder
 
             built = "c (compiled), python" if not compiled_encoder() else "python (c not built)"
-            print(f"hopwire {__version__}\nOTLP span encoders: {built}")
+            print(
+                f"hopwire {__version__}\nOTLP span encoders: {built}\n"
+                "head scans: c (compiled, hopwire.http._head)"
+            )
             return 0
         if arg == "--help-config":
             print(markdown() if "--markdown" in args else reference())
