@@ -264,6 +264,18 @@ class Backend:
         elif what == "extra":
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA-BYTES")
             time.sleep(3)  # keep the polluted connection open: hopwire must drop it
+        elif what == "pieces-extra":  # a known length over three reads, then bytes after it
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"a" * 100)
+            time.sleep(0.2)
+            conn.sendall(b"b" * 49900)
+            time.sleep(0.2)
+            conn.sendall(b"c" * 50000 + b"EXTRA-BYTES")
+            time.sleep(3)  # keep the polluted connection open: hopwire must drop it
+        elif what == "pieces-truncate":  # a known length cut short after its head's read
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n" + b"t" * 100)
+            time.sleep(0.2)
+            conn.sendall(b"u" * 100000)
+            time.sleep(0.2)
         elif what == "close-delimited":
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close")
         elif what == "hang":

@@ -101,6 +101,30 @@ def test_extra_bytes_after_response_drop_the_connection(
     assert b.errors == []
 
 
+def test_body_of_known_length_counted_over_reads(make_backend: Any, make_hopwire: Any) -> None:
+    """After the read that held the head, a Content-Length body is counted, not parsed: it
+    ends at its length (bytes after it are not forwarded and the connection is dropped), a
+    body cut short is a visibly truncated response, and a whole one leaves the connection
+    reusable."""
+    hw, b = proxy(make_backend, make_hopwire, workers=1)
+    out = raw(hw.port, b"GET /raw/pieces-extra HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == b"a" * 100 + b"b" * 49900 + b"c" * 50000
+    for _ in range(3):  # never "EXTRA-BYTES" from the polluted connection
+        assert request(hw.port, "GET", "/bytes/3")[2] == b"xxx"
+    out = raw(hw.port, b"GET /raw/pieces-truncate HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"content-length: 1000000" in head.lower() and body == b"t" * 100 + b"u" * 100000
+    # large bodies arrive in many reads: each is whole, and the pooled connection serves on
+    before = 0
+    for _ in range(4):
+        status, _, body = request(hw.port, "GET", "/bytes/3000000")
+        assert status == 200 and body == b"x" * 3_000_000
+        before = before or b.connections  # the first may dial: the raw ones were closed
+    assert b.connections == before  # the pooled connection served the other three
+    assert b.errors == []
+
+
 def test_body_on_head_response_is_dropped(make_backend: Any, make_hopwire: Any) -> None:
     hw, b = proxy(make_backend, make_hopwire, workers=1)
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:

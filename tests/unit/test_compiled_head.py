@@ -183,7 +183,12 @@ def test_compiled_locate_is_the_reference(
     for at in (len(before), 0, len(buf)):
         assert outcome(_head.locate_head, buf, at) == outcome(head.locate_head, buf, at)
     if complete and all(c == "\t" or " " <= c < "\x7f" or c > "\x7f" for c in line):
-        found, end, fields_at, reason = head.locate_head(buf, len(before))
+        found, end, fields_at, reason, length = head.locate_head(buf, len(before))
+        lengths = [v for n, _, v in fields if n.lower() == "content-length"]
+        if lengths and lengths[0].strip(" \t").isdigit() and len(lengths[0].strip(" \t")) <= 18:
+            assert length == int(lengths[0])
+        else:
+            assert length == -1
         assert found.startswith(line.encode("latin-1")) and found.endswith(b"\r\n\r\n")
         assert end == len(before) + len(empty) + len(found)
         assert head.split_fields(found, fields_at) == [

@@ -236,6 +236,27 @@ static PyObject *locate_head(PyObject *self, PyObject *const *args, Py_ssize_t n
             return NULL;
         }
     }
+    /* the Content-Length value, when it is at most 18 digits (the parser refuses a second) */
+    long long length = -1;
+    for (Py_ssize_t line = line_end + 2; line < n - 2;) {
+        Py_ssize_t stop = line;
+        while (!(h[stop] == '\r' && h[stop + 1] == '\n'))
+            stop++;
+        if (stop - line > 15 && strncasecmp(h + line, "content-length:", 15) == 0) {
+            Py_ssize_t a = line + 15, b = stop;
+            while (a < b && is_ows(h[a]))
+                a++;
+            while (b > a && is_ows(h[b - 1]))
+                b--;
+            if (b > a && b - a <= 18) {
+                length = 0;
+                for (Py_ssize_t i = a; i < b && length >= 0; i++)
+                    length = (h[i] >= '0' && h[i] <= '9') ? length * 10 + (h[i] - '0') : -1;
+            }
+            break;
+        }
+        line = stop + 2;
+    }
     PyObject *head = slice_of(buf, at, n);
     if (head == NULL)
         return NULL;
@@ -244,7 +265,7 @@ static PyObject *locate_head(PyObject *self, PyObject *const *args, Py_ssize_t n
         Py_DECREF(head);
         return NULL;
     }
-    return Py_BuildValue("(NnnN)", head, end, line_end + 2, reason);
+    return Py_BuildValue("(NnnNL)", head, end, line_end + 2, reason, length);
 }
 
 /* bytes of an encoded path used as they are (hopwire.http.path._VALID): % is not one */

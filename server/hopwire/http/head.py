@@ -392,12 +392,13 @@ def response_fields(
 _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 
 
-def locate_head(buf: bytes, at: int) -> tuple[bytes, int, int, bytes]:
+def locate_head(buf: bytes, at: int) -> tuple[bytes, int, int, bytes, int]:
     """The reference of the compiled ``hopwire.http._head.locate_head``: the response head
     the parser has just validated, beginning at ``at`` of ``buf`` (after the empty lines the
     parser skips) and ending at its first empty line (llhttp requires CRLF line ends): (head,
-    where it ends in ``buf``, where its first field line begins in it, reason phrase).  A
-    control character in the reason phrase raises ValueError."""
+    where it ends in ``buf``, where its first field line begins in it, reason phrase, its
+    Content-Length or -1 when it has none of at most 18 digits).  A control character in the
+    reason phrase raises ValueError."""
     if at < 0:
         raise ValueError("no head at this offset")
     size = len(buf)
@@ -414,7 +415,14 @@ def locate_head(buf: bytes, at: int) -> tuple[bytes, int, int, bytes]:
     reason = head[space + 1 : line_end] if space >= 0 else b""
     if _BAD_REASON(reason) is not None:
         raise ValueError(f"control character in the reason phrase {reason[:64]!r}")
-    return head, end, line_end + 2, reason
+    length = -1
+    for line in head[line_end + 2 : -4].split(b"\r\n"):
+        if line[:15].lower() == b"content-length:" and len(line) > 15:
+            value = line[15:].strip(b" \t")
+            if value and len(value) <= 18 and all(48 <= c <= 57 for c in value):
+                length = int(value)
+            break
+    return head, end, line_end + 2, reason, length
 
 
 def split_fields(head: bytes, start: int) -> Fields:

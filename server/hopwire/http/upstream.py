@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hopwire.upstream")
 
+# a body of known length with this much still to come after its head's read is counted,
+# not parsed: below it, the parser's copy of each piece costs less than a new parser
+COUNTED = 32 * 1024
 HEAD_LIMIT = 1 << 20  # bytes of a response head (Go's transport for Traefik: 1 MiB by default)
 
 
@@ -46,6 +49,7 @@ class _HeadOnly(Exception):
 
 class Upstream(asyncio.Protocol):
     __slots__ = (
+        "body_left",
         "buf",
         "closed",
         "ex",
@@ -58,6 +62,8 @@ class Upstream(asyncio.Protocol):
         "idle_since",
         "in_head",
         "interim",
+        "keep",
+        "length",
         "parser",
         "partial",
         "pool",
@@ -85,6 +91,11 @@ class Upstream(asyncio.Protocol):
         self.fields_at = 0
         self.headers: Fields | None = None
         self.reason = b""
+        # a body of known length: its Content-Length until the read that held the head ends,
+        # then the bytes still to come (counted_body), and whether the connection is reused
+        self.length = -1
+        self.body_left = 0
+        self.keep = False
         self.interim = False
         self.idle_since = 0.0
         self.tunnel: Downstream | None = None  # the downstream connection after a 101
@@ -150,6 +161,9 @@ class Upstream(asyncio.Protocol):
             log.info("unsolicited bytes from idle backend %s; dropping connection", self.pool.label)
             self.close()
             return
+        if self.body_left:
+            self.counted_body(ex, data)
+            return
         if self.partial:  # a head begun in an earlier read: it starts the buffer
             self.buf = self.partial + data
             self.partial = b""
@@ -160,6 +174,13 @@ class Upstream(asyncio.Protocol):
             self.parser.feed_data(data)
             if self.in_head:  # the head goes on in the next read
                 self.keep_partial()
+            elif self.length >= 0:  # a Content-Length body goes on past this read
+                left = self.length - (len(self.buf) - self.head_at)
+                self.length = -1
+                if left >= COUNTED:  # counted from now on (counted_body)
+                    self.body_left = left
+                    self.keep = self.parser.should_keep_alive()  # meaningful until its end
+            self.buf = b""
         except HttpParserUpgrade as exc:
             if self.ex is not None:
                 self.ex.response_upgraded(self, data[exc.args[0] :])
@@ -184,6 +205,27 @@ class Upstream(asyncio.Protocol):
                 return
             else:
                 self.ex.bad_response(self, str(exc))
+        if ex.out:
+            ex.flush_down()
+
+    def counted_body(self, ex: Exchange, data: bytes) -> None:
+        """The rest of a body of known length, after the read that held its head: handed on
+        as it came, without the parser (which would copy every piece); at its end the
+        parser is replaced, as the next response begins a new message."""
+        left = self.body_left
+        size = len(data)
+        if size < left:
+            self.body_left = left - size
+            ex.response_body(data)
+        else:
+            self.body_left = 0
+            self.parser = HttpResponseParser(self)
+            ex.response_body(data if size == left else data[:left])
+            if self.ex is ex:  # a body filter may have ended the exchange
+                # bytes after a complete response: the connection is not reused (RELIABILITY 24)
+                ex.response_complete(self.keep and size == left)
+            if size > left:
+                self.polluted()
         if ex.out:
             ex.flush_down()
 
@@ -228,7 +270,9 @@ class Upstream(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self.head, self.head_at, self.fields_at, self.reason = locate_head(self.buf, self.head_at)
+        self.head, self.head_at, self.fields_at, self.reason, length = locate_head(
+            self.buf, self.head_at
+        )
         status = self.parser.get_status_code()
         ex = self.ex
         assert ex is not None  # on_message_begin refuses a response nobody asked for
@@ -247,6 +291,8 @@ class Upstream(asyncio.Protocol):
         ex.response_head(status, self)
         if ex.method == "HEAD":
             raise _HeadOnly()
+        if length > 0 and status != 204 and status != 304:
+            self.length = length  # if the body goes on past this read, it is counted
 
     def on_body(self, body: bytes) -> None:
         if self.interim:  # RFC 9110 §15.2: a 1xx response has no content
@@ -256,6 +302,7 @@ class Upstream(asyncio.Protocol):
             ex.response_body(body)
 
     def on_message_complete(self) -> None:
+        self.length = -1  # the body ended in the read that held the head
         if self.interim:
             self.interim = False
             return
