@@ -242,7 +242,7 @@ static PyObject *locate_head(PyObject *self, PyObject *const *args, Py_ssize_t n
         Py_ssize_t stop = line;
         while (!(h[stop] == '\r' && h[stop + 1] == '\n'))
             stop++;
-        if (stop - line > 15 && strncasecmp(h + line, "content-length:", 15) == 0) {
+        if (stop - line >= 15 && strncasecmp(h + line, "content-length:", 15) == 0) {
             Py_ssize_t a = line + 15, b = stop;
             while (a < b && is_ows(h[a]))
                 a++;

@@ -417,7 +417,7 @@ def locate_head(buf: bytes, at: int) -> tuple[bytes, int, int, bytes, int]:
         raise ValueError(f"control character in the reason phrase {reason[:64]!r}")
     length = -1
     for line in head[line_end + 2 : -4].split(b"\r\n"):
-        if line[:15].lower() == b"content-length:" and len(line) > 15:
+        if line[:15].lower() == b"content-length:":
             value = line[15:].strip(b" \t")
             if value and len(value) <= 18 and all(48 <= c <= 57 for c in value):
                 length = int(value)
