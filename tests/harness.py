@@ -276,6 +276,14 @@ class Backend:
             time.sleep(0.2)
             conn.sendall(b"u" * 100000)
             time.sleep(0.2)
+        elif what == "huge-head":  # a response head that never ends, over many reads
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            try:
+                for i in range(200):
+                    conn.sendall(b"x-filler-%d: %s\r\n" % (i, b"f" * 8000))
+                    time.sleep(0.005)
+            except OSError:
+                pass  # hopwire gave up on it
         elif what == "close-delimited":
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close")
         elif what == "hang":

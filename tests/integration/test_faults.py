@@ -125,6 +125,14 @@ def test_body_of_known_length_counted_over_reads(make_backend: Any, make_hopwire
     assert b.errors == []
 
 
+def test_response_head_over_the_limit_is_502(make_backend: Any, make_hopwire: Any) -> None:
+    """A response head still growing past 1 MiB over many reads: 502, and the worker serves on."""
+    hw, _ = proxy(make_backend, make_hopwire, workers=1)
+    assert request(hw.port, "GET", "/raw/huge-head")[0] == 502
+    assert wait_for(lambda: "response head over 1048576 bytes" in hw.logs())
+    assert request(hw.port, "GET", "/bytes/3")[2] == b"xxx"
+
+
 def test_body_on_head_response_is_dropped(make_backend: Any, make_hopwire: Any) -> None:
     hw, b = proxy(make_backend, make_hopwire, workers=1)
     with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
