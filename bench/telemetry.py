@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, cpu_seconds, free_port, start_nginx, tree, wait_port, wrk
+from run import ROOT, cpu_seconds, free_port, start_nginx, start_traefik, tree, wait_port, wrk
 
 PARENTS = {
     "none": None,
@@ -116,34 +116,14 @@ http:
     return port, proc, log
 
 
-def start_traefik(
+def start_traefik_at(
     binary: str, tmp: Path, name: str, rate: float | None, be_port: int, sink_port: int
 ) -> tuple[int, subprocess.Popen[bytes], Path]:
+    """One Traefik instance of the table: traced at ``rate`` (None: not) to the sink."""
     port = free_port()
     slug = name.replace(" ", "-")
-    dynamic = tmp / f"{slug}-dynamic.yml"
-    dynamic.write_text(f"""
-http:
-  routers: {{all: {{rule: "PathPrefix(`/`)", service: be, entryPoints: [web]}}}}
-  services: {{be: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be_port}"}}]}}}}}}
-""")
-    tracing = tracing_yaml(rate, sink_port)
-    static = tmp / f"{slug}.yml"
-    static.write_text(f"""
-entryPoints:
-  web: {{address: "127.0.0.1:{port}"}}
-providers:
-  file: {{filename: "{dynamic}"}}
-log: {{level: ERROR}}
-{tracing}
-""")
     log = tmp / f"{slug}.log"
-    proc = subprocess.Popen(
-        [binary, f"--configFile={static}"],
-        stdout=open(log, "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "GOMAXPROCS": "1"},
-    )
+    proc = start_traefik(binary, tmp, port, be_port, 1, slug, tracing_yaml(rate, sink_port), log)
     return port, proc, log
 
 
@@ -235,7 +215,7 @@ def main() -> None:
             procs.append(proc)
             instances[name] = Instance(name, port, proc, log, base)
         for name, (rate, base) in traefik.items():
-            port, proc, log = start_traefik(binary, tmp, name, rate, be_port, sink_port)
+            port, proc, log = start_traefik_at(binary, tmp, name, rate, be_port, sink_port)
             procs.append(proc)
             instances[name] = Instance(name, port, proc, log, base)
         for inst in instances.values():

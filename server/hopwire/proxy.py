@@ -334,9 +334,8 @@ class Exchange(RequestHead):
             parts += (b"upgrade: ", self.upgrade, b"\r\nconnection: upgrade\r\n")
         if self.trace is not None:
             parts.append(self.trace.line)  # the inbound context (tfields) is replaced
-        elif self.tfields is not None:
-            for name, value in self.tfields:  # untraced: forwarded as it came
-                parts += (name, b": ", value, CRLF)
+        elif self.tfields is not None:  # untraced: forwarded as it came
+            parts.append(field_lines(self.tfields))
         parts.append(CRLF)
         return b"".join(parts)
 
@@ -364,10 +363,10 @@ class Exchange(RequestHead):
             (b"x-real-ip", fwd.get(b"x-real-ip", ip)),
         )
         # a headers middleware removes some of them (an empty customRequestHeaders value)
-        removed = fwd.get(UNFORWARDED) or ()
-        return b"".join(
-            b"%s: %s\r\n" % (name, value) for name, value in written if name not in removed
-        )
+        removed = fwd.get(UNFORWARDED)
+        if removed:
+            return field_lines([field for field in written if field[0] not in removed])
+        return field_lines(written)
 
     # -- acquire and send ----------------------------------------------------------------------
 

@@ -319,12 +319,9 @@ class Downstream(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        ep = self.ep
-        self.req = ep.new_exchange(self)
-        if self.active is None:  # set_deadline(ep.read_timeout, READ)
-            timeout = ep.read_timeout
-            self.deadline = self.worker.clock.now + timeout if timeout else 0.0
-            self.deadline_kind = READ
+        self.req = self.ep.new_exchange(self)
+        if self.active is None:
+            self.set_deadline(self.ep.read_timeout, READ)
 
     def on_url(self, url: bytes) -> None:
         req = self.req
@@ -406,14 +403,11 @@ class Downstream(asyncio.Protocol):
         if ex.client_eof:
             self.close()
             return
-        worker = self.worker
         if self.req is None:
-            timeout = worker.drain_idle if worker.draining else self.ep.idle_timeout
-            self.deadline_kind = IDLE
+            idle = self.worker.drain_idle if self.worker.draining else self.ep.idle_timeout
+            self.set_deadline(idle, IDLE)
         else:
-            timeout = self.ep.read_timeout
-            self.deadline_kind = READ
-        self.deadline = worker.clock.now + timeout if timeout else 0.0  # set_deadline
+            self.set_deadline(self.ep.read_timeout, READ)
         if self.flow.reasons:
             self.flow.resume(BUFFERING | PEER_FULL)  # the exchange's upstream is gone
 

@@ -275,6 +275,7 @@ def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> S
     fwd: dict[bytes, bytes] | None = None
     tfields: list[tuple[bytes, bytes]] | None = None
     expect = False
+    problem: tuple[int, bytes] | None = None
     special = _SPECIAL_TRACED if traced else _SPECIAL
     for name, value in headers:
         lname = name.lower()
@@ -287,37 +288,15 @@ def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> S
             tokens += connection_tokens(value)
         elif lname == b"content-length":
             if len(value) > 20:
-                return (
-                    kept,
-                    host,
-                    hosts,
-                    tokens,
-                    te,
-                    cl,
-                    upgrade,
-                    fwd,
-                    tfields,
-                    expect,
-                    (LONG_LENGTH, value),
-                )
+                problem = (LONG_LENGTH, value)
+                break
             cl = value
         elif lname == b"transfer-encoding":
             te = value if te is None else te + b"," + value
         elif lname == b"expect":
             if value.lower() != b"100-continue":
-                return (
-                    kept,
-                    host,
-                    hosts,
-                    tokens,
-                    te,
-                    cl,
-                    upgrade,
-                    fwd,
-                    tfields,
-                    expect,
-                    (BAD_EXPECT, value),
-                )
+                problem = (BAD_EXPECT, value)
+                break
             if not http10:  # RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0
                 kept.append((name, value))
                 expect = True
@@ -333,7 +312,7 @@ def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> S
                 fwd = {}
             fwd[lname] = value
         # every other hop-by-hop field is dropped (RFC 9110 §7.6.1)
-    return kept, host, hosts, tokens, te, cl, upgrade, fwd, tfields, expect, None
+    return kept, host, hosts, tokens, te, cl, upgrade, fwd, tfields, expect, problem
 
 
 def field_lines(fields: Sequence[tuple[bytes, bytes]]) -> bytes:
