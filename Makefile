@@ -11,7 +11,7 @@ $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
 	$(PIP) install -q --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml setup.py server/hopwire/telemetry/_otlp.c server/hopwire/http/_head.c
+$(STAMP): $(PY) pyproject.toml setup.py server/hopwire/telemetry/_otlp.c server/hopwire/telemetry/_context.c server/hopwire/http/_head.c
 	@bash deploy/build-deps.sh $(PYTHON)
 	$(PIP) install -q -e '.[test,lint]'
 	@touch $(STAMP)

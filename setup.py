@@ -1,4 +1,5 @@
-"""The compiled part of hopwire: the exporter's OTLP span encoder (DESIGN §3).
+"""The compiled part of hopwire: the exporter's OTLP span encoder (DESIGN §3), the request
+path's head scans and its trace context lines.
 
 Everything else is in pyproject.toml.  The extension is required, not optional: an install
 where it cannot be compiled fails (the compiler and Python headers are part of the set-up).
@@ -12,6 +13,11 @@ setup(
         Extension(
             "hopwire.telemetry._otlp",
             ["server/hopwire/telemetry/_otlp.c"],
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
+        ),
+        Extension(
+            "hopwire.telemetry._context",
+            ["server/hopwire/telemetry/_context.c"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         ),
         Extension(

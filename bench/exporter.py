@@ -1,11 +1,12 @@
 """make bench, exporter part: spans per second the span exporter turns into OTLP/gRPC exports.
 
 The real exporter process (``run_exporter``, forked as the master forks it) receives realistic
-span records (a SERVER and a CLIENT span each) from a feeder that sends pre-marshalled
-datagrams as fast as the socket takes them, and exports them to a real OTLP/gRPC receiver
+spans (a SERVER and a CLIENT span per request) from a feeder that sends datagrams as the
+workers write them (a span count, then the spans as encoded by the worker's encoder) as fast as
+the socket takes them, and exports them to a real OTLP/gRPC receiver
 (bench/otlp_sink.py).  Measured: spans exported per wall second and per CPU-second of the
-exporter processes, for each encoder (c, python) and for 1 and 2 exporters (records spread
-over their sockets as workers spread them).  The receiver and the feeder share the machine.
+exporter processes, for each encoder (c, python: the exporter's, which checks and wraps) and
+for 1 and 2 exporters (datagrams spread over their sockets as workers spread them).  The receiver and the feeder share the machine.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import marshal
 import os
 import platform
 import random
@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ROOT, cpu_seconds, free_port, wait_port
 
-BATCH = 64  # records per datagram, as SpanSink sends them
+BATCH = 128  # requests per datagram: 256 spans, as SpanSink sends them (BATCH_SPANS)
 RUNS = itertools.count()
 
 
@@ -64,6 +64,7 @@ def record(rng: random.Random, i: int) -> tuple[Any, ...]:
         [attempt],
         (),
         (),
+        "http",
     )
 
 
@@ -85,10 +86,16 @@ sys.exit(run_exporter(cfg.tracing, cfg.log, {path!r}, "bench", {index}, 10.0))
 def run_once(
     encoder: str, count: int, seconds: float, sink_port: int, tmp: Path
 ) -> dict[str, float]:
+    from hopwire.telemetry import otlp
+    from hopwire.telemetry.records import HEADER
+
     rng = random.Random(1)
-    datagrams = [
-        marshal.dumps([record(rng, i * BATCH + j) for j in range(BATCH)]) for i in range(200)
-    ]
+    worker = otlp.encoder("c")
+    datagrams = []
+    for i in range(200):
+        for j in range(BATCH):
+            worker.add(record(rng, i * BATCH + j))
+        datagrams.append(HEADER.pack(worker.pending) + worker.drain())
     run = next(RUNS)  # fresh files per run: an exporter appends to its log
     paths = [str(tmp / f"x{run}-{encoder}-{count}-{i}.sock") for i in range(count)]
     logs = [tmp / f"x{run}-{encoder}-{count}-{i}.log" for i in range(count)]
@@ -169,8 +176,8 @@ def main() -> None:
         sink.wait(10)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; the real exporter process(es) fed pre-marshalled "
-        f"datagrams of {BATCH} records (SERVER + CLIENT span each) for {args.seconds:g}s, "
+        f"Python {platform.python_version()}; the real exporter process(es) fed the datagrams "
+        f"workers send ({BATCH} requests, a SERVER + a CLIENT span each, encoded in the worker) for {args.seconds:g}s, "
         f"exporting to a local OTLP/gRPC receiver; {args.rounds} interleaved rounds, medians. "
         "Feeder and receiver share the 2 cores with the exporters.",
         "",

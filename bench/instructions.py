@@ -46,7 +46,7 @@ records = [(rng.randbytes(16), rng.randbytes(8), b"", False, 3, b"", "GET", "all
             "127.0.0.1", 8080, "127.0.0.1", 40000 + i % 20000, "1.1", "wrk/4.2", 200, "",
             1764579600000000000 + i, 1764579600000090000 + i, False,
             [[rng.randbytes(8), 1764579600000010000 + i, 1764579600000080000 + i,
-              "http://127.0.0.1:9000", "127.0.0.1", 9000, 200, ""]], (), ()) for i in range(500)]
+              "http://127.0.0.1:9000", "127.0.0.1", 9000, 200, ""]], (), (), "http") for i in range(500)]
 encoder = otlp.encoder(kind)
 for i in range(n):
     encoder.add(records[i % 500])

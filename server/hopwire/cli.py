@@ -25,24 +25,33 @@ USAGE = """usage: hopwire [--config FILE] [--check] [--version] [--help-config] 
 """
 
 
-def compiled_head() -> str:
-    """ "" when the compiled head scans (hopwire/http/_head.c) are importable, else why not.
-    The request path has no interpreted stand-in for them (head.py keeps their references
-    for the tests only)."""
-    try:
-        from hopwire.http import _head  # noqa: F401
-    except ImportError as exc:
-        return (
-            f"the compiled head scans hopwire.http._head are not installed ({exc}): "
-            "reinstall hopwire where gcc and the Python headers are present "
-            "(deploy/build-deps.sh)"
-        )
+# the compiled parts of the request path, which have no interpreted stand-in (their Python
+# references are for the tests only): module -> what it is
+REQUEST_PATH_MODULES = {
+    "hopwire.http._head": "head scans",
+    "hopwire.telemetry._context": "trace context",
+}
+
+
+def compiled_request_path() -> str:
+    """ "" when the compiled parts of the request path are importable, else why not."""
+    import importlib
+
+    for name, what in REQUEST_PATH_MODULES.items():
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            return (
+                f"the compiled {what} {name} are not installed ({exc}): "
+                "reinstall hopwire where gcc and the Python headers are present "
+                "(deploy/build-deps.sh)"
+            )
     return ""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    missing = compiled_head()
+    missing = compiled_request_path()
     if missing:
         print(f"hopwire: {missing}", file=sys.stderr)
         return 1
@@ -61,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             built = "c (compiled), python" if not compiled_encoder() else "python (c not built)"
             print(
                 f"hopwire {__version__}\nOTLP span encoders: {built}\n"
-                "head scans: c (compiled, hopwire.http._head)"
+                "head scans: c (compiled, hopwire.http._head)\n"
+                "trace context: c (compiled, hopwire.telemetry._context)"
             )
             return 0
         if arg == "--help-config":

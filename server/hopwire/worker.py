@@ -273,7 +273,7 @@ class Worker:
         self.services, self.service_keys = self.make_services(config, {})
         self.entrypoint_names = list(config.entryPoints)
         if config.tracing is not None and self.span_paths:
-            self.sink = SpanSink(self.span_paths, self)
+            self.sink = SpanSink(self.span_paths, self, config.tracing)
         prom = config.metrics.prometheus
         if prom is not None and metrics.enabled():
             self.metrics = WorkerMetrics(config)

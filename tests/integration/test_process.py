@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import h11
+import pytest
 
 from tests.harness import ROOT, catch_all, exchange, request, service, wait_for
 
@@ -309,16 +310,23 @@ def test_check_reports_every_kind_of_bad_config(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout.strip() == "ok"
 
 
-def test_without_the_compiled_head_scans_hopwire_does_not_start(tmp_path: Path) -> None:
-    """An install where _head.c was not compiled: hopwire stops at once (exit 1) naming the
-    module and what the build needs; there is no interpreted stand-in for the request path."""
+@pytest.mark.parametrize(
+    ("pattern", "module"),
+    [("_head*.so", "hopwire.http._head"), ("_context*.so", "hopwire.telemetry._context")],
+)
+def test_without_the_compiled_request_path_hopwire_does_not_start(
+    tmp_path: Path, pattern: str, module: str
+) -> None:
+    """An install where _head.c or _context.c was not compiled: hopwire stops at once (exit 1)
+    naming the module and what the build needs; there is no interpreted stand-in for the
+    request path."""
     import shutil
 
     import hopwire
 
     tree = tmp_path / "server"
     shutil.copytree(
-        Path(hopwire.__file__).parent, tree / "hopwire", ignore=shutil.ignore_patterns("*.so")
+        Path(hopwire.__file__).parent, tree / "hopwire", ignore=shutil.ignore_patterns(pattern)
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)}
     out = subprocess.run(
@@ -329,9 +337,10 @@ def test_without_the_compiled_head_scans_hopwire_does_not_start(tmp_path: Path) 
         cwd=tmp_path,
     )
     assert out.returncode == 1, out
-    assert "hopwire.http._head" in out.stderr and "gcc" in out.stderr, out.stderr
+    assert module in out.stderr and "gcc" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     version = subprocess.run(
         [sys.executable, "-m", "hopwire", "--version"], capture_output=True, text=True, check=True
     )
     assert "head scans: c (compiled" in version.stdout
+    assert "trace context: c (compiled" in version.stdout

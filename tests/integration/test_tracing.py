@@ -627,9 +627,9 @@ def test_version_names_the_encoders() -> None:
 def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
     make_backend: Any, make_hopwire: Any, receiver: Any
 ) -> None:
-    """At most maxExportBatchSize spans per export; a datagram that is not records, or a
-    record the encoder refuses, is logged and dropped, and the exporter keeps exporting."""
-    import marshal
+    """At most maxExportBatchSize spans per export; a datagram that is not a span count and
+    that many encoded spans is logged and dropped, and the exporter keeps exporting."""
+    from hopwire.telemetry.records import HEADER
 
     b = make_backend()
     hw = make_hopwire(
@@ -652,13 +652,18 @@ def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
         if "span exporter 0 ready on" in line
     ]
     path = ready.split(" ready on ", 1)[1].split()[0]
-    bad = [(b"short",), ("not", "a", "record")]
+    bad = [
+        b"\x00",  # shorter than the count
+        HEADER.pack(1),  # a count and nothing
+        b"\x00garbage",  # not entries
+        HEADER.pack(2) + b"\x12\x03abc",  # fewer entries than the count
+        HEADER.pack(1) + b"\x12\x09abc",  # an entry longer than the datagram
+        HEADER.pack(0) + b"\x12\x03abc",  # no spans said
+    ]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(b"\x00garbage", path)
-        sock.sendto(marshal.dumps(12), path)
-        sock.sendto(marshal.dumps(bad), path)
-    wait_for(lambda: "malformed span record ignored" in hw.log_path.read_text())
-    assert "malformed span datagram" in hw.log_path.read_text()
+        for datagram in bad:
+            sock.sendto(datagram, path)
+    wait_for(lambda: hw.log_path.read_text().count("malformed span datagram") == len(bad))
     assert request(hw.port, "GET", "/after")[0] == 200
     spans = receiver.wait(12)
     assert {s.name for s in spans} == {"GET api", "GET"} and len(spans) == 12

@@ -75,7 +75,7 @@ def test_the_c_encoder_writes_the_reference_bytes(rec: SpanRecord, safe: tuple[s
     compiled = otlp.encoder("c", safe)
     expected = reference.spans_of(rec)
     assert compiled.spans_of(rec) == expected
-    assert compiled.spans_of(tuple(rec)) == expected  # as marshal delivers it: a plain tuple
+    assert compiled.spans_of(tuple(rec)) == expected  # as the tracer makes it: a plain tuple
     assert reference.spans_of(rec) == expected  # the reference's cache changes nothing
 
 
@@ -95,6 +95,58 @@ def test_batches_are_the_reference_request(
     assert body == reference.take(resource, scope) == otlp.request(resource, scope, spans)
     assert compiled.pending == reference.pending == 0
     assert compiled.take(resource, scope) == otlp.request(resource, scope, [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(record, min_size=1, max_size=8), st.sampled_from(["c", "python"]))
+def test_a_workers_spans_are_exported_as_encoded(records: list[SpanRecord], worker: str) -> None:
+    """The worker encodes (add), sends what drain gives; the exporter's encoder of either
+    kind takes it in (extend) and writes the request the records would have made."""
+    spans = [span for rec in records for span in otlp.encoder("python").spans_of(rec)]
+    sender = otlp.encoder(worker)
+    for rec in records:
+        sender.add(rec)
+    count = sender.pending
+    datagram = sender.drain()
+    assert sender.pending == 0 and sender.drain() == b""
+    assert datagram == b"".join(spans) and otlp.split_spans(datagram) == spans
+    for kind in ("c", "python"):
+        exporter = otlp.encoder(kind)
+        exporter.extend(datagram, count)
+        exporter.extend(memoryview(bytearray(datagram)), count)  # as the exporter reads it
+        assert exporter.pending == 2 * count
+        assert exporter.take(b"r", b"s") == otlp.request(b"r", b"s", spans + spans)
+
+
+ENTRY = st.binary(max_size=200).map(lambda b: b"\x12" + otlp.varint(len(b)) + b)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.lists(ENTRY, max_size=4).map(b"".join),
+        st.tuples(st.lists(ENTRY, max_size=3).map(b"".join), st.binary(max_size=4)).map(
+            lambda t: t[0] + t[1]  # a cut or trailing piece
+        ),
+    ),
+    st.integers(-1, 5),
+)
+def test_extend_takes_exactly_that_many_spans_or_nothing(data: bytes, count: int) -> None:
+    entries = otlp.split_spans(data)
+    valid = entries is not None and len(entries) == count > 0
+    for kind in ("c", "python"):
+        encoder = otlp.encoder(kind)
+        encoder.add(GOOD)
+        if valid:
+            encoder.extend(data, count)
+            assert encoder.pending == 1 + count
+        else:
+            with pytest.raises(ValueError):
+                encoder.extend(data, count)
+            assert encoder.pending == 1  # nothing added
+        expected = otlp.encoder("python").spans_of(GOOD) + (entries if valid else [])  # type: ignore[operator]
+        assert encoder.take(b"r", b"s") == otlp.request(b"r", b"s", expected)
 
 
 def _bad(rec: SpanRecord, **change: Any) -> tuple[Any, ...]:

@@ -16,16 +16,28 @@ from hopwire.telemetry.tracing import Tracer
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-class Sink:
-    """What the tracer uses of a SpanSink: its buffer and its flush."""
+class Encoder:
+    """What the tracer hands a SpanSink's encoder: the records, kept here to be read."""
+
+    pending = 0
 
     def __init__(self) -> None:
-        self.buf: list[tuple[Any, ...]] = []
         self.records: list[tuple[Any, ...]] = []
 
+    def add(self, record: tuple[Any, ...]) -> int:
+        self.records.append(record)
+        return 1 + len(record[SpanRecord._fields.index("attempts")])
+
+
+class Sink:
+    """What the tracer uses of a SpanSink: its encoder, its limit and its flush."""
+
+    def __init__(self) -> None:
+        self.encoder = Encoder()
+        self.limit = 256
+
     def flush(self) -> None:
-        self.records += self.buf
-        self.buf = []
+        pass
 
 
 def exchange() -> Exchange:
@@ -58,8 +70,7 @@ def test_span_record_fields() -> None:
     assert not ex.trace.begin_attempt(server)
     ex.trace.end_attempt(201, "")
     tracer.finish(ex)
-    sink.flush()
-    [raw] = sink.records
+    [raw] = sink.encoder.records
     assert len(raw) == len(SpanRecord._fields)
     rec = SpanRecord._make(raw)
     assert rec.trace_id == bytes.fromhex("0af7651916cd43dd8448eb211c80319c")

@@ -325,11 +325,11 @@ class Tracing:
     otlp: OTLP = setting(OTLP(), "Where spans go (OTLP/gRPC unless otlp.http is set).")
     batch: Batch = setting(Batch(), "Batching in the exporter process (OTEL_BSP_* defaults).")
     exporters: int = setting(
-        1, "Exporter processes; workers spread their span records over them.", check=positive
+        1, "Exporter processes; workers spread their encoded spans over them.", check=positive
     )
     encoder: str = setting(
         "c",
-        "OTLP encoder of the exporter: c (the compiled one) or python (the reference).",
+        "OTLP span encoder (workers encode, exporters check and wrap): c (compiled) or python.",
         check=one_of("c", "python"),
     )
     capturedRequestHeaders: tuple[str, ...] = setting(

@@ -651,6 +651,60 @@ static PyObject *Encoder_take(Encoder *self, PyObject *args) {
     return body;
 }
 
+/* the batch as it is (ScopeSpans.spans entries), which empties: what a worker sends */
+static PyObject *Encoder_drain(Encoder *self, PyObject *unused) {
+    PyObject *out = PyBytes_FromStringAndSize(self->batch.data, self->batch.len);
+    if (out == NULL)
+        return NULL;
+    self->batch.len = 0;
+    self->pending = 0;
+    return out;
+}
+
+/* the number of ScopeSpans.spans entries (tag 2, a length, that many bytes) ``data`` is made
+ * of exactly, or -1 */
+static Py_ssize_t count_entries(const unsigned char *p, Py_ssize_t n) {
+    Py_ssize_t at = 0, entries = 0;
+    while (at < n) {
+        if (p[at++] != 0x12)
+            return -1;
+        uint64_t len = 0;
+        int shift = 0;
+        for (;;) {
+            if (at >= n || shift > 63)
+                return -1;
+            unsigned char c = p[at++];
+            len |= (uint64_t)(c & 0x7f) << shift;
+            if (!(c & 0x80))
+                break;
+            shift += 7;
+        }
+        if (len > (uint64_t)(n - at))
+            return -1;
+        at += (Py_ssize_t)len;
+        entries++;
+    }
+    return entries;
+}
+
+/* extend(spans, count): the entries a worker's drain() gave, into the batch */
+static PyObject *Encoder_extend(Encoder *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &count))
+        return NULL;
+    PyObject *out = NULL;
+    if (count <= 0 || count_entries((const unsigned char *)view.buf, view.len) != count) {
+        PyErr_SetString(PyExc_ValueError, "not that many encoded spans");
+    } else if (buf_reserve(&self->batch, view.len) == 0) {
+        put_raw(&self->batch, view.buf, view.len);
+        self->pending += count;
+        out = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyObject *Encoder_pending(Encoder *self, void *closure) {
     return PyLong_FromSsize_t(self->pending);
 }
@@ -662,6 +716,10 @@ static PyMethodDef Encoder_methods[] = {
      "Encode one SpanRecord into the batch; the number of spans it added."},
     {"take", (PyCFunction)Encoder_take, METH_VARARGS,
      "take(resource, scope): the ExportTraceServiceRequest of the batch, which empties."},
+    {"drain", (PyCFunction)Encoder_drain, METH_NOARGS,
+     "The batch's encoded spans as they are (ScopeSpans.spans entries); it empties."},
+    {"extend", (PyCFunction)Encoder_extend, METH_VARARGS,
+     "extend(spans, count): add count encoded spans (what drain gave); ValueError if not."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,10 +1,15 @@
-"""The span exporter process: receives records from every worker, batches, exports OTLP.
+"""The span exporter process: receives spans from every worker, batches, exports OTLP.
+
+Workers send their sampled requests' spans already encoded (``tracing.SpanSink``): a
+datagram is a span count and that many ``ScopeSpans.spans`` entries, which the encoder checks
+and adds to its batch (``Encoder.extend``) and wraps in the resource and scope (``take``).
 
 The master forks it (grpcio is imported here, after fork, and in no process that forks later).
-The main thread receives datagrams and encodes spans; a sender thread exports finished batches.
+The main thread receives datagrams and batches their spans; a sender thread exports finished
+batches.
 Everything is bounded: the span queue (``batch.maxQueueSize``) and the batches waiting to be
 sent.  When the sender is behind, the main thread waits for it a little (``Sender.submit``)
-rather than encode what it could not send: the socket fills and the workers drop and count
+rather than take in what it could not send: the socket fills and the workers drop and count
 what is too much.  Export errors are logged at most once per interval.
 
 On SIGTERM it stops receiving, sends what it holds within ``deadline`` seconds and exits 0.
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import marshal
 import os
 import queue
 import random
@@ -28,13 +32,12 @@ from typing import Any
 
 from hopwire import __version__
 from hopwire.telemetry import logs, metrics, otlp
-from hopwire.telemetry.records import SpanRecord
+from hopwire.telemetry.records import HEADER
 
 log = logging.getLogger("hopwire.exporter")
 
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 ERROR_LOG_INTERVAL = 10.0
-ATTEMPTS = SpanRecord._fields.index("attempts")
 SUBMIT_WAIT = 1.0  # longest wait of the receiving thread for room in the send queue
 
 
@@ -268,9 +271,9 @@ def run_exporter(
     stats = Stats()
     sender = Sender(transport, stats, batch_cfg.exportTimeout)
     sender.start()
-    # the encoder holds the batch being built, already as OTLP bytes (Encoder.add / take)
+    # the batch being built: the workers' encoded spans (Encoder.extend), wrapped by take
     encoder = otlp.encoder(cfg.encoder, cfg.safeQueryParams)
-    add = encoder.add
+    extend = encoder.extend
     resource, scope = otlp.resource_part(
         resource_attributes(cfg, instance_id), "hopwire", __version__
     )
@@ -287,29 +290,29 @@ def run_exporter(
         if spans:
             sender.submit(encoder.take(resource, scope), spans)
 
-    def take_in(records: Any) -> None:
-        """Encode a datagram's records into the batch, sending each batch that is full."""
+    def take_in(data: memoryview) -> None:
+        """A datagram's spans (HEADER, then encoded spans) into the batch; a batch that would
+        grow past maxExportBatchSize is sent first (a worker's datagram holds no more)."""
         nonlocal first_at
-        for record in records if isinstance(records, list) else ():
-            try:
-                count = 1 + len(record[ATTEMPTS])
-            except (TypeError, IndexError, KeyError):
-                count = 1
-            pending = encoder.pending
-            if pending and pending + count > batch_size:
-                export_pending()  # a batch never holds more than maxExportBatchSize spans
-                pending = 0
-            if pending + count > queue_max:
-                stats.drop(count)
-                continue
-            try:
-                add(record)
-            except (TypeError, ValueError, OverflowError, AttributeError) as exc:
-                log.warning("malformed span record ignored: %s", exc)
-                stats.drop(1)
-                continue
-            if not pending:
-                first_at = time.monotonic()
+        size = len(data)
+        (count,) = HEADER.unpack_from(data) if size > HEADER.size else (0,)
+        if not 0 < count <= (size - HEADER.size) // 2:  # an encoded span is 2 bytes at least
+            log.warning("malformed span datagram (%d bytes) ignored", size)
+            return
+        pending = encoder.pending
+        if pending and pending + count > batch_size:
+            export_pending()
+            pending = 0
+        if pending + count > queue_max:
+            stats.drop(count)
+            return
+        try:
+            extend(data[HEADER.size :], count)
+        except ValueError:
+            log.warning("malformed span datagram (%d bytes) ignored", size)
+            return
+        if not pending:
+            first_at = time.monotonic()
 
     while not stopping.is_set():
         timeout = (
@@ -327,15 +330,7 @@ def run_exporter(
                     size = sock.recv_into(buffer)  # one reused buffer: no 1 MiB allocation
                 except BlockingIOError:
                     break
-                try:
-                    records = marshal.loads(view[:size])
-                except (ValueError, EOFError, TypeError):
-                    log.warning("malformed span datagram (%d bytes) ignored", size)
-                    continue
-                if not isinstance(records, list):
-                    log.warning("malformed span datagram (%d bytes) ignored", size)
-                    continue
-                take_in(records)
+                take_in(view[:size])
                 if encoder.pending >= batch_size:
                     export_pending()
         if encoder.pending and time.monotonic() - first_at >= batch_cfg.scheduleDelay:
@@ -360,11 +355,7 @@ def run_exporter(
             size = sock.recv_into(buffer)
         except BlockingIOError:
             break
-        try:
-            records = marshal.loads(view[:size])
-        except (ValueError, EOFError, TypeError):
-            continue
-        take_in(records)
+        take_in(view[:size])
     export_pending()
     sender.batches.put(None)
     sender.join(max(0.0, deadline - time.monotonic()))

@@ -52,6 +52,33 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+def split_spans(data: bytes) -> list[bytes] | None:
+    """The ScopeSpans.spans entries (tag 2, a varint length, that many bytes) ``data`` is
+    made of exactly, or None."""
+    entries = []
+    at, n = 0, len(data)
+    while at < n:
+        start = at
+        if data[at] != 0x12:
+            return None
+        at += 1
+        length = shift = 0
+        while True:
+            if at >= n or shift > 63:
+                return None
+            c = data[at]
+            at += 1
+            length |= (c & 0x7F) << shift
+            if not c & 0x80:
+                break
+            shift += 7
+        if length > n - at:
+            return None
+        at += length
+        entries.append(data[start:at])
+    return entries
+
+
 def ld(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     return tag + varint(len(payload)) + payload
@@ -246,6 +273,21 @@ class Encoder:
         body = request(resource, scope, self.batch)
         self.batch = []
         return body
+
+    def drain(self) -> bytes:
+        """The batch's encoded spans as they are (ScopeSpans.spans entries), which empties:
+        what a worker sends to the exporter."""
+        spans = b"".join(self.batch)
+        self.batch = []
+        return spans
+
+    def extend(self, spans: bytes, count: int) -> None:
+        """Add ``count`` encoded spans (what a worker's ``drain`` gave) to the batch;
+        ValueError, and nothing added, when ``spans`` is not exactly that many entries."""
+        entries = split_spans(bytes(spans))  # a view of the exporter's reused buffer: a copy
+        if entries is None or len(entries) != count or count <= 0:
+            raise ValueError("not that many encoded spans")
+        self.batch += entries
 
     def spans_of(self, record: Sequence[Any]) -> list[bytes]:
         (

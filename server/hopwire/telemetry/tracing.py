@@ -6,11 +6,12 @@ request head scan has already picked out ``traceparent`` and ``tracestate``), ma
 decision of ``ParentBased(TraceIdRatioBased(rate))`` exactly as the SDK does, and hands the
 exchange a ``Trace`` that writes the outbound ``traceparent``/``tracestate``.
 
-An unsampled request costs one random number, one hex conversion and a small object: its ids
-stay hex bytes, ready for the header.  A sampled one (``SampledTrace``) also keeps raw ids and
-timestamps and becomes one flat record of primitives at ``finish`` (``SpanRecord``); everything
-the exporter can derive (``url.full``, the span name, the redacted query, the OTLP bytes) is
-left to the exporter process.  Records go in batches over a unix datagram socket; nothing here
+An unsampled request costs one call of ``_context`` (C: the ids and the header line, ready
+to write) and a small object.  A sampled one (``SampledTrace``) also keeps raw ids and
+timestamps and becomes one flat record of primitives at ``finish`` (``SpanRecord``; nothing is
+built per request that the encoder derives: ``url.full``, the span name, the redacted query),
+which ``SpanSink`` encodes at once (OTLP ``Span`` messages, in C) and sends in batches over a
+unix datagram socket to the exporter process, which only wraps and exports them.  Nothing here
 blocks: a full socket drops the batch and counts it.
 
 Routers whose tracing is off get no tracer, and the request path does no tracing work at all.
@@ -19,16 +20,17 @@ Routers whose tracing is off get no tracer, and the request path does no tracing
 from __future__ import annotations
 
 import logging
-import marshal
 import re
 import socket
 import time
-from binascii import hexlify, unhexlify
+from binascii import hexlify
 from collections.abc import Iterable, Sequence
 from random import getrandbits
+from time import time_ns
 from typing import Any
 
-from hopwire.telemetry.records import ATTEMPT_END, ATTEMPT_ERROR, ATTEMPT_STATUS
+from hopwire.telemetry._context import child, root
+from hopwire.telemetry.records import ATTEMPT_END, ATTEMPT_ERROR, ATTEMPT_STATUS, HEADER
 
 log = logging.getLogger("hopwire.tracing")
 
@@ -36,7 +38,7 @@ LOW64 = (1 << 64) - 1
 SAMPLED = 0x01
 RANDOM = 0x02  # W3C Trace Context level 2: the trace id's low 56 bits are random
 MAX_TRACESTATE_MEMBERS = 32
-BATCH = 64  # records per datagram
+BATCH_SPANS = 256  # spans per datagram, at most
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
 _CANONICAL = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})").fullmatch
@@ -52,8 +54,6 @@ _TP = b"traceparent: 00-"
 _CID_AT = len(_TP) + 33  # where the span id starts in the header line
 _TID = slice(len(_TP), len(_TP) + 32)
 _TAIL = slice(_CID_AT + 16, None)
-_TAIL_ROOT = (b"-%02x\r\n" % RANDOM, b"-%02x\r\n" % (RANDOM | SAMPLED))
-_TAILS = {flags: b"-%02x\r\n" % flags for flags in range(4)}
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, int] | None:
@@ -121,14 +121,6 @@ def span_id() -> int:
             return n
 
 
-def root_ids() -> int:
-    """192 random bits: a new trace id (the high 128, non-zero) and a span id (the low 64)."""
-    while True:
-        x = getrandbits(192)
-        if x >> 64 and x & LOW64:
-            return x
-
-
 class Trace:
     """The trace context of an unsampled exchange: only the outbound header line.
 
@@ -141,10 +133,9 @@ class Trace:
     __slots__ = ("line", "tracer", "tries")
     sampled = False
 
-    def __init__(self, tracer: Tracer, line: bytes):
-        self.tracer = tracer
-        self.line = line
-        self.tries = 0
+    tracer: Tracer
+    line: bytes
+    tries: int
 
     @property
     def tid_hex(self) -> bytes:
@@ -180,9 +171,6 @@ class Trace:
         return None
 
 
-_new = object.__new__
-
-
 class SampledTrace(Trace):
     """A sampled exchange: raw ids, timestamps and one attempt record per backend attempt."""
 
@@ -199,30 +187,16 @@ class SampledTrace(Trace):
         "trace_flags",
     )
     sampled = True
-
-    def __init__(
-        self,
-        tracer: Tracer,
-        tid: bytes,
-        cid: bytes,
-        parent_id: bytes,
-        flags: int,
-        state: bytes,
-        tail: bytes,
-    ):
-        self.tracer = tracer
-        self.line = _TP + hexlify(tid + cid, b"-", -16) + tail
-        self.tries = 0
-        self.tid = tid  # 16 raw bytes, as OTLP carries it
-        self.cid = cid  # 8 raw bytes: the CLIENT span of the current attempt
-        self.parent_id = parent_id  # 8 raw bytes, or b"" for a root
-        self.remote = bool(parent_id)
-        self.trace_flags = flags
-        self.state = state
-        self.span_raw = (getrandbits(64) or span_id()).to_bytes(8, "big")
-        self.start = time.time_ns()
-        self.attempts: list[list[Any]] = []
-        self.response_headers: Sequence[tuple[str, list[str]]] = ()
+    tid: bytes  # 16 raw bytes, as OTLP carries it
+    cid: bytes  # 8 raw bytes: the CLIENT span of the current attempt
+    span_raw: bytes  # the SERVER span
+    parent_id: bytes  # 8 raw bytes, or b"" for a root
+    remote: bool
+    trace_flags: int
+    state: bytes
+    start: int  # time.time_ns()
+    attempts: list[list[Any]]  # AttemptRecords, the last open (end_ns 0) until end_attempt
+    response_headers: Sequence[tuple[str, list[str]]]
 
     def begin_attempt(self, server: Any) -> bool:
         self.tries += 1
@@ -267,6 +241,35 @@ class SampledTrace(Trace):
         return {"trace_id": self.tid_hex.decode(), "span_id": self.span_hex.decode()}
 
 
+def _sampled(
+    tracer: Tracer,
+    line: bytes,
+    tid: bytes,
+    cid: bytes,
+    sid: bytes,
+    parent_id: bytes,
+    flags: int,
+    state: bytes,
+) -> SampledTrace:
+    """A sampled trace from the ids ``_context`` drew (raw bytes; ``parent_id`` b"" for a
+    root).  Trace classes have no ``__init__``: calling one costs as much as the rest."""
+    trace = SampledTrace()
+    trace.tracer = tracer
+    trace.line = line
+    trace.tries = 0
+    trace.tid = tid
+    trace.cid = cid
+    trace.span_raw = sid
+    trace.parent_id = parent_id
+    trace.remote = bool(parent_id)
+    trace.trace_flags = flags
+    trace.state = state
+    trace.start = time_ns()
+    trace.attempts = []
+    trace.response_headers = ()
+    return trace
+
+
 def _captured(
     fields: Iterable[tuple[bytes, bytes]], names: frozenset[bytes]
 ) -> list[tuple[str, list[str]]]:
@@ -294,6 +297,7 @@ class Tracer:
         "request_names",
         "responds",
         "response_names",
+        "root_bound",
         "route",
         "sink",
         "trace_response",
@@ -310,6 +314,8 @@ class Tracer:
     ):
         self.route = route
         self.bound = sampling_bound(rate)
+        # what _context.root takes: None when every root is sampled (the bound is 2**64)
+        self.root_bound = self.bound if self.bound <= LOW64 else None
         self.sink = sink
         self.request_names = frozenset(n.lower().encode("latin-1") for n in request_headers)
         self.response_names = frozenset(n.lower().encode("latin-1") for n in response_headers)
@@ -324,24 +330,20 @@ class Tracer:
         if tfields is not None and self.adopt(ex, tfields):
             return
         # a new root: the common case (no inbound context), or an invalid or duplicated one
-        x = getrandbits(192)
-        if not (x >> 64 and x & LOW64):
-            x = root_ids()  # an all-zero id is invalid (one chance in 2**64)
-        raw = x.to_bytes(24, "big")
-        if (x >> 64) & LOW64 < self.bound:
-            ex.trace = SampledTrace(
-                self, raw[:16], raw[16:], b"", RANDOM | SAMPLED, b"", _TAIL_ROOT[1]
-            )
-        else:
-            # Trace(self, line) without the call of __init__: this is the path of every
-            # unsampled request, and a Python call costs as much as the rest
-            trace = _new(Trace)
+        got: Any = root(self.root_bound)  # bytes (unsampled) or a tuple of raw ids
+        if type(got) is bytes:
+            # no __init__ (its call would cost as much as the rest): this is the path of
+            # every unsampled request
+            trace = Trace()
             trace.tracer = self
-            trace.line = _TP + hexlify(raw, b"-", -16) + _TAIL_ROOT[0]
+            trace.line = got
             trace.tries = 0
             ex.trace = trace
             if self.others is not None:
                 ex.observers = self.others
+        else:
+            line, tid, cid, sid = got
+            ex.trace = _sampled(self, line, tid, cid, sid, b"", RANDOM | SAMPLED, b"")
 
     def adopt(self, ex: Any, tfields: list[tuple[bytes, bytes]]) -> bool:
         """Continue the inbound trace; False when its context is invalid (a new root then).
@@ -366,39 +368,28 @@ class Tracer:
                     states.append(value)
         if parents != 1 or inbound is None:
             return False
-        m = _CANONICAL(inbound)  # version 00 without whitespace: nearly every header
-        if m is not None:
-            tid_hex, parent_hex, flags_hex = m.groups()
-            if tid_hex == _ZERO_TRACE or parent_hex == _ZERO_SPAN:
-                return False
-            flags = _FLAGS[flags_hex]
-        else:
+        got: Any = child(inbound)  # version 00 without whitespace: nearly every header
+        if got is None:
             parent = parse_traceparent(inbound)
             if parent is None:
                 return False
-            tid_hex, parent_hex, flags = parent
-        flags &= SAMPLED | RANDOM  # ParentBased: obey the remote parent's decision
+            # whitespace around it, or a later version: continued as the version 00 it reads as
+            got = child(b"00-%s-%s-%02x" % parent)
+            assert got is not None  # parse_traceparent accepts only what child reads
         state = parse_tracestate(states) if states else None
-        tail = _TAILS[flags] if state is None else _TAILS[flags] + b"tracestate: " + state + b"\r\n"
-        if flags & SAMPLED:
-            ex.trace = SampledTrace(
-                self,
-                unhexlify(tid_hex),
-                (getrandbits(64) or span_id()).to_bytes(8, "big"),
-                unhexlify(parent_hex),
-                flags,
-                state or b"",
-                tail,
-            )
-        else:
-            cid = (getrandbits(64) or span_id()).to_bytes(8, "big")
-            trace = _new(Trace)  # Trace(self, line), without the call of __init__
+        if type(got) is bytes:
+            trace = Trace()
             trace.tracer = self
-            trace.line = b"".join((_TP, tid_hex, b"-", hexlify(cid), tail))
+            trace.line = got if state is None else got + b"tracestate: " + state + b"\r\n"
             trace.tries = 0
             ex.trace = trace
             if self.others is not None:
                 ex.observers = self.others  # nothing to record at the end
+        else:
+            line, tid, cid, sid, parent_id, flags = got
+            if state is not None:
+                line += b"tracestate: " + state + b"\r\n"
+            ex.trace = _sampled(self, line, tid, cid, sid, parent_id, flags, state or b"")
         return True
 
     def respond(self, ex: Any, parts: list[bytes], headers: Sequence[tuple[bytes, bytes]]) -> None:
@@ -433,70 +424,94 @@ class Tracer:
                 break
         error = ex.error_type or (str(status) if status >= 500 else "")
         ep = ex.down.ep
+        attempts = trace.attempts
         sink = self.sink
-        buf = sink.buf  # SpanSink.add, without the call
-        buf.append(
-            (  # a SpanRecord (hopwire.telemetry.records), as a plain tuple
-                trace.tid,
-                trace.span_raw,
-                trace.parent_id,
-                trace.remote,
-                trace.trace_flags,
-                trace.state,
-                ex.method,
-                self.route,
-                ex.path,
-                ex.query,
-                ex.host,
-                int(ex.port or ep.default_port),
-                ex.down.client_ip,
-                ex.down.client_port,
-                "1.0" if ex.http10 else "1.1",
-                user_agent,
-                status,
-                error,
-                trace.start,
-                time.time_ns(),
-                ex.upgrade is not None and status == 101,
-                trace.attempts,
-                _captured(ex.headers, names) if names else (),
-                trace.response_headers,
-                ep.scheme_str,
+        encoder = sink.encoder
+        if encoder.pending + len(attempts) >= sink.limit:
+            sink.flush()  # a datagram never holds more than the exporter's batch size
+        try:
+            encoder.add(
+                (  # a SpanRecord (hopwire.telemetry.records), as a plain tuple
+                    trace.tid,
+                    trace.span_raw,
+                    trace.parent_id,
+                    trace.remote,
+                    trace.trace_flags,
+                    trace.state,
+                    ex.method,
+                    self.route,
+                    ex.path,
+                    ex.query,
+                    ex.host,
+                    int(ex.port or ep.default_port),
+                    ex.down.client_ip,
+                    ex.down.client_port,
+                    "1.0" if ex.http10 else "1.1",
+                    user_agent,
+                    status,
+                    error,
+                    trace.start,
+                    time_ns(),
+                    ex.upgrade is not None and status == 101,
+                    attempts,
+                    _captured(ex.headers, names) if names else (),
+                    trace.response_headers,
+                    ep.scheme_str,
+                )
             )
-        )
-        if len(buf) >= BATCH:
-            sink.flush()
+        except (TypeError, ValueError, OverflowError, AttributeError) as exc:  # nothing added
+            sink.refused(1 + len(attempts), exc)
 
 
 class SpanSink:
-    """Batches records to the exporter process(es); never blocks, drops and counts instead.
-    The tracer appends to ``buf`` itself and calls ``flush`` at ``BATCH`` records; the worker
-    flushes every tick."""
+    """Encodes sampled requests' spans in the worker and sends them, in batches, to the
+    exporter process(es); never blocks, drops and counts instead.
 
-    def __init__(self, paths: list[str], worker: Any):
+    A datagram is ``HEADER`` (the number of spans) and the spans as ``ScopeSpans.spans``
+    entries, so that the exporter only adds them to its batch (``Encoder.extend``): encoding
+    here costs the worker what serialising the records cost it, and spares the exporter both
+    reading them back and encoding them.  The tracer adds to ``encoder`` itself; a datagram
+    holds at most ``limit`` spans (the exporter's batch size, at most ``BATCH_SPANS``); the
+    worker flushes every tick."""
+
+    def __init__(self, paths: list[str], worker: Any, cfg: Any):
+        from hopwire.telemetry import otlp
+
         self.paths = paths
         self.next = 0
         self.worker = worker
-        self.buf: list[tuple[Any, ...]] = []
+        self.encoder = otlp.encoder(cfg.encoder, cfg.safeQueryParams)
+        self.limit = min(BATCH_SPANS, cfg.batch.maxExportBatchSize, cfg.batch.maxQueueSize)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         self.last_error = 0.0
+        self.last_refusal = 0.0
+
+    def refused(self, spans: int, exc: Exception) -> None:
+        """A record the encoder could not take (it added nothing): counted, logged now and
+        then; the request itself was answered."""
+        self.worker.counters["spans_dropped"] += spans
+        now = time.monotonic()
+        if now - self.last_refusal > 10:
+            self.last_refusal = now
+            log.warning("span record not encoded (%s): its spans are dropped", exc)
 
     def flush(self) -> None:
-        buf = self.buf
-        if not buf:
+        encoder = self.encoder
+        count = encoder.pending
+        if not count:
             return
-        self.buf = []
+        spans = encoder.drain()
         path = self.paths[self.next]
         self.next = (self.next + 1) % len(self.paths)
         try:
-            self.sock.sendto(marshal.dumps(buf), path)
+            self.sock.sendmsg((HEADER.pack(count), spans), (), 0, path)
         except OSError as exc:
-            self.worker.counters["spans_dropped"] += len(buf)
+            self.worker.counters["spans_dropped"] += count
             now = time.monotonic()
             if now - self.last_error > 10:
                 self.last_error = now
-                log.warning("span exporter unreachable (%s): dropping span records", exc)
+                log.warning("span exporter unreachable (%s): dropping spans", exc)
         else:
-            self.worker.counters["spans_sent"] += len(buf)
+            self.worker.counters["spans_sent"] += count

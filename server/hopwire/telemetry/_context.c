@@ -1,0 +1,244 @@
+/* W3C trace context on the request path: new ids and the outbound traceparent line.
+ *
+ * hopwire/telemetry/tracing.py is the reference and documents the rules (Tracer.start,
+ * Tracer.adopt, parse_traceparent); this file does in one call what the tracer would
+ * otherwise do in a dozen: draw the ids, make the sampling decision of
+ * ParentBased(TraceIdRatioBased) and write the header line the backend receives.
+ *
+ *   root(bound)  a new trace: "traceparent: 00-{trace}-{span}-0{2|3}\r\n", sampled when the
+ *                trace id's low 64 bits are below bound (None: always).  An unsampled root is
+ *                the line alone; a sampled one (line, trace id, span id, SERVER span id), raw.
+ *   child(value) a canonical inbound traceparent ("00-" 32 hex "-" 16 hex "-" 2 hex, lower
+ *                case, ids not zero) continued with a new span id and the parent's
+ *                sampled/random flags: the line alone when unsampled, else (line, trace id,
+ *                span id, SERVER span id, parent id, flags).  None for anything else (the
+ *                tracer's parser decides whether it is valid).
+ *
+ * The ids come from xoshiro256**, seeded from getrandom(2) at import and again in every
+ * child after fork (pthread_atfork), so that two workers never draw the same ids.  A property
+ * test (tests/unit/test_context.py) proves the lines equal the reference's.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t state[4];
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t next_u64(void) {
+    uint64_t result = rotl(state[1] * 5, 7) * 9;
+    uint64_t t = state[1] << 17;
+    state[2] ^= state[0];
+    state[3] ^= state[1];
+    state[1] ^= state[2];
+    state[0] ^= state[3];
+    state[2] ^= t;
+    state[3] = rotl(state[3], 45);
+    return result;
+}
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* 0 when the state came from getrandom(2); -1 when it had to be made from the pid, the
+ * clocks and the old state (still distinct per process) */
+static int seed(void) {
+    uint64_t fresh[4];
+    int ok = getrandom(fresh, sizeof fresh, 0) == (ssize_t)sizeof fresh;
+    if (!ok) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_REALTIME, &a);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        uint64_t x = ((uint64_t)getpid() << 32) ^ (uint64_t)a.tv_nsec ^ ((uint64_t)a.tv_sec << 20) ^
+                     (uint64_t)b.tv_nsec ^ state[0] ^ state[3];
+        for (int i = 0; i < 4; i++)
+            fresh[i] = splitmix(&x);
+    }
+    memcpy(state, fresh, sizeof state);
+    if (!(state[0] | state[1] | state[2] | state[3]))
+        state[0] = 1; /* xoshiro's one forbidden state */
+    return ok ? 0 : -1;
+}
+
+static void reseed_in_child(void) { (void)seed(); }
+
+static inline uint64_t nonzero(void) {
+    uint64_t x;
+    do
+        x = next_u64();
+    while (!x);
+    return x;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+static inline void put_hex(char *out, uint64_t x) {
+    for (int i = 15; i >= 0; i--) {
+        out[i] = HEX[x & 15];
+        x >>= 4;
+    }
+}
+
+static inline PyObject *raw(uint64_t x) {
+    unsigned char b[8];
+    for (int i = 7; i >= 0; i--) {
+        b[i] = (unsigned char)x;
+        x >>= 8;
+    }
+    return PyBytes_FromStringAndSize((const char *)b, 8);
+}
+
+/* "traceparent: 00-" trace "-" span "-0" flag CRLF: 70 bytes */
+#define PREFIX "traceparent: 00-"
+#define PREFIX_LEN 16
+#define LINE_LEN 70
+#define SPAN_AT (PREFIX_LEN + 33)
+#define FLAG_AT (SPAN_AT + 18)
+
+static PyObject *new_line(char **out) {
+    PyObject *line = PyBytes_FromStringAndSize(NULL, LINE_LEN);
+    if (line == NULL)
+        return NULL;
+    char *s = PyBytes_AS_STRING(line);
+    memcpy(s, PREFIX, PREFIX_LEN);
+    s[PREFIX_LEN + 32] = '-';
+    s[SPAN_AT + 16] = '-';
+    s[SPAN_AT + 17] = '0';
+    s[LINE_LEN - 2] = '\r';
+    s[LINE_LEN - 1] = '\n';
+    *out = s;
+    return line;
+}
+
+static PyObject *root(PyObject *module, PyObject *bound) {
+    int sampled;
+    uint64_t hi, lo;
+    do {
+        hi = next_u64();
+        lo = next_u64();
+    } while (!(hi | lo));
+    if (bound == Py_None) {
+        sampled = 1;
+    } else {
+        unsigned long long b = PyLong_AsUnsignedLongLong(bound);
+        if (b == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+        sampled = lo < b;
+    }
+    uint64_t span = nonzero();
+    char *s;
+    PyObject *line = new_line(&s);
+    if (line == NULL)
+        return NULL;
+    put_hex(s + PREFIX_LEN, hi);
+    put_hex(s + PREFIX_LEN + 16, lo);
+    put_hex(s + SPAN_AT, span);
+    s[FLAG_AT] = sampled ? '3' : '2'; /* random (level 2), and sampled */
+    if (!sampled)
+        return line;
+    unsigned char tid[16];
+    for (int i = 7; i >= 0; i--) {
+        tid[i] = (unsigned char)hi;
+        tid[8 + i] = (unsigned char)lo;
+        hi >>= 8;
+        lo >>= 8;
+    }
+    PyObject *t = PyBytes_FromStringAndSize((const char *)tid, 16);
+    PyObject *c = raw(span);
+    PyObject *server = raw(nonzero());
+    if (t == NULL || c == NULL || server == NULL) {
+        Py_XDECREF(t);
+        Py_XDECREF(c);
+        Py_XDECREF(server);
+        Py_DECREF(line);
+        return NULL;
+    }
+    return Py_BuildValue("(NNNN)", line, t, c, server);
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* n lower-case hex digits into raw bytes; 0 on a bad digit */
+static int unhex(const char *s, int n, unsigned char *out, int *zero) {
+    int any = 0;
+    for (int i = 0; i < n; i += 2) {
+        int a = hex_value(s[i]), b = hex_value(s[i + 1]);
+        if (a < 0 || b < 0)
+            return 0;
+        out[i / 2] = (unsigned char)(a << 4 | b);
+        any |= a | b;
+    }
+    *zero = !any;
+    return 1;
+}
+
+static PyObject *child(PyObject *module, PyObject *value) {
+    if (!PyBytes_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "child() takes bytes");
+        return NULL;
+    }
+    const char *v = PyBytes_AS_STRING(value);
+    unsigned char tid[16], parent[8], flags_raw[1];
+    int zero_tid, zero_parent, zero_flags;
+    if (PyBytes_GET_SIZE(value) != 55 || v[0] != '0' || v[1] != '0' || v[2] != '-' ||
+        v[35] != '-' || v[52] != '-' || !unhex(v + 3, 32, tid, &zero_tid) ||
+        !unhex(v + 36, 16, parent, &zero_parent) || !unhex(v + 53, 2, flags_raw, &zero_flags) ||
+        zero_tid || zero_parent)
+        Py_RETURN_NONE;
+    int flags = flags_raw[0] & 3; /* ParentBased: the parent's sampled and random flags */
+    uint64_t span = nonzero();
+    char *s;
+    PyObject *line = new_line(&s);
+    if (line == NULL)
+        return NULL;
+    memcpy(s + PREFIX_LEN, v + 3, 32);
+    put_hex(s + SPAN_AT, span);
+    s[FLAG_AT] = HEX[flags];
+    if (!(flags & 1))
+        return line;
+    return Py_BuildValue("(Ny#NNy#i)", line, (const char *)tid, (Py_ssize_t)16, raw(span),
+                         raw(nonzero()), (const char *)parent, (Py_ssize_t)8, flags);
+}
+
+static PyMethodDef methods[] = {
+    {"root", root, METH_O, "A new trace's traceparent line (and raw ids when sampled)."},
+    {"child", child, METH_O, "A canonical inbound traceparent continued, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_context", "W3C trace context lines for the request path.", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__context(void) {
+    if (seed() != 0) {
+        PyErr_SetString(PyExc_ImportError, "hopwire.telemetry._context: getrandom(2) failed");
+        return NULL;
+    }
+    static int registered = 0;
+    if (!registered) {
+        if (pthread_atfork(NULL, NULL, reseed_in_child) != 0) {
+            PyErr_SetString(PyExc_ImportError, "hopwire.telemetry._context: pthread_atfork failed");
+            return NULL;
+        }
+        registered = 1;
+    }
+    return PyModule_Create(&module);
+}
