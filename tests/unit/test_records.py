@@ -90,6 +90,57 @@ def test_span_record_fields() -> None:
     assert attempt.start_ns <= attempt.end_ns and attempt.error_type == ""
 
 
+def _traced(tracer: Tracer, path: Any = "/p") -> None:
+    ex = exchange()
+    read_request(ex, "1.0", "POST", b"/p?a=1", ex.headers, False, False, True)
+    ex.path = path
+    tracer.start(ex)
+    assert ex.trace is not None
+    server: Any = SimpleNamespace(url_base="http://b:9", pool=SimpleNamespace(host="b", port=9))
+    ex.trace.begin_attempt(server)
+    ex.trace.end_attempt(201, "")
+    tracer.finish(ex)
+
+
+def test_the_sink_sends_encoded_spans_and_counts_what_it_cannot_encode(tmp_path: Path) -> None:
+    """A real SpanSink: a datagram is the span count and the spans as OTLP encodes them
+    (decoded here with opentelemetry-proto); a record the encoder refuses is counted in spans
+    and logged, the request path carries on, and nothing of it is sent."""
+    import socket
+
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    from hopwire.telemetry.records import HEADER
+    from hopwire.telemetry.tracing import SpanSink
+
+    path = str(tmp_path / "spans.sock")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(path)
+    rx.settimeout(5)
+    config = load(None, ["--tracing=true", "--tracing.batch.maxExportBatchSize=3"], {})
+    assert config.tracing is not None
+    worker: Any = SimpleNamespace(counters={"spans_sent": 0, "spans_dropped": 0})
+    sink = SpanSink([path], worker, config.tracing)
+    assert sink.limit == 3
+    tracer = Tracer("api", 1.0, sink)
+    _traced(tracer, path=b"/bytes")  # not a str: the encoder refuses the record
+    assert worker.counters["spans_dropped"] == 2 and sink.encoder.pending == 0
+    _traced(tracer)
+    _traced(tracer)  # 2 + 2 spans > 3: the first request's spans went alone
+    sink.flush()
+    sink.sock.close()
+    datagrams = [rx.recv(1 << 16), rx.recv(1 << 16)]
+    rx.close()
+    names = []
+    for datagram in datagrams:
+        (count,) = HEADER.unpack_from(datagram)
+        scope = trace_pb2.ScopeSpans.FromString(datagram[HEADER.size :])
+        assert count == len(scope.spans) == 2
+        names += [(span.name, span.kind) for span in scope.spans]
+    assert names == [("POST api", 2), ("POST", 3)] * 2
+    assert worker.counters["spans_sent"] == 4 and worker.counters["spans_dropped"] == 2
+
+
 def test_access_record_fields(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     config = load(None, [f"--accessLog.filePath={log}", "--accessLog.format=common"], {})

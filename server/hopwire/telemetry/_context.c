@@ -120,6 +120,17 @@ static PyObject *new_line(char **out) {
     return line;
 }
 
+/* ``out`` when every item was made, else NULL (the tuple, and what was made, freed) */
+static PyObject *filled(PyObject *out) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(out); i++) {
+        if (PyTuple_GET_ITEM(out, i) == NULL) {
+            Py_DECREF(out); /* tupledealloc skips the NULL items */
+            return NULL;
+        }
+    }
+    return out;
+}
+
 static PyObject *root(PyObject *module, PyObject *bound) {
     int sampled;
     uint64_t hi, lo;
@@ -153,17 +164,16 @@ static PyObject *root(PyObject *module, PyObject *bound) {
         hi >>= 8;
         lo >>= 8;
     }
-    PyObject *t = PyBytes_FromStringAndSize((const char *)tid, 16);
-    PyObject *c = raw(span);
-    PyObject *server = raw(nonzero());
-    if (t == NULL || c == NULL || server == NULL) {
-        Py_XDECREF(t);
-        Py_XDECREF(c);
-        Py_XDECREF(server);
+    PyObject *out = PyTuple_New(4);
+    if (out == NULL) {
         Py_DECREF(line);
         return NULL;
     }
-    return Py_BuildValue("(NNNN)", line, t, c, server);
+    PyTuple_SET_ITEM(out, 0, line);
+    PyTuple_SET_ITEM(out, 1, PyBytes_FromStringAndSize((const char *)tid, 16));
+    PyTuple_SET_ITEM(out, 2, raw(span));
+    PyTuple_SET_ITEM(out, 3, raw(nonzero()));
+    return filled(out);
 }
 
 static int hex_value(char c) {
@@ -212,8 +222,18 @@ static PyObject *child(PyObject *module, PyObject *value) {
     s[FLAG_AT] = HEX[flags];
     if (!(flags & 1))
         return line;
-    return Py_BuildValue("(Ny#NNy#i)", line, (const char *)tid, (Py_ssize_t)16, raw(span),
-                         raw(nonzero()), (const char *)parent, (Py_ssize_t)8, flags);
+    PyObject *out = PyTuple_New(6);
+    if (out == NULL) {
+        Py_DECREF(line);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, line);
+    PyTuple_SET_ITEM(out, 1, PyBytes_FromStringAndSize((const char *)tid, 16));
+    PyTuple_SET_ITEM(out, 2, raw(span));
+    PyTuple_SET_ITEM(out, 3, raw(nonzero()));
+    PyTuple_SET_ITEM(out, 4, PyBytes_FromStringAndSize((const char *)parent, 8));
+    PyTuple_SET_ITEM(out, 5, PyLong_FromLong(flags));
+    return filled(out);
 }
 
 static PyMethodDef methods[] = {

@@ -206,9 +206,7 @@ class SampledTrace(Trace):
             self.line = b"".join((self.line[:_CID_AT], hexlify(self.cid), self.tail))
         pool = server.pool
         # an AttemptRecord, open (end_ns 0) until end_attempt
-        self.attempts.append(
-            [self.cid, time.time_ns(), 0, server.url_base, pool.host, pool.port, 0, ""]
-        )
+        self.attempts.append([self.cid, time_ns(), 0, server.url_base, pool.host, pool.port, 0, ""])
         return retry
 
     def side_call(self, url_base: str, host: str, port: int) -> tuple[bytes, list[Any] | None]:
@@ -223,7 +221,7 @@ class SampledTrace(Trace):
         attempts = self.attempts
         if attempts and attempts[-1][ATTEMPT_END] == 0:
             attempt = attempts[-1]
-            attempt[ATTEMPT_END] = time.time_ns()
+            attempt[ATTEMPT_END] = time_ns()
             attempt[ATTEMPT_STATUS] = status
             if status >= 400 and not error:
                 error = str(status)
