@@ -90,11 +90,12 @@ class Sink:
         self.buf: list[Any] = []
         self.records = 0
         self.bytes = 0
+        self.encoder: Any = None
         try:
             from hopwire.telemetry import otlp
 
             self.encoder = otlp.encoder("c")
-        except ImportError:
+        except ImportError:  # a tree before the compiled encoder
             pass
         self.limit = 256
 
@@ -108,7 +109,7 @@ class Sink:
             self.records += len(self.buf)
             self.bytes += len(marshal.dumps(self.buf))
             self.buf = []
-        encoder = getattr(self, "encoder", None)
+        encoder = self.encoder
         if encoder is not None and encoder.pending:
             self.records += encoder.pending
             self.bytes += len(encoder.drain())

@@ -131,6 +131,22 @@ static PyObject *filled(PyObject *out) {
     return out;
 }
 
+/* the tuple of a sampled trace: (line, trace id, span id, SERVER span id), raw, and room for
+ * ``extra`` more items the caller sets before ``filled``; NULL (line freed) on failure */
+static PyObject *sampled_ids(Py_ssize_t extra, PyObject *line, const unsigned char *tid,
+                             uint64_t span) {
+    PyObject *out = PyTuple_New(4 + extra);
+    if (out == NULL) {
+        Py_DECREF(line);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, line);
+    PyTuple_SET_ITEM(out, 1, PyBytes_FromStringAndSize((const char *)tid, 16));
+    PyTuple_SET_ITEM(out, 2, raw(span));
+    PyTuple_SET_ITEM(out, 3, raw(nonzero()));
+    return out;
+}
+
 static PyObject *root(PyObject *module, PyObject *bound) {
     int sampled;
     uint64_t hi, lo;
@@ -164,16 +180,8 @@ static PyObject *root(PyObject *module, PyObject *bound) {
         hi >>= 8;
         lo >>= 8;
     }
-    PyObject *out = PyTuple_New(4);
-    if (out == NULL) {
-        Py_DECREF(line);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(out, 0, line);
-    PyTuple_SET_ITEM(out, 1, PyBytes_FromStringAndSize((const char *)tid, 16));
-    PyTuple_SET_ITEM(out, 2, raw(span));
-    PyTuple_SET_ITEM(out, 3, raw(nonzero()));
-    return filled(out);
+    PyObject *out = sampled_ids(0, line, tid, span);
+    return out == NULL ? NULL : filled(out);
 }
 
 static int hex_value(char c) {
@@ -222,15 +230,9 @@ static PyObject *child(PyObject *module, PyObject *value) {
     s[FLAG_AT] = HEX[flags];
     if (!(flags & 1))
         return line;
-    PyObject *out = PyTuple_New(6);
-    if (out == NULL) {
-        Py_DECREF(line);
+    PyObject *out = sampled_ids(2, line, tid, span);
+    if (out == NULL)
         return NULL;
-    }
-    PyTuple_SET_ITEM(out, 0, line);
-    PyTuple_SET_ITEM(out, 1, PyBytes_FromStringAndSize((const char *)tid, 16));
-    PyTuple_SET_ITEM(out, 2, raw(span));
-    PyTuple_SET_ITEM(out, 3, raw(nonzero()));
     PyTuple_SET_ITEM(out, 4, PyBytes_FromStringAndSize((const char *)parent, 8));
     PyTuple_SET_ITEM(out, 5, PyLong_FromLong(flags));
     return filled(out);

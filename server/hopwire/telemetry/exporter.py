@@ -271,8 +271,9 @@ def run_exporter(
     stats = Stats()
     sender = Sender(transport, stats, batch_cfg.exportTimeout)
     sender.start()
-    # the batch being built: the workers' encoded spans (Encoder.extend), wrapped by take
-    encoder = otlp.encoder(cfg.encoder, cfg.safeQueryParams)
+    # the batch being built: the workers' encoded spans (Encoder.extend), wrapped by take;
+    # the workers' encoders redacted the queries (tracing.safeQueryParams)
+    encoder = otlp.encoder(cfg.encoder)
     extend = encoder.extend
     resource, scope = otlp.resource_part(
         resource_attributes(cfg, instance_id), "hopwire", __version__

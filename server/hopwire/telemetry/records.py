@@ -48,7 +48,7 @@ class SpanRecord(NamedTuple):
     method: str
     route: str
     path: str
-    query: str  # as received: the exporter redacts it (tracing.safeQueryParams)
+    query: str  # as received: the encoder redacts it (tracing.safeQueryParams)
     server_address: str
     server_port: int
     client_address: str

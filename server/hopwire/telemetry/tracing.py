@@ -29,6 +29,7 @@ from random import getrandbits
 from time import time_ns
 from typing import Any
 
+from hopwire.telemetry import otlp
 from hopwire.telemetry._context import child, root
 from hopwire.telemetry.records import ATTEMPT_END, ATTEMPT_ERROR, ATTEMPT_STATUS, HEADER
 
@@ -290,7 +291,6 @@ class Tracer:
     """
 
     __slots__ = (
-        "bound",
         "others",
         "request_names",
         "responds",
@@ -311,9 +311,9 @@ class Tracer:
         trace_response: bool = False,
     ):
         self.route = route
-        self.bound = sampling_bound(rate)
+        bound = sampling_bound(rate)
         # what _context.root takes: None when every root is sampled (the bound is 2**64)
-        self.root_bound = self.bound if self.bound <= LOW64 else None
+        self.root_bound = bound if bound <= LOW64 else None
         self.sink = sink
         self.request_names = frozenset(n.lower().encode("latin-1") for n in request_headers)
         self.response_names = frozenset(n.lower().encode("latin-1") for n in response_headers)
@@ -473,8 +473,6 @@ class SpanSink:
     worker flushes every tick."""
 
     def __init__(self, paths: list[str], worker: Any, cfg: Any):
-        from hopwire.telemetry import otlp
-
         self.paths = paths
         self.next = 0
         self.worker = worker
