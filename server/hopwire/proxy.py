@@ -852,6 +852,17 @@ class Exchange(RequestHead):
             self.status = errors.CLIENT_CLOSED.status
         self.end(errors.CLIENT_CLOSED, True, "the client went away")
 
+    def stalled(self, client_full: bool) -> None:
+        """Nothing moved either way for the stall bound while no other deadline covered the
+        exchange (``Downstream.watch``): the backend sent nothing (504, or a cut-short
+        response), or the client read nothing of what was written (``client_full``)."""
+        if client_full and self.head_sent:
+            self.drop(errors.WRITE_TIMEOUT, "the client read nothing for the stall bound")
+        elif not self.resp_head:
+            self.respond_error(errors.RESPONSE_TIMEOUT, "nothing from the backend in time")
+        else:
+            self.abort(errors.RESPONSE_TIMEOUT, "the backend stopped sending mid-response")
+
     def timed_out(self) -> None:
         """``deadline`` passed: no response head in time, or the response write took too long."""
         self.deadline = 0.0
@@ -859,5 +870,15 @@ class Exchange(RequestHead):
             return
         if not self.resp_head:
             self.respond_error(errors.RESPONSE_TIMEOUT, "no response head before the deadline")
+        elif self.head_sent:
+            self.drop(errors.WRITE_TIMEOUT, "response not written within writeTimeout")
         else:
             self.abort(errors.WRITE_TIMEOUT, "response not written within writeTimeout")
+
+    def drop(self, kind: ErrorKind, detail: str) -> None:
+        """The client reads nothing: cut its connection without flushing what waits for it
+        (a close would keep the socket, and the bytes, until the client read them)."""
+        self.out.clear()
+        self.up_out.clear()
+        self.down.abort()
+        self.end(kind, True, detail)

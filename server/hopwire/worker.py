@@ -111,6 +111,7 @@ class EntryPointRuntime:
         "sanitize",
         "scheme",
         "scheme_str",
+        "stall_timeout",
         "table",
         "tls",
         "traced",
@@ -142,6 +143,9 @@ class EntryPointRuntime:
         self.read_timeout = timeouts.readTimeout
         self.idle_timeout = timeouts.idleTimeout
         self.write_timeout = timeouts.writeTimeout
+        # when no other deadline covers a connection, nothing moving either way for this long
+        # ends it (Downstream.watch): idleTimeout, or readTimeout when idleTimeout is 0
+        self.stall_timeout = timeouts.idleTimeout or timeouts.readTimeout
         self.max_requests = cfg.transport.keepAliveMaxRequests
         self.max_line = cfg.http.maxRequestLineBytes
         self.max_header_bytes = cfg.http.maxHeaderBytes
@@ -503,14 +507,23 @@ class Worker:
             self.finish(1)
             return
         for conn in list(self.connections):
-            if conn.deadline and conn.deadline <= now:
-                conn.timed_out()
+            deadline = conn.deadline
+            if deadline:
+                conn.stall_at = 0.0
+                if deadline <= now:
+                    conn.timed_out()
             ex = conn.active
             if ex is not None:
                 if ex.continue_at and ex.continue_at <= now:
                     ex.continue_now()
-                if ex.deadline and ex.deadline <= now:
-                    ex.timed_out()
+                if ex.deadline:
+                    conn.stall_at = 0.0
+                    if ex.deadline <= now:
+                        ex.timed_out()
+                elif not deadline:
+                    conn.watch(now)
+            elif not deadline:
+                conn.watch(now)
         channel = self.channel
         if channel is not None and channel.current() != self.sequence:
             self.sequence = channel.current()

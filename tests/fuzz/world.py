@@ -45,7 +45,9 @@ class ClientTransport:
         self.world = world
         self.out = bytearray()
         self.closed = False
+        self.aborted = False
         self.paused = False
+        self.unwritten = 0  # what get_write_buffer_size says
 
     def set_write_buffer_limits(self, high: int, low: int) -> None:
         pass
@@ -68,6 +70,12 @@ class ClientTransport:
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return self.unwritten  # 0: every write is taken at once
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
 
     def close(self) -> None:
         self.closed = True
@@ -199,8 +207,8 @@ class World:
             if client.closed:
                 break
             down.data_received(chunk)
-            self.answer_backends()
             self.check_buffers(down)
+            self.answer_backends()
         if eof and not client.closed and not down.eof_received():
             client.closed = True
         self.pooled = [c for c in self.pool.idle if not c.closed]  # what hopwire would reuse
@@ -228,6 +236,10 @@ class World:
             held = sum(len(b) for b in ex.up_out)
             if ex.upstream is None and held > BUFFER_LIMIT + 65536:
                 raise Violation(f"request body buffered beyond the limit: {held}")
+        active = down.active
+        if active is not None and active.upstream is not None and active.up_out:
+            # the backend would wait for these bytes while the exchange waits for its answer
+            raise Violation("request body held back from the attached backend after a read")
 
     # -- the invariants ------------------------------------------------------------------------
 

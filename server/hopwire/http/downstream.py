@@ -12,7 +12,10 @@ whose framing was wrong cannot be trusted (RFC 9112 §6.3, §11.2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +42,11 @@ log = logging.getLogger("hopwire.http")
 READ = 1  # the request must be fully read by the deadline (readTimeout) → 408
 IDLE = 2  # keep-alive idle (idleTimeout) or tunnel idle → close quietly
 LINGER = 3  # a lingering close: the rest of the request is read and dropped, then close
+CLOSING = 4  # closed with bytes still to write: the client has this long to read them
 LINGER_IDLE = 5.0  # ... for as long as the client keeps sending (nginx: lingering_timeout)
 LINGER_MAX = 30.0  # ... and never longer than this in all (nginx: lingering_time)
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST and drops the buffer
+CLOSE_FLUSH = 30.0  # a closed connection's unwritten bytes, when no stall bound is set
 
 _TOKEN_CHARS = frozenset(
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -87,6 +93,8 @@ class Downstream(asyncio.Protocol):
         "queue",
         "req",
         "served",
+        "stall_at",
+        "stall_mark",
         "tls",
         "transport",
         "trusted",
@@ -108,8 +116,15 @@ class Downstream(asyncio.Protocol):
         self.deferred_error: tuple[Exchange, ErrorKind, str] | None = None
         self.tunnel: Upstream | None = None  # the upstream connection after a 101
         self.served = 0
+        # Every state of a connection has a deadline (RELIABILITY 39): ``deadline`` for the
+        # connection's own states (reading a request, idle, lingering, tunnel, closing), the
+        # exchange's ``deadline`` (responseHeaderTimeout, writeTimeout) while it proxies; and
+        # when neither is set, the worker's tick calls ``watch``, which ends the connection
+        # once nothing has moved either way for the stall bound (``ep.stall_timeout``).
         self.deadline = 0.0
         self.deadline_kind = 0
+        self.stall_at = 0.0
+        self.stall_mark = -1
         self.body_seen = 0  # request body bytes parsed on this connection
         self.chunk_req: Exchange | None = None  # the chunked request whose framing is counted
         self.closed = False
@@ -198,6 +213,11 @@ class Downstream(asyncio.Protocol):
 
     def timed_out(self) -> None:
         """Called by the worker's tick when ``deadline`` has passed."""
+        if self.closed:
+            # closed with unwritten bytes the client does not read: give up on them
+            self.deadline = 0.0
+            self.abort()
+            return
         if self.linger_until:
             self.close()  # the client is done sending, or took too long
             return
@@ -206,10 +226,52 @@ class Downstream(asyncio.Protocol):
             return
         self.close()  # idle, or nothing of a request was ever sent
 
+    def watch(self, now: float) -> None:
+        """The worker's tick, for a connection no deadline covers: an exchange waiting for
+        its backend or writing its response with no responseHeaderTimeout or writeTimeout.
+        Progress is any request body byte read, response byte relayed, attempt or answer;
+        when none has happened for the stall bound, the exchange ends (``Exchange.stalled``).
+        """
+        bound = self.ep.stall_timeout
+        if not bound:
+            return  # the operator turned every client-side timeout off
+        ex = self.active
+        mark = self.body_seen + self.served
+        if ex is not None:
+            mark += ex.resp_bytes + ex.attempts
+        if mark != self.stall_mark or not self.stall_at:
+            self.stall_mark = mark
+            self.stall_at = now + bound
+            return
+        if now < self.stall_at:
+            return
+        self.stall_at = 0.0
+        if ex is None or ex.done:
+            self.close()  # a state nothing else ends (there should be none): end it
+        else:
+            ex.stalled(self.transport.get_write_buffer_size() > 0)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # uvloop keeps the socket until the bytes are written: bound that too
+                self.deadline = self.worker.clock.now + (self.ep.stall_timeout or CLOSE_FLUSH)
+                self.deadline_kind = CLOSING
+
+    def abort(self) -> None:
+        """Drop the connection at once, unwritten bytes and all (a client that reads nothing).
+
+        A reset, as nginx's ``reset_timedout_connection``: a plain close would leave the
+        kernel sending its buffer (megabytes on loopback) to a peer that does not read."""
+        self.closed = True
+        if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            self.transport.abort()
 
     def close_after_answer(self, ex: Exchange) -> None:
         """Close after an answer; linger when the client may still be sending its request.
@@ -260,16 +322,17 @@ class Downstream(asyncio.Protocol):
             )
             self.fail(kind, detail)
         else:
-            if self.chunk_req is not None and self.chunk_framing_over(
-                data, chunk_req is not None, completed, body_seen
-            ):
-                return
-        if unknown is not None:
-            self.unknown_method(data, unknown, fresh and completed == self.completed)
-            return
+            if self.chunk_req is not None:
+                self.chunk_framing_over(data, chunk_req is not None, completed, body_seen)
+        # Whatever ended the parse, the body pieces of the active request that this read held
+        # go to its backend now: a pooled connection is attached inside the parser's
+        # callbacks, and nothing else would write them (the backend would wait for its body
+        # while the exchange waits for the backend's answer).
         active = self.active
         if active is not None and active.up_out:
             active.flush_up()
+        if unknown is not None:
+            self.unknown_method(data, unknown, fresh and completed == self.completed)
 
     def chunk_framing_over(
         self, data: bytes, in_body: bool, completed: int, body_seen: int
