@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Backend, Hopwire
+from tests.otlp_receiver import GrpcReceiver
 
 
 @pytest.fixture
@@ -36,3 +37,11 @@ def make_hopwire(tmp_path: Path) -> Iterator[Any]:
     for hw in made:
         if hw.proc is not None:
             hw.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[GrpcReceiver]:
+    """A real OTLP gRPC receiver that decodes and keeps what arrives."""
+    rx = GrpcReceiver()
+    yield rx
+    rx.close()

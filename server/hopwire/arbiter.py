@@ -134,6 +134,9 @@ class Arbiter:
         self.span_paths: list[str] = []
         self.instance_id = str(uuid.uuid4())
         self.exporters_stopping = False
+        # exporters of a replaced tracing configuration: pid -> the last generation whose
+        # workers send to them; signalled once no worker of that generation is left
+        self.draining_exporters: dict[int, int] = {}
         self.metrics_dir = ""
         self.last_sample = 0.0
         self.tls_store: tls.Store | None = None  # the current generation's, inherited by workers
@@ -183,6 +186,11 @@ class Arbiter:
         signal.siginterrupt(signal.SIGCHLD, False)
         self.generation = 1
         self.start_exporters()
+        if not self.wait_exporters():
+            log.error("span exporter did not start; stopping")
+            self.kill_all(signal.SIGKILL)
+            self.reap(block=True)
+            return 1
         slots = [self.spawn(slot) for slot in range(self.count)]
         if not self.wait_booted(slots):
             log.error("workers failed to start; stopping")
@@ -313,6 +321,21 @@ class Arbiter:
         )
         self.exporters[pid] = index
 
+    def wait_exporters(self) -> bool:
+        """Wait until every exporter of the current set receives on its socket (it renames
+        its socket into place once it does), so that no worker sends spans into a path
+        nobody reads; False when one exited or did not get there in time."""
+        pids = set(self.exporters)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            self.reap(block=False, during_boot=True)
+            if not pids <= set(self.exporters):
+                return False
+            if all(os.path.exists(path) for path in self.span_paths):
+                return True
+            time.sleep(0.01)
+        return False
+
     def retire_exporters(self) -> None:
         for pid in self.exporters:
             self.retired_exporters.add(pid)
@@ -359,6 +382,7 @@ class Arbiter:
                 handler()
             self.reap(block=False)
             if self.stopping:
+                self.retire_drained_exporters()
                 if not self.workers and (self.exporters or self.retired_exporters):
                     if not self.exporters_stopping:
                         # workers flushed their span records on the way out; now the exporters
@@ -382,7 +406,7 @@ class Arbiter:
             self.sample()
 
     def reap(self, block: bool, during_boot: bool = False) -> None:
-        while self.workers or self.exporters or self.retired_exporters:
+        while self.workers or self.exporters or self.retired_exporters or self.draining_exporters:
             try:
                 pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
             except ChildProcessError:
@@ -432,6 +456,9 @@ class Arbiter:
         if pid in self.retired_exporters:
             self.retired_exporters.discard(pid)
             return
+        if self.draining_exporters.pop(pid, None) is not None:
+            log.error("span exporter (pid %d) of the previous configuration died", pid)
+            return
         index = self.exporters.pop(pid, None)
         if index is None or self.stopping:
             return
@@ -446,7 +473,15 @@ class Arbiter:
         self.failures = [t for t in self.failures if now - t < 60] + [now]
         self.exporter_respawn[index] = now + min(BACKOFF_MAX, 0.05 * 2 ** (len(self.failures) - 1))
 
+    def retire_drained_exporters(self) -> None:
+        for pid, generation in list(self.draining_exporters.items()):
+            if not any(p.generation <= generation for p in self.workers.values()):
+                del self.draining_exporters[pid]
+                self.retired_exporters.add(pid)
+                self.signal(pid, signal.SIGTERM)
+
     def maintain(self) -> None:
+        self.retire_drained_exporters()
         now = time.monotonic()
         for index, when in list(self.exporter_respawn.items()):
             if when <= now:
@@ -533,7 +568,8 @@ class Arbiter:
             pass
 
     def kill_all(self, sig: int) -> None:
-        for pid in [*self.workers, *self.exporters, *self.retired_exporters]:
+        exporters = [*self.exporters, *self.retired_exporters, *self.draining_exporters]
+        for pid in [*self.workers, *exporters]:
             self.signal(pid, sig)
 
     def cleanup(self) -> None:
@@ -564,8 +600,11 @@ class Arbiter:
             self.kill_all(signal.SIGINT)
             self.stop_deadline = time.monotonic() + 2.0
         else:
+            # Workers first: their last spans go to the exporters on their way out, and the
+            # exporters are told to flush and exit only once every worker has (see loop).
             log.info("graceful stop: draining for up to %.3gs", budget)
-            self.kill_all(signal.SIGTERM)
+            for pid in self.workers:
+                self.signal(pid, signal.SIGTERM)
             self.stop_deadline = time.monotonic() + budget + 3.0
 
     def handle_term(self) -> None:
@@ -724,6 +763,21 @@ class Arbiter:
             old_exporters = dict(self.exporters)
             self.exporters = {}
             self.start_exporters()
+            if not self.wait_exporters():
+                log.error("reload failed: the new span exporter did not start")
+                metrics.family("reload_failures").inc()
+                for pid in self.exporters:
+                    self.retired_exporters.add(pid)
+                    self.signal(pid, signal.SIGKILL)
+                self.exporters, self.span_paths = old_exporters, old_paths
+                self.listeners, self.config, self.tls_store = old_listeners, old_config, old_store
+                self.shared = old_shared
+                kept = {id(ln) for ln in old_listeners.values()}
+                for ln in listeners.values():
+                    if id(ln) not in kept:
+                        ln.sock.close()
+                self.notifier.notify("READY=1")
+                return False
         self.generation += 1
         self.count = new.worker_count if new.workers != old_config.workers else self.count
         self.respawn_at.clear()
@@ -751,9 +805,10 @@ class Arbiter:
             if proc.generation < self.generation and not proc.retiring:
                 self.retire(proc)
         if tracing_changed:
-            for pid in old_exporters:  # they flush what the old workers sent, then exit
-                self.retired_exporters.add(pid)
-                self.signal(pid, signal.SIGTERM)
+            # they take what the old workers send until the last of them has exited, then
+            # flush and exit (maintain)
+            for pid in old_exporters:
+                self.draining_exporters[pid] = self.generation - 1
         kept = {id(ln) for ln in listeners.values()}
         for ln in old_listeners.values():
             if id(ln) not in kept:

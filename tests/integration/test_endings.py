@@ -11,17 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.harness import raw, request, service, wait_for
-from tests.otlp_receiver import GrpcReceiver, attrs
-
-
-@pytest.fixture
-def receiver() -> Any:
-    rx = GrpcReceiver()
-    yield rx
-    rx.close()
+from tests.otlp_receiver import attrs
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:

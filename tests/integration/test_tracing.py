@@ -20,13 +20,6 @@ from tests.otlp_receiver import GrpcReceiver, HttpReceiver, attrs
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-@pytest.fixture
-def receiver() -> Any:
-    rx = GrpcReceiver()
-    yield rx
-    rx.close()
-
-
 def tracing(rx: Any, **extra: Any) -> dict[str, Any]:
     grpc_cfg = {"endpoint": rx.endpoint, "insecure": True, **extra.pop("grpc", {})}
     return {"otlp": {"grpc": grpc_cfg}, "batch": {"scheduleDelay": "100ms"}, **extra}

@@ -17,6 +17,7 @@ On SIGTERM it stops receiving, sends what it holds within ``deadline`` seconds a
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -181,6 +182,7 @@ class Sender(threading.Thread):
         self.export_timeout = export_timeout
         self.batches: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=8)
         self.stop_by = float("inf")  # set on shutdown: no retry may go past it
+        self.in_flight = 0  # spans of the batch being sent
 
     def submit(self, body: bytes, spans: int) -> None:
         """Queue a batch.  When the queue is full the receiving thread waits (up to
@@ -197,21 +199,42 @@ class Sender(threading.Thread):
         except queue.Full:
             self.stats.failed(spans, "too many batches waiting: collector too slow")
 
+    def abandon(self) -> int:
+        """At the flush deadline: the spans of the batch being sent and of those still
+        queued, counted dropped (the thread is a daemon: it ends with the process)."""
+        spans = self.in_flight
+        self.in_flight = 0
+        while True:
+            try:
+                item = self.batches.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                spans += item[1]
+        if spans:
+            self.stats.drop(spans)
+        return spans
+
     def run(self) -> None:
         while True:
             item = self.batches.get()
             if item is None:
                 return
             body, spans = item
+            self.in_flight = spans
             deadline = min(time.monotonic() + self.export_timeout, self.stop_by)
             delay = 1.0
             while True:
                 ok, retryable, reason = self.transport.send(body, deadline)
+                if not self.in_flight:
+                    return  # abandoned at the flush deadline, and counted there
                 if ok:
+                    self.in_flight = 0
                     self.stats.sent(spans)
                     break
                 wait = delay * random.uniform(0.8, 1.2)
                 if not retryable or time.monotonic() + wait >= deadline:
+                    self.in_flight = 0
                     self.stats.failed(spans, reason)
                     break
                 time.sleep(wait)
@@ -250,11 +273,16 @@ def run_exporter(
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     signal.signal(signal.SIGUSR1, lambda *_: logs.reopen())
 
-    with __import__("contextlib").suppress(FileNotFoundError):
-        os.unlink(path)
+    # Bound under a temporary name and renamed into place once this process receives: the
+    # master starts the workers only when the path exists (Arbiter.wait_exporters), so no
+    # worker sends spans into a path nobody reads.
+    binding = f"{path}.{os.getpid()}"
+    for stale in (path, binding):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.bind(path)
+    sock.bind(binding)
     sock.setblocking(False)
 
     otlp_cfg = cfg.otlp
@@ -266,6 +294,7 @@ def run_exporter(
         )
     except (OSError, ssl.SSLError, ValueError) as exc:
         log.error("span exporter cannot start: %s", exc)
+        os.unlink(binding)
         return 3
     batch_cfg = cfg.batch
     stats = Stats()
@@ -284,6 +313,7 @@ def run_exporter(
     last_report = last_sample = time.monotonic()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
+    os.rename(binding, path)
     log.info("span exporter %d ready on %s (%s encoder)", index, path, encoder.name)
 
     def export_pending() -> None:
@@ -348,9 +378,14 @@ def run_exporter(
                 stats.errors,
             )
 
-    # shutdown: take what is still queued in the socket, then flush within the deadline
+    # Shutdown.  The path goes first, so that a worker still sending learns it (ENOENT) and
+    # counts its spans dropped, instead of queueing datagrams that nobody will read; then
+    # what is queued in the socket is taken in and everything is sent within the deadline.
+    # What the deadline leaves unsent is counted dropped and logged.
     deadline = time.monotonic() + flush_deadline
     sender.stop_by = deadline
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
     while True:
         try:
             size = sock.recv_into(buffer)
@@ -361,7 +396,10 @@ def run_exporter(
     sender.batches.put(None)
     sender.join(max(0.0, deadline - time.monotonic()))
     if sender.is_alive():
-        log.warning("span exporter: flush deadline passed with batches unsent")
+        unsent = sender.abandon()
+        log.warning(
+            "span exporter: flush deadline passed: %d spans unsent, counted dropped", unsent
+        )
     log.info(
         "span exporter %d stopped: %d spans exported, %d dropped, %d export errors",
         index,
@@ -370,6 +408,4 @@ def run_exporter(
         stats.errors,
     )
     sock.close()
-    with __import__("contextlib").suppress(FileNotFoundError):
-        os.unlink(path)
     return 0
