@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-locust soak fuzz venv clean deps-test
+.PHONY: run test lint bench bench-locust bench-slow soak fuzz venv clean deps-test
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -59,6 +59,11 @@ bench-locust: $(STAMP)
 	@bash bench/install-deps.sh
 	$(PIP) install -q -e '.[test,lint,bench]'
 	$(PY) bench/locust_run.py --seconds $(LOCUST_SECONDS) --rounds $(LOCUST_ROUNDS)
+
+# slowhttptest's slow read, slowloris and slow body by the hundred, hopwire beside nginx
+bench-slow: $(STAMP)
+	@bash bench/install-deps.sh
+	$(PY) bench/slowclients.py
 
 # load while the dynamic file changes, SIGHUPs, worker kills and receiver restarts
 SOAK_SECONDS ?= 300

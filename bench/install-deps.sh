@@ -7,4 +7,5 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v valgrind >/dev/null || missing+=(valgrind)  # bench/instructions.py
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)  # bench/run.py
+command -v slowhttptest >/dev/null || missing+=(slowhttptest)  # bench/slowclients.py
 exec bash "$(dirname "$0")/../deploy/apt-install.sh" "the bench" "${missing[@]}"

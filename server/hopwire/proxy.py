@@ -433,6 +433,8 @@ class Exchange(RequestHead):
         self.attempts += 1
         if self.timed and self.attempts == 1:
             self.origin_t0 = time.monotonic()
+        if down.watch_reads:
+            down.reading_for(conn)
         pool = conn.pool
         now = down.worker.clock.now
         if pool.response_header_timeout:
@@ -657,6 +659,8 @@ class Exchange(RequestHead):
         assert self.server is not None
         self.server.inflight -= 1
         if reuse:
+            if conn.narrowed:
+                conn.widen()
             # the last write to a slow client may have paused this connection's reading; an
             # idle pooled connection must read (to notice the backend closing it)
             if conn.flow.reasons:
@@ -709,8 +713,12 @@ class Exchange(RequestHead):
         if kind is not None:
             if not self.error_type:
                 self.error_type = kind.name
-            down.worker.errors[kind.name] += 1
-            if log.isEnabledFor(kind.log_level):
+            worker = down.worker
+            worker.errors[kind.name] += 1
+            level = kind.log_level
+            if log.isEnabledFor(level) and (
+                level >= logging.ERROR or worker.lines.allow(kind.name, level, worker.clock.now)
+            ):
                 log.log(
                     kind.log_level,
                     "%s %s %s from %s: %s",

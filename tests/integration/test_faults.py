@@ -281,3 +281,44 @@ def test_early_answer_survives_the_unread_body(make_backend: Any, make_hopwire: 
                 data += chunk
         assert data.startswith(b"HTTP/1.1 404") and b"connection: close" in data.lower()
     assert "no_route" in hw.logs()
+
+
+def test_error_lines_are_sampled_and_every_error_counted(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """A flood of aborted connections and bad requests (an attack): at most 10 lines per kind
+    per 10 s, one line saying how many were held back, and every one in the counter."""
+    from tests.integration.test_tls import metric
+
+    hw, _ = proxy(make_backend, make_hopwire, workers=1)
+    for _ in range(40):
+        raw(hw.port, b"\x00garbage\r\n\r\n", timeout=2)
+    for _ in range(30):  # clients that reset before their answer
+        sock = socket.create_connection(("127.0.0.1", hw.port))
+        sock.sendall(b"GET /slow/0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.01)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    wait_for(lambda: metric(hw, "hopwire_errors_total", kind="client_closed") == 30, timeout=15)
+    assert metric(hw, "hopwire_errors_total", kind="bad_request") == 40
+    lines = hw.logs().splitlines()
+    assert len([x for x in lines if '"msg":"bad_request ' in x]) == 10
+    assert len([x for x in lines if '"msg":"client_closed ' in x]) == 10
+    wait_for(lambda: "30 more bad_request lines held back" in hw.logs(), timeout=15)
+    wait_for(lambda: "20 more client_closed lines held back" in hw.logs(), timeout=15)
+    assert request(hw.port, "GET", "/")[0] == 200
+
+
+def test_many_ranges_are_the_origins_to_judge(make_backend: Any, make_hopwire: Any) -> None:
+    """A Range field with thousands of ranges is forwarded as it came, as Traefik forwards it:
+    hopwire serves no ranges itself, the origin decides (RFC 9110 §14.2 lets it ignore or
+    refuse them).  Only the header section limit bounds it (maxHeaderBytes: 431 beyond)."""
+    hw, b = proxy(make_backend, make_hopwire)
+    ranges = "bytes=" + ",".join(f"{i}-{i}" for i in range(10_000, 14_000, 2))  # 2,000 ranges
+    assert 22_000 < len(ranges) < 32_000
+    status, _, body = request(hw.port, "GET", "/ranges", headers=[("Range", ranges)])
+    assert status == 200
+    [got] = [r for r in b.requests if r[1] == "/ranges"]
+    assert dict(got[2])["range"] == ranges
+    huge = "bytes=" + ",".join(f"{i}-{i}" for i in range(10_000, 16_000, 2))
+    assert request(hw.port, "GET", "/ranges", headers=[("Range", huge)])[0] == 431

@@ -28,7 +28,7 @@ from tests.harness import (
     wait_for,
 )
 from tests.integration.test_tls import metric
-from tests.integration.test_tracing import receiver, tracing  # noqa: F401  (fixture)
+from tests.integration.test_tracing import tracing
 
 
 class Failing(Backend):
@@ -312,7 +312,7 @@ def test_a_buffered_chunked_request_reaches_the_backend_with_a_length(both: Any)
 def test_retries_are_counted_and_each_attempt_is_a_client_span(
     make_backend: Any,
     make_hopwire: Any,
-    receiver: Any,  # noqa: F811
+    receiver: Any,
 ) -> None:
     b = make_backend()
     dead = free_port()

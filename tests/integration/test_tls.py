@@ -783,3 +783,61 @@ def test_tls_entrypoint_answers_as_traefik_does(
         assert request(tls_port(hw), "GET", "/")[0] == request(traefik.port, "GET", "/")[0]
     finally:
         traefik.stop()
+
+
+@pytest.mark.parametrize("where", ["entrypoint", "router"])
+def test_file_suffixed_references_as_traefik_takes_them(
+    make_backend: Any, make_hopwire: Any, ca: Authority, tmp_path: Path, where: str
+) -> None:
+    """``modern@file`` for TLS options (an entrypoint's or a router's) and ``custom@file`` for
+    a servers transport, as Traefik 3.7's documentation writes them: both proxies start, take
+    TLS 1.3 and refuse TLS 1.2 (the options were applied), and route through the transport."""
+    from tests.harness import Traefik
+
+    b = make_backend()
+    leaf = ca.leaf("a.test")
+    # Traefik applies TLS options by the Host of a router's rule (the handshake's SNI)
+    router: dict[str, Any] = {"rule": "Host(`a.test`)", "service": "s"}
+    entrypoint: dict[str, Any] = {"http": {"tls": {}}}
+    if where == "router":
+        router["tls"] = {"options": "modern@file"}
+    else:
+        entrypoint = {"http": {"tls": {"options": "modern@file"}}}
+    dynamic = {
+        "http": {
+            "routers": {"r": router},
+            "services": {"s": service(b.url, serversTransport="custom@file")},
+            "serversTransports": {"custom": {"maxIdleConnsPerHost": 3}},
+        },
+        "tls": {
+            "certificates": [leaf.files()],
+            "options": {"modern": {"minVersion": "VersionTLS13"}},
+        },
+    }
+    traefik = Traefik(tmp_path, copy.deepcopy(dynamic), entrypoint)
+    try:
+        modern = client_context(ca)
+
+        def routed() -> bool:
+            try:
+                return https(traefik.port, "a.test", modern)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(routed, timeout=30)
+        hw = make_hopwire(
+            {
+                **dynamic,
+                "entryPoints": {"websecure": {"address": f"127.0.0.1:{free_port()}", **entrypoint}},
+            }
+        )
+        old = client_context(ca, version=ssl.TLSVersion.TLSv1_2)
+        for name, port in (("hopwire", tls_port(hw)), ("traefik", traefik.port)):
+            assert https(port, "a.test", modern)[0] == 200, name
+            try:
+                https(port, "a.test", old)
+            except (ssl.SSLError, OSError):
+                continue
+            raise AssertionError(f"{name} took TLS 1.2 with minVersion VersionTLS13")
+    finally:
+        traefik.stop()

@@ -177,3 +177,37 @@ def test_file_provider_refusals(tmp_path: Path) -> None:
     assert "config file /nonexistent/x.yml: cannot read" in errors_of(gone)
     docker = write(tmp_path, "providers: {docker: {}}\n")
     assert "providers.docker: not supported" in errors_of(docker)
+
+
+def test_every_kind_of_reference_takes_the_file_suffix(tmp_path: Path) -> None:
+    """Traefik 3.7 accepts ``@file`` wherever a name is referenced: a servers transport, a
+    router's TLS options and an entrypoint's TLS options among them (issue 21)."""
+    dynamic = write(
+        tmp_path,
+        "http:\n"
+        "  routers:\n"
+        "    r: {rule: 'PathPrefix(`/`)', service: s@file, tls: {options: modern@file}}\n"
+        "  services:\n"
+        "    s: {loadBalancer: {serversTransport: customTransport@file,"
+        " servers: [{url: 'http://127.0.0.1:9'}]}}\n"
+        "  serversTransports:\n"
+        "    customTransport: {maxIdleConnsPerHost: 7}\n"
+        "tls:\n"
+        "  options:\n"
+        "    modern: {minVersion: VersionTLS13}\n",
+        "dynamic.yml",
+    )
+    main = write(
+        tmp_path,
+        "entryPoints:\n"
+        "  websecure:\n"
+        "    address: ':8443'\n"
+        "    http: {tls: {options: modern@file}}\n"
+        f"providers:\n  file:\n    filename: {dynamic}\n",
+    )
+    config = load(main, environ={})
+    assert config.http.services["s"].loadBalancer.serversTransport == "customTransport"
+    router_tls = config.http.routers["r"].tls
+    assert router_tls is not None and router_tls.options == "modern"
+    ep_tls = config.entryPoints["websecure"].http.tls
+    assert ep_tls is not None and ep_tls.options == "modern"

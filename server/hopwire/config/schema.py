@@ -49,10 +49,17 @@ class RespondingTimeouts:
         60.0, "Maximum time to read a whole request, head and body; 408 when it passes.", DURATION
     )
     writeTimeout: float = setting(
-        0.0, "Maximum time to write a response; 0 means no limit.", DURATION
+        0.0,
+        "Maximum time to write a response (then the connection is reset); 0 means no total "
+        "limit, and a client that reads nothing is still reset after idleTimeout.",
+        DURATION,
     )
     idleTimeout: float = setting(
-        180.0, "How long an idle keep-alive connection stays open.", DURATION
+        180.0,
+        "How long an idle keep-alive connection or tunnel stays open; also the stall bound: "
+        "a connection on which nothing moves either way for this long, and no other timeout "
+        "applies, ends (504 before a response head).",
+        DURATION,
     )
 
 

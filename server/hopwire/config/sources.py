@@ -174,7 +174,9 @@ def _drop_provider(name: Any) -> Any:
 
 
 def _drop_provider_suffixes(raw: dict[str, Any]) -> None:
-    """References to routers' services and middlewares may carry Traefik's ``@file``."""
+    """Every reference by name may carry Traefik's ``@file``: a router's service,
+    middlewares and TLS options, a chain's middlewares, an errors middleware's service, a
+    service's servers transport, an entrypoint's middlewares and TLS options."""
 
     def fix(node: Any, key: str) -> None:
         if not isinstance(node, dict):
@@ -194,11 +196,15 @@ def _drop_provider_suffixes(raw: dict[str, Any]) -> None:
     for router in each("http", "routers"):
         fix(router, "service")
         fix(router, "middlewares")
+        fix(_ci_get(router, "tls"), "options")
     for mw in each("http", "middlewares"):
         fix(_ci_get(mw, "chain"), "middlewares")
         fix(_ci_get(mw, "errors"), "service")
+    for svc in each("http", "services"):
+        fix(_ci_get(svc, "loadBalancer"), "serversTransport")
     for ep in each("entryPoints"):
         fix(_ci_get(ep, "http"), "middlewares")
+        fix(_ci_get(ep, "http", "tls"), "options")
 
 
 def _resolve(segments: list[str], origin: str, errors: list[str]) -> list[str | int] | None:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
 import struct
+import sys
+import termios
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from httptools import (
@@ -29,7 +33,14 @@ from httptools import (
 
 from hopwire import errors
 from hopwire.errors import ErrorKind, ProxyError
-from hopwire.http.flow import BUFFERING, HIGH_WATER, LOW_WATER, PEER_FULL, QUEUED, ReadFlow
+from hopwire.http.flow import (
+    BUFFERING,
+    CLIENT_HIGH_WATER,
+    CLIENT_LOW_WATER,
+    PEER_FULL,
+    QUEUED,
+    ReadFlow,
+)
 from hopwire.http.tls import tls_fields
 
 if TYPE_CHECKING:
@@ -45,6 +56,7 @@ LINGER = 3  # a lingering close: the rest of the request is read and dropped, th
 CLOSING = 4  # closed with bytes still to write: the client has this long to read them
 LINGER_IDLE = 5.0  # ... for as long as the client keeps sending (nginx: lingering_timeout)
 LINGER_MAX = 30.0  # ... and never longer than this in all (nginx: lingering_time)
+_OUTQ = bytes(4)  # TIOCOUTQ (SIOCOUTQ): the bytes the kernel has not sent yet, an int
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST and drops the buffer
 CLOSE_FLUSH = 30.0  # a closed connection's unwritten bytes, when no stall bound is set
 
@@ -73,6 +85,7 @@ def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
 class Downstream(asyncio.Protocol):
     __slots__ = (
         "active",
+        "after_large",
         "body_seen",
         "chunk_req",
         "client_ip",
@@ -85,6 +98,7 @@ class Downstream(asyncio.Protocol):
         "deferred_error",
         "ep",
         "flow",
+        "full",
         "fwd_block",
         "fwd_host",
         "linger_until",
@@ -93,13 +107,16 @@ class Downstream(asyncio.Protocol):
         "queue",
         "req",
         "served",
+        "slow",
         "stall_at",
         "stall_mark",
         "tls",
         "transport",
         "trusted",
         "tunnel",
+        "watch_reads",
         "worker",
+        "writer",
     )
 
     def __init__(self, ep: EntryPointRuntime):
@@ -116,6 +133,12 @@ class Downstream(asyncio.Protocol):
         self.deferred_error: tuple[Exchange, ErrorKind, str] | None = None
         self.tunnel: Upstream | None = None  # the upstream connection after a 101
         self.served = 0
+        self.full = False  # the transport is over its high-water mark (pause_writing)
+        self.slow = False  # ... has been once, or left a large response unread (check_backlog)
+        self.after_large = False  # the last response was large: look at the backlog next time
+        self.watch_reads = False  # slow or after_large: the next backend read is looked at
+        # what writes more of an answer when the client has room again (a buffered response)
+        self.writer: Callable[[], None] | None = None
         # Every state of a connection has a deadline (RELIABILITY 39): ``deadline`` for the
         # connection's own states (reading a request, idle, lingering, tunnel, closing), the
         # exchange's ``deadline`` (responseHeaderTimeout, writeTimeout) while it proxies; and
@@ -145,7 +168,7 @@ class Downstream(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        transport.set_write_buffer_limits(CLIENT_HIGH_WATER, CLIENT_LOW_WATER)
         self.flow = ReadFlow(transport)
         peer = transport.get_extra_info("peername")
         if peer:
@@ -198,14 +221,51 @@ class Downstream(asyncio.Protocol):
         return False  # a request cut short ends as client_closed in connection_lost
 
     def pause_writing(self) -> None:
+        self.full = self.slow = self.watch_reads = True
         other = self.tunnel or (self.active.upstream if self.active is not None else None)
         if other is not None:
             other.flow.pause(PEER_FULL)
+            other.narrow()  # a slow reader: read from its backend only as fast as it drains
 
     def resume_writing(self) -> None:
+        self.full = False
         other = self.tunnel or (self.active.upstream if self.active is not None else None)
         if other is not None:
             other.flow.resume(PEER_FULL)
+        writer = self.writer
+        if writer is not None:
+            writer()
+
+    def check_backlog(self) -> None:
+        """The exchange after a large response starts: the bytes the kernel still holds for
+        this client.  One that reads as it asks has read the last response before sending
+        this request; one that left more than the high-water mark unread (a pipelining slow
+        reader) is slow, and its new backend connection is narrowed before any byte of the
+        response is read (the kernel's send buffer, megabytes on loopback, hides a slow
+        reader from ``pause_writing`` for whole responses)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, _OUTQ)
+        except OSError:
+            return
+        if int.from_bytes(unsent, sys.byteorder) > CLIENT_HIGH_WATER:
+            self.slow = self.watch_reads = True
+
+    def reading_for(self, conn: Upstream) -> None:
+        """A backend connection now answers this client (``Exchange.attach``): a client whose
+        transport is still over its high-water mark (a pipelined request behind a response it
+        has not read) pauses it at once, as ``pause_writing`` would have; one that has been
+        slow gets it narrowed."""
+        if self.after_large:
+            self.after_large = False
+            self.watch_reads = self.slow
+            self.check_backlog()
+        if self.slow:
+            if self.full:
+                conn.flow.pause(PEER_FULL)
+            conn.narrow()
 
     def set_deadline(self, seconds: float, kind: int) -> None:
         self.deadline = self.worker.clock.now + seconds if seconds else 0.0
@@ -441,8 +501,11 @@ class Downstream(asyncio.Protocol):
     def exchange_done(self, ex: Exchange, close: bool) -> None:
         """An exchange has ended (``Exchange.end``): close, or go on with the next request."""
         self.served += 1
+        self.writer = None
         if self.active is ex:
             self.active = None
+        if ex.resp_bytes > CLIENT_HIGH_WATER and not self.slow:
+            self.after_large = self.watch_reads = True
         if self.tunnel is not None:
             return  # the connection is a byte tunnel now
         if close or self.closed:

@@ -14,10 +14,14 @@ PEER_FULL = 1  # the other side's write buffer is over its high-water mark
 QUEUED = 2  # a pipelined request waits behind the active one
 BUFFERING = 4  # body bytes are held while no upstream connection is attached
 
-# Write-buffer marks for every transport hopwire owns: at most this much is held per direction
-# per connection, which bounds memory for slow readers and large bodies.
-HIGH_WATER = 256 * 1024
+# Write-buffer marks: at most this much is held per direction per connection (plus the one
+# read that crossed the mark), which bounds memory for slow readers and large bodies.  Towards
+# a client the marks are low: a slow reader holds little, and a fast one drains into the
+# kernel's send buffer (megabytes, autotuned) long before these matter.
+HIGH_WATER = 256 * 1024  # towards a backend
 LOW_WATER = 64 * 1024
+CLIENT_HIGH_WATER = 64 * 1024  # towards a client
+CLIENT_LOW_WATER = 16 * 1024
 BUFFER_LIMIT = 256 * 1024  # body bytes held while no upstream connection is attached
 
 

@@ -40,6 +40,8 @@ log = logging.getLogger("hopwire.upstream")
 # a body of known length with this much still to come after its head's read is counted,
 # not parsed: below it, the parser's copy of each piece costs less than a new parser
 COUNTED = 32 * 1024
+SLOW_READ = 32 * 1024  # the most read at a time from a slow client's backend (narrow)
+_slow_buffer = memoryview(bytearray(SLOW_READ))  # one per process: read, then copied out
 HEAD_LIMIT = 1 << 20  # bytes of a response head (Go's transport for Traefik: 1 MiB by default)
 
 
@@ -64,6 +66,7 @@ class Upstream(asyncio.Protocol):
         "interim",
         "keep",
         "length",
+        "narrowed",
         "parser",
         "partial",
         "pool",
@@ -100,6 +103,7 @@ class Upstream(asyncio.Protocol):
         self.idle_since = 0.0
         self.tunnel: Downstream | None = None  # the downstream connection after a 101
         self.closed = False
+        self.narrowed = False  # read in small pieces for a slow client (narrow)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -134,6 +138,31 @@ class Upstream(asyncio.Protocol):
         other = self.tunnel or (self.ex.down if self.ex is not None else None)
         if other is not None:
             other.flow.resume(PEER_FULL)
+
+    def narrow(self) -> None:
+        """The client this response goes to is slow: from now on read from the backend at most
+        ``SLOW_READ`` bytes at a time (``SlowReader``), so that the worker holds one small
+        read for it rather than a 256 KiB one; the backend waits in its own send buffer.
+        uvloop (and asyncio) choose how to read when reading starts, hence the restart."""
+        if self.narrowed or self.closed:
+            return
+        self.narrowed = True
+        transport = self.transport
+        transport.set_protocol(SlowReader(self))
+        if not self.flow.reasons:
+            transport.pause_reading()
+            transport.resume_reading()
+
+    def widen(self) -> None:
+        """Back to whole reads, for the pool's next exchange (whose client may be fast)."""
+        if not self.narrowed or self.closed:
+            return
+        self.narrowed = False
+        transport = self.transport
+        transport.set_protocol(self)
+        if not self.flow.reasons:
+            transport.pause_reading()
+            transport.resume_reading()
 
     def close(self) -> None:
         if not self.closed:
@@ -309,3 +338,32 @@ class Upstream(asyncio.Protocol):
         ex = self.ex
         if ex is not None and not ex.resp_complete:
             ex.response_complete(self.parser.should_keep_alive())
+
+
+class SlowReader(asyncio.BufferedProtocol):
+    """An ``Upstream``'s protocol while its client is slow (``Upstream.narrow``): the loop
+    reads into a small buffer shared by the process, and each read is handed on as bytes,
+    as a plain protocol's would be.  Everything else goes to the upstream itself."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Upstream):
+        self.conn = conn
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _slow_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.conn.data_received(bytes(_slow_buffer[:nbytes]))
+
+    def eof_received(self) -> bool:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()

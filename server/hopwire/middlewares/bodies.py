@@ -256,14 +256,35 @@ class BufferedResponse(Filter):
         spool = self.spool
         if spool.size < 0:
             return
+        ex = self.ex
         parts, headers = self.head
         size = spool.size
-        pieces = spool.pieces()
+        spool.file.seek(0)
+        ex.held = [*(ex.held or ()), spool.close]  # whatever the outcome
+        self.next.send_head(with_length(parts, size), b"%d" % size, True, headers)
+        self.pump()
+
+    def pump(self) -> None:
+        """Send the spooled body while the client has room, the rest when it has room again
+        (``Downstream.resume_writing`` calls back): a slow reader holds a piece or two, not
+        the whole body.  A client that fills up is slow: what is left of a spool still in
+        memory moves to its temporary file, as nginx's proxy_temp holds it."""
+        ex = self.ex
+        down = ex.down
+        f = self.spool.file
         nxt = self.next
-        nxt.send_head(with_length(parts, size), b"%d" % size, True, headers)
-        for piece in pieces:
+        while not ex.done:
+            if down.full:
+                f.rollover()
+                down.writer = self.pump
+                return
+            piece = f.read(PIECE)
+            if not piece:
+                down.writer = None
+                nxt.send_end()
+                return
             nxt.send_data(piece)
-        nxt.send_end()
+            ex.flush_down()
 
 
 # -- compress ---------------------------------------------------------------------------------

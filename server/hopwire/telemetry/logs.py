@@ -65,6 +65,51 @@ class CommonFormatter(logging.Formatter):
         return line
 
 
+class LineBudget:
+    """At most ``burst`` lines per ``interval`` seconds for each key (an error kind).
+
+    Under attack, one line per aborted connection or refused request would flood the log;
+    the counters (``hopwire_errors_total``) count every one, so the lines are samples.  What
+    is held back is counted and said in one line per key when its interval ends (``allow``
+    for the next line of that key, or ``flush`` on the worker's tick)."""
+
+    def __init__(self, logger: logging.Logger, burst: int = 10, interval: float = 10.0):
+        self.log = logger
+        self.burst = burst
+        self.interval = interval
+        self.windows: dict[str, list[float]] = {}  # key -> [start, lines, held back, level]
+
+    def allow(self, key: str, level: int, now: float) -> bool:
+        window = self.windows.get(key)
+        if window is None or now - window[0] >= self.interval:
+            if window is not None and window[2]:
+                self.say(key, window)
+            self.windows[key] = [now, 1, 0, level]
+            return True
+        if window[1] < self.burst:
+            window[1] += 1
+            return True
+        window[2] += 1
+        window[3] = max(window[3], level)
+        return False
+
+    def flush(self, now: float) -> None:
+        for key, window in list(self.windows.items()):
+            if now - window[0] >= self.interval:
+                if window[2]:
+                    self.say(key, window)
+                del self.windows[key]
+
+    def say(self, key: str, window: list[float]) -> None:
+        self.log.log(
+            int(window[3]),
+            "%d more %s lines held back in %.3gs (every one is counted in hopwire_errors_total)",
+            int(window[2]),
+            key,
+            self.interval,
+        )
+
+
 class ReopenableHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """Writes to a path (appending) and reopens it on ``reopen()`` (logrotate, SIGUSR1)."""
 
