@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from hopwire import config as config_mod
 from hopwire.config import Config, ConfigError, validate
@@ -734,6 +734,25 @@ class Arbiter:
             return "tracing is switched on or off: the span exporters start or stop"
         return ""
 
+    def roll_back(self, running: Running, exporters_signal: int | None) -> bool:
+        """A reload that could not start: the running configuration is put back, the new
+        listeners closed, the new exporters (if any) sent ``exporters_signal``; counted."""
+        if exporters_signal is not None:
+            for pid in self.exporters:
+                self.retired_exporters.add(pid)
+                self.signal(pid, exporters_signal)
+            self.exporters, self.span_paths = running.exporters, running.span_paths
+        new_listeners = self.listeners
+        self.listeners, self.config = running.listeners, running.config
+        self.tls_store, self.shared = running.tls_store, running.shared
+        kept = {id(ln) for ln in running.listeners.values()}
+        for ln in new_listeners.values():
+            if id(ln) not in kept:
+                ln.sock.close()
+        metrics.family("reload_failures").inc()
+        self.notifier.notify("READY=1")
+        return False
+
     def reload(self, new: Config) -> bool:
         """Start a generation of workers on ``new``, then drain the old one; False: the
         running configuration keeps serving (the reason is logged and counted)."""
@@ -751,72 +770,63 @@ class Arbiter:
             self.rejected([f"cannot listen on {exc}"])
             self.notifier.notify("READY=1")
             return False
-        old_listeners, old_config, old_store = self.listeners, self.config, self.tls_store
-        old_paths, old_shared = self.span_paths, self.shared
+        running = Running(
+            self.listeners,
+            self.config,
+            self.tls_store,
+            self.shared,
+            dict(self.exporters),
+            self.span_paths,
+        )
         self.listeners, self.config, self.tls_store = listeners, new, store
         self.shared = limits.shared_state(new)  # as Traefik, a new configuration starts afresh
         tracing_changed = (
-            new.tracing != old_config.tracing
-            or new.traces_anything() != old_config.traces_anything()
+            new.tracing != running.config.tracing
+            or new.traces_anything() != running.config.traces_anything()
         )
         if tracing_changed:
-            old_exporters = dict(self.exporters)
             self.exporters = {}
             self.start_exporters()
             if not self.wait_exporters():
                 log.error("reload failed: the new span exporter did not start")
-                metrics.family("reload_failures").inc()
-                for pid in self.exporters:
-                    self.retired_exporters.add(pid)
-                    self.signal(pid, signal.SIGKILL)
-                self.exporters, self.span_paths = old_exporters, old_paths
-                self.listeners, self.config, self.tls_store = old_listeners, old_config, old_store
-                self.shared = old_shared
-                kept = {id(ln) for ln in old_listeners.values()}
-                for ln in listeners.values():
-                    if id(ln) not in kept:
-                        ln.sock.close()
-                self.notifier.notify("READY=1")
-                return False
+                return self.roll_back(running, signal.SIGKILL)
         self.generation += 1
-        self.count = new.worker_count if new.workers != old_config.workers else self.count
+        self.count = new.worker_count if new.workers != running.config.workers else self.count
         self.respawn_at.clear()
         pids = [self.spawn(slot) for slot in range(self.count)]
         if not self.wait_booted(pids):
             log.error("reload failed: new workers did not start; keeping the running config")
-            metrics.family("reload_failures").inc()
             for pid in pids:
                 self.signal(pid, signal.SIGKILL)
             self.generation -= 1
-            self.listeners, self.config, self.tls_store = old_listeners, old_config, old_store
-            self.shared = old_shared
-            if tracing_changed:
-                for pid in self.exporters:
-                    self.retired_exporters.add(pid)
-                    self.signal(pid, signal.SIGTERM)
-                self.exporters, self.span_paths = old_exporters, old_paths
-            kept = {id(ln) for ln in old_listeners.values()}
-            for ln in listeners.values():
-                if id(ln) not in kept:
-                    ln.sock.close()
-            self.notifier.notify("READY=1")
-            return False
+            return self.roll_back(running, signal.SIGTERM if tracing_changed else None)
         for proc in self.workers.values():
             if proc.generation < self.generation and not proc.retiring:
                 self.retire(proc)
         if tracing_changed:
             # they take what the old workers send until the last of them has exited, then
             # flush and exit (maintain)
-            for pid in old_exporters:
+            for pid in running.exporters:
                 self.draining_exporters[pid] = self.generation - 1
         kept = {id(ln) for ln in listeners.values()}
-        for ln in old_listeners.values():
+        for ln in running.listeners.values():
             if id(ln) not in kept:
                 ln.sock.close()
         self.applied(new)
         log.info("reloaded: generation %d with %d worker(s)", self.generation, self.count)
         self.notifier.notify("READY=1", f"STATUS=serving with {self.count} workers")
         return True
+
+
+class Running(NamedTuple):
+    """What serves while a reload starts the next generation: put back if it cannot start."""
+
+    listeners: dict[str, Listener]
+    config: Config
+    tls_store: tls.Store | None
+    shared: dict[str, Any]
+    exporters: dict[int, int]
+    span_paths: list[str]
 
 
 def run(config: Config, source: Source) -> int:
