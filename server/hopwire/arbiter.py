@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -326,15 +327,10 @@ class Arbiter:
         its socket into place once it does), so that no worker sends spans into a path
         nobody reads; False when one exited or did not get there in time."""
         pids = set(self.exporters)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while time.monotonic() < deadline:
-            self.reap(block=False, during_boot=True)
-            if not pids <= set(self.exporters):
-                return False
-            if all(os.path.exists(path) for path in self.span_paths):
-                return True
-            time.sleep(0.01)
-        return False
+        return self.wait_boot(
+            lambda: pids <= set(self.exporters),
+            lambda: all(os.path.exists(path) for path in self.span_paths),
+        )
 
     def retire_exporters(self) -> None:
         for pid in self.exporters:
@@ -345,12 +341,20 @@ class Arbiter:
 
     def wait_booted(self, pids: list[int]) -> bool:
         """Wait until every worker in ``pids`` has ticked once; False if one failed or hung."""
+        return self.wait_boot(
+            lambda: all(p in self.workers for p in pids),
+            lambda: all(self.workers[p].last_beat() > 0 for p in pids),
+        )
+
+    def wait_boot(self, alive: Callable[[], bool], ready: Callable[[], bool]) -> bool:
+        """Until ``ready()`` (True), reaping meanwhile; False as soon as ``alive()`` is not
+        (a child that was starting exited), or after BOOT_TIMEOUT."""
         deadline = time.monotonic() + BOOT_TIMEOUT
         while time.monotonic() < deadline:
             self.reap(block=False, during_boot=True)
-            if any(p not in self.workers for p in pids):
+            if not alive():
                 return False
-            if all(self.workers[p].last_beat() > 0 for p in pids):
+            if ready():
                 return True
             self.watchdog()  # while a generation boots, the running one still serves
             time.sleep(0.02)

@@ -433,7 +433,7 @@ class Exchange(RequestHead):
         self.attempts += 1
         if self.timed and self.attempts == 1:
             self.origin_t0 = time.monotonic()
-        if down.watch_reads:
+        if down.slow or down.after_large:
             down.reading_for(conn)
         pool = conn.pool
         now = down.worker.clock.now
@@ -720,7 +720,7 @@ class Exchange(RequestHead):
                 level >= logging.ERROR or worker.lines.allow(kind.name, level, worker.clock.now)
             ):
                 log.log(
-                    kind.log_level,
+                    level,
                     "%s %s %s from %s: %s",
                     kind.name,
                     self.method or "-",

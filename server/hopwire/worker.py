@@ -93,7 +93,6 @@ class Heap:
             self.libc = None
             return
         self.libc.mallinfo2.restype = _MallInfo2
-        self.trims = 0
 
     def tune(self) -> None:
         if self.libc is not None:
@@ -107,7 +106,6 @@ class Heap:
     def check(self) -> None:
         if self.libc is not None and self.free_bytes() > self.GIVE_BACK:
             self.libc.malloc_trim(0)
-            self.trims += 1
 
 
 class RouterTarget:
@@ -552,21 +550,19 @@ class Worker:
             return
         for conn in list(self.connections):
             deadline = conn.deadline
-            if deadline:
-                conn.stall_at = 0.0
-                if deadline <= now:
-                    conn.timed_out()
+            if deadline and deadline <= now:
+                conn.timed_out()
             ex = conn.active
+            covered = deadline
             if ex is not None:
                 if ex.continue_at and ex.continue_at <= now:
                     ex.continue_now()
-                if ex.deadline:
-                    conn.stall_at = 0.0
-                    if ex.deadline <= now:
-                        ex.timed_out()
-                elif not deadline:
-                    conn.watch(now)
-            elif not deadline:
+                covered = covered or ex.deadline
+                if ex.deadline and ex.deadline <= now:
+                    ex.timed_out()
+            if covered:
+                conn.stall_at = 0.0  # the stall bound starts afresh when no deadline covers it
+            else:
                 conn.watch(now)
         channel = self.channel
         if channel is not None and channel.current() != self.sequence:

@@ -10,6 +10,8 @@ import socket
 import threading
 from typing import Any
 
+import pytest
+
 from tests.harness import request, service, wait_for
 from tests.otlp_receiver import attrs
 
@@ -67,28 +69,24 @@ def burst(port: int, tag: str, count: int) -> set[str]:
     return set(paths)
 
 
-def test_spans_of_requests_answered_before_a_graceful_stop_arrive(
-    make_backend: Any, make_hopwire: Any, receiver: Any
-) -> None:
-    b = make_backend()
-    for r in range(ROUNDS):
-        hw = make_hopwire(config(receiver, b), workers=2)
-        assert request(hw.port, "GET", "/warm")[0] == 200
-        sent = burst(hw.port, f"stop{r}", 20)
-        assert hw.stop() == 0
-        got = server_spans(receiver, f"stop{r}")
-        assert got == sent, f"round {r}: {len(got)} of {len(sent)} spans\n{hw.logs()[-3000:]}"
-
-
-def test_spans_of_requests_answered_at_start_up_arrive(
-    make_backend: Any, make_hopwire: Any, receiver: Any
+@pytest.mark.parametrize(
+    "tag,count,warm",
+    [
+        ("stop", 20, True),  # answered just before a graceful stop
+        ("start", 70, False),  # answered right after the first 200 of /ping
+    ],
+)
+def test_spans_of_requests_answered_at_start_up_and_before_a_stop_arrive(
+    make_backend: Any, make_hopwire: Any, receiver: Any, tag: str, count: int, warm: bool
 ) -> None:
     b = make_backend()
     for r in range(ROUNDS):
         hw = make_hopwire(config(receiver, b), workers=2)  # returns at the first 200 of /ping
-        sent = burst(hw.port, f"start{r}", 70)
+        if warm:
+            assert request(hw.port, "GET", "/warm")[0] == 200
+        sent = burst(hw.port, f"{tag}{r}", count)
         assert hw.stop() == 0
-        got = server_spans(receiver, f"start{r}")
+        got = server_spans(receiver, f"{tag}{r}")
         assert got == sent, f"round {r}: {len(got)} of {len(sent)} spans\n{hw.logs()[-3000:]}"
 
 

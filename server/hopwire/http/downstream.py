@@ -114,7 +114,6 @@ class Downstream(asyncio.Protocol):
         "transport",
         "trusted",
         "tunnel",
-        "watch_reads",
         "worker",
         "writer",
     )
@@ -136,7 +135,6 @@ class Downstream(asyncio.Protocol):
         self.full = False  # the transport is over its high-water mark (pause_writing)
         self.slow = False  # ... has been once, or left a large response unread (check_backlog)
         self.after_large = False  # the last response was large: look at the backlog next time
-        self.watch_reads = False  # slow or after_large: the next backend read is looked at
         # what writes more of an answer when the client has room again (a buffered response)
         self.writer: Callable[[], None] | None = None
         # Every state of a connection has a deadline (RELIABILITY 39): ``deadline`` for the
@@ -221,7 +219,7 @@ class Downstream(asyncio.Protocol):
         return False  # a request cut short ends as client_closed in connection_lost
 
     def pause_writing(self) -> None:
-        self.full = self.slow = self.watch_reads = True
+        self.full = self.slow = True
         other = self.tunnel or (self.active.upstream if self.active is not None else None)
         if other is not None:
             other.flow.pause(PEER_FULL)
@@ -251,7 +249,7 @@ class Downstream(asyncio.Protocol):
         except OSError:
             return
         if int.from_bytes(unsent, sys.byteorder) > CLIENT_HIGH_WATER:
-            self.slow = self.watch_reads = True
+            self.slow = True
 
     def reading_for(self, conn: Upstream) -> None:
         """A backend connection now answers this client (``Exchange.attach``): a client whose
@@ -260,7 +258,6 @@ class Downstream(asyncio.Protocol):
         slow gets it narrowed."""
         if self.after_large:
             self.after_large = False
-            self.watch_reads = self.slow
             self.check_backlog()
         if self.slow:
             if self.full:
@@ -396,7 +393,7 @@ class Downstream(asyncio.Protocol):
 
     def chunk_framing_over(
         self, data: bytes, in_body: bool, completed: int, body_seen: int
-    ) -> bool:
+    ) -> None:
         """Bound the framing bytes of a chunked request body (chunk-size lines, extensions).
 
         httptools reports no chunk extensions, so the framing is what this read held beyond
@@ -408,15 +405,13 @@ class Downstream(asyncio.Protocol):
         if self.completed != completed:
             self.chunk_req = None
             if self.req is not None or not data.endswith(b"\r\n\r\n"):
-                return False
+                return
         framing = len(data) - (self.body_seen - body_seen)
         if not in_body:
             framing -= len(req.method) + len(req.target) + 12 + req.head_size + 2
         req.framing += framing
         if req.framing > CHUNK_EXT_LIMIT + 64 * req.chunks:
             self.fail(errors.BAD_REQUEST, "chunk framing over the limit (chunk extension?)", req)
-            return True
-        return False
 
     def unknown_method(self, data: bytes, exc: Exception, at_start: bool) -> None:
         """llhttp knows a fixed list of methods; RFC 9110 §9.1 allows any token.
@@ -505,7 +500,7 @@ class Downstream(asyncio.Protocol):
         if self.active is ex:
             self.active = None
         if ex.resp_bytes > CLIENT_HIGH_WATER and not self.slow:
-            self.after_large = self.watch_reads = True
+            self.after_large = True
         if self.tunnel is not None:
             return  # the connection is a byte tunnel now
         if close or self.closed:

@@ -144,22 +144,20 @@ class Upstream(asyncio.Protocol):
         ``SLOW_READ`` bytes at a time (``SlowReader``), so that the worker holds one small
         read for it rather than a 256 KiB one; the backend waits in its own send buffer.
         uvloop (and asyncio) choose how to read when reading starts, hence the restart."""
-        if self.narrowed or self.closed:
-            return
-        self.narrowed = True
-        transport = self.transport
-        transport.set_protocol(SlowReader(self))
-        if not self.flow.reasons:
-            transport.pause_reading()
-            transport.resume_reading()
+        if not self.narrowed and not self.closed:
+            self.narrowed = True
+            self.read_with(SlowReader(self))
 
     def widen(self) -> None:
         """Back to whole reads, for the pool's next exchange (whose client may be fast)."""
-        if not self.narrowed or self.closed:
-            return
-        self.narrowed = False
+        if self.narrowed and not self.closed:
+            self.narrowed = False
+            self.read_with(self)
+
+    def read_with(self, protocol: asyncio.BaseProtocol) -> None:
+        """The transport's reads go to ``protocol`` from now on, restarted if it is reading."""
         transport = self.transport
-        transport.set_protocol(self)
+        transport.set_protocol(protocol)
         if not self.flow.reasons:
             transport.pause_reading()
             transport.resume_reading()
