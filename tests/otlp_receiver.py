@@ -1,5 +1,5 @@
-"""Real OTLP receivers for the tests: gRPC (grpcio) and HTTP, decoding every request with
-opentelemetry-proto and keeping what arrived."""
+"""Real OTLP receivers for the tests: gRPC (grpcio) and HTTP, decoding every request of the
+three signals (traces, metrics, logs) with opentelemetry-proto and keeping what arrived."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from tests.harness import free_port, wait_for
@@ -21,6 +26,51 @@ class Spans:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests: list[tuple[trace_service_pb2.ExportTraceServiceRequest, dict]] = []
+        self.metric_requests: list[tuple[Any, dict]] = []
+        self.log_requests: list[tuple[Any, dict]] = []
+
+    def add_metrics(self, request: Any, meta: dict) -> None:
+        with self.lock:
+            self.metric_requests.append((request, meta))
+
+    def add_logs(self, request: Any, meta: dict) -> None:
+        with self.lock:
+            self.log_requests.append((request, meta))
+
+    def metrics(self) -> list[tuple[dict[str, Any], Any]]:
+        """(resource attributes, Metric) of every metric of every export, in order."""
+        with self.lock:
+            return [
+                ({kv.key: attr_value(kv.value) for kv in rm.resource.attributes}, metric)
+                for request, _ in self.metric_requests
+                for rm in request.resource_metrics
+                for sm in rm.scope_metrics
+                for metric in sm.metrics
+            ]
+
+    def last_metrics(self) -> dict[str, Any]:
+        """The metrics of the last export, by name."""
+        with self.lock:
+            if not self.metric_requests:
+                return {}
+            request = self.metric_requests[-1][0]
+        return {
+            m.name: m
+            for rm in request.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+
+    def log_records(self) -> list[tuple[dict[str, Any], Any]]:
+        """(resource attributes, LogRecord) of every record received, in order."""
+        with self.lock:
+            return [
+                ({kv.key: attr_value(kv.value) for kv in rl.resource.attributes}, record)
+                for request, _ in self.log_requests
+                for rl in request.resource_logs
+                for sl in rl.scope_logs
+                for record in sl.log_records
+            ]
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest, meta: dict) -> None:
         with self.lock:
@@ -66,12 +116,34 @@ class _Service(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, spans: Spans):
+        self.store = spans
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.store.add_metrics(request, dict(context.invocation_metadata()))
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, spans: Spans):
+        self.store = spans
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.store.add_logs(request, dict(context.invocation_metadata()))
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 class GrpcReceiver(Spans):
     def __init__(self, credentials: grpc.ServerCredentials | None = None):
         super().__init__()
         self.port = free_port()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Service(self), self.server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+            _MetricsService(self), self.server
+        )
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), self.server)
         address = f"127.0.0.1:{self.port}"
         if credentials is None:
             self.server.add_insecure_port(address)
@@ -91,11 +163,31 @@ class HttpReceiver(Spans):
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
+                if self.headers.get("content-length") is not None:
+                    body = self.rfile.read(int(self.headers["content-length"]))
+                else:  # chunked, as Go's client (Traefik) sends
+                    parts = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            break
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    body = b"".join(parts)
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
-                request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-                store.add(request, {k.lower(): v for k, v in self.headers.items()})
+                meta = {k.lower(): v for k, v in self.headers.items()}
+                meta[":path"] = self.path
+                if self.path.endswith("/v1/metrics"):
+                    store.add_metrics(
+                        metrics_service_pb2.ExportMetricsServiceRequest.FromString(body), meta
+                    )
+                elif self.path.endswith("/v1/logs"):
+                    store.add_logs(logs_service_pb2.ExportLogsServiceRequest.FromString(body), meta)
+                else:
+                    request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                    store.add(request, meta)
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
@@ -107,6 +199,7 @@ class HttpReceiver(Spans):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}/v1/traces"
+        self.base = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -36,9 +36,11 @@ from hopwire.http import tls
 from hopwire.live import POLL, Channel, Watcher
 from hopwire.middlewares import limits
 from hopwire.systemd import Notifier, listen_fds
-from hopwire.telemetry import logs, metrics
+from hopwire.telemetry import logs, metrics, otlplogs
 from hopwire.telemetry.exporter import run_exporter
 from hopwire.telemetry.metrics import default_buckets as metrics_default_buckets
+from hopwire.telemetry.otlplogs import LogSink
+from hopwire.telemetry.records import APP_LOG
 from hopwire.worker import BOOT_ERROR, HEARTBEAT, TICK, run_worker
 
 log = logging.getLogger("hopwire.master")
@@ -139,6 +141,8 @@ class Arbiter:
         # workers send to them; signalled once no worker of that generation is left
         self.draining_exporters: dict[int, int] = {}
         self.metrics_dir = ""
+        self.started_ns = time.time_ns()  # the start of the cumulative OTLP metrics
+        self.log_sink: LogSink | None = None  # log.otlp: the master's own lines
         self.last_sample = 0.0
         self.tls_store: tls.Store | None = None  # the current generation's, inherited by workers
         self.shared: dict[str, Any] = {}  # state the generation's workers share (rate limits)
@@ -156,6 +160,14 @@ class Arbiter:
     def serve(self) -> int:
         log_cfg = self.config.log
         logs.setup(log_cfg.level, log_cfg.filePath, "master", log_cfg.format)
+        if log_cfg.otlp is not None:
+            sink = self.log_sink = LogSink([], APP_LOG, self.log_records_dropped)
+
+            def deliver(item: list[Any]) -> None:
+                sink.add(item)
+                sink.flush()
+
+            otlplogs.install(deliver, "master")
         try:
             self.tls_store = tls.build(self.config)
         except tls.TLSError as exc:
@@ -176,7 +188,12 @@ class Arbiter:
         # a fresh multiprocess directory private to this instance, before anything forks
         self.metrics_dir = tempfile.mkdtemp(prefix="hopwire-metrics-")
         prom = self.config.metrics.prometheus
-        metrics.init(self.metrics_dir, tuple(prom.buckets) if prom else metrics_default_buckets())
+        otlp_metrics = self.config.metrics.otlp
+        metrics.init(
+            self.metrics_dir,
+            tuple(prom.buckets) if prom else metrics_default_buckets(),
+            tuple(otlp_metrics.explicitBoundaries) if otlp_metrics is not None else (),
+        )
         metrics.family("last_reload").set(time.time())
         for role in ("worker", "exporter"):
             metrics.family("restarts").labels(role)  # 0 until one dies: a series to alert on
@@ -286,41 +303,54 @@ class Arbiter:
     def start_exporters(self) -> None:
         """Fork the span exporter(s) of the current config; workers get their socket paths."""
         tracing = self.config.tracing
-        if tracing is None or not self.config.traces_anything():
-            if tracing is not None:
-                log.info(
-                    "tracing is switched off on every entrypoint and router: "
-                    "no span exporter is started"
-                )
-            self.span_paths = []
+        if tracing is not None and not self.config.traces_anything():
+            log.info(
+                "tracing is switched off on every entrypoint and router: "
+                "no span exporter is started"
+            )
+        if not self.config.exports_anything():
+            self.set_span_paths([])
             return
         if self.span_dir is None:
             self.span_dir = tempfile.mkdtemp(prefix="hopwire-spans-")
         self.exporter_set += 1
-        self.span_paths = [
-            os.path.join(self.span_dir, f"exporter-{self.exporter_set}-{i}.sock")
-            for i in range(tracing.exporters)
-        ]
-        for index in range(tracing.exporters):
+        count = tracing.exporters if tracing is not None else 1
+        self.set_span_paths(
+            [
+                os.path.join(self.span_dir, f"exporter-{self.exporter_set}-{i}.sock")
+                for i in range(count)
+            ]
+        )
+        for index in range(count):
             self.spawn_exporter(index)
+
+    def set_span_paths(self, paths: list[str]) -> None:
+        """The exporters' paths, for the workers started next and the master's own log."""
+        self.span_paths = paths
+        if self.log_sink is not None:
+            self.log_sink.paths = paths
 
     def spawn_exporter(self, index: int) -> None:
         config = self.config
-        assert config.tracing is not None
         grace = max(e.transport.lifeCycle.graceTimeOut for e in config.entryPoints.values())
         flush = min(5.0, grace) if grace else 1.0
         path = self.span_paths[index]
         pid = self.fork(
-            "span exporter",
+            "exporter",
             run_exporter,
-            config.tracing,
-            config.log,
+            config,
             path,
             self.instance_id,
             index,
             flush,
+            self.metrics_dir,
+            self.started_ns,
         )
         self.exporters[pid] = index
+
+    def log_records_dropped(self, records: int) -> None:
+        if metrics.enabled():
+            metrics.family("otlp_dropped").labels("log").inc(records)
 
     def wait_exporters(self) -> bool:
         """Wait until every exporter of the current set receives on its socket (it renames
@@ -736,6 +766,8 @@ class Arbiter:
             return "local rateLimit/inFlightReq middlewares changed: their memory is shared"
         if new.traces_anything() != old.traces_anything():
             return "tracing is switched on or off: the span exporters start or stop"
+        if new.exports_anything() != old.exports_anything():
+            return "OTLP export is switched on or off: the exporters start or stop"
         return ""
 
     def roll_back(self, running: Running, exporters_signal: int | None) -> bool:
@@ -745,7 +777,8 @@ class Arbiter:
             for pid in self.exporters:
                 self.retired_exporters.add(pid)
                 self.signal(pid, exporters_signal)
-            self.exporters, self.span_paths = running.exporters, running.span_paths
+            self.exporters = running.exporters
+            self.set_span_paths(running.span_paths)
         new_listeners = self.listeners
         self.listeners, self.config = running.listeners, running.config
         self.tls_store, self.shared = running.tls_store, running.shared
@@ -784,10 +817,7 @@ class Arbiter:
         )
         self.listeners, self.config, self.tls_store = listeners, new, store
         self.shared = limits.shared_state(new)  # as Traefik, a new configuration starts afresh
-        tracing_changed = (
-            new.tracing != running.config.tracing
-            or new.traces_anything() != running.config.traces_anything()
-        )
+        tracing_changed = exported(new) != exported(running.config)
         if tracing_changed:
             self.exporters = {}
             self.start_exporters()
@@ -820,6 +850,17 @@ class Arbiter:
         log.info("reloaded: generation %d with %d worker(s)", self.generation, self.count)
         self.notifier.notify("READY=1", f"STATUS=serving with {self.count} workers")
         return True
+
+
+def exported(config: Config) -> tuple[Any, ...]:
+    """What the exporter processes are made of: a change starts new ones on a reload."""
+    return (
+        config.tracing,
+        config.traces_anything(),
+        config.metrics.otlp,
+        config.accessLog.otlp if config.accessLog is not None else None,
+        config.log,
+    )
 
 
 class Running(NamedTuple):

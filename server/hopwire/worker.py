@@ -41,10 +41,12 @@ from hopwire.middlewares import compile_stages
 from hopwire.middlewares.redirect import scheme_redirect
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
-from hopwire.telemetry import logs, metrics
+from hopwire.telemetry import logs, metrics, otlplogs
 from hopwire.telemetry.accesslog import AccessLogger, Writer
 from hopwire.telemetry.metrics import Meter, WorkerMetrics
 from hopwire.telemetry.observer import observers_of
+from hopwire.telemetry.otlplogs import LogSink
+from hopwire.telemetry.records import APP_LOG
 from hopwire.telemetry.tracing import SpanSink, Tracer
 
 log = logging.getLogger("hopwire.worker")
@@ -234,6 +236,7 @@ class Worker:
         self.span_paths = span_paths
         self.tls_store = tls_store  # this generation's certificates and contexts (the master's)
         self.sink: SpanSink | None = None
+        self.log_sink: LogSink | None = None  # log.otlp
         self.metrics: WorkerMetrics | None = None
         self.access: Writer | None = None
         self.retries: dict[str, int] = defaultdict(int)
@@ -286,6 +289,9 @@ class Worker:
             signal.signal(sig, signal.SIG_DFL)
         log_cfg = self.config.log
         logs.setup(log_cfg.level, log_cfg.filePath, str(self.slot), log_cfg.format)
+        if log_cfg.otlp is not None:  # the application log over OTLP too, sent every tick
+            self.log_sink = LogSink(self.span_paths, APP_LOG, self.log_records_dropped)
+            otlplogs.install(self.log_sink.add, f"worker-{self.slot}")
         random.seed()  # a forked child inherits its parent's generator: ids must differ
         metrics.process_started()
         self.heap.tune()
@@ -321,7 +327,7 @@ class Worker:
         if config.tracing is not None and self.span_paths:
             self.sink = SpanSink(self.span_paths, self, config.tracing)
         prom = config.metrics.prometheus
-        if prom is not None and metrics.enabled():
+        if (prom is not None or config.metrics.otlp is not None) and metrics.enabled():
             self.metrics = WorkerMetrics(config)
         if config.accessLog is not None:
             self.access = Writer(config.accessLog, self)
@@ -535,6 +541,9 @@ class Worker:
             return None
         return AccessLogger(self.access, ep_name, router_name, service)
 
+    def log_records_dropped(self, records: int) -> None:
+        self.counters["otlp_dropped_log"] += records
+
     def reopen_logs(self) -> None:
         logs.reopen()
         if self.access is not None:
@@ -577,6 +586,8 @@ class Worker:
             self.sink.flush()
         if self.access is not None:
             self.access.flush()
+        if self.log_sink is not None:
+            self.log_sink.flush()
         self.ticks += 1
         if self.ticks % FOLD_TICKS == 0:
             self.heap.check()
@@ -615,6 +626,8 @@ class Worker:
                     log.error("worker %d: last metrics not written: %s", self.slot, exc)
             if self.access is not None:
                 self.access.flush()
+            if self.log_sink is not None:
+                self.log_sink.flush()
         finally:
             if self.done is not None and not self.done.done():
                 self.done.set_result(code)

@@ -622,7 +622,7 @@ def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
 ) -> None:
     """At most maxExportBatchSize spans per export; a datagram that is not a span count and
     that many encoded spans is logged and dropped, and the exporter keeps exporting."""
-    from hopwire.telemetry.records import HEADER
+    from hopwire.telemetry.records import HEADER, SPANS
 
     b = make_backend()
     hw = make_hopwire(
@@ -647,16 +647,16 @@ def test_export_batches_respect_the_size_and_bad_datagrams_are_survived(
     path = ready.split(" ready on ", 1)[1].split()[0]
     bad = [
         b"\x00",  # shorter than the count
-        HEADER.pack(1),  # a count and nothing
+        HEADER.pack(SPANS, 1),  # a count and nothing
         b"\x00garbage",  # not entries
-        HEADER.pack(2) + b"\x12\x03abc",  # fewer entries than the count
-        HEADER.pack(1) + b"\x12\x09abc",  # an entry longer than the datagram
-        HEADER.pack(0) + b"\x12\x03abc",  # no spans said
+        HEADER.pack(SPANS, 2) + b"\x12\x03abc",  # fewer entries than the count
+        HEADER.pack(SPANS, 1) + b"\x12\x09abc",  # an entry longer than the datagram
+        HEADER.pack(SPANS, 0) + b"\x12\x03abc",  # no spans said
     ]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         for datagram in bad:
             sock.sendto(datagram, path)
-    wait_for(lambda: hw.log_path.read_text().count("malformed span datagram") == len(bad))
+    wait_for(lambda: hw.log_path.read_text().count("malformed datagram") == len(bad))
     assert request(hw.port, "GET", "/after")[0] == 200
     spans = receiver.wait(12)
     assert {s.name for s in spans} == {"GET api", "GET"} and len(spans) == 12

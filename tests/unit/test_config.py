@@ -211,3 +211,64 @@ def test_every_kind_of_reference_takes_the_file_suffix(tmp_path: Path) -> None:
     assert router_tls is not None and router_tls.options == "modern"
     ep_tls = config.entryPoints["websecure"].http.tls
     assert ep_tls is not None and ep_tls.options == "modern"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--metrics.otlp.temporality=monthly"], 'metrics.otlp.temporality: "monthly"'),
+        (
+            ["--metrics.otlp.http.endpoint=http://c:4318/v1/metrics", "--metrics.otlp.grpc=true"],
+            "metrics.otlp: set grpc or http, not both",
+        ),
+        (["--accesslog.otlp.http.endpoint=c:4318"], "accessLog.otlp.http.endpoint"),
+        (["--log.otlp.grpc.endpoint=http://c:4317/x"], "log.otlp.grpc.endpoint"),
+        (["--metrics.otlp.pushInterval=0s"], "metrics.otlp.pushInterval"),
+        (["--metrics.otlp.explicitBoundaries=1,0.5"], "metrics.otlp.explicitBoundaries"),
+        (["--accesslog.otlp.sampleRate=2"], "accessLog.otlp.sampleRate"),
+        (["--log.otlp.grpc.insecure=true", "--log.otlp.grpc.tls.ca=/x"], "log.otlp.grpc"),
+        (["--metrics.otlp.http.tls.ca=/nonexistent.pem"], "metrics.otlp.http.tls.ca"),
+        (["--experimental.plugins=x"], "experimental.plugins: unknown key"),
+    ],
+)
+def test_bad_otlp_settings_name_the_key(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(None, flags, {})
+    assert any(message in line for line in info.value.errors), info.value.errors
+
+
+def test_otlp_signals_defaults_and_fallbacks() -> None:
+    """Metrics and logs go over OTLP/HTTP to their own paths unless grpc is given (as
+    Traefik's); each signal's resource falls back to tracing's; flags reach map keys."""
+    config = load(
+        None,
+        [
+            "--tracing.serviceName=edge",
+            "--tracing.resourceAttributes.deployment.environment=dev",
+            "--metrics.otlp=true",
+            "--accesslog.otlp.serviceName=edge-logs",
+            "--accesslog.otlp.resourceAttributes.team=a",
+            "--log.otlp.grpc.endpoint=c:4317",
+            "--experimental.otlpLogs=true",
+        ],
+        {},
+    )
+    metrics_otlp = config.metrics.otlp
+    assert metrics_otlp is not None and metrics_otlp.http is not None
+    assert metrics_otlp.http.endpoint == "http://localhost:4318/v1/metrics"
+    assert metrics_otlp.pushInterval == 10.0 and metrics_otlp.temporality == "cumulative"
+    assert config.tracing is not None
+    assert dict(config.tracing.resourceAttributes) == {"deployment.environment": "dev"}
+    assert config.resource_of(metrics_otlp) == ("edge", {"deployment.environment": "dev"})
+    assert config.accessLog is not None
+    assert config.resource_of(config.accessLog.otlp) == (
+        "edge-logs",
+        {"deployment.environment": "dev", "team": "a"},
+    )
+    assert config.log.otlp is not None and config.log.otlp.http is None
+    assert config.exports_anything()
+    without_tracing = load(None, ["--log.otlp=true"], {})
+    assert without_tracing.resource_of(without_tracing.log.otlp) == ("hopwire", {})
+    assert without_tracing.exports_anything() and not without_tracing.traces_anything()
+    assert without_tracing.log.otlp is not None and without_tracing.log.otlp.http is not None
+    assert without_tracing.log.otlp.http.endpoint == "http://localhost:4318/v1/logs"

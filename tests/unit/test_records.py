@@ -110,7 +110,7 @@ def test_the_sink_sends_encoded_spans_and_counts_what_it_cannot_encode(tmp_path:
 
     from opentelemetry.proto.trace.v1 import trace_pb2
 
-    from hopwire.telemetry.records import HEADER
+    from hopwire.telemetry.records import HEADER, SPANS
     from hopwire.telemetry.tracing import SpanSink
 
     path = str(tmp_path / "spans.sock")
@@ -133,7 +133,8 @@ def test_the_sink_sends_encoded_spans_and_counts_what_it_cannot_encode(tmp_path:
     rx.close()
     names = []
     for datagram in datagrams:
-        (count,) = HEADER.unpack_from(datagram)
+        kind, count = HEADER.unpack_from(datagram)
+        assert kind == SPANS
         scope = trace_pb2.ScopeSpans.FromString(datagram[HEADER.size :])
         assert count == len(scope.spans) == 2
         names += [(span.name, span.kind) for span in scope.spans]

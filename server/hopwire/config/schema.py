@@ -231,6 +231,12 @@ class AccessLog:
     filters: AccessLogFilters | None = setting(None, "Keep only matching lines (any filter).")
     fields: AccessLogFields = setting(AccessLogFields(), "Which fields and headers.")
     addInternals: bool = setting(False, "Also log /ping and /metrics.")
+    otlp: AccessLogOTLP | None = setting(
+        None, "Send every record over OTLP as a LogRecord (off unless present)."
+    )
+    dualOutput: bool = setting(
+        False, "With otlp: also write the file (or standard output); without: OTLP only."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +256,9 @@ class Prometheus:
 class Metrics:
     prometheus: Prometheus | None = setting(Prometheus(), "Prometheus metrics (false: off).")
     addInternals: bool = setting(False, "Also count /ping and /metrics requests.")
+    otlp: MetricsOTLP | None = setting(
+        None, "Push the metrics over OTLP, for the whole instance (off unless present)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +311,73 @@ class OTLPHttp:
 class OTLP:
     grpc: OTLPGrpc | None = setting(None, "Export over OTLP/gRPC (the default).")
     http: OTLPHttp | None = setting(None, "Export over OTLP/HTTP (protobuf).")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsOTLPHttp(OTLPHttp):
+    endpoint: str = setting(
+        "http://localhost:4318/v1/metrics", "Collector URL.", check=check_http_url
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogsOTLPHttp(OTLPHttp):
+    endpoint: str = setting("http://localhost:4318/v1/logs", "Collector URL.", check=check_http_url)
+
+
+TEMPORALITIES = ("cumulative", "delta")
+SERVICE_NAME = "hopwire"  # every signal's service.name when neither it nor tracing names one
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsOTLP:
+    grpc: OTLPGrpc | None = setting(None, "Push over OTLP/gRPC.")
+    http: MetricsOTLPHttp | None = setting(
+        None, "Push over OTLP/HTTP (protobuf); the default when neither is given."
+    )
+    serviceName: str = setting("", "service.name of the resource; empty: tracing's, or hopwire.")
+    resourceAttributes: Mapping[str, str] = setting(
+        {}, "Extra resource attributes, over tracing's."
+    )
+    addEntryPointsLabels: bool = setting(True, "hopwire_entrypoint_* metrics.")
+    addRoutersLabels: bool = setting(False, "hopwire_router_* metrics (label router, service).")
+    addServicesLabels: bool = setting(True, "hopwire_service_* metrics.")
+    explicitBoundaries: tuple[float, ...] = setting(
+        (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+        "Histogram bounds of the duration metrics, in seconds (what Traefik 3.7 sends).",
+        check=positive,
+    )
+    pushInterval: float = setting(
+        10.0, "Time between two exports of every metric.", DURATION, positive
+    )
+    temporality: str = setting(
+        "cumulative",
+        "cumulative (Prometheus, Grafana Mimir) or delta (Datadog, Elastic).",
+        check=one_of(*TEMPORALITIES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogsOTLP:
+    grpc: OTLPGrpc | None = setting(None, "Export over OTLP/gRPC.")
+    http: LogsOTLPHttp | None = setting(
+        None, "Export over OTLP/HTTP (protobuf); the default when neither is given."
+    )
+    serviceName: str = setting("", "service.name of the resource; empty: tracing's, or hopwire.")
+    resourceAttributes: Mapping[str, str] = setting(
+        {}, "Extra resource attributes, over tracing's."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogOTLP(LogsOTLP):
+    onlySampled: bool = setting(
+        False,
+        "Send only the records of requests whose trace is sampled (log volume follows trace volume).",
+    )
+    sampleRate: float = setting(
+        1.0, "Fraction of the (remaining) records sent, chosen at random.", check=check_rate
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -917,6 +993,16 @@ class Log:
         "json (one object per line) or common (plain text).",
         check=one_of("json", "common"),
     )
+    otlp: LogsOTLP | None = setting(
+        None, "Also send the log's records over OTLP (off unless present)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Experimental:
+    otlpLogs: bool = setting(
+        False, "Accepted as Traefik has it; hopwire's OTLP logs need no switch beyond `otlp`."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -986,11 +1072,12 @@ class Config:
     tracing: Tracing | None = setting(
         None, "OpenTelemetry tracing; off unless present (`tracing: {}` or --tracing=true)."
     )
-    metrics: Metrics = setting(Metrics(), "Prometheus metrics, on by default.")
+    metrics: Metrics = setting(Metrics(), "Prometheus metrics (on by default) and OTLP metrics.")
     accessLog: AccessLog | None = setting(None, "Access log; off unless present (`accessLog: {}`).")
     providers: Providers = setting(
         Providers(), "Where the dynamic configuration (http, tls) comes from besides this file."
     )
+    experimental: Experimental = setting(Experimental(), "Traefik's experimental switches.")
 
     def static_part(self) -> Config:
         """This config without its dynamic sections: what only a SIGHUP may change."""
@@ -999,6 +1086,39 @@ class Config:
     @property
     def worker_count(self) -> int:
         return self.workers or (os.cpu_count() or 1)
+
+    def otlp_sections(self) -> list[tuple[str, Any]]:
+        """(key, section) of every OTLP export configured: tracing.otlp, metrics.otlp,
+        accessLog.otlp, log.otlp; each section has ``grpc`` and ``http``."""
+        found: list[tuple[str, Any]] = []
+        if self.tracing is not None:
+            found.append(("tracing.otlp", self.tracing.otlp))
+        if self.metrics.otlp is not None:
+            found.append(("metrics.otlp", self.metrics.otlp))
+        if self.accessLog is not None and self.accessLog.otlp is not None:
+            found.append(("accessLog.otlp", self.accessLog.otlp))
+        if self.log.otlp is not None:
+            found.append(("log.otlp", self.log.otlp))
+        return found
+
+    def exports_anything(self) -> bool:
+        """Whether the exporter process(es) run: spans to export, or OTLP metrics or logs."""
+        return self.traces_anything() or any(
+            key != "tracing.otlp" for key, _ in self.otlp_sections()
+        )
+
+    def resource_of(self, section: Any) -> tuple[str, dict[str, str]]:
+        """(service.name, extra resource attributes) of a signal: its own, else tracing's,
+        else ``hopwire``; its attributes over tracing's, so that an instance's three
+        signals land under one service."""
+        tracing = self.tracing
+        name = getattr(section, "serviceName", "") or (
+            tracing.serviceName if tracing is not None else SERVICE_NAME
+        )
+        attrs = dict(tracing.resourceAttributes) if tracing is not None else {}
+        if section is not None and not isinstance(section, Tracing):
+            attrs.update(section.resourceAttributes)
+        return name, attrs
 
     def traces_anything(self) -> bool:
         """Whether any request can be traced: the `tracing` section is present and some

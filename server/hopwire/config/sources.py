@@ -229,8 +229,14 @@ def _resolve(segments: list[str], origin: str, errors: list[str]) -> list[str | 
             out.append(match)
             tp = type_hints(typing.cast(type, tp))[match]
         elif origin_tp is Mapping:
+            item_tp = typing.get_args(tp)[1]
+            if not dataclasses.is_dataclass(unwrap_optional(item_tp)):
+                # a map of values (resourceAttributes, headers): the rest is one key, dots
+                # and all, as Traefik reads --tracing.resourceAttributes.deployment.environment
+                out.append(".".join(segments[i:]))
+                return out
             out.append(seg)
-            tp = typing.get_args(tp)[1]
+            tp = item_tp
         elif origin_tp is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
             if not seg.isdigit():
                 errors.append(f"{origin}: expected a list index at {seg!r}")

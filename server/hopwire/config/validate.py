@@ -15,7 +15,14 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from hopwire.config.schema import INTERNAL_ADDRESS, INTERNAL_ENTRYPOINT, Config, EntryPoint
+from hopwire.config.schema import (
+    INTERNAL_ADDRESS,
+    INTERNAL_ENTRYPOINT,
+    Config,
+    EntryPoint,
+    LogsOTLPHttp,
+    MetricsOTLPHttp,
+)
 from hopwire.config.values import (
     DURATION,
     REQUIRED,
@@ -198,13 +205,56 @@ def with_defaults(config: Config) -> Config:
     config = dataclasses.replace(config, entryPoints=types.MappingProxyType(eps))
     tracing = config.tracing
     if tracing is not None:
-        otlp = tracing.otlp
-        grpc = otlp.grpc if otlp.grpc is not None and otlp.grpc.enabled else None
-        http = otlp.http if otlp.http is not None and otlp.http.enabled else None
-        if (grpc, http) != (otlp.grpc, otlp.http):
-            otlp = dataclasses.replace(otlp, grpc=grpc, http=http)
+        otlp = _switched(tracing.otlp)
+        if otlp != tracing.otlp:
             config = dataclasses.replace(config, tracing=dataclasses.replace(tracing, otlp=otlp))
+    # metrics and logs go over OTLP/HTTP unless grpc is given, as Traefik's do
+    metrics = config.metrics
+    if metrics.otlp is not None:
+        otlp = _switched(metrics.otlp, MetricsOTLPHttp)
+        if otlp != metrics.otlp:
+            config = dataclasses.replace(config, metrics=dataclasses.replace(metrics, otlp=otlp))
+    access = config.accessLog
+    if access is not None and access.otlp is not None:
+        otlp = _switched(access.otlp, LogsOTLPHttp)
+        if otlp != access.otlp:
+            config = dataclasses.replace(config, accessLog=dataclasses.replace(access, otlp=otlp))
+    if config.log.otlp is not None:
+        otlp = _switched(config.log.otlp, LogsOTLPHttp)
+        if otlp != config.log.otlp:
+            config = dataclasses.replace(config, log=dataclasses.replace(config.log, otlp=otlp))
     return config
+
+
+def _switched(otlp: Any, default_http: Any = None) -> Any:
+    """An OTLP section without the exporters switched off (``enabled: false``); with
+    ``default_http``, OTLP/HTTP to its default endpoint when neither is left."""
+    grpc = otlp.grpc if otlp.grpc is not None and otlp.grpc.enabled else None
+    http = otlp.http if otlp.http is not None and otlp.http.enabled else None
+    both_off = otlp.grpc is not None and otlp.http is not None and grpc is None and http is None
+    if default_http is not None and grpc is None and http is None and not both_off:
+        http = default_http()
+    if (grpc, http) == (otlp.grpc, otlp.http):
+        return otlp
+    return dataclasses.replace(otlp, grpc=grpc, http=http)
+
+
+def _check_otlp(key: str, otlp: Any) -> list[str]:
+    """One signal's exporter: one protocol, TLS files that exist, cert with key."""
+    errors = []
+    if otlp.grpc is not None and otlp.http is not None:
+        errors.append(f"{key}: set grpc or http, not both")
+    if otlp.grpc is not None and otlp.grpc.insecure and otlp.grpc.tls is not None:
+        errors.append(f"{key}.grpc: insecure together with tls: choose one")
+    for kind, target in (("grpc", otlp.grpc), ("http", otlp.http)):
+        tls = getattr(target, "tls", None)
+        for field_name in ("ca", "cert", "key"):
+            value = getattr(tls, field_name, "") if tls is not None else ""
+            if value and not os.path.isfile(value):
+                errors.append(f"{key}.{kind}.tls.{field_name}: {value!r} is not a readable file")
+        if tls is not None and bool(tls.cert) != bool(tls.key):
+            errors.append(f"{key}.{kind}.tls: cert and key go together")
+    return errors
 
 
 def validate(config: Config) -> list[str]:
@@ -231,6 +281,11 @@ def validate(config: Config) -> list[str]:
             )
         if list(prom.buckets) != sorted(set(prom.buckets)):
             errors.append("metrics.prometheus.buckets: expected increasing, distinct bounds")
+    otlp_metrics = config.metrics.otlp
+    if otlp_metrics is not None and list(otlp_metrics.explicitBoundaries) != sorted(
+        set(otlp_metrics.explicitBoundaries)
+    ):
+        errors.append("metrics.otlp.explicitBoundaries: expected increasing, distinct bounds")
     if config.ping.entryPoint not in config.entryPoints:
         errors.append(
             f"ping.entryPoint: {config.ping.entryPoint!r} is not an entrypoint"
@@ -258,28 +313,14 @@ def validate(config: Config) -> list[str]:
         for i, ca in enumerate(tr.rootCAs):
             if not os.path.isfile(ca):
                 errors.append(f"{name}.rootCAs[{i}]: {ca!r} is not a readable file")
-    if config.tracing is not None:
-        otlp = config.tracing.otlp
-        if otlp.grpc is not None and otlp.http is not None:
-            errors.append("tracing.otlp: set grpc or http, not both")
-        if otlp.grpc is not None and otlp.grpc.insecure and otlp.grpc.tls is not None:
-            errors.append("tracing.otlp.grpc: insecure together with tls: choose one")
-        for kind, target in (("grpc", otlp.grpc), ("http", otlp.http)):
-            tls = getattr(target, "tls", None)
-            for field_name in ("ca", "cert", "key"):
-                value = getattr(tls, field_name, "") if tls is not None else ""
-                if value and not os.path.isfile(value):
-                    errors.append(
-                        f"tracing.otlp.{kind}.tls.{field_name}: {value!r} is not a readable file"
-                    )
-            if tls is not None and bool(tls.cert) != bool(tls.key):
-                errors.append(f"tracing.otlp.{kind}.tls: cert and key go together")
-        if config.tracing.encoder == "c":
-            from hopwire.telemetry.otlp import compiled_encoder
+    for section_key, otlp in config.otlp_sections():
+        errors += _check_otlp(section_key, otlp)
+    if config.tracing is not None and config.tracing.encoder == "c":
+        from hopwire.telemetry.otlp import compiled_encoder
 
-            problem = compiled_encoder()
-            if problem:
-                errors.append(f"tracing.encoder: 'c' but {problem}; or set tracing.encoder: python")
+        problem = compiled_encoder()
+        if problem:
+            errors.append(f"tracing.encoder: 'c' but {problem}; or set tracing.encoder: python")
     errors += _check_tls(config)
     errors += _check_middlewares(config)
     for name, router in config.http.routers.items():

@@ -13,15 +13,19 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from random import random
 from typing import Any
 
 import orjson
 
-from hopwire.telemetry.records import AccessRecord
+from hopwire.telemetry.otlplogs import LogSink
+from hopwire.telemetry.records import ACCESS_LOG, AccessRecord
 
 WALL = AccessRecord._fields.index("wall")
 HEADERS = AccessRecord._fields.index("headers")
 COMMON = AccessRecord._fields.index("common")
+TRACE_ID = AccessRecord._fields.index("trace_id")
+SPAN_ID = AccessRecord._fields.index("span_id")
 
 log = logging.getLogger("hopwire.accesslog")
 
@@ -84,6 +88,14 @@ class Writer:
         self.kept = [FIELDS.index(f) for f in self.fields]
         self.second = -1
         self.prefix = ""
+        # accessLog.otlp: records to the exporter as LogRecords; the file too with dualOutput
+        otlp = cfg.otlp
+        self.file_out = otlp is None or cfg.dualOutput
+        self.sink: LogSink | None = None
+        if otlp is not None:
+            self.sink = LogSink(worker.span_paths, ACCESS_LOG, self.otlp_dropped)
+            self.only_sampled = otlp.onlySampled
+            self.rate = otlp.sampleRate
         filters = cfg.filters
         self.filter = filters is not None
         self.ranges: list[tuple[int, int]] = []
@@ -95,7 +107,12 @@ class Writer:
             self.min_duration = filters.minDuration
         self.open()
 
+    def otlp_dropped(self, records: int) -> None:
+        self.worker.counters["otlp_dropped_accesslog"] += records
+
     def open(self) -> None:
+        if not self.file_out:
+            return
         if not self.path:
             self.fh = sys.stdout.buffer
             return
@@ -144,8 +161,13 @@ class Writer:
         if not self.pending:
             return
         lines, self.pending = self.pending, []
-        line = self.common_line if self.common else self.json_line
-        data = b"".join([line(record) for record in lines])
+        if self.sink is not None:
+            data = self.to_otlp(lines)
+            if not self.file_out:
+                return
+        else:
+            line = self.common_line if self.common else self.json_line
+            data = b"".join([line(record) for record in lines])
         if self.fh is None:
             self.open()
             if self.fh is None:
@@ -221,7 +243,41 @@ class Writer:
             *(tls or (None, None, None)),
         )
 
+    def to_otlp(self, records: list[tuple[Any, ...]]) -> bytes:
+        """Hand the records to the exporter as log items (body: the line as the file has it,
+        attributes: its fields); the file's lines, when it is written too."""
+        sink = self.sink
+        assert sink is not None
+        out = []
+        only_sampled, rate, common = self.only_sampled, self.rate, self.common
+        for record in records:
+            doc = self.doc(record)
+            line = self.common_line(record) if common else orjson.dumps(doc)
+            out.append(line)
+            trace_id = record[TRACE_ID]
+            if (only_sampled and trace_id is None) or (rate < 1.0 and random() >= rate):
+                continue
+            sink.add(
+                [  # a LogItem (hopwire.telemetry.records)
+                    int(record[WALL] * 1e9),
+                    9,
+                    "INFO",
+                    line.decode("utf-8", "replace").rstrip("\n"),
+                    doc,
+                    trace_id.decode() if trace_id else None,
+                    record[SPAN_ID].decode() if trace_id else None,
+                ]
+            )
+        sink.flush()
+        if not self.file_out:
+            return b""
+        return b"".join(out) if common else b"\n".join(out) + b"\n"
+
     def json_line(self, record: tuple[Any, ...]) -> bytes:
+        return orjson.dumps(self.doc(record), option=orjson.OPT_APPEND_NEWLINE)
+
+    def doc(self, record: tuple[Any, ...]) -> dict[str, Any]:
+        """The fields of a record as the JSON line has them."""
         values = self.values(record)
         if self.all_fields:
             doc = dict(zip(FIELDS, values, strict=True))
@@ -237,7 +293,7 @@ class Writer:
         if headers:
             for name, value in headers:
                 doc["request_" + name] = value
-        return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+        return doc
 
     def common_line(self, record: tuple[Any, ...]) -> bytes:
         v = self.values(record)

@@ -27,13 +27,15 @@ import select
 import signal
 import socket
 import ssl
+import struct
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hopwire import __version__
-from hopwire.telemetry import logs, metrics, otlp
-from hopwire.telemetry.records import HEADER
+from hopwire.telemetry import logs, metrics, otlp, otlplogs, otlpmetrics
+from hopwire.telemetry.records import ACCESS_LOG, APP_LOG, HEADER, SPANS
 
 log = logging.getLogger("hopwire.exporter")
 
@@ -42,35 +44,55 @@ ERROR_LOG_INTERVAL = 10.0
 SUBMIT_WAIT = 1.0  # longest wait of the receiving thread for room in the send queue
 
 
+SIGNALS = {  # the collector's gRPC method of each signal
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+
+
 class Stats:
-    def __init__(self) -> None:
+    """What one signal's pipeline exported, dropped and failed; the spans keep their own
+    families (hopwire_tracing_spans_*), the others are labelled by signal
+    (hopwire_otlp_*{signal="metrics"|"accesslog"|"log"})."""
+
+    def __init__(self, signal: str = "traces", unit: str = "spans"):
+        self.signal = signal
+        self.unit = unit
         self.exported = 0
         self.dropped = 0
         self.errors = 0
         self.last_error_log = 0.0
 
-    def sent(self, spans: int) -> None:
-        self.exported += spans
-        if metrics.enabled():
-            metrics.family("spans_exported").inc(spans)
+    def _count(self, span_family: str, family: str, n: int) -> None:
+        if not metrics.enabled():
+            return
+        if self.signal == "traces":
+            metrics.family(span_family).inc(n)
+        else:
+            metrics.family(family).labels(self.signal).inc(n)
 
-    def drop(self, spans: int) -> None:
-        self.dropped += spans
-        if metrics.enabled():
-            metrics.family("spans_dropped").inc(spans)
+    def sent(self, items: int) -> None:
+        self.exported += items
+        self._count("spans_exported", "otlp_exported", items)
 
-    def failed(self, spans: int, reason: str) -> None:
+    def drop(self, items: int) -> None:
+        self.dropped += items
+        self._count("spans_dropped", "otlp_dropped", items)
+
+    def failed(self, items: int, reason: str) -> None:
         self.errors += 1
-        self.drop(spans)
-        if metrics.enabled():
-            metrics.family("export_errors").inc()
+        self.drop(items)
+        self._count("export_errors", "otlp_export_errors", 1)
         now = time.monotonic()
         if now - self.last_error_log >= ERROR_LOG_INTERVAL:
             self.last_error_log = now
             log.warning(
-                "span export failed (%s): %d spans dropped so far, %d exported",
+                "%s export failed (%s): %d %s dropped so far, %d exported",
+                "span" if self.signal == "traces" else self.signal,
                 reason,
                 self.dropped,
+                self.unit,
                 self.exported,
             )
 
@@ -84,7 +106,7 @@ class GrpcTransport:
     """OTLP/gRPC with the official exporter's behaviour: metadata headers, TLS or plaintext,
     compression, a deadline per call, retry with exponential backoff on transient codes."""
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: Any, method: str = SIGNALS["traces"]):
         import grpc  # only ever imported in the exporter process (DESIGN §3)
 
         self.grpc = grpc
@@ -101,7 +123,7 @@ class GrpcTransport:
             channel = grpc.secure_channel(cfg.endpoint, creds, options=options)
         self.channel = channel
         self.call = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            method,
             request_serializer=None,
             response_deserializer=None,
         )
@@ -174,35 +196,40 @@ class HttpTransport:
         self.session.close()
 
 
+Done = Callable[[bool], None] | None  # told whether a batch was accepted (metrics' delta)
+
+
 class Sender(threading.Thread):
     def __init__(self, transport: Any, stats: Stats, export_timeout: float):
-        super().__init__(name="otlp-sender", daemon=True)
+        super().__init__(name=f"otlp-sender-{stats.signal}", daemon=True)
         self.transport = transport
         self.stats = stats
         self.export_timeout = export_timeout
-        self.batches: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=8)
+        self.batches: queue.Queue[tuple[bytes, int, Done] | None] = queue.Queue(maxsize=8)
         self.stop_by = float("inf")  # set on shutdown: no retry may go past it
-        self.in_flight = 0  # spans of the batch being sent
+        self.in_flight = 0  # items of the batch being sent
 
-    def submit(self, body: bytes, spans: int) -> None:
+    def submit(self, body: bytes, items: int, done: Done = None) -> None:
         """Queue a batch.  When the queue is full the receiving thread waits (up to
         ``SUBMIT_WAIT``) instead of encoding more: the GIL goes to this thread, the socket
         fills, and what is too much is dropped at the workers, before any work is spent on
         it.  A batch that still finds no room is dropped and counted."""
         try:
-            self.batches.put_nowait((body, spans))
+            self.batches.put_nowait((body, items, done))
             return
         except queue.Full:
             pass
         try:
-            self.batches.put((body, spans), timeout=SUBMIT_WAIT)
+            self.batches.put((body, items, done), timeout=SUBMIT_WAIT)
         except queue.Full:
-            self.stats.failed(spans, "too many batches waiting: collector too slow")
+            self.stats.failed(items, "too many batches waiting: collector too slow")
+            if done is not None:
+                done(False)
 
     def abandon(self) -> int:
-        """At the flush deadline: the spans of the batch being sent and of those still
+        """At the flush deadline: the items of the batch being sent and of those still
         queued, counted dropped (the thread is a daemon: it ends with the process)."""
-        spans = self.in_flight
+        items = self.in_flight
         self.in_flight = 0
         while True:
             try:
@@ -210,18 +237,18 @@ class Sender(threading.Thread):
             except queue.Empty:
                 break
             if item is not None:
-                spans += item[1]
-        if spans:
-            self.stats.drop(spans)
-        return spans
+                items += item[1]
+        if items:
+            self.stats.drop(items)
+        return items
 
     def run(self) -> None:
         while True:
             item = self.batches.get()
             if item is None:
                 return
-            body, spans = item
-            self.in_flight = spans
+            body, items, done = item
+            self.in_flight = items
             deadline = min(time.monotonic() + self.export_timeout, self.stop_by)
             delay = 1.0
             while True:
@@ -230,18 +257,47 @@ class Sender(threading.Thread):
                     return  # abandoned at the flush deadline, and counted there
                 if ok:
                     self.in_flight = 0
-                    self.stats.sent(spans)
+                    self.stats.sent(items)
                     break
                 wait = delay * random.uniform(0.8, 1.2)
                 if not retryable or time.monotonic() + wait >= deadline:
                     self.in_flight = 0
-                    self.stats.failed(spans, reason)
+                    self.stats.failed(items, reason)
                     break
                 time.sleep(wait)
                 delay = min(delay * 2, 32.0)
+            if done is not None:
+                done(ok)
 
 
-def resource_attributes(cfg: Any, instance_id: str) -> dict[str, str]:
+def transport_for(otlp_cfg: Any, signal: str) -> Any:
+    """The transport an OTLP section names (``http`` or ``grpc``) for ``signal``."""
+    if otlp_cfg.http is not None:
+        return HttpTransport(otlp_cfg.http)
+    return GrpcTransport(otlp_cfg.grpc, SIGNALS[signal])
+
+
+class Pipeline:
+    """One signal's way out: its transport, its sender thread and its counts."""
+
+    def __init__(self, otlp_cfg: Any, signal: str, stats: Stats, export_timeout: float):
+        self.stats = stats
+        self.sender = Sender(transport_for(otlp_cfg, signal), stats, export_timeout)
+
+    def start(self) -> None:
+        self.sender.start()
+
+    def due(self, now: float) -> float:
+        """When ``export`` must run next (the spans' batch is the main loop's own)."""
+        return float("inf")
+
+    def export(self) -> None:
+        """Hand what is pending to the sender."""
+
+
+def resource_attributes(
+    service_name: str, extra: Mapping[str, str], instance_id: str
+) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -249,7 +305,7 @@ def resource_attributes(cfg: Any, instance_id: str) -> dict[str, str]:
     except PackageNotFoundError:
         sdk_version = "unknown"
     attrs = {
-        "service.name": cfg.serviceName,
+        "service.name": service_name,
         "service.version": __version__,
         "service.instance.id": instance_id,
         "host.name": socket.gethostname(),
@@ -257,16 +313,93 @@ def resource_attributes(cfg: Any, instance_id: str) -> dict[str, str]:
         "telemetry.sdk.language": "python",
         "telemetry.sdk.version": sdk_version,
     }
-    attrs.update(cfg.resourceAttributes)
+    attrs.update(extra)
     return attrs
 
 
+class LogPipeline(Pipeline):
+    """Access-log or application-log records: batched as the SDKs' batch log record
+    processor does (OTEL_BLRP_* defaults), exported with their signal's resource."""
+
+    def __init__(self, config: Any, section: Any, signal: str, instance_id: str):
+        super().__init__(section, "logs", Stats(signal, "records"), otlplogs.EXPORT_TIMEOUT)
+        name, extra = config.resource_of(section)
+        self.batch = otlplogs.LogBatch(
+            resource_attributes(name, extra, instance_id), ("hopwire", __version__)
+        )
+
+    def take_in(self, payload: bytes, count: int) -> None:
+        batch = self.batch
+        if batch.pending + count > otlplogs.MAX_QUEUE:
+            self.stats.drop(count)
+            return
+        batch.extend(payload, count)
+        if batch.pending >= otlplogs.MAX_BATCH:
+            self.export()
+
+    def due(self, now: float) -> float:
+        """When the pending records must go (inf: none pending)."""
+        batch = self.batch
+        return batch.first_at + otlplogs.SCHEDULE_DELAY if batch.pending else float("inf")
+
+    def export(self) -> None:
+        while self.batch.pending:
+            body, count = self.batch.take()
+            self.sender.submit(body, count)
+
+
+class MetricsPipeline(Pipeline):
+    """The instance's metrics, every pushInterval, by the exporter that holds the push lock;
+    one export in flight at a time (a delta is computed from what the collector accepted)."""
+
+    def __init__(self, config: Any, instance_id: str, directory: str, started_ns: int):
+        cfg = config.metrics.otlp
+        super().__init__(
+            cfg, "metrics", Stats("metrics", "data points"), (cfg.http or cfg.grpc).timeout
+        )
+        name, extra = config.resource_of(cfg)
+        self.interval = cfg.pushInterval
+        self.push = otlpmetrics.MetricsPush(
+            cfg, directory, resource_attributes(name, extra, instance_id), started_ns
+        )
+        self.next_at = time.monotonic() + self.interval
+        self.in_flight = False
+
+    def due(self, now: float) -> float:
+        return self.next_at
+
+    def export(self) -> None:
+        self.next_at = time.monotonic() + self.interval
+        if self.in_flight or not self.push.acquire():
+            return  # the last export is still being sent, or another process pushes
+        try:
+            body, points = self.push.body(time.time_ns())
+        except (OSError, ValueError, RuntimeError, struct.error) as exc:
+            self.stats.failed(0, f"metrics not read: {exc}")
+            return
+        self.in_flight = True
+        self.sender.submit(body, points, self.done)
+
+    def done(self, ok: bool) -> None:
+        if ok:
+            self.push.sent()
+        self.in_flight = False
+
+
 def run_exporter(
-    cfg: Any, log_cfg: Any, path: str, instance_id: str, index: int, flush_deadline: float
+    config: Any,
+    path: str,
+    instance_id: str,
+    index: int,
+    flush_deadline: float,
+    metrics_dir: str = "",
+    started_ns: int = 0,
 ) -> int:
-    """Entry point of the exporter process (after fork)."""
+    """Entry point of the exporter process (after fork): the spans of ``config.tracing``,
+    the access-log and application-log records, and (index 0) the instance's metrics."""
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
+    log_cfg = config.log
     logs.setup(log_cfg.level, log_cfg.filePath, f"exporter-{index}", log_cfg.format)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -285,74 +418,124 @@ def run_exporter(
     sock.bind(binding)
     sock.setblocking(False)
 
-    otlp_cfg = cfg.otlp
+    tracing = config.tracing if config.traces_anything() else None
+    access_cfg = config.accessLog.otlp if config.accessLog is not None else None
+    pipelines: list[Pipeline] = []
+    logs_by_kind: dict[int, LogPipeline] = {}
+    spans: Pipeline | None = None
+    pusher: MetricsPipeline | None = None
+    own_logs: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
     try:
-        transport: Any = (
-            HttpTransport(otlp_cfg.http)
-            if otlp_cfg.http is not None
-            else GrpcTransport(otlp_cfg.grpc)
-        )
+        if tracing is not None:
+            spans = Pipeline(tracing.otlp, "traces", Stats(), tracing.batch.exportTimeout)
+            pipelines.append(spans)
+        if access_cfg is not None:
+            logs_by_kind[ACCESS_LOG] = LogPipeline(config, access_cfg, "accesslog", instance_id)
+        if config.log.otlp is not None:
+            logs_by_kind[APP_LOG] = LogPipeline(config, config.log.otlp, "log", instance_id)
+            otlplogs.install(own_logs.put, f"exporter-{index}")
+        pipelines += logs_by_kind.values()
+        if config.metrics.otlp is not None and index == 0 and metrics_dir:
+            pusher = MetricsPipeline(config, instance_id, metrics_dir, started_ns)
+            pipelines.append(pusher)
     except (OSError, ssl.SSLError, ValueError) as exc:
-        log.error("span exporter cannot start: %s", exc)
+        log.error("exporter cannot start: %s", exc)
         os.unlink(binding)
         return 3
-    batch_cfg = cfg.batch
-    stats = Stats()
-    sender = Sender(transport, stats, batch_cfg.exportTimeout)
-    sender.start()
+    for pipeline in pipelines:
+        pipeline.start()
+
     # the batch being built: the workers' encoded spans (Encoder.extend), wrapped by take;
     # the workers' encoders redacted the queries (tracing.safeQueryParams)
-    encoder = otlp.encoder(cfg.encoder)
-    extend = encoder.extend
-    resource, scope = otlp.resource_part(
-        resource_attributes(cfg, instance_id), "hopwire", __version__
-    )
-    batch_size = batch_cfg.maxExportBatchSize
-    queue_max = batch_cfg.maxQueueSize
+    encoder: Any = None
+    resource = scope = b""
+    batch_size = queue_max = 1
+    schedule_delay = 5.0
+    if tracing is not None:
+        encoder = otlp.encoder(tracing.encoder)
+        name, extra = config.resource_of(tracing)
+        resource, scope = otlp.resource_part(
+            resource_attributes(name, extra, instance_id), "hopwire", __version__
+        )
+        batch_size = tracing.batch.maxExportBatchSize
+        queue_max = tracing.batch.maxQueueSize
+        schedule_delay = tracing.batch.scheduleDelay
     first_at = 0.0
     last_report = last_sample = time.monotonic()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
     os.rename(binding, path)
-    log.info("span exporter %d ready on %s (%s encoder)", index, path, encoder.name)
+    others = [p.stats.signal for p in pipelines if p is not spans]
+    if encoder is not None:
+        log.info(
+            "span exporter %d ready on %s (%s encoder%s)",
+            index,
+            path,
+            encoder.name,
+            "".join(f", {o}" for o in others),
+        )
+    else:
+        log.info("exporter %d ready on %s (%s)", index, path, ", ".join(others))
 
-    def export_pending() -> None:
-        spans = encoder.pending
-        if spans:
-            sender.submit(encoder.take(resource, scope), spans)
+    def export_spans() -> None:
+        count = encoder.pending if encoder is not None else 0
+        if count and spans is not None:
+            spans.sender.submit(encoder.take(resource, scope), count)
+
+    def malformed(size: int, why: str) -> None:
+        log.warning("malformed datagram (%d bytes) ignored: %s", size, why)
 
     def take_in(data: memoryview) -> None:
-        """A datagram's spans (HEADER, then encoded spans) into the batch; a batch that would
-        grow past maxExportBatchSize is sent first (a worker's datagram holds no more)."""
+        """A datagram: spans (HEADER, then encoded spans) into the span batch, whose size
+        never passes maxExportBatchSize (a worker's datagram holds no more); log records
+        into their signal's batch."""
         nonlocal first_at
         size = len(data)
-        (count,) = HEADER.unpack_from(data) if size > HEADER.size else (0,)
+        if size <= HEADER.size:
+            malformed(size, "shorter than its header")
+            return
+        kind, count = HEADER.unpack_from(data)
+        if kind in logs_by_kind:
+            try:
+                logs_by_kind[kind].take_in(bytes(data[HEADER.size :]), count)
+            except ValueError as exc:
+                malformed(size, str(exc))
+            return
+        if kind != SPANS or encoder is None:
+            malformed(size, f"kind {kind} is not exported here")
+            return
         if not 0 < count <= (size - HEADER.size) // 2:  # an encoded span is 2 bytes at least
-            log.warning("malformed span datagram (%d bytes) ignored", size)
+            malformed(size, "span count")
             return
         pending = encoder.pending
         if pending and pending + count > batch_size:
-            export_pending()
+            export_spans()
             pending = 0
         if pending + count > queue_max:
-            stats.drop(count)
+            assert spans is not None
+            spans.stats.drop(count)
             return
         try:
-            extend(data[HEADER.size :], count)
+            encoder.extend(data[HEADER.size :], count)
         except ValueError:
-            log.warning("malformed span datagram (%d bytes) ignored", size)
+            malformed(size, "not that many encoded spans")
             return
         if not pending:
             first_at = time.monotonic()
 
+    def take_own_logs() -> None:
+        while not own_logs.empty():
+            item = own_logs.get_nowait()
+            with contextlib.suppress(ValueError):
+                logs_by_kind[APP_LOG].batch.add(item)
+
     while not stopping.is_set():
-        timeout = (
-            batch_cfg.scheduleDelay
-            if not encoder.pending
-            else max(0.0, first_at + batch_cfg.scheduleDelay - time.monotonic())
-        )
+        now = time.monotonic()
+        due = min((p.due(now) for p in pipelines), default=float("inf"))
+        if encoder is not None and encoder.pending:
+            due = min(due, first_at + schedule_delay)
         try:
-            ready, _, _ = select.select([sock], [], [], min(timeout, 0.5))
+            ready, _, _ = select.select([sock], [], [], max(0.0, min(due - now, 0.5)))
         except InterruptedError:
             continue
         if ready:
@@ -362,28 +545,38 @@ def run_exporter(
                 except BlockingIOError:
                     break
                 take_in(view[:size])
-                if encoder.pending >= batch_size:
-                    export_pending()
-        if encoder.pending and time.monotonic() - first_at >= batch_cfg.scheduleDelay:
-            export_pending()
-        if time.monotonic() - last_sample >= 2:
-            last_sample = time.monotonic()
+                if encoder is not None and encoder.pending >= batch_size:
+                    export_spans()
+        if APP_LOG in logs_by_kind:
+            take_own_logs()
+        now = time.monotonic()
+        if encoder is not None and encoder.pending and now - first_at >= schedule_delay:
+            export_spans()
+        for pipeline in pipelines:
+            if pipeline.due(now) <= now:
+                pipeline.export()
+        if now - last_sample >= 2:
+            last_sample = now
             metrics.process_sample("exporter")
-        if time.monotonic() - last_report >= 60:
-            last_report = last_sample = time.monotonic()
-            log.info(
-                "spans: %d exported, %d dropped, %d export errors",
-                stats.exported,
-                stats.dropped,
-                stats.errors,
-            )
+        if now - last_report >= 60:
+            last_report = last_sample = now
+            for pipeline in pipelines:
+                stats = pipeline.stats
+                log.info(
+                    "%s: %d %s exported, %d dropped, %d export errors",
+                    stats.signal,
+                    stats.exported,
+                    stats.unit,
+                    stats.dropped,
+                    stats.errors,
+                )
 
     # Shutdown.  The path goes first, so that a worker still sending learns it (ENOENT) and
     # counts its spans dropped, instead of queueing datagrams that nobody will read; then
-    # what is queued in the socket is taken in and everything is sent within the deadline.
-    # What the deadline leaves unsent is counted dropped and logged.
+    # what is queued in the socket is taken in and everything is sent within the deadline
+    # (the metrics once more: the workers' last interval is in the files).  What the
+    # deadline leaves unsent is counted dropped and logged.
     deadline = time.monotonic() + flush_deadline
-    sender.stop_by = deadline
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     while True:
@@ -392,20 +585,43 @@ def run_exporter(
         except BlockingIOError:
             break
         take_in(view[:size])
-    export_pending()
-    sender.batches.put(None)
-    sender.join(max(0.0, deadline - time.monotonic()))
-    if sender.is_alive():
-        unsent = sender.abandon()
-        log.warning(
-            "span exporter: flush deadline passed: %d spans unsent, counted dropped", unsent
-        )
-    log.info(
-        "span exporter %d stopped: %d spans exported, %d dropped, %d export errors",
-        index,
-        stats.exported,
-        stats.dropped,
-        stats.errors,
-    )
+    if APP_LOG in logs_by_kind:
+        take_own_logs()
+    export_spans()
+    for pipeline in pipelines:
+        pipeline.export()
+    for pipeline in pipelines:
+        pipeline.sender.stop_by = deadline
+        pipeline.sender.batches.put(None)
+    for pipeline in pipelines:
+        sender = pipeline.sender
+        sender.join(max(0.0, deadline - time.monotonic()))
+        if sender.is_alive():
+            unsent = sender.abandon()
+            log.warning(
+                "exporter: flush deadline passed: %d %s unsent, counted dropped",
+                unsent,
+                pipeline.stats.unit,
+            )
+    for pipeline in pipelines:
+        stats = pipeline.stats
+        if pipeline is spans:
+            log.info(
+                "span exporter %d stopped: %d spans exported, %d dropped, %d export errors",
+                index,
+                stats.exported,
+                stats.dropped,
+                stats.errors,
+            )
+        else:
+            log.info(
+                "exporter %d stopped: %s: %d %s exported, %d dropped, %d export errors",
+                index,
+                stats.signal,
+                stats.exported,
+                stats.unit,
+                stats.dropped,
+                stats.errors,
+            )
     sock.close()
     return 0

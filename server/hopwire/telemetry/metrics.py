@@ -38,8 +38,18 @@ _families: dict[str, Any] = {}
 _prom: Any = None
 
 
-def init(directory: str, buckets: tuple[float, ...]) -> None:
-    """Set up multiprocess mode in ``directory`` and declare every family (master, pre-fork)."""
+OTLP = "otlp:"  # prefix of the families kept for the OTLP push only (never on /metrics)
+SERVER_LABELS = ("method", "scheme", "code", "error_type", "version", "route")
+CLIENT_LABELS = ("method", "address", "port", "scheme", "code", "error_type")
+
+
+def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, ...] = ()) -> None:
+    """Set up multiprocess mode in ``directory`` and declare every family (master, pre-fork).
+
+    The request families exist twice: as Prometheus has them (its buckets and label
+    switches) and, prefixed ``otlp:``, as ``metrics.otlp`` has them (its boundaries and
+    switches), with the semantic-convention histograms beside them.  The workers write the
+    second set only when ``metrics.otlp`` is on; the exporter reads it, /metrics never."""
     global _prom
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     import prometheus_client as prom
@@ -48,27 +58,43 @@ def init(directory: str, buckets: tuple[float, ...]) -> None:
     if _families:
         return
     counter, gauge, histogram = prom.Counter, prom.Gauge, prom.Histogram
-    for scope, labels in (
-        ("entrypoint", ("entrypoint",)),
-        ("router", ("router", "service")),
-        ("service", ("service",)),
+    for prefix, key, bounds in (
+        ("", "", buckets),
+        (OTLP, OTLP, otlp_bounds or default_otlp_bounds()),
     ):
-        lbl = (*REQ, *labels)
-        _families[f"{scope}_requests"] = counter(
-            f"hopwire_{scope}_requests", f"Requests by {scope}.", lbl
-        )
-        _families[f"{scope}_duration"] = histogram(
-            f"hopwire_{scope}_request_duration_seconds",
-            f"Request duration by {scope}, in seconds (WebSocket sessions excluded).",
-            lbl,
-            buckets=buckets,
-        )
-        _families[f"{scope}_req_bytes"] = counter(
-            f"hopwire_{scope}_requests_bytes", f"Request body bytes by {scope}.", lbl
-        )
-        _families[f"{scope}_resp_bytes"] = counter(
-            f"hopwire_{scope}_responses_bytes", f"Response body bytes by {scope}.", lbl
-        )
+        for scope, labels in (
+            ("entrypoint", ("entrypoint",)),
+            ("router", ("router", "service")),
+            ("service", ("service",)),
+        ):
+            lbl = (*REQ, *labels)
+            _families[f"{key}{scope}_requests"] = counter(
+                f"{prefix}hopwire_{scope}_requests", f"Requests by {scope}.", lbl
+            )
+            _families[f"{key}{scope}_duration"] = histogram(
+                f"{prefix}hopwire_{scope}_request_duration_seconds",
+                f"Request duration by {scope}, in seconds (WebSocket sessions excluded).",
+                lbl,
+                buckets=bounds,
+            )
+            _families[f"{key}{scope}_req_bytes"] = counter(
+                f"{prefix}hopwire_{scope}_requests_bytes", f"Request body bytes by {scope}.", lbl
+            )
+            _families[f"{key}{scope}_resp_bytes"] = counter(
+                f"{prefix}hopwire_{scope}_responses_bytes", f"Response body bytes by {scope}.", lbl
+            )
+    _families["server_duration"] = histogram(
+        f"{OTLP}http_server_request_duration",
+        "Duration of HTTP server requests.",
+        SERVER_LABELS,
+        buckets=otlp_bounds or default_otlp_bounds(),
+    )
+    _families["client_duration"] = histogram(
+        f"{OTLP}http_client_request_duration",
+        "Duration of HTTP client requests.",
+        CLIENT_LABELS,
+        buckets=otlp_bounds or default_otlp_bounds(),
+    )
     _families["retries"] = counter("hopwire_service_retries", "Retries by service.", ("service",))
     _families["errors"] = counter(
         "hopwire_errors",
@@ -136,6 +162,22 @@ def init(directory: str, buckets: tuple[float, ...]) -> None:
         "hopwire_tracing_spans_dropped", "Spans dropped (queue or socket full, export failed)."
     )
     _families["export_errors"] = counter("hopwire_tracing_export_errors", "Failed export requests.")
+    _families["otlp_exported"] = counter(
+        "hopwire_otlp_exported",
+        "Metric data points and log records accepted by the collector, by signal.",
+        ("signal",),
+    )
+    _families["otlp_dropped"] = counter(
+        "hopwire_otlp_dropped",
+        "Metric data points and log records dropped (socket or queue full, export failed), "
+        "by signal.",
+        ("signal",),
+    )
+    _families["otlp_export_errors"] = counter(
+        "hopwire_otlp_export_errors",
+        "Failed OTLP export requests of metrics and logs.",
+        ("signal",),
+    )
     _families["cpu"] = gauge(
         "hopwire_process_cpu_seconds",
         "CPU time of the process.",
@@ -163,6 +205,12 @@ def default_buckets() -> tuple[float, ...]:
     from hopwire.config import Prometheus
 
     return tuple(Prometheus().buckets)
+
+
+def default_otlp_bounds() -> tuple[float, ...]:
+    from hopwire.config import MetricsOTLP
+
+    return tuple(MetricsOTLP().explicitBoundaries)
 
 
 def enabled() -> bool:
@@ -202,14 +250,29 @@ def process_started() -> None:
 
 
 class Table:
-    """Rows of one labelled family: (status, method, protocol) -> counts."""
+    """Rows of one labelled family: (status, method, protocol[, ...]) -> counts, written at
+    the fold into the families of each of ``prefixes`` ("" for Prometheus, OTLP)."""
 
-    __slots__ = ("labels", "rows", "scope")
+    __slots__ = ("labels", "prefixes", "rows", "scope")
 
     def __init__(self, scope: str, labels: tuple[str, ...]):
         self.scope = scope
         self.labels = labels
-        self.rows: dict[tuple[int, str, str], list[Any]] = {}
+        self.prefixes: list[str] = []
+        self.rows: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def _add_row(into: dict[Any, list[Any]], key: Any, row: list[Any]) -> None:
+    count, req, resp, total, buckets = row
+    mine = into.get(key)
+    if mine is None:
+        into[key] = [count, req, resp, total, list(buckets)]
+    else:
+        mine[0] += count
+        mine[1] += req
+        mine[2] += resp
+        mine[3] += total
+        mine[4] = [a + b for a, b in zip(mine[4], buckets, strict=True)]
 
 
 class Meter:
@@ -225,7 +288,7 @@ class Meter:
         self.tables = tables
         self.bounds = bounds
         self.nbuckets = len(bounds) + 1
-        self.rows: dict[tuple[int, str, str], list[Any]] = {}
+        self.rows: dict[tuple[Any, ...], list[Any]] = {}
 
     def start(self, ex: Any) -> None:
         ex.t0 = time.monotonic()
@@ -249,21 +312,99 @@ class Meter:
             row[3] += duration
             row[4][index] += 1
 
-    def spill(self) -> None:
+    def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
         """Add the rows counted since the last fold to the tables."""
         rows, self.rows = self.rows, {}
         for table in self.tables:
             into = table.rows
-            for key, (count, req, resp, total, buckets) in rows.items():
-                row = into.get(key)
-                if row is None:
-                    into[key] = [count, req, resp, total, list(buckets)]
-                else:
-                    row[0] += count
-                    row[1] += req
-                    row[2] += resp
-                    row[3] += total
-                    row[4] = [a + b for a, b in zip(row[4], buckets, strict=True)]
+            for key, row in rows.items():
+                _add_row(into, key, row)
+
+
+class RichMeter(Meter):
+    """The meter when ``metrics.otlp`` is on: its row key also holds what the
+    semantic-convention histograms group by (scheme, error type, HTTP version), and the
+    request's last backend attempt is counted for ``http.client.request.duration``.  The
+    fold derives the attributes; the request path only builds a longer key."""
+
+    __slots__ = ("clients", "route")
+
+    def __init__(self, tables: list[Table], bounds: tuple[float, ...], route: str):
+        super().__init__(tables, bounds)
+        self.route = route
+        self.clients: dict[tuple[Any, ...], list[Any]] = {}
+
+    def start(self, ex: Any) -> None:
+        ex.t0 = time.monotonic()
+        ex.timed = True  # the exchange times its backend attempt (origin_duration)
+
+    def finish(self, ex: Any) -> None:
+        duration = time.monotonic() - ex.t0
+        status = ex.status
+        method = ex.method
+        if status == 101:
+            key: tuple[Any, ...] = (101, method, "websocket")
+            index = -1
+        else:
+            key = (status, method, "http", ex.down.ep.scheme_str, ex.error_type, ex.http10)
+            index = bisect_left(self.bounds, duration)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets]
+        row[0] += 1
+        row[1] += ex.req_bytes
+        row[2] += ex.resp_bytes
+        if index >= 0:
+            row[3] += duration
+            row[4][index] += 1
+            if ex.attempts:
+                pool = ex.server.pool
+                spent = ex.origin_duration
+                ckey = (method, pool, ex.origin_status, ex.error_type)
+                crow = self.clients.get(ckey)
+                if crow is None:
+                    crow = self.clients[ckey] = [0, 0, 0, 0.0, [0] * self.nbuckets]
+                crow[0] += 1
+                crow[3] += spent
+                crow[4][bisect_left(self.bounds, spent)] += 1
+
+    def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
+        rows = self.rows
+        route = self.route
+        for key, row in rows.items():
+            if len(key) > 3:
+                _add_row(semconv, (route, *key), row)
+        if self.clients:
+            taken, self.clients = self.clients, {}
+            for key, row in taken.items():
+                _add_row(clients, key, row)
+        super().spill(semconv, clients)
+
+
+def _layout(union: tuple[float, ...], bounds: tuple[float, ...]) -> list[int]:
+    """Index in ``bounds``' buckets of each bucket of ``union`` (a superset of the bounds):
+    a duration in a bucket of the union lies in exactly that bucket of the coarser layout."""
+    return [bisect_left(bounds, b) for b in union] + [len(bounds)]
+
+
+def _regroup(counts: list[int], layout: list[int] | None, size: int) -> list[int]:
+    if layout is None:
+        return counts
+    out = [0] * size
+    for i, n in enumerate(counts):
+        if n:
+            out[layout[i]] += n
+    return out
+
+
+def _server_error(status: int, error_type: str) -> str:
+    return error_type or (str(status) if status >= 500 else "")
+
+
+def _client_error(status: int, error_type: str) -> str:
+    if status == 0:
+        return error_type or "no_response"
+    return str(status) if status >= 400 else ""
 
 
 class WorkerMetrics:
@@ -271,8 +412,17 @@ class WorkerMetrics:
 
     def __init__(self, config: Any):
         prom = config.metrics.prometheus
-        self.bounds = tuple(prom.buckets)
-        self.cfg = prom
+        otlp = config.metrics.otlp
+        self.prom = prom
+        self.otlp = otlp
+        prom_bounds = tuple(prom.buckets) if prom is not None else ()
+        otlp_bounds = tuple(otlp.explicitBoundaries) if otlp is not None else ()
+        # the request path counts in the union of the two layouts; the fold regroups
+        self.bounds = tuple(sorted(set(prom_bounds) | set(otlp_bounds)))
+        self.layouts: dict[str, tuple[list[int] | None, int]] = {}
+        for prefix, bounds in (("", prom_bounds), (OTLP, otlp_bounds)):
+            layout = None if bounds == self.bounds else _layout(self.bounds, bounds)
+            self.layouts[prefix] = (layout, len(bounds) + 1)
         self.tables: dict[tuple[str, tuple[str, ...]], Table] = {}
         # one meter per (entrypoint, router, service), kept across configuration generations
         self.meters: dict[tuple[str, str | None, str | None], Meter] = {}
@@ -301,16 +451,26 @@ class WorkerMetrics:
         return meter
 
     def _meter(self, entrypoint: str, router: str | None, service: str | None) -> Meter:
-        cfg = self.cfg
-        tables = []
-        if cfg.addEntryPointsLabels:
-            tables.append(self.table("entrypoint", (entrypoint,)))
-        if router is not None and service is not None:
-            if cfg.addRoutersLabels:
-                tables.append(self.table("router", (router, service)))
-            if cfg.addServicesLabels:
-                tables.append(self.table("service", (service,)))
-        return Meter(tables, self.bounds)
+        tables: dict[tuple[str, tuple[str, ...]], Table] = {}
+        for prefix, cfg in (("", self.prom), (OTLP, self.otlp)):
+            if cfg is None:
+                continue
+            wanted: list[tuple[str, tuple[str, ...]]] = []
+            if cfg.addEntryPointsLabels:
+                wanted.append(("entrypoint", (entrypoint,)))
+            if router is not None and service is not None:
+                if cfg.addRoutersLabels:
+                    wanted.append(("router", (router, service)))
+                if cfg.addServicesLabels:
+                    wanted.append(("service", (service,)))
+            for scope, labels in wanted:
+                table = self.table(scope, labels)
+                if prefix not in table.prefixes:
+                    table.prefixes.append(prefix)
+                tables[(scope, labels)] = table
+        if self.otlp is not None:
+            return RichMeter(list(tables.values()), self.bounds, router or "")
+        return Meter(list(tables.values()), self.bounds)
 
     def _child(self, name: str, labels: tuple[Any, ...]) -> Any:
         child = self.children.get((name, labels))
@@ -318,42 +478,88 @@ class WorkerMetrics:
             child = self.children[(name, labels)] = _families[name].labels(*labels)
         return child
 
+    def _histogram(
+        self, name: str, labels: tuple[Any, ...], buckets: list[int], total: float
+    ) -> None:
+        # prometheus_client keeps per-bucket counts and the sum as values; adding to them is
+        # what observe() does one observation at a time
+        hist = self._child(name, labels)
+        for i, n in enumerate(buckets):
+            if n:
+                hist._buckets[i].inc(n)
+        hist._sum.inc(total)
+
     def fold(self, worker: Any) -> None:
         """Move the counts of the last interval into the library's (mmap-backed) values."""
+        semconv: dict[Any, list[Any]] = {}
+        clients: dict[Any, list[Any]] = {}
         for meter in self.meters.values():
             if meter.rows:
-                meter.spill()
+                meter.spill(semconv, clients)
+        layouts = self.layouts
         for table in self.tables.values():
             if not table.rows:
                 continue
             rows, table.rows = table.rows, {}
             scope = table.scope
-            for (status, method, protocol), (count, req, resp, total, buckets) in rows.items():
+            for key, (count, req, resp, total, buckets) in rows.items():
+                status, method, protocol = key[:3]
                 labels = (
                     str(status),
                     method if method in METHODS else "OTHER",
                     protocol,
                     *table.labels,
                 )
-                self._child(f"{scope}_requests", labels).inc(count)
-                if req:
-                    self._child(f"{scope}_req_bytes", labels).inc(req)
-                if resp:
-                    self._child(f"{scope}_resp_bytes", labels).inc(resp)
-                if protocol == "http":
-                    # prometheus_client keeps per-bucket counts and the sum as values; adding
-                    # to them is what observe() does one observation at a time
-                    hist = self._child(f"{scope}_duration", labels)
-                    for i, n in enumerate(buckets):
-                        if n:
-                            hist._buckets[i].inc(n)
-                    hist._sum.inc(total)
+                for prefix in table.prefixes:
+                    # every series exists from its first request, 0 bytes or not (Traefik's)
+                    self._child(f"{prefix}{scope}_requests", labels).inc(count)
+                    self._child(f"{prefix}{scope}_req_bytes", labels).inc(req)
+                    self._child(f"{prefix}{scope}_resp_bytes", labels).inc(resp)
+                    if protocol == "http":
+                        layout, size = layouts[prefix]
+                        self._histogram(
+                            f"{prefix}{scope}_duration",
+                            labels,
+                            _regroup(buckets, layout, size),
+                            total,
+                        )
+        layout, size = layouts[OTLP]
+        for (route, status, method, _, scheme, error, http10), row in semconv.items():
+            labels = (
+                method if method in METHODS else "_OTHER",
+                scheme,
+                str(status),
+                _server_error(status, error),
+                "1.0" if http10 else "1.1",
+                route,
+            )
+            self._histogram("server_duration", labels, _regroup(row[4], layout, size), row[3])
+        for (method, pool, status, error), row in clients.items():
+            labels = (
+                method if method in METHODS else "_OTHER",
+                pool.host,
+                str(pool.port),
+                "http" if pool.ssl is None else "https",
+                str(status) if status else "",
+                _client_error(status, error),
+            )
+            self._histogram("client_duration", labels, _regroup(row[4], layout, size), row[3])
+        self.fold_events(worker)
+
+    def fold_events(self, worker: Any) -> None:
+        """The worker's event counters and gauges (not per request)."""
         counters = worker.counters
         # a worker that could not apply a dynamic configuration counts a rejected reload
         for name in ("spans_dropped", "accesslog_errors", "accesslog_dropped", "reload_failures"):
             delta = counters.get(name, 0) - self.counters.get(name, 0)
             if delta:
                 _families[name].inc(delta)
+                self.counters[name] = counters[name]
+        for signal in ("accesslog", "log"):
+            name = f"otlp_dropped_{signal}"
+            delta = counters.get(name, 0) - self.counters.get(name, 0)
+            if delta:
+                self._child("otlp_dropped", (signal,)).inc(delta)
                 self.counters[name] = counters[name]
         for kind, count in list(worker.errors.items()):
             if count:
@@ -390,9 +596,10 @@ class _Files:
     """prometheus_client's multiprocess collector over the files that can be read: a file a
     process has just created is empty until its header is written, and would fail the scrape."""
 
-    def __init__(self, directory: str, multiprocess: Any):
+    def __init__(self, directory: str, multiprocess: Any, otlp: bool = False):
         self.directory = directory
         self.merge = multiprocess.MultiProcessCollector.merge
+        self.otlp = otlp  # False: the ``otlp:`` families are left out (a scrape)
 
     def collect(self) -> Any:
         files = []
@@ -402,7 +609,24 @@ class _Files:
                     files.append(path)
             except OSError:
                 pass  # archived meanwhile
-        return self.merge(files, accumulate=True)
+        merged = self.merge(files, accumulate=True)
+        if self.otlp:
+            return merged
+        return [m for m in merged if not m.name.startswith(OTLP)]
+
+
+def collect(directory: str) -> list[Any]:
+    """Every family of the instance, summed over its processes (the ``otlp:`` ones too):
+    what the OTLP push sends.  A file that vanishes or grows meanwhile is read again."""
+    from prometheus_client import multiprocess
+
+    files = _Files(directory, multiprocess, otlp=True)
+    for _ in range(SCRAPE_ATTEMPTS - 1):
+        try:
+            return list(files.collect())
+        except (OSError, RuntimeError, struct.error):
+            pass
+    return list(files.collect())
 
 
 def exposition(accept: bytes) -> tuple[bytes, bytes]:

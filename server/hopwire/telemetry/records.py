@@ -31,8 +31,25 @@ ATTEMPT_STATUS = AttemptRecord._fields.index("status")
 ATTEMPT_ERROR = AttemptRecord._fields.index("error_type")
 
 
-# a span datagram (worker -> exporter) begins with the number of encoded spans it carries
-HEADER = struct.Struct("<I")
+# a datagram to the exporter begins with its kind and the number of items it carries: encoded
+# spans (ScopeSpans.spans entries), or log records (an orjson list of LogItem lists)
+HEADER = struct.Struct("<BI")
+SPANS = 1
+ACCESS_LOG = 2  # accessLog.otlp
+APP_LOG = 3  # log.otlp
+
+
+class LogItem(NamedTuple):
+    """One log record on its way to the exporter (as a list, orjson-encoded), which makes it
+    an OTLP LogRecord."""
+
+    time_ns: int
+    severity_number: int  # OTLP SeverityNumber: 5 DEBUG, 9 INFO, 13 WARN, 17 ERROR
+    severity_text: str
+    body: str  # the line as the configured format writes it
+    attributes: dict[str, Any]  # str, int, float or bool values; None is left out
+    trace_id: str | None  # 32 hex digits, when the record belongs to a sampled trace
+    span_id: str | None  # 16 hex digits
 
 
 class SpanRecord(NamedTuple):

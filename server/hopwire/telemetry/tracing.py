@@ -31,7 +31,13 @@ from typing import Any
 
 from hopwire.telemetry import otlp
 from hopwire.telemetry._context import child, root
-from hopwire.telemetry.records import ATTEMPT_END, ATTEMPT_ERROR, ATTEMPT_STATUS, HEADER
+from hopwire.telemetry.records import (
+    ATTEMPT_END,
+    ATTEMPT_ERROR,
+    ATTEMPT_STATUS,
+    HEADER,
+    SPANS,
+)
 
 log = logging.getLogger("hopwire.tracing")
 
@@ -502,7 +508,7 @@ class SpanSink:
         path = self.paths[self.next]
         self.next = (self.next + 1) % len(self.paths)
         try:
-            self.sock.sendmsg((HEADER.pack(count), spans), (), 0, path)
+            self.sock.sendmsg((HEADER.pack(SPANS, count), spans), (), 0, path)
         except OSError as exc:
             self.worker.counters["spans_dropped"] += count
             now = time.monotonic()
