@@ -585,7 +585,7 @@ def is_closed(sock: socket.socket, timeout: float = 3.0) -> bool:
 class Prometheus:
     """The real Prometheus (Debian's package) with ``config`` as its prometheus.yml."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any]):
+    def __init__(self, tmp: Path, config: dict[str, Any], args: tuple[str, ...] = ()):
         binary = shutil.which("prometheus")
         assert binary, "prometheus is not installed: `make test` installs it (Debian, as root)"
         self.port = free_port()
@@ -596,6 +596,7 @@ class Prometheus:
                 f"--config.file={tmp / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -615,6 +616,18 @@ class Prometheus:
                 return None  # starting: a plain-text 503
         except OSError:
             return None
+
+    def exemplars(self, expr: str) -> list[dict[str, Any]]:
+        """The exemplar query API's series for ``expr`` over the last hour (empty while
+        Prometheus is not serving)."""
+        now = time.time()
+        query = urllib.parse.urlencode({"query": expr, "start": now - 3600, "end": now + 60})
+        url = f"http://127.0.0.1:{self.port}/api/v1/query_exemplars?{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return list(json.load(resp).get("data") or [])
+        except (OSError, ValueError):
+            return []
 
     def stop(self) -> None:
         self.proc.terminate()

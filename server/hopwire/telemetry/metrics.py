@@ -18,6 +18,7 @@ prometheus_client is imported by ``init`` only, after PROMETHEUS_MULTIPROC_DIR i
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -263,16 +264,36 @@ class Table:
 
 
 def _add_row(into: dict[Any, list[Any]], key: Any, row: list[Any]) -> None:
-    count, req, resp, total, buckets = row
+    """A row is [count, request bytes, response bytes, duration sum, bucket counts,
+    exemplars (None, or per bucket None or (trace id, span id, seconds, unix time))]."""
+    count, req, resp, total, buckets, exemplars = row
     mine = into.get(key)
     if mine is None:
-        into[key] = [count, req, resp, total, list(buckets)]
+        into[key] = [count, req, resp, total, list(buckets), exemplars and list(exemplars)]
     else:
         mine[0] += count
         mine[1] += req
         mine[2] += resp
         mine[3] += total
         mine[4] = [a + b for a, b in zip(mine[4], buckets, strict=True)]
+        if exemplars:
+            mine[5] = _newest(mine[5], exemplars)
+
+
+def _newest(a: list[Any] | None, b: list[Any]) -> list[Any]:
+    if a is None:
+        return list(b)
+    return [
+        y if y is not None and (x is None or y[3] >= x[3]) else x for x, y in zip(a, b, strict=True)
+    ]
+
+
+def _exemplar(row: list[Any], index: int, trace: Any, seconds: float, size: int) -> None:
+    """A sampled request's ids kept for its bucket (the last one of the interval)."""
+    exemplars = row[5]
+    if exemplars is None:
+        exemplars = row[5] = [None] * size
+    exemplars[index] = (trace.tid_hex.decode(), trace.span_hex.decode(), seconds, time.time())
 
 
 class Meter:
@@ -304,13 +325,16 @@ class Meter:
             index = bisect_left(self.bounds, duration)
         row = self.rows.get(key)
         if row is None:
-            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets]
+            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets, None]
         row[0] += 1
         row[1] += ex.req_bytes
         row[2] += ex.resp_bytes
         if index >= 0:
             row[3] += duration
             row[4][index] += 1
+            trace = ex.trace
+            if trace is not None and trace.sampled:
+                _exemplar(row, index, trace, duration, self.nbuckets)
 
     def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
         """Add the rows counted since the last fold to the tables."""
@@ -350,20 +374,23 @@ class RichMeter(Meter):
             index = bisect_left(self.bounds, duration)
         row = self.rows.get(key)
         if row is None:
-            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets]
+            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets, None]
         row[0] += 1
         row[1] += ex.req_bytes
         row[2] += ex.resp_bytes
         if index >= 0:
             row[3] += duration
             row[4][index] += 1
+            trace = ex.trace
+            if trace is not None and trace.sampled:
+                _exemplar(row, index, trace, duration, self.nbuckets)
             if ex.attempts:
                 pool = ex.server.pool
                 spent = ex.origin_duration
                 ckey = (method, pool, ex.origin_status, ex.error_type)
                 crow = self.clients.get(ckey)
                 if crow is None:
-                    crow = self.clients[ckey] = [0, 0, 0, 0.0, [0] * self.nbuckets]
+                    crow = self.clients[ckey] = [0, 0, 0, 0.0, [0] * self.nbuckets, None]
                 crow[0] += 1
                 crow[3] += spent
                 crow[4][bisect_left(self.bounds, spent)] += 1
@@ -428,6 +455,9 @@ class WorkerMetrics:
         self.meters: dict[tuple[str, str | None, str | None], Meter] = {}
         self.children: dict[tuple[str, tuple[Any, ...]], Any] = {}
         self.counters: dict[str, int] = {}
+        # (family, labels, bucket) -> (trace id, span id, seconds, unix time)
+        self.exemplars: dict[tuple[str, tuple[Any, ...], int], tuple[Any, ...]] = {}
+        self.exemplars_changed = False
 
     def table(self, scope: str, labels: tuple[str, ...]) -> Table:
         key = (scope, labels)
@@ -479,15 +509,48 @@ class WorkerMetrics:
         return child
 
     def _histogram(
-        self, name: str, labels: tuple[Any, ...], buckets: list[int], total: float
+        self,
+        name: str,
+        labels: tuple[Any, ...],
+        row: list[Any],
+        layout: list[int] | None,
+        size: int,
     ) -> None:
         # prometheus_client keeps per-bucket counts and the sum as values; adding to them is
         # what observe() does one observation at a time
         hist = self._child(name, labels)
-        for i, n in enumerate(buckets):
+        for i, n in enumerate(_regroup(row[4], layout, size)):
             if n:
                 hist._buckets[i].inc(n)
-        hist._sum.inc(total)
+        hist._sum.inc(row[3])
+        exemplars = row[5]
+        if exemplars:
+            for i, exemplar in enumerate(exemplars):
+                if exemplar is not None:
+                    key = (name, labels, layout[i] if layout is not None else i)
+                    self.exemplars[key] = exemplar
+                    self.exemplars_changed = True
+
+    def write_exemplars(self) -> None:
+        """This worker's exemplars (the newest per series and bucket) to its file in the
+        metrics directory, for the scrape and the OTLP push (prometheus_client's
+        multiprocess mode keeps none); once a fold, when there is a new one."""
+        if not self.exemplars_changed:
+            return
+        self.exemplars_changed = False
+        from prometheus_client.utils import floatToGoString
+
+        out = []
+        for (name, labels, index), (trace, span, value, when) in self.exemplars.items():
+            family = _families[name]
+            hist = self._child(name, labels)
+            le = floatToGoString(hist._upper_bounds[index])
+            names = dict(zip(family._labelnames, labels, strict=True))
+            out.append([family._name, names, le, trace, span, value, when])
+        path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"exemplars_{os.getpid()}.json")
+        with open(path + ".new", "wb") as fh:
+            fh.write(json.dumps(out).encode())
+        os.replace(path + ".new", path)
 
     def fold(self, worker: Any) -> None:
         """Move the counts of the last interval into the library's (mmap-backed) values."""
@@ -502,7 +565,8 @@ class WorkerMetrics:
                 continue
             rows, table.rows = table.rows, {}
             scope = table.scope
-            for key, (count, req, resp, total, buckets) in rows.items():
+            for key, row in rows.items():
+                count, req, resp = row[0], row[1], row[2]
                 status, method, protocol = key[:3]
                 labels = (
                     str(status),
@@ -517,12 +581,7 @@ class WorkerMetrics:
                     self._child(f"{prefix}{scope}_resp_bytes", labels).inc(resp)
                     if protocol == "http":
                         layout, size = layouts[prefix]
-                        self._histogram(
-                            f"{prefix}{scope}_duration",
-                            labels,
-                            _regroup(buckets, layout, size),
-                            total,
-                        )
+                        self._histogram(f"{prefix}{scope}_duration", labels, row, layout, size)
         layout, size = layouts[OTLP]
         for (route, status, method, _, scheme, error, http10), row in semconv.items():
             labels = (
@@ -533,7 +592,7 @@ class WorkerMetrics:
                 "1.0" if http10 else "1.1",
                 route,
             )
-            self._histogram("server_duration", labels, _regroup(row[4], layout, size), row[3])
+            self._histogram("server_duration", labels, row, layout, size)
         for (method, pool, status, error), row in clients.items():
             labels = (
                 method if method in METHODS else "_OTHER",
@@ -543,7 +602,8 @@ class WorkerMetrics:
                 str(status) if status else "",
                 _client_error(status, error),
             )
-            self._histogram("client_duration", labels, _regroup(row[4], layout, size), row[3])
+            self._histogram("client_duration", labels, row, layout, size)
+        self.write_exemplars()
         self.fold_events(worker)
 
     def fold_events(self, worker: Any) -> None:
@@ -596,10 +656,13 @@ class _Files:
     """prometheus_client's multiprocess collector over the files that can be read: a file a
     process has just created is empty until its header is written, and would fail the scrape."""
 
-    def __init__(self, directory: str, multiprocess: Any, otlp: bool = False):
+    def __init__(
+        self, directory: str, multiprocess: Any, otlp: bool = False, exemplars: bool = False
+    ):
         self.directory = directory
         self.merge = multiprocess.MultiProcessCollector.merge
         self.otlp = otlp  # False: the ``otlp:`` families are left out (a scrape)
+        self.exemplars = exemplars  # the histogram buckets carry them (OpenMetrics)
 
     def collect(self) -> Any:
         files = []
@@ -610,9 +673,55 @@ class _Files:
             except OSError:
                 pass  # archived meanwhile
         merged = self.merge(files, accumulate=True)
-        if self.otlp:
-            return merged
-        return [m for m in merged if not m.name.startswith(OTLP)]
+        if not self.otlp:
+            merged = [m for m in merged if not m.name.startswith(OTLP)]
+        if self.exemplars:
+            with_exemplars(merged, exemplars(self.directory))
+        return merged
+
+
+def exemplars(directory: str) -> dict[tuple[str, tuple[Any, ...], str], tuple[Any, ...]]:
+    """Every process's exemplars, the newest per (family, labels, le): (trace id, span id,
+    seconds, unix time)."""
+    found: dict[tuple[str, tuple[Any, ...], str], tuple[Any, ...]] = {}
+    for path in glob.glob(os.path.join(directory, "exemplars_*.json")):
+        try:
+            with open(path, "rb") as fh:
+                entries = json.loads(fh.read())
+        except (OSError, ValueError):
+            continue  # replaced or removed meanwhile
+        for name, labels, le, trace, span, value, when in entries:
+            key = (name, tuple(sorted(labels.items())), le)
+            old = found.get(key)
+            if old is None or when > old[3]:
+                found[key] = (trace, span, value, when)
+    return found
+
+
+def with_exemplars(
+    families: list[Any], found: dict[tuple[str, tuple[Any, ...], str], tuple[Any, ...]]
+) -> None:
+    """Attach the exemplars to the bucket samples of the histograms, in place."""
+    if not found:
+        return
+    from prometheus_client.samples import Exemplar
+
+    for family in families:
+        if family.type != "histogram":
+            continue
+        bucket = family.name + "_bucket"
+        samples = []
+        for sample in family.samples:
+            if sample.name == bucket:
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+                hit = found.get((family.name, labels, sample.labels.get("le", "")))
+                if hit is not None:
+                    trace, span, value, when = hit
+                    sample = sample._replace(
+                        exemplar=Exemplar({"trace_id": trace, "span_id": span}, value, when)
+                    )
+            samples.append(sample)
+        family.samples = samples
 
 
 def collect(directory: str) -> list[Any]:
@@ -634,8 +743,11 @@ def exposition(accept: bytes) -> tuple[bytes, bytes]:
     from prometheus_client import CollectorRegistry, multiprocess
 
     registry = CollectorRegistry()
-    registry.register(_Files(os.environ["PROMETHEUS_MULTIPROC_DIR"], multiprocess))
-    if b"application/openmetrics-text" in accept:
+    openmetrics = b"application/openmetrics-text" in accept
+    registry.register(
+        _Files(os.environ["PROMETHEUS_MULTIPROC_DIR"], multiprocess, exemplars=openmetrics)
+    )
+    if openmetrics:
         from prometheus_client.openmetrics import exposition as om
 
         generate, content_type = om.generate_latest, om.CONTENT_TYPE_LATEST
@@ -686,6 +798,8 @@ def archive(directory: str, pid: int, keep: Callable[[dict[str, str]], bool]) ->
             target.close()
         os.remove(source)
     multiprocess.mark_process_dead(pid, directory)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(directory, f"exemplars_{pid}.json"))
     # gauges of the other modes (max, min, all...) would pile up one file per dead process;
     # the values they hold are owned by the master, which keeps setting them
     for path in glob.glob(os.path.join(directory, f"gauge_*_{pid}.db")):

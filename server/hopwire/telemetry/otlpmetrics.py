@@ -119,6 +119,7 @@ class MetricsPush:
         self.last: dict[str, list[float]] = {}  # delta: the values of the last export
         self.last_ns = started_ns
         self.pending_state: dict[str, list[float]] = {}
+        self.found: dict[tuple[str, tuple[Any, ...], str], tuple[Any, ...]] = {}
 
     # -- one pusher ----------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class MetricsPush:
     def body(self, now_ns: int) -> tuple[bytes, int]:
         """(ExportMetricsServiceRequest, data points) of every family now."""
         families = metrics.collect(self.directory)
+        self.found = metrics.exemplars(self.directory)
         otlp_names = {
             f.name[len(metrics.OTLP) :] for f in families if f.name.startswith(metrics.OTLP)
         }
@@ -207,6 +209,30 @@ class MetricsPush:
                 else common.AnyValue(string_value=value)
             )
             out.append(common.KeyValue(key=key, value=any_value))
+        return out
+
+    def exemplars_of(
+        self, name: str, ident: tuple[tuple[str, str], ...], les: list[Any], since: int
+    ) -> list[Any]:
+        """The series' exemplars (a sampled request's ids per bucket, the newest), those of
+        this export's interval only when the temporality is delta."""
+        out = []
+        for _, _, le in les:
+            hit = self.found.get((name, ident, le))
+            if hit is None:
+                continue
+            trace, span, value, when = hit
+            when_ns = int(when * 1e9)
+            if self.delta and when_ns < since:
+                continue
+            out.append(
+                self.pb.Exemplar(
+                    time_unix_nano=when_ns,
+                    as_double=value,
+                    trace_id=bytes.fromhex(trace),
+                    span_id=bytes.fromhex(span),
+                )
+            )
         return out
 
     def change(self, key: str, values: list[float]) -> list[float]:
@@ -296,7 +322,8 @@ class MetricsPush:
                 tuple(sorted(labels.items())), {"labels": labels, "le": [], "sum": 0.0}
             )
             if sample.name.endswith("_bucket"):
-                entry["le"].append((float(sample.labels["le"]), sample.value))
+                le = sample.labels["le"]
+                entry["le"].append((float(le), sample.value, le))
             elif sample.name.endswith("_sum"):
                 entry["sum"] = sample.value
         points = []
@@ -304,7 +331,7 @@ class MetricsPush:
             les = sorted(entry["le"])
             if not les:
                 continue
-            cumulative = [v for _, v in les]
+            cumulative = [v for _, v, _ in les]
             counts = [cumulative[0]] + [b - a for a, b in itertools.pairwise(cumulative)]
             key = json.dumps([name, ident])
             values = self.change(key, [entry["sum"], *counts])
@@ -319,7 +346,8 @@ class MetricsPush:
                     count=int(sum(counts)),
                     sum=total,
                     bucket_counts=[int(c) for c in counts],
-                    explicit_bounds=[le for le, _ in les if le != float("inf")],
+                    explicit_bounds=[le for le, _, _ in les if le != float("inf")],
+                    exemplars=self.exemplars_of(family.name, ident, les, start),
                 )
             )
         if not points:
