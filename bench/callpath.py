@@ -145,7 +145,17 @@ def stages_of(kind: str) -> Any:
     return compile_stages(names, config.http.middlewares, limits.shared_state(config))
 
 
-def build(rate: float | None = None, middlewares: str = "none") -> Any:
+# what the worker does besides the default metrics (the access logs write to /dev/null; over
+# OTLP they go to a socket nobody reads, the worker's work all the same)
+TELEMETRY = {
+    "metrics": (),
+    "metrics+otlp": ("--metrics.otlp=true",),
+    "accesslog": ("--accessLog.filePath=/dev/null",),
+    "accesslog otlp": ("--accessLog.otlp=true",),
+}
+
+
+def build(rate: float | None = None, middlewares: str = "none", flags: Any = ()) -> Any:
     from tests.fuzz.world import catch_all
 
     from hopwire.http.downstream import Downstream
@@ -153,7 +163,15 @@ def build(rate: float | None = None, middlewares: str = "none") -> Any:
     from hopwire.telemetry.tracing import Tracer
 
     tracer = Tracer("all", rate, Sink()) if rate is not None else None  # type: ignore[arg-type]
-    ep, worker, service = catch_all(tracer, stages_of(middlewares))
+    ep, worker, service = catch_all(tracer, stages_of(middlewares), tuple(flags))
+    if worker.access is not None and worker.access.sink is not None:
+        import socket
+
+        reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        path = f"/tmp/hopwire-callpath-{id(reader)}.sock"
+        reader.bind(path)
+        worker.access.sink.paths = [path]
+        worker.access.sink.reader = reader  # kept open, never read: sends fail when full
     down = Downstream(ep)
     down.connection_made(Transport(("127.0.0.1", 40000)))
     pool = service.servers[0].pool
@@ -181,8 +199,9 @@ def main() -> None:
     ap.add_argument("--tracing", type=float, default=None, help="a tracer at this sample rate")
     ap.add_argument("--parent", choices=PARENTS, default="none", help="inbound traceparent")
     ap.add_argument("--middlewares", choices=MIDDLEWARES, default="none")
+    ap.add_argument("--telemetry", choices=TELEMETRY, default="metrics")
     args = ap.parse_args()
-    down, up = build(args.tracing, args.middlewares)
+    down, up = build(args.tracing, args.middlewares, TELEMETRY[args.telemetry])
     request = REQUEST[:-2] + PARENTS[args.parent] + b"\r\n"
     if args.middlewares == "headers+strip":
         request = request.replace(b"GET /12B", b"GET /api/12B")

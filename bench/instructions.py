@@ -33,6 +33,9 @@ SETTINGS = {
     "inbound unsampled": ["--tracing", "0.5", "--parent", "unsampled"],
     "inbound sampled": ["--tracing", "0.5", "--parent", "sampled"],
     "off with an inbound header": ["--parent", "sampled"],
+    "metrics+otlp": ["--telemetry", "metrics+otlp"],
+    "accesslog": ["--telemetry", "accesslog"],
+    "accesslog otlp": ["--telemetry", "accesslog otlp"],
     "encoder c": ["ENCODER", "c"],
     "encoder python": ["ENCODER", "python"],
 }

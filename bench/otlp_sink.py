@@ -1,5 +1,5 @@
-"""A minimal OTLP/gRPC receiver for the bench: accepts every export, counts requests and
-bytes, decodes nothing (its CPU shares the machine with what is measured)."""
+"""A minimal OTLP/gRPC receiver for the bench: accepts every export of the three signals,
+counts requests and bytes, decodes nothing (its CPU shares the machine with what is measured)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,15 @@ def main() -> None:
         stats["bytes"] += len(request)
         return b""
 
-    handler = grpc.method_handlers_generic_handler(
-        "opentelemetry.proto.collector.trace.v1.TraceService",
-        {"Export": grpc.unary_unary_rpc_method_handler(export)},
-    )
+    handlers = [
+        grpc.method_handlers_generic_handler(
+            f"opentelemetry.proto.collector.{signal}.v1.{service}Service",
+            {"Export": grpc.unary_unary_rpc_method_handler(export)},
+        )
+        for signal, service in (("trace", "Trace"), ("metrics", "Metrics"), ("logs", "Logs"))
+    ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers(tuple(handlers))
     server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     done = threading.Event()

@@ -40,6 +40,8 @@ PARENTS = {
 }
 METRICS_OFF = "metrics: {prometheus: false}"
 ROUTER_LABELS = "metrics: {prometheus: {addRoutersLabels: true}}"
+OTLP_METRICS = "metrics: {otlp: {grpc: {endpoint: SINK, insecure: true}}}"
+OTLP_ACCESS = "accessLog: {otlp: {grpc: {endpoint: SINK, insecure: true}}}"
 RATES = (0.0, 0.01, 0.1, 1.0)
 # name -> (config fragment, tracing sample rate or None, baseline)
 HOPWIRE: dict[str, tuple[str, float | None, str]] = {
@@ -47,6 +49,8 @@ HOPWIRE: dict[str, tuple[str, float | None, str]] = {
     "metrics": ("", None, "bare"),
     "metrics+routers": (ROUTER_LABELS, None, "bare"),
     "metrics+accesslog": ("accessLog: {filePath: ACCESS_LOG}", None, "metrics"),
+    "metrics+otlp": (OTLP_METRICS, None, "metrics"),
+    "accesslog otlp": (OTLP_ACCESS, None, "metrics"),
     **{f"tracing rate {r:g}": ("", r, "metrics") for r in RATES},
 }
 TRAEFIK: dict[str, tuple[float | None, str]] = {
@@ -62,6 +66,9 @@ TARGETS = [
     ("tracing rate 0", "none", 3.0),
     ("tracing rate 0.1", "sampled", 30.0),
     ("tracing rate 0.1", "unsampled", 3.0),
+    ("metrics+otlp", "none", 1.0),
+    ("accesslog otlp", "none", 5.0),
+    ("metrics+accesslog", "none", 5.0),
 ]
 
 
@@ -93,6 +100,7 @@ def start_hopwire(
 ) -> tuple[int, subprocess.Popen[bytes], Path]:
     port, internal = free_port(), free_port()
     fragment = fragment.replace("ACCESS_LOG", str(tmp / "access.log"))
+    fragment = fragment.replace("SINK", f'"127.0.0.1:{sink_port}"')
     tracing = tracing_yaml(rate, sink_port)
     slug = name.replace(" ", "-")
     config = tmp / f"{slug}.yml"

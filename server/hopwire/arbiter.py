@@ -163,7 +163,7 @@ class Arbiter:
         if log_cfg.otlp is not None:
             sink = self.log_sink = LogSink([], APP_LOG, self.log_records_dropped)
 
-            def deliver(item: list[Any]) -> None:
+            def deliver(item: bytes) -> None:
                 sink.add(item)
                 sink.flush()
 

@@ -138,6 +138,7 @@ class Exchange(RequestHead):
         "sink",
         "status",
         "t0",
+        "t1",
         "target",
         "timed",
         "trace",
@@ -146,7 +147,6 @@ class Exchange(RequestHead):
         "up_head",
         "up_out",
         "upstream",
-        "wall",
     )
 
     def __init__(self, down: Downstream):
@@ -178,8 +178,7 @@ class Exchange(RequestHead):
         self.retry: RetryState | None = None
         self.replay: bytes | None = None
         self.notes: dict[str, Any] | None = None  # what a middleware keeps for the response
-        self.t0 = 0.0  # set by observers that time the exchange
-        self.wall = 0.0
+        self.t0 = self.t1 = 0.0  # start and end (monotonic), when observers time it
         # the backend attempt
         self.upstream: Upstream | None = None
         self.up_head = b""
@@ -300,6 +299,7 @@ class Exchange(RequestHead):
         """Hand the exchange to the observers chosen for where it was routed (none: nothing)."""
         if observers:
             self.observers = observers
+            self.t0 = time.monotonic()
             for observer in observers:
                 observer.start(self)
 
@@ -734,8 +734,11 @@ class Exchange(RequestHead):
             self.held = None
             for give_back in held:
                 give_back()
-        for observer in self.observers:
-            observer.finish(self)
+        observers = self.observers
+        if observers:
+            self.t1 = time.monotonic()
+            for observer in observers:
+                observer.finish(self)
         down.exchange_done(self, close)
 
     def respond_local(

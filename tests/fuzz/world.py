@@ -108,7 +108,9 @@ class BackendTransport(ClientTransport):
             self.write(part)
 
 
-def catch_all(tracer: Any = None, stages: tuple[Any, Any] = ((), None)) -> tuple[Any, Any, Any]:
+def catch_all(
+    tracer: Any = None, stages: tuple[Any, Any] = ((), None), flags: tuple[str, ...] = ()
+) -> tuple[Any, Any, Any]:
     """(entrypoint runtime, worker, service) of a default config with one catch-all router to
     one backend: the real per-generation objects, a metrics meter as the router's observer
     (chained after ``tracer`` when given), no socket and a loop that never runs.  Shared by
@@ -125,6 +127,7 @@ def catch_all(tracer: Any = None, stages: tuple[Any, Any] = ((), None)) -> tuple
             "--http.routers.all.rule=PathPrefix(`/`)",
             "--http.routers.all.service=be",
             "--http.services.be.loadBalancer.servers[0].url=http://127.0.0.1:9",
+            *flags,
         ],
         {},
     )
@@ -140,7 +143,13 @@ def catch_all(tracer: Any = None, stages: tuple[Any, Any] = ((), None)) -> tuple
     worker.metrics = metrics.WorkerMetrics(config)
     ep_cfg = config.entryPoints["web"]
     meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
-    target = worker_mod.RouterTarget("all", service, observers_of(tracer, meter), *stages)
+    if config.accessLog is not None:  # the bench's access-log settings
+        from hopwire.telemetry.accesslog import Writer
+
+        worker.access = Writer(config.accessLog, worker)
+    logger = worker.logger("web", "all", "be", None, ep_cfg.observability)
+    observers = observers_of(tracer, meter, logger)
+    target = worker_mod.RouterTarget("all", service, observers, *stages)
     table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
     ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
     ep.traced = tracer is not None

@@ -48,6 +48,21 @@ def test_collector_config_receives_what_hopwire_sends() -> None:
     assert traces["receivers"] == ["otlp"]
     assert set(traces["exporters"]) == {"otlp/jaeger", "otlp/tempo", "datadog"}
     assert all(p in conf["processors"] for p in traces["processors"])
+    assert conf["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    pipelines = conf["service"]["pipelines"]
+    assert set(pipelines) == {"traces", "metrics", "logs"}  # hopwire's three signals
+    for pipeline in pipelines.values():
+        assert pipeline["receivers"] == ["otlp"]
+        assert all(e in conf["exporters"] for e in pipeline["exporters"])
+        assert all(p in conf["processors"] for p in pipeline["processors"])
+
+
+def test_latency_panels_show_exemplars() -> None:
+    """The latency panels ask Prometheus for exemplars (hopwire's buckets carry the trace
+    ids of sampled requests): from a slow bucket to its trace."""
+    board = json.loads(DASHBOARD.read_text())
+    latency = [p for p in board["panels"] if "latency" in p.get("title", "").lower()]
+    assert latency and all(t.get("exemplar") is True for p in latency for t in p["targets"])
 
 
 def dashboard_exprs() -> list[tuple[str, str]]:

@@ -152,7 +152,9 @@ def test_access_record_fields(tmp_path: Path) -> None:
     logger = AccessLogger(writer, "web", "api", "svc")
     logger.start(ex)
     logger.finish(ex)
-    [raw] = writer.pending
+    [(ended, by)] = writer.pending  # the exchange and its logger, formatted at flush
+    assert ended is ex and by is logger
+    raw = writer.record(ex, logger, 0.0)
     assert len(raw) == len(AccessRecord._fields)
     rec = AccessRecord._make(raw)
     assert (rec.entrypoint, rec.router, rec.service) == ("web", "api", "svc")

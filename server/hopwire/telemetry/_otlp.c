@@ -743,9 +743,190 @@ static PyTypeObject EncoderType = {
     .tp_getset = Encoder_getset,
 };
 
+/* ---- log records: the same bytes as otlp.log_record (the reference) ------------------- */
+
+/* LogRecord.attributes entry (tag 0x32): KeyValue{key, AnyValue} of a str key and a str,
+   bool, int or float value (any other value: its str()) */
+static int put_log_attribute(Buf *b, PyObject *key, PyObject *value) {
+    Py_ssize_t klen, vlen;
+    PyObject *kowner, *vowner = NULL, *text = NULL;
+    const char *k = utf8_of(key, &klen, &kowner);
+    if (k == NULL)
+        return -1;
+    char any[16];
+    const char *v = NULL;
+    Py_ssize_t alen; /* the AnyValue body */
+    int kind;        /* 0 string, 1 bool, 2 int, 3 double */
+    if (PyBool_Check(value)) {
+        kind = 1;
+        alen = 2;
+    } else if (PyLong_Check(value)) {
+        kind = 2;
+        long long n = PyLong_AsLongLong(value);
+        if (n == -1 && PyErr_Occurred()) {
+            Py_XDECREF(kowner);
+            return -1;
+        }
+        any[0] = 0x18;
+        uint64_t u = (uint64_t)n;
+        int i = 1;
+        while (u > 0x7F) {
+            any[i++] = (char)((u & 0x7F) | 0x80);
+            u >>= 7;
+        }
+        any[i++] = (char)u;
+        alen = i;
+    } else if (PyFloat_Check(value)) {
+        kind = 3;
+        alen = 9;
+    } else {
+        kind = 0;
+        if (!PyUnicode_Check(value)) {
+            text = PyObject_Str(value);
+            if (text == NULL) {
+                Py_XDECREF(kowner);
+                return -1;
+            }
+        }
+        v = utf8_of(text ? text : value, &vlen, &vowner);
+        if (v == NULL) {
+            Py_XDECREF(kowner);
+            Py_XDECREF(text);
+            return -1;
+        }
+        alen = 1 + vsize(vlen) + vlen;
+    }
+    Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(alen) + alen;
+    int rc = buf_reserve(b, 1 + 10 + inner);
+    if (rc == 0) {
+        put_byte(b, 0x32);
+        put_varint(b, (uint64_t)inner);
+        put_byte(b, 0x0a);
+        put_varint(b, (uint64_t)klen);
+        put_raw(b, k, klen);
+        put_byte(b, 0x12);
+        put_varint(b, (uint64_t)alen);
+        if (kind == 0) {
+            put_byte(b, 0x0a);
+            put_varint(b, (uint64_t)vlen);
+            put_raw(b, v, vlen);
+        } else if (kind == 1) {
+            put_byte(b, 0x10);
+            put_byte(b, value == Py_True ? 1 : 0);
+        } else if (kind == 2) {
+            put_raw(b, any, alen);
+        } else {
+            double d = PyFloat_AS_DOUBLE(value);
+            uint64_t bits;
+            memcpy(&bits, &d, 8);
+            put_byte(b, 0x21);
+            put_fixed64(b, bits);
+        }
+    }
+    Py_XDECREF(kowner);
+    Py_XDECREF(vowner);
+    Py_XDECREF(text);
+    return rc;
+}
+
+static PyObject *log_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "log_record takes 8 arguments");
+        return NULL;
+    }
+    PyObject *attrs = args[4], *trace = args[5], *span = args[6];
+    uint64_t when, observed, severity;
+    if (as_u64(args[0], &when) < 0 || as_u64(args[7], &observed) < 0 ||
+        as_u64(args[1], &severity) < 0)
+        return NULL;
+    if (!PyDict_Check(attrs)) {
+        PyErr_SetString(PyExc_TypeError, "log record: attributes must be a dict");
+        return NULL;
+    }
+    const char *tid = NULL, *sid = NULL;
+    Py_ssize_t tlen = 0, slen = 0;
+    if (trace != Py_None && span != Py_None) {
+        if (bytes_of(trace, &tid, &tlen) < 0 || bytes_of(span, &sid, &slen) < 0)
+            return NULL;
+        if (tlen != 16 || slen != 8) {
+            PyErr_SetString(PyExc_ValueError, "log record: ids of the wrong size");
+            return NULL;
+        }
+    }
+    Buf b = {NULL, 0, 0};
+    if (buf_reserve(&b, 64) < 0)
+        return NULL;
+    b.len = 6; /* room for the entry's tag and length, moved into place at the end */
+    Py_ssize_t start = b.len;
+    put_byte(&b, 0x09);
+    put_fixed64(&b, when);
+    put_byte(&b, 0x59);
+    put_fixed64(&b, observed);
+    put_byte(&b, 0x10);
+    put_varint(&b, severity);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    if (put_ld_str(&b, 0x1a, args[2]) < 0)
+        goto fail;
+    {
+        Py_ssize_t n;
+        PyObject *owner;
+        const char *body = utf8_of(args[3], &n, &owner);
+        if (body == NULL)
+            goto fail;
+        int rc = buf_reserve(&b, 2 + 20 + n);
+        if (rc == 0) {
+            put_byte(&b, 0x2a);
+            put_varint(&b, (uint64_t)(1 + vsize(n) + n));
+            put_byte(&b, 0x0a);
+            put_varint(&b, (uint64_t)n);
+            put_raw(&b, body, n);
+        }
+        Py_XDECREF(owner);
+        if (rc < 0)
+            goto fail;
+    }
+    while (PyDict_Next(attrs, &pos, &key, &value)) {
+        if (value == Py_None)
+            continue;
+        if (put_log_attribute(&b, key, value) < 0)
+            goto fail;
+    }
+    if (tid != NULL) {
+        if (buf_reserve(&b, 5) < 0)
+            goto fail;
+        put_byte(&b, 0x45);
+        put_fixed32(&b, 1); /* flags: sampled (only a sampled request's ids are given) */
+        if (put_ld(&b, 0x4a, tid, 16) < 0 || put_ld(&b, 0x52, sid, 8) < 0)
+            goto fail;
+    }
+    {
+        Py_ssize_t body_len = b.len - start;
+        int head = 1 + vsize((uint64_t)body_len);
+        Py_ssize_t at = start - head;
+        Buf h = {b.data, at, b.cap};
+        put_byte(&h, 0x12);
+        put_varint(&h, (uint64_t)body_len);
+        PyObject *out = PyBytes_FromStringAndSize(b.data + at, b.len - at);
+        PyMem_Free(b.data);
+        return out;
+    }
+fail:
+    PyMem_Free(b.data);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"log_record", (PyCFunction)(void (*)(void))log_record, METH_FASTCALL,
+     "log_record(time_ns, severity_number, severity_text, body, attributes, trace_id, "
+     "span_id, observed_ns): one ScopeLogs.log_records entry (see otlp.log_record)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "hopwire.telemetry._otlp",
-    "The compiled OTLP span encoder (see hopwire.telemetry.otlp).", -1, NULL,
+    "The compiled OTLP span and log-record encoders (see hopwire.telemetry.otlp).", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__otlp(void) {

@@ -11,3 +11,14 @@ class Encoder:
     def take(self, resource: bytes, scope: bytes) -> bytes: ...
     def drain(self) -> bytes: ...
     def extend(self, spans: bytes, count: int) -> None: ...
+
+def log_record(
+    time_ns: int,
+    severity_number: int,
+    severity_text: str,
+    body: str,
+    attributes: dict[str, Any],
+    trace_id: bytes | None,
+    span_id: bytes | None,
+    observed_ns: int,
+) -> bytes: ...

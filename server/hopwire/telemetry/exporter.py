@@ -424,7 +424,7 @@ def run_exporter(
     logs_by_kind: dict[int, LogPipeline] = {}
     spans: Pipeline | None = None
     pusher: MetricsPipeline | None = None
-    own_logs: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
+    own_logs: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     try:
         if tracing is not None:
             spans = Pipeline(tracing.otlp, "traces", Stats(), tracing.batch.exportTimeout)
@@ -524,10 +524,9 @@ def run_exporter(
             first_at = time.monotonic()
 
     def take_own_logs() -> None:
+        batch = logs_by_kind[APP_LOG].batch
         while not own_logs.empty():
-            item = own_logs.get_nowait()
-            with contextlib.suppress(ValueError):
-                logs_by_kind[APP_LOG].batch.add(item)
+            batch.extend(own_logs.get_nowait(), 1)
 
     while not stopping.is_set():
         now = time.monotonic()

@@ -312,10 +312,10 @@ class Meter:
         self.rows: dict[tuple[Any, ...], list[Any]] = {}
 
     def start(self, ex: Any) -> None:
-        ex.t0 = time.monotonic()
+        """The exchange keeps its start (t0) and end (t1) times when observed."""
 
     def finish(self, ex: Any) -> None:
-        duration = time.monotonic() - ex.t0
+        duration = ex.t1 - ex.t0
         status = ex.status
         if status == 101:
             key = (101, ex.method, "websocket")
@@ -359,11 +359,10 @@ class RichMeter(Meter):
         self.clients: dict[tuple[Any, ...], list[Any]] = {}
 
     def start(self, ex: Any) -> None:
-        ex.t0 = time.monotonic()
         ex.timed = True  # the exchange times its backend attempt (origin_duration)
 
     def finish(self, ex: Any) -> None:
-        duration = time.monotonic() - ex.t0
+        duration = ex.t1 - ex.t0
         status = ex.status
         method = ex.method
         if status == 101:

@@ -384,6 +384,51 @@ class Encoder:
         return out
 
 
+def _log_attribute(key: str, value: Any) -> bytes:
+    """A LogRecord.attributes entry (tag 6): KeyValue{key, AnyValue}."""
+    if isinstance(value, bool):
+        any_value = b"\x10\x01" if value else b"\x10\x00"
+    elif isinstance(value, int):
+        any_value = b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)
+    elif isinstance(value, float):
+        any_value = b"\x21" + struct.pack("<d", value)
+    else:
+        any_value = ld(b"\x0a", utf8(value if isinstance(value, str) else str(value)))
+    return ld(b"\x32", ld(b"\x0a", utf8(key)) + ld(b"\x12", any_value))
+
+
+def log_record(
+    time_ns: int,
+    severity_number: int,
+    severity_text: str,
+    body: str,
+    attributes: Mapping[str, Any],
+    trace_id: bytes | None,
+    span_id: bytes | None,
+    observed_ns: int,
+) -> bytes:
+    """One ``ScopeLogs.log_records`` entry (the reference of ``_otlp.log_record``).
+
+    LogRecord fields, in this order: time_unix_nano (1), observed_time_unix_nano (11),
+    severity_number (2), severity_text (3), body (5: a string AnyValue), attributes (6: None
+    values left out), and for a sampled request flags (8: sampled), trace_id (9), span_id
+    (10).  An ExportLogsServiceRequest has the layout of a trace export, so ``request``
+    wraps these entries as it wraps spans."""
+    parts = [
+        b"\x09" + _pack_q(time_ns),
+        b"\x59" + _pack_q(observed_ns),
+        b"\x10" + varint(severity_number),
+        ld(b"\x1a", utf8(severity_text)),
+        ld(b"\x2a", ld(b"\x0a", utf8(body))),
+    ]
+    parts += [_log_attribute(k, v) for k, v in attributes.items() if v is not None]
+    if trace_id is not None and span_id is not None:
+        if len(trace_id) != 16 or len(span_id) != 8:
+            raise ValueError("log record: ids of the wrong size")
+        parts += [b"\x45" + _pack_i(1), ld(b"\x4a", trace_id), ld(b"\x52", span_id)]
+    return ld(b"\x12", b"".join(parts))
+
+
 def compiled_encoder() -> str:
     """ "" when the C encoder is importable, else why not."""
     try:

@@ -31,25 +31,13 @@ ATTEMPT_STATUS = AttemptRecord._fields.index("status")
 ATTEMPT_ERROR = AttemptRecord._fields.index("error_type")
 
 
-# a datagram to the exporter begins with its kind and the number of items it carries: encoded
-# spans (ScopeSpans.spans entries), or log records (an orjson list of LogItem lists)
+# a datagram to the exporter begins with its kind and the number of items it carries, then
+# the items: encoded spans (ScopeSpans.spans entries) or encoded log records
+# (ScopeLogs.log_records entries, otlp.log_record)
 HEADER = struct.Struct("<BI")
 SPANS = 1
 ACCESS_LOG = 2  # accessLog.otlp
 APP_LOG = 3  # log.otlp
-
-
-class LogItem(NamedTuple):
-    """One log record on its way to the exporter (as a list, orjson-encoded), which makes it
-    an OTLP LogRecord."""
-
-    time_ns: int
-    severity_number: int  # OTLP SeverityNumber: 5 DEBUG, 9 INFO, 13 WARN, 17 ERROR
-    severity_text: str
-    body: str  # the line as the configured format writes it
-    attributes: dict[str, Any]  # str, int, float or bool values; None is left out
-    trace_id: str | None  # 32 hex digits, when the record belongs to a sampled trace
-    span_id: str | None  # 16 hex digits
 
 
 class SpanRecord(NamedTuple):
