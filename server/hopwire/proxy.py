@@ -188,7 +188,9 @@ class Exchange(RequestHead):
         self.reused = False
         self.deadline = 0.0  # response head (responseHeaderTimeout) or write (writeTimeout)
         self.continue_at = 0.0  # when hopwire answers 100 Continue itself (expectContinueTimeout)
-        self.timed = False  # set by the access log: time the backend exchange
+        # set by observers: 1 note when the backend attempt starts (origin_t0, the OTLP
+        # metrics), 2 also its duration (origin_duration, the access log)
+        self.timed = 0
         self.origin_t0 = 0.0
         self.origin_status = 0
         self.origin_duration = 0.0
@@ -618,7 +620,7 @@ class Exchange(RequestHead):
 
     def response_complete(self, upstream_keep_alive: bool) -> None:
         self.resp_complete = True
-        if self.timed:
+        if self.timed > 1:
             self.origin_duration = time.monotonic() - self.origin_t0
         filters = self.filters
         if filters is not None:

@@ -347,7 +347,7 @@ class Worker:
             internal = ep_name == INTERNAL_ENTRYPOINT
             runtime.unrouted_observers = observers_of(
                 self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
-                self.meter(ep_name, None, None, None, ep_obs)
+                self.meter(ep_name, None, None, None, ep_obs, "https" if terminates else "http")
                 if not internal or metrics_internals
                 else None,
                 self.logger(ep_name, "", "", None, ep_obs)
@@ -430,7 +430,14 @@ class Worker:
                 if ep_name in (router.entryPoints or user_eps):
                     observers = observers_of(
                         self.tracer(r_name, router.observability, ep_obs),
-                        self.meter(ep_name, r_name, router.service, router.observability, ep_obs),
+                        self.meter(
+                            ep_name,
+                            r_name,
+                            router.service,
+                            router.observability,
+                            ep_obs,
+                            "https" if r_name in tls_routers else "http",
+                        ),
                         self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
                     stages = compile_stages(
@@ -528,11 +535,19 @@ class Worker:
         )
 
     def meter(
-        self, ep_name: str, router_name: str | None, service: str | None, router: Any, ep: Any
+        self,
+        ep_name: str,
+        router_name: str | None,
+        service: str | None,
+        router: Any,
+        ep: Any,
+        scheme: str = "http",
     ) -> Meter | None:
+        """``scheme``: of the connections the router answers (url.scheme of the OTLP
+        http.server.request.duration)."""
         if self.metrics is None or not switched_on("metrics", router, ep):
             return None
-        return self.metrics.meter(ep_name, router_name, service)
+        return self.metrics.meter(ep_name, router_name, service, scheme)
 
     def logger(
         self, ep_name: str, router_name: str, service: str, router: Any, ep: Any

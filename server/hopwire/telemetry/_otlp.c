@@ -870,10 +870,14 @@ static PyObject *log_record(PyObject *module, PyObject *const *args, Py_ssize_t 
         goto fail;
     {
         Py_ssize_t n;
-        PyObject *owner;
-        const char *body = utf8_of(args[3], &n, &owner);
-        if (body == NULL)
+        PyObject *owner = NULL;
+        const char *body; /* a str, or bytes already UTF-8 (the access log's line) */
+        if (PyBytes_Check(args[3])) {
+            body = PyBytes_AS_STRING(args[3]);
+            n = PyBytes_GET_SIZE(args[3]);
+        } else if ((body = utf8_of(args[3], &n, &owner)) == NULL) {
             goto fail;
+        }
         int rc = buf_reserve(&b, 2 + 20 + n);
         if (rc == 0) {
             put_byte(&b, 0x2a);
@@ -916,7 +920,86 @@ fail:
     return NULL;
 }
 
+/* ---- the OTLP metrics' per-request part (metrics.RichMeter) ------------------------------ */
+
+/* tally(table, key, seconds, bounds): table[key] is [sum, [count per bucket]] (made on first
+   use), ``seconds`` added to the sum and counted in bucket bisect_left(bounds, seconds).  The
+   same as five lines of Python, at a tenth of the instructions: it runs for every request
+   that reached a backend while metrics.otlp is on. */
+static PyObject *tally(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "tally takes 4 arguments");
+        return NULL;
+    }
+    PyObject *table = args[0], *key = args[1], *bounds = args[3];
+    if (!PyDict_Check(table) || !PyTuple_Check(bounds)) {
+        PyErr_SetString(PyExc_TypeError, "tally(dict, key, float, tuple)");
+        return NULL;
+    }
+    double v = PyFloat_AsDouble(args[2]);
+    if (v == -1.0 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t nb = PyTuple_GET_SIZE(bounds), lo = 0, hi = nb;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, mid));
+        if (b == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (b < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    PyObject *row = PyDict_GetItemWithError(table, key); /* borrowed */
+    if (row == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *counts = PyList_New(nb + 1);
+        if (counts == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i <= nb; i++)
+            PyList_SET_ITEM(counts, i, PyLong_FromLong(0));
+        row = PyList_New(2);
+        if (row == NULL) {
+            Py_DECREF(counts);
+            return NULL;
+        }
+        PyList_SET_ITEM(row, 0, PyFloat_FromDouble(0.0));
+        PyList_SET_ITEM(row, 1, counts);
+        int rc = PyDict_SetItem(table, key, row);
+        Py_DECREF(row); /* the table holds it */
+        if (rc < 0)
+            return NULL;
+    }
+    if (!PyList_Check(row) || PyList_GET_SIZE(row) != 2) {
+        PyErr_SetString(PyExc_TypeError, "tally: a row is [sum, counts]");
+        return NULL;
+    }
+    PyObject *counts = PyList_GET_ITEM(row, 1);
+    if (!PyList_Check(counts) || PyList_GET_SIZE(counts) != nb + 1) {
+        PyErr_SetString(PyExc_TypeError, "tally: counts do not match the bounds");
+        return NULL;
+    }
+    double sum = PyFloat_AsDouble(PyList_GET_ITEM(row, 0));
+    if (sum == -1.0 && PyErr_Occurred())
+        return NULL;
+    long n = PyLong_AsLong(PyList_GET_ITEM(counts, lo));
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *new_sum = PyFloat_FromDouble(sum + v), *new_n = PyLong_FromLong(n + 1);
+    if (new_sum == NULL || new_n == NULL) {
+        Py_XDECREF(new_sum);
+        Py_XDECREF(new_n);
+        return NULL;
+    }
+    PyList_SetItem(row, 0, new_sum);  /* steals, releases the old */
+    PyList_SetItem(counts, lo, new_n);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
+     "tally(table, key, seconds, bounds): add one duration to table[key] = [sum, counts]."},
     {"log_record", (PyCFunction)(void (*)(void))log_record, METH_FASTCALL,
      "log_record(time_ns, severity_number, severity_text, body, attributes, trace_id, "
      "span_id, observed_ns): one ScopeLogs.log_records entry (see otlp.log_record)."},

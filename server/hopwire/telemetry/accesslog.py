@@ -204,18 +204,22 @@ class Writer:
             sampled = trace is not None and trace.sampled
             if (only_sampled and not sampled) or (rate < 1.0 and random() >= rate):
                 continue
-            sink.add(
-                log_record(
+            try:
+                entry = log_record(
                     int((ex.t0 + offset) * 1e9),
                     9,
                     "INFO",
-                    line[:-1].decode("utf-8", "replace"),
+                    line[:-1],  # UTF-8 already (orjson; the common line is encoded so)
                     doc,
                     trace.tid if sampled else None,
                     trace.span_raw if sampled else None,
                     now,
                 )
-            )
+            except (TypeError, ValueError, OverflowError) as exc:  # never the request's problem
+                self.otlp_dropped(1)
+                self.error(OSError(str(exc)))
+                continue
+            sink.add(entry)
         sink.flush()
         return b"".join(out) if self.file_out else b""
 
@@ -407,7 +411,7 @@ class AccessLogger:
         self.service = service
 
     def start(self, ex: Any) -> None:
-        ex.timed = True  # the exchange times its backend attempts for OriginDuration
+        ex.timed = 2  # the exchange times its backend attempt for OriginDuration
 
     def finish(self, ex: Any) -> None:
         writer = self.writer

@@ -328,8 +328,12 @@ class LogPipeline(Pipeline):
             resource_attributes(name, extra, instance_id), ("hopwire", __version__)
         )
 
-    def take_in(self, payload: bytes, count: int) -> None:
+    def take_in(self, payload: bytes | memoryview, count: int) -> None:
+        """A datagram's records; a batch never grows past MAX_BATCH (a worker's datagram
+        holds at most RECORDS_PER_DATAGRAM), nor the queue past MAX_QUEUE."""
         batch = self.batch
+        if batch.pending and batch.pending + count > otlplogs.MAX_BATCH:
+            self.export()
         if batch.pending + count > otlplogs.MAX_QUEUE:
             self.stats.drop(count)
             return
@@ -343,7 +347,7 @@ class LogPipeline(Pipeline):
         return batch.first_at + otlplogs.SCHEDULE_DELAY if batch.pending else float("inf")
 
     def export(self) -> None:
-        while self.batch.pending:
+        if self.batch.pending:
             body, count = self.batch.take()
             self.sender.submit(body, count)
 
@@ -497,7 +501,7 @@ def run_exporter(
         kind, count = HEADER.unpack_from(data)
         if kind in logs_by_kind:
             try:
-                logs_by_kind[kind].take_in(bytes(data[HEADER.size :]), count)
+                logs_by_kind[kind].take_in(data[HEADER.size :], count)
             except ValueError as exc:
                 malformed(size, str(exc))
             return

@@ -29,6 +29,8 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
+from hopwire.telemetry._otlp import tally
+
 METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
@@ -266,7 +268,7 @@ class Table:
 def _add_row(into: dict[Any, list[Any]], key: Any, row: list[Any]) -> None:
     """A row is [count, request bytes, response bytes, duration sum, bucket counts,
     exemplars (None, or per bucket None or (trace id, span id, seconds, unix time))]."""
-    count, req, resp, total, buckets, exemplars = row
+    count, req, resp, total, buckets, exemplars = row[:6]
     mine = into.get(key)
     if mine is None:
         into[key] = [count, req, resp, total, list(buckets), exemplars and list(exemplars)]
@@ -346,34 +348,39 @@ class Meter:
 
 
 class RichMeter(Meter):
-    """The meter when ``metrics.otlp`` is on: its row key also holds what the
-    semantic-convention histograms group by (scheme, error type, HTTP version), and the
-    request's last backend attempt is counted for ``http.client.request.duration``.  The
-    fold derives the attributes; the request path only builds a longer key."""
+    """The meter when ``metrics.otlp`` is on: it also feeds the semantic-convention
+    histograms.  What they group by beyond the Prometheus row is the meter's own (its route,
+    the scheme of its router's connections) or rare (an error type, HTTP/1.0: only then is the
+    row key longer); the request's backend attempt is counted for
+    ``http.client.request.duration``."""
 
-    __slots__ = ("clients", "route")
+    __slots__ = ("route", "scheme")
 
-    def __init__(self, tables: list[Table], bounds: tuple[float, ...], route: str):
+    def __init__(self, tables: list[Table], bounds: tuple[float, ...], route: str, scheme: str):
         super().__init__(tables, bounds)
         self.route = route
-        self.clients: dict[tuple[Any, ...], list[Any]] = {}
+        self.scheme = scheme
 
     def start(self, ex: Any) -> None:
-        ex.timed = True  # the exchange times its backend attempt (origin_duration)
+        ex.timed = 1  # the exchange notes when its backend attempt starts (origin_t0)
 
     def finish(self, ex: Any) -> None:
-        duration = ex.t1 - ex.t0
+        t1 = ex.t1
+        duration = t1 - ex.t0
         status = ex.status
-        method = ex.method
         if status == 101:
-            key: tuple[Any, ...] = (101, method, "websocket")
+            key: tuple[Any, ...] = (101, ex.method, "websocket")
             index = -1
         else:
-            key = (status, method, "http", ex.down.ep.scheme_str, ex.error_type, ex.http10)
+            if ex.error_type or ex.http10:
+                key = (status, ex.method, "http", ex.error_type, ex.http10)
+            else:
+                key = (status, ex.method, "http")
             index = bisect_left(self.bounds, duration)
         row = self.rows.get(key)
         if row is None:
-            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets, None]
+            # a Meter row, and the backend attempts of its requests: (pool, status) -> counts
+            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets, None, {}]
         row[0] += 1
         row[1] += ex.req_bytes
         row[2] += ex.resp_bytes
@@ -384,26 +391,28 @@ class RichMeter(Meter):
             if trace is not None and trace.sampled:
                 _exemplar(row, index, trace, duration, self.nbuckets)
             if ex.attempts:
-                pool = ex.server.pool
-                spent = ex.origin_duration
-                ckey = (method, pool, ex.origin_status, ex.error_type)
-                crow = self.clients.get(ckey)
-                if crow is None:
-                    crow = self.clients[ckey] = [0, 0, 0, 0.0, [0] * self.nbuckets, None]
-                crow[0] += 1
-                crow[3] += spent
-                crow[4][bisect_left(self.bounds, spent)] += 1
+                # the attempt ends with the exchange (the response was relayed as it came);
+                # keyed by the server, and its status only when it is not the exchange's
+                origin = ex.origin_status
+                tally(
+                    row[6],
+                    ex.server if origin == status else (ex.server, origin),
+                    t1 - ex.origin_t0,
+                    self.bounds,
+                )
 
     def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
-        rows = self.rows
-        route = self.route
-        for key, row in rows.items():
-            if len(key) > 3:
-                _add_row(semconv, (route, *key), row)
-        if self.clients:
-            taken, self.clients = self.clients, {}
-            for key, row in taken.items():
-                _add_row(clients, key, row)
+        route, scheme = self.route, self.scheme
+        for key, row in self.rows.items():
+            if key[2] != "http":
+                continue
+            status, method = key[0], key[1]
+            error, http10 = (key[3], key[4]) if len(key) > 3 else ("", False)
+            _add_row(semconv, (route, scheme, status, method, error, http10), row)
+            for ckey, (total, buckets) in row[6].items():
+                server, origin = ckey if isinstance(ckey, tuple) else (ckey, status)
+                crow = [sum(buckets), 0, 0, total, buckets, None]
+                _add_row(clients, (method, server.pool, origin, error), crow)
         super().spill(semconv, clients)
 
 
@@ -451,7 +460,7 @@ class WorkerMetrics:
             self.layouts[prefix] = (layout, len(bounds) + 1)
         self.tables: dict[tuple[str, tuple[str, ...]], Table] = {}
         # one meter per (entrypoint, router, service), kept across configuration generations
-        self.meters: dict[tuple[str, str | None, str | None], Meter] = {}
+        self.meters: dict[tuple[str, str | None, str | None, str], Meter] = {}
         self.children: dict[tuple[str, tuple[Any, ...]], Any] = {}
         self.counters: dict[str, int] = {}
         # (family, labels, bucket) -> (trace id, span id, seconds, unix time)
@@ -471,15 +480,18 @@ class WorkerMetrics:
             labels = (cert.cn, ",".join(cert.sans), cert.serial)
             self._child("tls_not_after", labels).set(cert.not_after)
 
-    def meter(self, entrypoint: str, router: str | None, service: str | None) -> Meter:
-        meter = self.meters.get((entrypoint, router, service))
+    def meter(
+        self, entrypoint: str, router: str | None, service: str | None, scheme: str = "http"
+    ) -> Meter:
+        key = (entrypoint, router, service, scheme)
+        meter = self.meters.get(key)
         if meter is None:
-            meter = self.meters[(entrypoint, router, service)] = self._meter(
-                entrypoint, router, service
-            )
+            meter = self.meters[key] = self._meter(entrypoint, router, service, scheme)
         return meter
 
-    def _meter(self, entrypoint: str, router: str | None, service: str | None) -> Meter:
+    def _meter(
+        self, entrypoint: str, router: str | None, service: str | None, scheme: str
+    ) -> Meter:
         tables: dict[tuple[str, tuple[str, ...]], Table] = {}
         for prefix, cfg in (("", self.prom), (OTLP, self.otlp)):
             if cfg is None:
@@ -498,7 +510,7 @@ class WorkerMetrics:
                     table.prefixes.append(prefix)
                 tables[(scope, labels)] = table
         if self.otlp is not None:
-            return RichMeter(list(tables.values()), self.bounds, router or "")
+            return RichMeter(list(tables.values()), self.bounds, router or "", scheme)
         return Meter(list(tables.values()), self.bounds)
 
     def _child(self, name: str, labels: tuple[Any, ...]) -> Any:
@@ -582,7 +594,7 @@ class WorkerMetrics:
                         layout, size = layouts[prefix]
                         self._histogram(f"{prefix}{scope}_duration", labels, row, layout, size)
         layout, size = layouts[OTLP]
-        for (route, status, method, _, scheme, error, http10), row in semconv.items():
+        for (route, scheme, status, method, error, http10), row in semconv.items():
             labels = (
                 method if method in METHODS else "_OTHER",
                 scheme,

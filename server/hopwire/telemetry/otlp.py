@@ -401,7 +401,7 @@ def log_record(
     time_ns: int,
     severity_number: int,
     severity_text: str,
-    body: str,
+    body: str | bytes,
     attributes: Mapping[str, Any],
     trace_id: bytes | None,
     span_id: bytes | None,
@@ -412,14 +412,14 @@ def log_record(
     LogRecord fields, in this order: time_unix_nano (1), observed_time_unix_nano (11),
     severity_number (2), severity_text (3), body (5: a string AnyValue), attributes (6: None
     values left out), and for a sampled request flags (8: sampled), trace_id (9), span_id
-    (10).  An ExportLogsServiceRequest has the layout of a trace export, so ``request``
+    (10).  ``body`` is a str, or bytes already in UTF-8.  An ExportLogsServiceRequest has the layout of a trace export, so ``request``
     wraps these entries as it wraps spans."""
     parts = [
         b"\x09" + _pack_q(time_ns),
         b"\x59" + _pack_q(observed_ns),
         b"\x10" + varint(severity_number),
         ld(b"\x1a", utf8(severity_text)),
-        ld(b"\x2a", ld(b"\x0a", utf8(body))),
+        ld(b"\x2a", ld(b"\x0a", body if isinstance(body, bytes) else utf8(body))),
     ]
     parts += [_log_attribute(k, v) for k, v in attributes.items() if v is not None]
     if trace_id is not None and span_id is not None:
