@@ -1,5 +1,5 @@
-"""The compiled part of hopwire: the exporter's OTLP span encoder (DESIGN §3), the request
-path's head scans and its trace context lines.
+"""The compiled part of hopwire: the OTLP span and log-record encoders (DESIGN §3), the
+request path's head scans and its trace context lines, the access log's default JSON line.
 
 Everything else is in pyproject.toml.  The extension is required, not optional: an install
 where it cannot be compiled fails (the compiler and Python headers are part of the set-up).
@@ -18,6 +18,11 @@ setup(
         Extension(
             "hopwire.telemetry._context",
             ["server/hopwire/telemetry/_context.c"],
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
+        ),
+        Extension(
+            "hopwire.telemetry._accesslog",
+            ["server/hopwire/telemetry/_accesslog.c"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         ),
         Extension(

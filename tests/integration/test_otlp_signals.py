@@ -471,3 +471,61 @@ def test_exemplars_lead_from_a_latency_bucket_to_its_trace(
     finally:
         prom.stop()
     hw.stop()
+
+
+def test_metrics_continue_across_a_reload_and_an_exporter_restart(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """One pusher at a time, cumulative for the instance: a reload that replaces the exporter
+    (its push interval changed) and an exporter killed and restarted go on from the counts
+    before, never back to zero and never counted twice."""
+    import os
+    import signal
+
+    rx = HttpReceiver()
+    try:
+        backend = make_backend()
+        config = {
+            "http": routes(backend),
+            "metrics": {
+                "prometheus": {"addRoutersLabels": True},
+                "otlp": {
+                    "http": {"endpoint": f"{rx.base}/v1/metrics"},
+                    "addRoutersLabels": True,
+                    "pushInterval": "300ms",
+                },
+            },
+        }
+        hw = make_hopwire(config)
+
+        def pushed() -> list[int]:
+            counts = []
+            for _, metric in rx.metrics():
+                if metric.name == "hopwire_router_requests_total":
+                    counts.append(served_counts(metric, router="api"))
+            return counts
+
+        for _ in range(5):
+            assert request(hw.port, "GET", "/a")[0] == 200
+        wait_for(lambda: pushed() and pushed()[-1] == 5)
+        [before] = hw.exporter_pids()
+        hw.config["metrics"]["otlp"]["pushInterval"] = "400ms"
+        hw.write(hw.config)
+        hw.signal(signal.SIGHUP)
+        wait_for(lambda: hw.exporter_pids() and hw.exporter_pids() != [before], timeout=20)
+        for _ in range(3):
+            assert request(hw.port, "GET", "/b")[0] == 200
+        wait_for(lambda: pushed()[-1] == 8, timeout=20)
+        [current] = hw.exporter_pids()
+        os.kill(current, signal.SIGKILL)
+        wait_for(lambda: hw.exporter_pids() and hw.exporter_pids() != [current], timeout=20)
+        for _ in range(2):
+            assert request(hw.port, "GET", "/c")[0] == 200
+        mark = len(pushed())
+        wait_for(lambda: len(pushed()) > mark + 2 and pushed()[-1] == 10, timeout=20)
+        counts = pushed()
+        assert counts == sorted(counts), counts  # cumulative: never back, never twice
+        assert max(counts) == 10
+        assert hw.stop() == 0
+    finally:
+        rx.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from hopwire.telemetry._accesslog import json_line
 from hopwire.telemetry._otlp import log_record
 from hopwire.telemetry.otlplogs import LogSink
 from hopwire.telemetry.records import ACCESS_LOG, AccessRecord
@@ -84,6 +85,7 @@ class Writer:
         )
         self.all_fields = self.fields == FIELDS
         self.keep_fields = frozenset(self.fields)
+        self.compiled = self.all_fields and not self.want_headers  # _accesslog.json_line
         self.second = -1
         self.prefix = ""
         # accessLog.otlp: records to the exporter as LogRecords; the file too with dualOutput
@@ -162,6 +164,8 @@ class Writer:
                 return
         elif self.common:
             data = b"".join([self.common_line(self.record(ex, lg, offset)) for ex, lg in taken])
+        elif self.compiled:  # every field, no header: the line in C, the same document
+            data = b"".join([json_line(ex, lg, offset) for ex, lg in taken])
         else:
             doc, dumps, newline = self.doc, orjson.dumps, orjson.OPT_APPEND_NEWLINE
             data = b"".join([dumps(doc(ex, lg, offset), option=newline) for ex, lg in taken])
