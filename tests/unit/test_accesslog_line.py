@@ -19,7 +19,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 
 from hopwire.config import load
 from hopwire.telemetry import _otlp, otlp
-from hopwire.telemetry._accesslog import json_line
+from hopwire.telemetry._accesslog import json_line, record
 from hopwire.telemetry.accesslog import AccessLogger, Writer
 
 # what a str field can hold here: text that has a UTF-8 form (a Python str from the wire does)
@@ -102,6 +102,46 @@ def test_compiled_line_is_the_reference_document(case: tuple[Any, Any, float]) -
     # the one float-rounding difference allowed: the microsecond of StartUTC at a boundary
     assert mine.pop("StartUTC")[:19] == theirs.pop("StartUTC")[:19]
     assert mine == theirs
+
+
+@settings(max_examples=300, deadline=None)
+@given(ended(), st.integers(0, (1 << 63)))
+def test_compiled_record_is_the_reference_log_record(
+    case: tuple[Any, Any, float], observed: int
+) -> None:
+    """(line, LogRecord) in C: the line is json_line's, the record is what the Python path
+    makes of that line and Writer.doc's fields (otlp.log_record)."""
+    ex, logger, offset = case
+    w = logger.writer
+    line, entry = record(ex, logger, offset, observed)
+    assert line == json_line(ex, logger, offset)
+    trace = ex.trace
+    sampled = trace is not None and trace.sampled
+    doc = json.loads(line)  # the fields as the line has them (None: JSON null)
+    reference = otlp.log_record(
+        int((ex.t0 + offset) * 1e9),
+        9,
+        "INFO",
+        line[:-1],
+        {k: v for k, v in doc.items()},
+        trace.tid if sampled else None,
+        trace.span_raw if sampled else None,
+        observed,
+    )
+    assert entry == reference
+    [decoded] = logs_pb2.ScopeLogs.FromString(entry).log_records
+    assert decoded.body.string_value == line[:-1].decode()
+    theirs = w.doc(ex, logger, offset)
+    theirs.pop("StartUTC")
+    mine = {kv.key: kv.value for kv in decoded.attributes}
+    for key, value in theirs.items():
+        if value is None:
+            assert key not in mine
+        elif isinstance(value, int):
+            assert mine[key].int_value == value
+        else:
+            assert mine[key].string_value == value
+    assert decoded.trace_id == (trace.tid if sampled else b"")
 
 
 ATTRS = st.dictionaries(

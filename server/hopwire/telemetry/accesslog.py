@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from hopwire.telemetry._accesslog import json_line
+from hopwire.telemetry._accesslog import record as access_record
 from hopwire.telemetry._otlp import log_record
 from hopwire.telemetry.otlplogs import LogSink
 from hopwire.telemetry.records import ACCESS_LOG, AccessRecord
@@ -85,7 +86,8 @@ class Writer:
         )
         self.all_fields = self.fields == FIELDS
         self.keep_fields = frozenset(self.fields)
-        self.compiled = self.all_fields and not self.want_headers  # _accesslog.json_line
+        # every field, no header, JSON: the line (and its LogRecord) in C, _accesslog
+        self.compiled = self.all_fields and not self.want_headers and not self.common
         self.second = -1
         self.prefix = ""
         # accessLog.otlp: records to the exporter as LogRecords; the file too with dualOutput
@@ -196,6 +198,19 @@ class Writer:
         out = []
         only_sampled, rate, common = self.only_sampled, self.rate, self.common
         now = time.time_ns()
+        if self.compiled:  # the line and its LogRecord in C, from one read of the exchange
+            for ex, logger in taken:
+                trace = ex.trace
+                if (only_sampled and (trace is None or not trace.sampled)) or (
+                    rate < 1.0 and random() >= rate
+                ):
+                    out.append(json_line(ex, logger, offset))
+                    continue
+                line, entry = access_record(ex, logger, offset, now)
+                out.append(line)
+                sink.add(entry)
+            sink.flush()
+            return b"".join(out) if self.file_out else b""
         for ex, logger in taken:
             doc = self.doc(ex, logger, offset)
             line = (
