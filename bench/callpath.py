@@ -16,9 +16,11 @@ requests:
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import gc
 import marshal
+import os
 import pstats
 import sys
 import time
@@ -168,8 +170,9 @@ def build(rate: float | None = None, middlewares: str = "none", flags: Any = ())
         import socket
 
         reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        path = f"/tmp/hopwire-callpath-{id(reader)}.sock"
+        path = f"/tmp/hopwire-callpath-{os.getpid()}.sock"
         reader.bind(path)
+        atexit.register(os.unlink, path)
         worker.access.sink.paths = [path]
         worker.access.sink.reader = reader  # kept open, never read: sends fail when full
     down = Downstream(ep)

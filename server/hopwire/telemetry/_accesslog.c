@@ -47,10 +47,18 @@ static int raw(Buf *b, const char *s, Py_ssize_t n) {
 
 #define LIT(b, s) raw(b, s, (Py_ssize_t)(sizeof(s) - 1))
 
+/* decimal digits of v, without printf (a tenth of its instructions) */
 static int integer(Buf *b, long long v) {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    return raw(b, tmp, n);
+    char tmp[24];
+    int i = sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    return raw(b, tmp + i, (Py_ssize_t)sizeof tmp - i);
 }
 
 static const char HEX[] = "0123456789abcdef";
@@ -307,8 +315,17 @@ static int f_start(Out *o, double wall) {
         cached_second = second;
     }
     char tmp[48];
-    int n = snprintf(tmp, sizeof tmp, "%s.%06dZ", cached_prefix, (int)((wall - whole) * 1e6));
-    return f_utf8(o, "StartUTC", tmp, n);
+    size_t n = strlen(cached_prefix);
+    memcpy(tmp, cached_prefix, n);
+    int micro = (int)((wall - whole) * 1e6);
+    tmp[n++] = '.';
+    for (int d = 5; d >= 0; d--) {
+        tmp[n + d] = (char)('0' + micro % 10);
+        micro /= 10;
+    }
+    n += 6;
+    tmp[n++] = 'Z';
+    return f_utf8(o, "StartUTC", tmp, (Py_ssize_t)n);
 }
 
 #define GET(var, obj, name)                                                                     \
