@@ -180,3 +180,8 @@ def test_log_record_encoders_agree(
     assert record.time_unix_nano == when and record.severity_text == text
     assert {kv.key for kv in record.attributes} == {k for k, v in attrs.items() if v is not None}
     assert record.trace_id == (trace_id or b"") and record.span_id == (span_id or b"")
+
+
+def teardown_module() -> None:
+    for w in _WRITERS:
+        w.fh.close()
