@@ -58,7 +58,8 @@ FIELDS = (
     "TLSClientSubject",
 )
 ERROR_INTERVAL = 10.0
-BATCH = 256
+BATCH = 256  # lines written together (bufferingSize, when set)
+FORMAT_BATCH = 32  # ended exchanges formatted together
 
 
 class Writer:
@@ -72,6 +73,9 @@ class Writer:
         # a batch is written every tick or every `limit` lines; small batches keep the records
         # young for the garbage collector (measured: holding a whole tick's lines cost 2x)
         self.limit = cfg.bufferingSize or BATCH
+        self.batch = min(FORMAT_BATCH, self.limit)
+        self.lines: list[bytes] = []  # formatted, not yet written
+        self.formatted = 0  # the lines in them
         self.pending: list[tuple[Any, AccessLogger]] = []  # ended exchanges and their logger
         self.fh: Any = None
         self.last_error = 0.0
@@ -150,15 +154,16 @@ class Writer:
             return True
         return bool(self.min_duration) and duration > self.min_duration
 
-    def flush(self) -> None:
-        """Format the pending exchanges' lines and write them in one call; their OTLP records
-        go to the exporter.  In a batch, not one by one at each exchange's end: measured,
-        formatting inside the request path cost 25% more (its code and the request path's
-        take turns in the caches)."""
+    def format(self) -> None:
+        """Format the pending exchanges' lines (and their OTLP records): in batches of
+        ``batch``, not one by one at each exchange's end (measured: formatting inside the
+        request path cost 25% more time, its code and the request path's taking turns in the
+        caches), nor a whole write's worth (256 ended exchanges held cost 3% more
+        instructions than 32: their memory is not reused at once)."""
         if not self.pending:
             return
         taken, self.pending = self.pending, []
-        # the requests' wall-clock start from their monotonic one: one time() per flush
+        # the requests' wall-clock start from their monotonic one: one time() per batch
         offset = time.time() - time.monotonic()
         if self.sink is not None:
             data = self.to_otlp(taken, offset)
@@ -171,16 +176,35 @@ class Writer:
         else:
             doc, dumps, newline = self.doc, orjson.dumps, orjson.OPT_APPEND_NEWLINE
             data = b"".join([dumps(doc(ex, lg, offset), option=newline) for ex, lg in taken])
+        self.lines.append(data)
+        self.formatted += len(taken)
+        if self.formatted >= self.limit:
+            self.write()
+
+    def flush(self) -> None:
+        """Everything pending out: the lines written in one call, the OTLP records sent (the
+        worker's tick, a reopen, the worker's end)."""
+        self.format()
+        self.write()
+        if self.sink is not None:
+            self.sink.flush()
+
+    def write(self) -> None:
+        if not self.lines:
+            return
+        data = b"".join(self.lines)
+        count = self.formatted
+        self.lines, self.formatted = [], 0
         if self.fh is None:
             self.open()
             if self.fh is None:
-                self.worker.counters["accesslog_dropped"] += len(taken)
+                self.worker.counters["accesslog_dropped"] += count
                 return
         try:
             self.fh.write(data)
             self.fh.flush()
         except OSError as exc:
-            self.worker.counters["accesslog_dropped"] += len(taken)
+            self.worker.counters["accesslog_dropped"] += count
             self.error(exc)
 
     def start_utc(self, wall: float) -> str:
@@ -208,8 +232,7 @@ class Writer:
                     continue
                 line, entry = access_record(ex, logger, offset, now)
                 out.append(line)
-                sink.add(entry)
-            sink.flush()
+                sink.add(entry)  # sent every RECORDS_PER_DATAGRAM, and at the tick
             return b"".join(out) if self.file_out else b""
         for ex, logger in taken:
             doc = self.doc(ex, logger, offset)
@@ -239,7 +262,6 @@ class Writer:
                 self.error(OSError(str(exc)))
                 continue
             sink.add(entry)
-        sink.flush()
         return b"".join(out) if self.file_out else b""
 
     def headers_of(self, ex: Any) -> list[tuple[str, str]]:
@@ -443,5 +465,5 @@ class AccessLogger:
             down.tls_fields()  # read (once per connection) while it is open
         pending = writer.pending
         pending.append((ex, self))
-        if len(pending) >= writer.limit:
-            writer.flush()
+        if len(pending) >= writer.batch:
+            writer.format()
