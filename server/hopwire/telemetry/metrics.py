@@ -286,16 +286,18 @@ def _newest(a: list[Any] | None, b: list[Any]) -> list[Any]:
     if a is None:
         return list(b)
     return [
-        y if y is not None and (x is None or y[3] >= x[3]) else x for x, y in zip(a, b, strict=True)
+        y if y is not None and (x is None or y[2] >= x[2]) else x for x, y in zip(a, b, strict=True)
     ]
 
 
-def _exemplar(row: list[Any], index: int, trace: Any, seconds: float, size: int) -> None:
-    """A sampled request's ids kept for its bucket (the last one of the interval)."""
+def _exemplar(row: list[Any], index: int, trace: Any, seconds: float, ended: float) -> None:
+    """A sampled request kept for its bucket (the last one of the interval): its trace, its
+    duration and its end (monotonic); the fold reads the ids from the trace (``_histogram``),
+    once per bucket rather than once per request."""
     exemplars = row[5]
     if exemplars is None:
-        exemplars = row[5] = [None] * size
-    exemplars[index] = (trace.tid_hex.decode(), trace.span_hex.decode(), seconds, time.time())
+        exemplars = row[5] = [None] * len(row[4])
+    exemplars[index] = (trace, seconds, ended)
 
 
 class Meter:
@@ -336,7 +338,7 @@ class Meter:
             row[4][index] += 1
             trace = ex.trace
             if trace is not None and trace.sampled:
-                _exemplar(row, index, trace, duration, self.nbuckets)
+                _exemplar(row, index, trace, duration, ex.t1)
 
     def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
         """Add the rows counted since the last fold to the tables."""
@@ -389,7 +391,7 @@ class RichMeter(Meter):
             row[4][index] += 1
             trace = ex.trace
             if trace is not None and trace.sampled:
-                _exemplar(row, index, trace, duration, self.nbuckets)
+                _exemplar(row, index, trace, duration, t1)
             if ex.attempts:
                 # the attempt ends with the exchange (the response was relayed as it came);
                 # keyed by the server, and its status only when it is not the exchange's
@@ -536,10 +538,17 @@ class WorkerMetrics:
         hist._sum.inc(row[3])
         exemplars = row[5]
         if exemplars:
+            wall = time.time() - time.monotonic()
             for i, exemplar in enumerate(exemplars):
                 if exemplar is not None:
                     key = (name, labels, layout[i] if layout is not None else i)
-                    self.exemplars[key] = exemplar
+                    trace, seconds, ended = exemplar
+                    self.exemplars[key] = (
+                        trace.tid_hex.decode(),
+                        trace.span_hex.decode(),
+                        seconds,
+                        ended + wall,
+                    )
                     self.exemplars_changed = True
 
     def write_exemplars(self) -> None:
