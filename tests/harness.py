@@ -617,6 +617,14 @@ class Prometheus:
         except OSError:
             return None
 
+    @classmethod
+    def scraping(cls, tmp: Path, port: int, args: tuple[str, ...] = ()) -> Prometheus:
+        """A Prometheus that scrapes hopwire's /metrics at 127.0.0.1:``port`` every second
+        (job ``hopwire``)."""
+        target = {"job_name": "hopwire", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [target]}
+        return cls(tmp, config, args)
+
     def exemplars(self, expr: str) -> list[dict[str, Any]]:
         """The exemplar query API's series for ``expr`` over the last hour (empty while
         Prometheus is not serving)."""

@@ -158,18 +158,7 @@ def test_real_prometheus_scrapes_what_was_sent(
 ) -> None:
     a, b = make_backend("a"), make_backend("b")
     hw = make_hopwire(two_routers(a, b), workers=2)
-    prom = Prometheus(
-        tmp_path,
-        {
-            "global": {"scrape_interval": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "hopwire",
-                    "static_configs": [{"targets": [f"127.0.0.1:{hw.internal}"]}],
-                }
-            ],
-        },
-    )
+    prom = Prometheus.scraping(tmp_path, hw.internal)
     try:
         send_spread(hw.port, "/a", 25)
         send_spread(hw.port, "/b/status/503", 7)

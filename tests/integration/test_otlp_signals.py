@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Traefik, request, service, wait_for
+from tests.integration.test_tracing import tracing
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, attr_value, attrs
 
 
@@ -360,11 +361,7 @@ def test_access_log_records_follow_sampled_traces(
     hw = make_hopwire(
         {
             "http": routes(backend),
-            "tracing": {
-                "otlp": {"grpc": {"endpoint": receiver.endpoint, "insecure": True}},
-                "sampleRate": 0.0,
-                "batch": {"scheduleDelay": "100ms"},
-            },
+            "tracing": tracing(receiver, sampleRate=0.0),
             "accessLog": {
                 "otlp": {
                     "grpc": {"endpoint": receiver.endpoint, "insecure": True},
@@ -404,11 +401,7 @@ def test_exemplars_lead_from_a_latency_bucket_to_its_trace(
     hw = make_hopwire(
         {
             "http": routes(backend),
-            "tracing": {
-                "otlp": {"grpc": {"endpoint": receiver.endpoint, "insecure": True}},
-                "sampleRate": 0.0,
-                "batch": {"scheduleDelay": "100ms"},
-            },
+            "tracing": tracing(receiver, sampleRate=0.0),
             "metrics": {
                 "prometheus": {"addRoutersLabels": True},
                 "otlp": {
@@ -447,19 +440,7 @@ def test_exemplars_lead_from_a_latency_bucket_to_its_trace(
 
     wait_for(lambda: otlp_exemplars() and otlp_exemplars() <= sampled, timeout=20)
 
-    prom = Prometheus(
-        tmp_path,
-        {
-            "global": {"scrape_interval": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "hopwire",
-                    "static_configs": [{"targets": [f"127.0.0.1:{hw.internal}"]}],
-                }
-            ],
-        },
-        args=("--enable-feature=exemplar-storage",),
-    )
+    prom = Prometheus.scraping(tmp_path, hw.internal, args=("--enable-feature=exemplar-storage",))
     try:
 
         def stored() -> set[str]:

@@ -156,10 +156,11 @@ static void varint(Buf *b, uint64_t n) { /* reserved by the caller */
     b->data[b->len++] = (char)n;
 }
 
-/* KeyValue (tag 6 of LogRecord) of a string value */
-static int pb_str(Buf *p, const char *key, const char *v, Py_ssize_t n) {
+/* The head of a KeyValue entry (tag 6 of LogRecord) whose AnyValue body is ``alen`` bytes:
+   the entry's tag and length, the key, the value's tag and length.  Reserves room for the
+   body, which the caller writes next. */
+static int pb_head(Buf *p, const char *key, Py_ssize_t alen) {
     Py_ssize_t klen = (Py_ssize_t)strlen(key);
-    Py_ssize_t alen = 1 + vsize(n) + n;
     Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(alen) + alen;
     if (reserve(p, 1 + 10 + inner) < 0)
         return -1;
@@ -171,6 +172,13 @@ static int pb_str(Buf *p, const char *key, const char *v, Py_ssize_t n) {
     p->len += klen;
     p->data[p->len++] = 0x12;
     varint(p, alen);
+    return 0;
+}
+
+/* KeyValue of a string value */
+static int pb_str(Buf *p, const char *key, const char *v, Py_ssize_t n) {
+    if (pb_head(p, key, 1 + vsize(n) + n) < 0)
+        return -1;
     p->data[p->len++] = 0x0a;
     varint(p, n);
     memcpy(p->data + p->len, v, n);
@@ -180,19 +188,8 @@ static int pb_str(Buf *p, const char *key, const char *v, Py_ssize_t n) {
 
 /* KeyValue of an int value */
 static int pb_int(Buf *p, const char *key, long long v) {
-    Py_ssize_t klen = (Py_ssize_t)strlen(key);
-    Py_ssize_t alen = 1 + vsize((uint64_t)v);
-    Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(alen) + alen;
-    if (reserve(p, 1 + 10 + inner) < 0)
+    if (pb_head(p, key, 1 + vsize((uint64_t)v)) < 0)
         return -1;
-    p->data[p->len++] = 0x32;
-    varint(p, inner);
-    p->data[p->len++] = 0x0a;
-    varint(p, klen);
-    memcpy(p->data + p->len, key, klen);
-    p->len += klen;
-    p->data[p->len++] = 0x12;
-    varint(p, alen);
     p->data[p->len++] = 0x18;
     varint(p, (uint64_t)v);
     return 0;

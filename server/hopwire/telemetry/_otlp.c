@@ -106,14 +106,15 @@ static int put_ld_str(Buf *b, int tag, PyObject *s) {
     return rc;
 }
 
-/* The head of a KeyValue attributes entry (tag 9) whose AnyValue body is ``vlen`` bytes: the
-   entry's tag and length, the key field, the value's tag and length.  Reserves room for the
-   body too, which the caller writes next. */
-static int put_kv_head(Buf *b, const char *key, Py_ssize_t klen, Py_ssize_t vlen) {
+/* The head of a KeyValue entry of field ``tag`` (0x4a: Span.attributes, 0x32:
+   LogRecord.attributes) whose AnyValue body is ``vlen`` bytes: the entry's tag and length, the
+   key field, the value's tag and length.  Reserves room for the body too, which the caller
+   writes next. */
+static int put_entry_head(Buf *b, int tag, const char *key, Py_ssize_t klen, Py_ssize_t vlen) {
     Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(vlen) + vlen;
     if (buf_reserve(b, 1 + 10 + inner) < 0)
         return -1;
-    put_byte(b, 0x4a);
+    put_byte(b, tag);
     put_varint(b, (uint64_t)inner);
     put_byte(b, 0x0a);
     put_varint(b, (uint64_t)klen);
@@ -121,6 +122,11 @@ static int put_kv_head(Buf *b, const char *key, Py_ssize_t klen, Py_ssize_t vlen
     put_byte(b, 0x12);
     put_varint(b, (uint64_t)vlen);
     return 0;
+}
+
+/* the head of a span attribute */
+static int put_kv_head(Buf *b, const char *key, Py_ssize_t klen, Py_ssize_t vlen) {
+    return put_entry_head(b, 0x4a, key, klen, vlen);
 }
 
 /* KeyValue{key, AnyValue} with ``value`` the AnyValue body */
@@ -796,16 +802,8 @@ static int put_log_attribute(Buf *b, PyObject *key, PyObject *value) {
         }
         alen = 1 + vsize(vlen) + vlen;
     }
-    Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(alen) + alen;
-    int rc = buf_reserve(b, 1 + 10 + inner);
+    int rc = put_entry_head(b, 0x32, k, klen, alen);
     if (rc == 0) {
-        put_byte(b, 0x32);
-        put_varint(b, (uint64_t)inner);
-        put_byte(b, 0x0a);
-        put_varint(b, (uint64_t)klen);
-        put_raw(b, k, klen);
-        put_byte(b, 0x12);
-        put_varint(b, (uint64_t)alen);
         if (kind == 0) {
             put_byte(b, 0x0a);
             put_varint(b, (uint64_t)vlen);

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import Any
 
 from hopwire.telemetry import otlp
 from hopwire.telemetry._otlp import log_record
-from hopwire.telemetry.records import HEADER
+from hopwire.telemetry.records import Courier
 
 RECORDS_PER_DATAGRAM = 256
 # OTEL_BLRP_* defaults: the batch log record processor of the SDKs
@@ -52,20 +51,16 @@ def severity(level: int) -> tuple[int, str]:
     return SEVERITY[logging.DEBUG]
 
 
-class LogSink:
+class LogSink(Courier):
     """A process's way to the exporter for one kind of log record: ``add`` keeps an encoded
     entry, ``flush`` sends what is kept (at most RECORDS_PER_DATAGRAM per datagram, spread
     over the exporters as spans are); never blocks."""
 
     def __init__(self, paths: list[str], kind: int, dropped: Callable[[int], None]):
-        self.paths = paths
+        super().__init__(paths)
         self.kind = kind
         self.dropped = dropped
-        self.next = 0
         self.items: list[bytes] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         self.last_error = 0.0
 
     def add(self, entry: bytes) -> None:
@@ -83,10 +78,8 @@ class LogSink:
                 self.dropped(1)
             return
         self.items = []
-        path = self.paths[self.next % len(self.paths)]
-        self.next += 1
         try:
-            self.sock.sendmsg((HEADER.pack(self.kind, len(items)), *items), (), 0, path)
+            self.send(self.kind, len(items), items)
         except OSError as exc:
             self.dropped(len(items))
             now = time.monotonic()
@@ -94,9 +87,6 @@ class LogSink:
                 self.last_error = now
                 # not through logging: this may run inside the OTLP log handler
                 os.write(2, f"hopwire: log records not handed to the exporter ({exc})\n".encode())
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class OTLPLogHandler(logging.Handler):

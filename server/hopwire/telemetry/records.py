@@ -7,6 +7,7 @@ tests build records through the real writers and read them through these names.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -38,6 +39,28 @@ HEADER = struct.Struct("<BI")
 SPANS = 1
 ACCESS_LOG = 2  # accessLog.otlp
 APP_LOG = 3  # log.otlp
+
+
+class Courier:
+    """A process's never-blocking way to the exporters: one unix datagram socket, and the
+    exporters' paths taken in turn, a datagram each (tracing.SpanSink, otlplogs.LogSink)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+        self.next = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+
+    def send(self, kind: int, count: int, parts: Sequence[bytes]) -> None:
+        """One datagram of ``count`` items of ``kind`` to the next exporter; OSError when it
+        cannot be sent now (a full socket, no exporter there): the caller counts the drop."""
+        path = self.paths[self.next % len(self.paths)]
+        self.next += 1
+        self.sock.sendmsg((HEADER.pack(kind, count), *parts), (), 0, path)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class SpanRecord(NamedTuple):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import time
 from binascii import hexlify
 from collections.abc import Iterable, Sequence
@@ -35,8 +34,8 @@ from hopwire.telemetry.records import (
     ATTEMPT_END,
     ATTEMPT_ERROR,
     ATTEMPT_STATUS,
-    HEADER,
     SPANS,
+    Courier,
 )
 
 log = logging.getLogger("hopwire.tracing")
@@ -467,7 +466,7 @@ class Tracer:
             sink.refused(1 + len(attempts), exc)
 
 
-class SpanSink:
+class SpanSink(Courier):
     """Encodes sampled requests' spans in the worker and sends them, in batches, to the
     exporter process(es); never blocks, drops and counts instead.
 
@@ -479,14 +478,10 @@ class SpanSink:
     worker flushes every tick."""
 
     def __init__(self, paths: list[str], worker: Any, cfg: Any):
-        self.paths = paths
-        self.next = 0
+        super().__init__(paths)
         self.worker = worker
         self.encoder = otlp.encoder(cfg.encoder, cfg.safeQueryParams)
         self.limit = min(BATCH_SPANS, cfg.batch.maxExportBatchSize, cfg.batch.maxQueueSize)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         self.last_error = 0.0
         self.last_refusal = 0.0
 
@@ -505,10 +500,8 @@ class SpanSink:
         if not count:
             return
         spans = encoder.drain()
-        path = self.paths[self.next]
-        self.next = (self.next + 1) % len(self.paths)
         try:
-            self.sock.sendmsg((HEADER.pack(SPANS, count), spans), (), 0, path)
+            self.send(SPANS, count, (spans,))
         except OSError as exc:
             self.worker.counters["spans_dropped"] += count
             now = time.monotonic()
