@@ -9,6 +9,7 @@ the same bytes, which opentelemetry-proto reads back."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +20,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 
 from hopwire.config import load
 from hopwire.telemetry import _otlp, otlp
-from hopwire.telemetry._accesslog import json_line, record
+from hopwire.telemetry._accesslog import json_line, json_lines, record, records
 from hopwire.telemetry.accesslog import AccessLogger, Writer
 
 # what a str field can hold here: text that has a UTF-8 form (a Python str from the wire does)
@@ -30,17 +31,58 @@ INT = st.integers(0, (1 << 40))
 _WRITERS: list[Writer] = []
 
 
+class Slots:
+    """An object with __slots__, as the exchange, the server and the sampled trace are: the C
+    code reads such attributes at their offsets (a SimpleNamespace takes the generic path)."""
+
+    __slots__ = (
+        "attempts",
+        "down",
+        "headers",
+        "host",
+        "http10",
+        "method",
+        "origin_duration",
+        "origin_status",
+        "path_query",
+        "req_bytes",
+        "resp_bytes",
+        "sampled",
+        "server",
+        "span_hex",
+        "span_raw",
+        "status",
+        "t0",
+        "t1",
+        "tid",
+        "tid_hex",
+        "trace",
+        "url",
+    )  # fmt: skip
+
+    def __init__(self, **fields: Any):
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+def made(slotted: bool, **fields: Any) -> Any:
+    return Slots(**fields) if slotted else SimpleNamespace(**fields)
+
+
 def writer() -> Writer:
     """One writer for every example (its file, /dev/null, opened once)."""
     if not _WRITERS:
         config = load(None, ["--accessLog.filePath=/dev/null"], {})
         assert config.accessLog is not None
-        _WRITERS.append(Writer(config.accessLog, SimpleNamespace(counters={}, span_paths=[])))
+        _WRITERS.append(
+            Writer(config.accessLog, SimpleNamespace(counters=Counter(), span_paths=[]))
+        )
     return _WRITERS[0]
 
 
 @st.composite
 def ended(draw: Any) -> tuple[Any, Any, float]:
+    slotted = draw(st.booleans())
     tls = draw(st.booleans())
     fields = draw(st.none() | st.tuples(TEXT, TEXT, st.none() | TEXT)) if tls else None
     down = SimpleNamespace(
@@ -54,7 +96,8 @@ def ended(draw: Any) -> tuple[Any, Any, float]:
     trace = draw(
         st.none()
         | st.builds(
-            lambda sampled, tid, span: SimpleNamespace(
+            lambda sampled, tid, span: made(
+                slotted,
                 sampled=sampled,
                 tid=tid,
                 span_raw=span,
@@ -67,11 +110,12 @@ def ended(draw: Any) -> tuple[Any, Any, float]:
         )
     )
     t0 = draw(st.floats(0, 1e6))
-    ex = SimpleNamespace(
+    ex = made(
+        slotted,
         t0=t0,
         t1=t0 + draw(st.floats(0, 100)),
         attempts=attempts,
-        server=SimpleNamespace(url=draw(TEXT)) if attempts else None,
+        server=made(slotted, url=draw(TEXT)) if attempts else None,
         origin_status=draw(st.integers(0, 599)),
         origin_duration=draw(st.floats(0, 100)),
         down=down,
@@ -142,6 +186,74 @@ def test_compiled_record_is_the_reference_log_record(
         else:
             assert mine[key].string_value == value
     assert decoded.trace_id == (trace.tid if sampled else b"")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(ended(), max_size=40), st.integers(0, (1 << 63)))
+def test_batches_are_the_lines_one_by_one(cases: list[Any], observed: int) -> None:
+    """json_lines and records (what the writer calls for 32 ended exchanges at a time) give
+    the lines and entries of json_line and record, in order."""
+    offset = 1.7e9
+    pending = [(ex, logger) for ex, logger, _ in cases]
+    assert json_lines(pending, offset) == b"".join(json_line(ex, lg, offset) for ex, lg in pending)
+    one_by_one = [record(ex, lg, offset, observed) for ex, lg in pending]
+    assert records(pending, offset, observed) == (
+        b"".join(line for line, _ in one_by_one),
+        b"".join(entry for _, entry in one_by_one),
+    )
+
+
+def test_a_bad_exchange_fails_its_batch_and_the_writer_keeps_the_others() -> None:
+    """A field of the wrong type fails the C batch; the writer then writes the others one by
+    one and counts the bad one as dropped."""
+    good = made(
+        True, t0=1.0, t1=2.0, attempts=0, server=None, origin_status=0, origin_duration=0.0,
+        down=SimpleNamespace(client_ip="1.2.3.4", client_port=1, ep=SimpleNamespace(
+            tls=False, scheme_str="http")), trace=None, method="GET", path_query=b"/",
+        http10=False, host="h", req_bytes=0, status=200, resp_bytes=2, headers=[],
+    )  # fmt: skip
+    bad = made(True, **{name: getattr(good, name) for name in ("t0", "t1", "attempts", "down")})
+    for name in ("server", "origin_status", "origin_duration", "trace", "http10", "req_bytes"):
+        setattr(bad, name, getattr(good, name))
+    bad.method, bad.path_query, bad.host = "GET", "/not-bytes", "h"
+    bad.status, bad.resp_bytes, bad.headers = 200, 2, []
+    w = writer()
+    logger = AccessLogger(w, "web", "r", "s")
+    pending = [(good, logger), (bad, logger), (good, logger)]
+    try:
+        json_lines(pending, 0.0)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a str request target should fail the batch")
+    w.worker.counters.clear()
+    w.pending = pending
+    w.lines, w.formatted = [], 0
+    w.format()
+    assert b"".join(w.lines).count(b"\n") == 2
+    assert w.worker.counters == {"accesslog_dropped": 1, "accesslog_errors": 1}
+    w.lines, w.formatted = [], 0
+
+
+def test_every_escape_at_every_place_of_a_word() -> None:
+    """The C string writer copies runs of eight plain bytes whole: a character JSON escapes,
+    at any place in or across those runs, is still escaped (and bytes above 0x7F never are)."""
+    w = writer()
+    logger = AccessLogger(w, "web", "r", "s")
+    for special in ('"', "\\", "\x00", "\x1f", "\n", "\x7f", "é", "\u2028"):
+        for length in range(1, 20):
+            for at in range(length):
+                host = "".join(special if i == at else "abcdefgh"[i % 8] for i in range(length))
+                ex = made(
+                    True, t0=1.0, t1=2.0, attempts=0, server=None, origin_status=0,
+                    origin_duration=0.0, down=SimpleNamespace(client_ip="1.2.3.4", client_port=1,
+                    ep=SimpleNamespace(tls=False, scheme_str="http")), trace=None, method="GET",
+                    path_query=host.encode("utf-8"), http10=False, host=host, req_bytes=0,
+                    status=200, resp_bytes=2, headers=[],
+                )  # fmt: skip
+                doc = json.loads(json_line(ex, logger, 0.0))
+                assert doc["RequestHost"] == host
+                assert doc["RequestPath"] == host.encode("utf-8").decode("latin-1")
 
 
 ATTRS = st.dictionaries(

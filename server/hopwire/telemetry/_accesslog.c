@@ -9,6 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,9 +22,13 @@ typedef struct {
     Py_ssize_t cap;
 } Buf;
 
-static int reserve(Buf *b, Py_ssize_t more) {
-    if (b->len + more <= b->cap)
-        return 0;
+static int grow(Buf *b, Py_ssize_t more);
+
+static inline int reserve(Buf *b, Py_ssize_t more) {
+    return b->len + more <= b->cap ? 0 : grow(b, more);
+}
+
+static int grow(Buf *b, Py_ssize_t more) {
     Py_ssize_t cap = b->cap ? b->cap : 1024;
     while (cap < b->len + more)
         cap *= 2;
@@ -37,7 +42,7 @@ static int reserve(Buf *b, Py_ssize_t more) {
     return 0;
 }
 
-static int raw(Buf *b, const char *s, Py_ssize_t n) {
+static inline int raw(Buf *b, const char *s, Py_ssize_t n) {
     if (reserve(b, n) < 0)
         return -1;
     memcpy(b->data + b->len, s, n);
@@ -48,20 +53,43 @@ static int raw(Buf *b, const char *s, Py_ssize_t n) {
 #define LIT(b, s) raw(b, s, (Py_ssize_t)(sizeof(s) - 1))
 
 /* decimal digits of v, without printf (a tenth of its instructions) */
+static const char PAIRS[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                            "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                            "8081828384858687888990919293949596979899";
+
 static int integer(Buf *b, long long v) {
     char tmp[24];
     int i = sizeof tmp;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100);
+        u /= 100;
+        tmp[--i] = PAIRS[2 * d + 1];
+        tmp[--i] = PAIRS[2 * d];
+    }
+    if (u >= 10) {
+        tmp[--i] = PAIRS[2 * u + 1];
+        tmp[--i] = PAIRS[2 * u];
+    } else {
+        tmp[--i] = (char)('0' + u);
+    }
     if (v < 0)
         tmp[--i] = '-';
     return raw(b, tmp + i, (Py_ssize_t)sizeof tmp - i);
 }
 
 static const char HEX[] = "0123456789abcdef";
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* whether any of eight bytes is a control character, '"' or '\\' (a zero byte after the
+   subtraction or the XOR sets that byte's high bit; bytes of 0x80 and above never match) */
+static inline int needs_escape(uint64_t x) {
+    uint64_t control = (x - 0x20 * ONES) & ~x;
+    uint64_t quote = x ^ ('"' * ONES), backslash = x ^ ('\\' * ONES);
+    return ((control | ((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash)) & HIGHS) != 0;
+}
 
 /* a JSON string of UTF-8 bytes: quotes, backslashes and control characters escaped as
    orjson escapes them */
@@ -70,7 +98,17 @@ static int utf8_string(Buf *b, const unsigned char *s, Py_ssize_t n) {
         return -1;
     char *o = b->data + b->len;
     *o++ = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
+    /* the leading run that needs no escape, eight bytes at a time, copied as it is */
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        if (needs_escape(x))
+            break;
+        memcpy(o, s + i, 8);
+        o += 8;
+    }
+    for (; i < n; i++) {
         unsigned char c = s[i];
         if (c == '"' || c == '\\') {
             *o++ = '\\';
@@ -124,10 +162,46 @@ typedef struct {
     int n;
 } Held;
 
+/* Where each name was last found as a __slots__ member (the exchange, the router's logger, the
+   server, the sampled trace are __slots__ classes): its type, the type's version and the
+   offset.  A read of the same type reads the slot directly (an attribute lookup costs ~10
+   times more); any other object, a property or a class attribute takes PyObject_GetAttr. */
+static struct {
+    PyTypeObject *type;
+    unsigned int version;
+    Py_ssize_t offset;
+} slots[A_COUNT];
+
+static void learn(PyTypeObject *type, int name) {
+    slots[name].type = NULL;
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG))
+        return;
+    slots[name].type = type;
+    slots[name].version = type->tp_version_tag;
+    slots[name].offset = -1; /* read by PyObject_GetAttr */
+    PyObject *descr = _PyType_Lookup(type, names[name]); /* borrowed */
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
+        return;
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type == T_OBJECT_EX && !(member->flags & PY_AUDIT_READ))
+        slots[name].offset = member->offset;
+}
+
 static PyObject *get(Held *h, PyObject *o, int name) {
-    PyObject *v = PyObject_GetAttr(o, names[name]);
-    if (v != NULL)
-        h->held[h->n++] = v;
+    PyTypeObject *type = Py_TYPE(o);
+    PyObject *v = NULL;
+    if (slots[name].type != type || slots[name].version != type->tp_version_tag)
+        learn(type, name);
+    if (slots[name].type == type && slots[name].offset >= 0)
+        v = *(PyObject **)((char *)o + slots[name].offset);
+    if (v != NULL) {
+        Py_INCREF(v);
+    } else { /* not a slot, or an empty one (AttributeError as Python raises it) */
+        v = PyObject_GetAttr(o, names[name]);
+        if (v == NULL)
+            return NULL;
+    }
+    h->held[h->n++] = v;
     return v;
 }
 
@@ -136,6 +210,19 @@ static void release(Held *h) {
         Py_DECREF(h->held[i]);
     h->n = 0;
 }
+
+/* A field's name: as the line writes it after the previous field (,"Name":) and as an
+   attribute's key */
+#define KEY_ROOM 32
+typedef struct {
+    char json[KEY_ROOM]; /* copied whole (a fixed size is two moves, not a call) */
+    Py_ssize_t jlen;
+    const char *name;
+    Py_ssize_t nlen;
+} Key;
+
+#define KEY(n) (&(const Key){",\"" n "\":", sizeof(",\"" n "\":") - 1, n, sizeof(n) - 1})
+_Static_assert(sizeof(",\"DownstreamContentSize\":") <= KEY_ROOM, "the longest key fits");
 
 /* ---- protobuf: a LogRecord's attributes (otlp.log_record's layout) ----------------------- */
 
@@ -159,8 +246,7 @@ static void varint(Buf *b, uint64_t n) { /* reserved by the caller */
 /* The head of a KeyValue entry (tag 6 of LogRecord) whose AnyValue body is ``alen`` bytes:
    the entry's tag and length, the key, the value's tag and length.  Reserves room for the
    body, which the caller writes next. */
-static int pb_head(Buf *p, const char *key, Py_ssize_t alen) {
-    Py_ssize_t klen = (Py_ssize_t)strlen(key);
+static int pb_head(Buf *p, const char *key, Py_ssize_t klen, Py_ssize_t alen) {
     Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(alen) + alen;
     if (reserve(p, 1 + 10 + inner) < 0)
         return -1;
@@ -176,8 +262,8 @@ static int pb_head(Buf *p, const char *key, Py_ssize_t alen) {
 }
 
 /* KeyValue of a string value */
-static int pb_str(Buf *p, const char *key, const char *v, Py_ssize_t n) {
-    if (pb_head(p, key, 1 + vsize(n) + n) < 0)
+static int pb_str(Buf *p, const Key *k, const char *v, Py_ssize_t n) {
+    if (pb_head(p, k->name, k->nlen, 1 + vsize(n) + n) < 0)
         return -1;
     p->data[p->len++] = 0x0a;
     varint(p, n);
@@ -187,8 +273,8 @@ static int pb_str(Buf *p, const char *key, const char *v, Py_ssize_t n) {
 }
 
 /* KeyValue of an int value */
-static int pb_int(Buf *p, const char *key, long long v) {
-    if (pb_head(p, key, 1 + vsize((uint64_t)v)) < 0)
+static int pb_int(Buf *p, const Key *k, long long v) {
+    if (pb_head(p, k->name, k->nlen, 1 + vsize((uint64_t)v)) < 0)
         return -1;
     p->data[p->len++] = 0x18;
     varint(p, (uint64_t)v);
@@ -203,21 +289,24 @@ typedef struct {
     int fields;
 } Out;
 
-static int key_of(Out *o, const char *key) {
-    if (raw(o->json, o->fields++ ? ",\"" : "{\"", 2) < 0)
+static inline int key_of(Out *o, const Key *k) {
+    if (reserve(o->json, KEY_ROOM) < 0)
         return -1;
-    if (raw(o->json, key, (Py_ssize_t)strlen(key)) < 0)
-        return -1;
-    return raw(o->json, "\":", 2);
+    char *at = o->json->data + o->json->len;
+    memcpy(at, k->json, KEY_ROOM);
+    if (!o->fields++)
+        at[0] = '{'; /* the first: {"Name": */
+    o->json->len += k->jlen;
+    return 0;
 }
 
-static int f_utf8(Out *o, const char *key, const char *v, Py_ssize_t n) {
-    if (key_of(o, key) < 0 || utf8_string(o->json, (const unsigned char *)v, n) < 0)
+static int f_utf8(Out *o, const Key *k, const char *v, Py_ssize_t n) {
+    if (key_of(o, k) < 0 || utf8_string(o->json, (const unsigned char *)v, n) < 0)
         return -1;
-    return o->attrs ? pb_str(o->attrs, key, v, n) : 0;
+    return o->attrs ? pb_str(o->attrs, k, v, n) : 0;
 }
 
-static int f_str(Out *o, const char *key, PyObject *s) {
+static int f_str(Out *o, const Key *k, PyObject *s) {
     if (!PyUnicode_Check(s)) {
         PyErr_SetString(PyExc_TypeError, "access log: expected str");
         return -1;
@@ -226,30 +315,30 @@ static int f_str(Out *o, const char *key, PyObject *s) {
     const char *p = PyUnicode_AsUTF8AndSize(s, &n);
     if (p == NULL)
         return -1;
-    return f_utf8(o, key, p, n);
+    return f_utf8(o, k, p, n);
 }
 
-static int f_int(Out *o, const char *key, long long v) {
-    if (key_of(o, key) < 0 || integer(o->json, v) < 0)
+static int f_int(Out *o, const Key *k, long long v) {
+    if (key_of(o, k) < 0 || integer(o->json, v) < 0)
         return -1;
-    return o->attrs ? pb_int(o->attrs, key, v) : 0;
+    return o->attrs ? pb_int(o->attrs, k, v) : 0;
 }
 
-static int f_int_of(Out *o, const char *key, PyObject *v) {
+static int f_int_of(Out *o, const Key *k, PyObject *v) {
     long long n = PyLong_AsLongLong(v);
     if (n == -1 && PyErr_Occurred())
         return -1;
-    return f_int(o, key, n);
+    return f_int(o, k, n);
 }
 
-static int f_null(Out *o, const char *key) { /* the JSON null; no attribute (None is left out) */
-    if (key_of(o, key) < 0)
+static int f_null(Out *o, const Key *k) { /* the JSON null; no attribute (None is left out) */
+    if (key_of(o, k) < 0)
         return -1;
     return LIT(o->json, "null");
 }
 
 /* bytes read as latin-1 (the request target as received) */
-static int f_latin1(Out *o, const char *key, PyObject *v) {
+static int f_latin1(Out *o, const Key *k, PyObject *v) {
     if (!PyBytes_Check(v)) {
         PyErr_SetString(PyExc_TypeError, "access log: expected bytes");
         return -1;
@@ -260,7 +349,7 @@ static int f_latin1(Out *o, const char *key, PyObject *v) {
     for (Py_ssize_t i = 0; i < n; i++)
         high |= s[i] & 0x80;
     if (!high)
-        return f_utf8(o, key, (const char *)s, n);
+        return f_utf8(o, k, (const char *)s, n);
     /* each byte of 0x80-0xFF is a code point of two UTF-8 bytes */
     char *tmp = PyMem_Malloc(2 * n + 1);
     if (tmp == NULL) {
@@ -275,12 +364,12 @@ static int f_latin1(Out *o, const char *key, PyObject *v) {
             tmp[m++] = (char)(0x80 | (s[i] & 0x3F));
         }
     }
-    int rc = f_utf8(o, key, tmp, m);
+    int rc = f_utf8(o, k, tmp, m);
     PyMem_Free(tmp);
     return rc;
 }
 
-static int f_hex(Out *o, const char *key, PyObject *v, Py_ssize_t want) {
+static int f_hex(Out *o, const Key *k, PyObject *v, Py_ssize_t want) {
     if (!PyBytes_Check(v) || PyBytes_GET_SIZE(v) != want) {
         PyErr_SetString(PyExc_ValueError, "access log: an id of the wrong size");
         return -1;
@@ -291,7 +380,7 @@ static int f_hex(Out *o, const char *key, PyObject *v, Py_ssize_t want) {
         hex[2 * i] = HEX[s[i] >> 4];
         hex[2 * i + 1] = HEX[s[i] & 15];
     }
-    return f_utf8(o, key, hex, 2 * want);
+    return f_utf8(o, k, hex, 2 * want);
 }
 
 /* StartUTC: 2026-12-07T07:46:22.123456Z, the date part made once a second */
@@ -322,7 +411,7 @@ static int f_start(Out *o, double wall) {
     }
     n += 6;
     tmp[n++] = 'Z';
-    return f_utf8(o, "StartUTC", tmp, (Py_ssize_t)n);
+    return f_utf8(o, KEY("StartUTC"), tmp, (Py_ssize_t)n);
 }
 
 #define GET(var, obj, name)                                                                     \
@@ -352,20 +441,20 @@ static int fields(Out *o, Held *h, PyObject *ex, PyObject *logger, double offset
     GET(down, ex, A_DOWN);
     GET(ep, down, A_EP);
     PUT(f_start(o, start + offset));
-    PUT(f_int(o, "Duration", nanos));
+    PUT(f_int(o, KEY("Duration"), nanos));
     GET(entrypoint, logger, A_ENTRYPOINT);
-    PUT(f_str(o, "entryPointName", entrypoint));
+    PUT(f_str(o, KEY("entryPointName"), entrypoint));
     GET(router, logger, A_ROUTER);
-    PUT(PyObject_IsTrue(router) ? f_str(o, "RouterName", router) : f_null(o, "RouterName"));
+    PUT(PyObject_IsTrue(router) ? f_str(o, KEY("RouterName"), router) : f_null(o, KEY("RouterName")));
     GET(service, logger, A_SERVICE);
-    PUT(PyObject_IsTrue(service) ? f_str(o, "ServiceName", service)
-                                 : f_null(o, "ServiceName"));
+    PUT(PyObject_IsTrue(service) ? f_str(o, KEY("ServiceName"), service)
+                                 : f_null(o, KEY("ServiceName")));
     long long origin = 0;
     PyObject *origin_status = NULL;
     if (attempts > 0) {
         GET(server, ex, A_SERVER);
         GET(url, server, A_URL);
-        PUT(f_str(o, "ServiceURL", url));
+        PUT(f_str(o, KEY("ServiceURL"), url));
         GET(os, ex, A_ORIGIN_STATUS);
         GET(od, ex, A_ORIGIN_DURATION);
         double spent = PyFloat_AsDouble(od);
@@ -374,35 +463,35 @@ static int fields(Out *o, Held *h, PyObject *ex, PyObject *logger, double offset
         origin = (long long)(spent * 1e9);
         origin_status = os;
     } else {
-        PUT(f_null(o, "ServiceURL"));
+        PUT(f_null(o, KEY("ServiceURL")));
     }
     GET(client_ip, down, A_CLIENT_IP);
-    PUT(f_str(o, "ClientHost", client_ip));
+    PUT(f_str(o, KEY("ClientHost"), client_ip));
     GET(client_port, down, A_CLIENT_PORT);
-    PUT(f_int_of(o, "ClientPort", client_port));
+    PUT(f_int_of(o, KEY("ClientPort"), client_port));
     GET(method, ex, A_METHOD);
-    PUT(f_str(o, "RequestMethod", method));
+    PUT(f_str(o, KEY("RequestMethod"), method));
     GET(path_query, ex, A_PATH_QUERY);
-    PUT(f_latin1(o, "RequestPath", path_query));
+    PUT(f_latin1(o, KEY("RequestPath"), path_query));
     GET(http10, ex, A_HTTP10);
-    PUT(f_utf8(o, "RequestProtocol", PyObject_IsTrue(http10) ? "HTTP/1.0" : "HTTP/1.1", 8));
+    PUT(f_utf8(o, KEY("RequestProtocol"), PyObject_IsTrue(http10) ? "HTTP/1.0" : "HTTP/1.1", 8));
     GET(host, ex, A_HOST);
-    PUT(f_str(o, "RequestHost", host));
+    PUT(f_str(o, KEY("RequestHost"), host));
     GET(req_bytes, ex, A_REQ_BYTES);
-    PUT(f_int_of(o, "RequestContentSize", req_bytes));
+    PUT(f_int_of(o, KEY("RequestContentSize"), req_bytes));
     GET(status, ex, A_STATUS);
-    PUT(f_int_of(o, "DownstreamStatus", status));
+    PUT(f_int_of(o, KEY("DownstreamStatus"), status));
     GET(resp_bytes, ex, A_RESP_BYTES);
-    PUT(f_int_of(o, "DownstreamContentSize", resp_bytes));
+    PUT(f_int_of(o, KEY("DownstreamContentSize"), resp_bytes));
     if (origin_status != NULL) {
-        PUT(f_int_of(o, "OriginStatus", origin_status));
-        PUT(f_int(o, "OriginDuration", origin));
+        PUT(f_int_of(o, KEY("OriginStatus"), origin_status));
+        PUT(f_int(o, KEY("OriginDuration"), origin));
     } else {
-        PUT(f_null(o, "OriginStatus"));
-        PUT(f_null(o, "OriginDuration"));
+        PUT(f_null(o, KEY("OriginStatus")));
+        PUT(f_null(o, KEY("OriginDuration")));
     }
-    PUT(f_int(o, "Overhead", nanos - origin));
-    PUT(f_int(o, "RetryAttempts", attempts > 1 ? attempts - 1 : 0));
+    PUT(f_int(o, KEY("Overhead"), nanos - origin));
+    PUT(f_int(o, KEY("RetryAttempts"), attempts > 1 ? attempts - 1 : 0));
     *trace_out = NULL;
     GET(trace, ex, A_TRACE);
     if (trace != Py_None) {
@@ -410,13 +499,13 @@ static int fields(Out *o, Held *h, PyObject *ex, PyObject *logger, double offset
         if (PyObject_IsTrue(sampled)) {
             GET(tid, trace, A_TID);
             GET(span, trace, A_SPAN_RAW);
-            PUT(f_hex(o, "trace_id", tid, 16));
-            PUT(f_hex(o, "span_id", span, 8));
+            PUT(f_hex(o, KEY("trace_id"), tid, 16));
+            PUT(f_hex(o, KEY("span_id"), span, 8));
             *trace_out = trace;
         }
     }
     GET(scheme, ep, A_SCHEME_STR);
-    PUT(f_str(o, "RequestScheme", scheme));
+    PUT(f_str(o, KEY("RequestScheme"), scheme));
     GET(ep_tls, ep, A_TLS);
     if (PyObject_IsTrue(ep_tls)) {
         PyObject *tls = PyObject_CallMethodNoArgs(down, names[A_TLS_FIELDS]);
@@ -428,57 +517,40 @@ static int fields(Out *o, Held *h, PyObject *ex, PyObject *logger, double offset
                 PyErr_SetString(PyExc_TypeError, "access log: TLS fields are a 3-tuple");
                 return -1;
             }
-            PUT(f_str(o, "TLSVersion", PyTuple_GET_ITEM(tls, 0)));
-            PUT(f_str(o, "TLSCipher", PyTuple_GET_ITEM(tls, 1)));
+            PUT(f_str(o, KEY("TLSVersion"), PyTuple_GET_ITEM(tls, 0)));
+            PUT(f_str(o, KEY("TLSCipher"), PyTuple_GET_ITEM(tls, 1)));
             if (PyTuple_GET_ITEM(tls, 2) != Py_None)
-                PUT(f_str(o, "TLSClientSubject", PyTuple_GET_ITEM(tls, 2)));
+                PUT(f_str(o, KEY("TLSClientSubject"), PyTuple_GET_ITEM(tls, 2)));
         }
     }
     return 0;
 }
 
-/* json_line(ex, logger, offset) -> bytes: the line of an ended exchange, newline included */
-static PyObject *json_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "json_line(ex, logger, offset)");
-        return NULL;
-    }
-    double offset = PyFloat_AsDouble(args[2]);
-    if (offset == -1.0 && PyErr_Occurred())
-        return NULL;
+/* One exchange's line, newline included, appended to ``b`` */
+static int one_line(Buf *b, PyObject *ex, PyObject *logger, double offset) {
     Held h = {.n = 0};
-    Buf b = {NULL, 0, 0};
-    Out o = {&b, NULL, 0};
-    PyObject *trace, *out = NULL;
+    Out o = {b, NULL, 0};
+    PyObject *trace;
     double start;
-    if (fields(&o, &h, args[0], args[1], offset, &trace, &start) == 0 && LIT(&b, "}\n") == 0)
-        out = PyBytes_FromStringAndSize(b.data, b.len);
+    int rc = fields(&o, &h, ex, logger, offset, &trace, &start);
     release(&h);
-    PyMem_Free(b.data);
-    return out;
+    return rc < 0 ? -1 : LIT(b, "}\n");
 }
 
-/* record(ex, logger, offset, observed_ns) -> (line, entry): the JSON line (newline included)
-   and the OTLP LogRecord of the same request, as a ScopeLogs.log_records entry: what
-   otlp.log_record makes of the line (body), Writer.doc (attributes, None left out), severity
-   9 INFO, the start as time, and a sampled request's trace and SERVER span ids. */
-static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "record(ex, logger, offset, observed_ns)");
-        return NULL;
-    }
-    double offset = PyFloat_AsDouble(args[2]);
-    if (offset == -1.0 && PyErr_Occurred())
-        return NULL;
-    unsigned long long observed = PyLong_AsUnsignedLongLong(args[3]);
-    if (observed == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
+/* One exchange's line (newline included) appended to ``b`` and its LogRecord, as a
+   ScopeLogs.log_records entry, to ``r``; ``a`` holds the attributes meanwhile.  The record is
+   what otlp.log_record makes of the line (body), Writer.doc (attributes, None left out),
+   severity 9 INFO, the start as time, and a sampled request's trace and SERVER span ids. */
+static int one_record(Buf *b, Buf *a, Buf *r, PyObject *ex, PyObject *logger, double offset,
+                      uint64_t observed) {
     Held h = {.n = 0};
-    Buf b = {NULL, 0, 0}, a = {NULL, 0, 0}, r = {NULL, 0, 0};
-    Out o = {&b, &a, 0};
-    PyObject *trace, *out = NULL;
+    Out o = {b, a, 0};
+    PyObject *trace;
     double start;
-    if (fields(&o, &h, args[0], args[1], offset, &trace, &start) < 0 || LIT(&b, "}") < 0)
+    int rc = -1;
+    Py_ssize_t line = b->len;
+    a->len = 0;
+    if (fields(&o, &h, ex, logger, offset, &trace, &start) < 0 || LIT(b, "}") < 0)
         goto done;
     const char *tid = NULL, *sid = NULL;
     if (trace != NULL) {
@@ -488,51 +560,163 @@ static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t narg
         tid = PyBytes_AS_STRING(t); /* checked by f_hex */
         sid = PyBytes_AS_STRING(s);
     }
-    Py_ssize_t body = 1 + vsize(b.len) + b.len;
-    Py_ssize_t size = 9 + 9 + 2 + 6 + (1 + vsize(body) + body) + a.len + (tid ? 5 + 18 + 10 : 0);
-    if (reserve(&r, 1 + 10 + size) < 0)
+    Py_ssize_t n = b->len - line;
+    Py_ssize_t body = 1 + vsize(n) + n;
+    Py_ssize_t size = 9 + 9 + 2 + 6 + (1 + vsize(body) + body) + a->len + (tid ? 5 + 18 + 10 : 0);
+    if (reserve(r, 1 + 10 + size) < 0)
         goto done;
     uint64_t when = (uint64_t)(start * 1e9);
-    r.data[r.len++] = 0x12; /* ScopeLogs.log_records */
-    varint(&r, size);
-    Py_ssize_t at = r.len;
-    r.data[r.len++] = 0x09; /* time_unix_nano, fixed64 */
+    r->data[r->len++] = 0x12; /* ScopeLogs.log_records */
+    varint(r, size);
+    Py_ssize_t at = r->len;
+    r->data[r->len++] = 0x09; /* time_unix_nano, fixed64 */
     for (int i = 0; i < 8; i++)
-        r.data[r.len++] = (char)((when >> (8 * i)) & 0xFF);
-    r.data[r.len++] = 0x59; /* observed_time_unix_nano */
+        r->data[r->len++] = (char)((when >> (8 * i)) & 0xFF);
+    r->data[r->len++] = 0x59; /* observed_time_unix_nano */
     for (int i = 0; i < 8; i++)
-        r.data[r.len++] = (char)((observed >> (8 * i)) & 0xFF);
-    r.data[r.len++] = 0x10; /* severity_number: INFO */
-    r.data[r.len++] = 9;
-    memcpy(r.data + r.len, "\x1a\x04INFO", 6); /* severity_text */
-    r.len += 6;
-    r.data[r.len++] = 0x2a; /* body: AnyValue{string_value} */
-    varint(&r, body);
-    r.data[r.len++] = 0x0a;
-    varint(&r, b.len);
-    memcpy(r.data + r.len, b.data, b.len);
-    r.len += b.len;
-    memcpy(r.data + r.len, a.data, a.len);
-    r.len += a.len;
+        r->data[r->len++] = (char)((observed >> (8 * i)) & 0xFF);
+    r->data[r->len++] = 0x10; /* severity_number: INFO */
+    r->data[r->len++] = 9;
+    memcpy(r->data + r->len, "\x1a\x04INFO", 6); /* severity_text */
+    r->len += 6;
+    r->data[r->len++] = 0x2a; /* body: AnyValue{string_value} */
+    varint(r, body);
+    r->data[r->len++] = 0x0a;
+    varint(r, n);
+    memcpy(r->data + r->len, b->data + line, n);
+    r->len += n;
+    memcpy(r->data + r->len, a->data, a->len);
+    r->len += a->len;
     if (tid != NULL) {
-        memcpy(r.data + r.len, "\x45\x01\x00\x00\x00\x4a\x10", 7); /* flags: sampled; trace_id */
-        r.len += 7;
-        memcpy(r.data + r.len, tid, 16);
-        r.len += 16;
-        memcpy(r.data + r.len, "\x52\x08", 2); /* span_id */
-        r.len += 2;
-        memcpy(r.data + r.len, sid, 8);
-        r.len += 8;
+        memcpy(r->data + r->len, "\x45\x01\x00\x00\x00\x4a\x10", 7); /* flags: sampled; trace_id */
+        r->len += 7;
+        memcpy(r->data + r->len, tid, 16);
+        r->len += 16;
+        memcpy(r->data + r->len, "\x52\x08", 2); /* span_id */
+        r->len += 2;
+        memcpy(r->data + r->len, sid, 8);
+        r->len += 8;
     }
-    if (r.len - at != size) {
+    if (r->len - at != size) {
         PyErr_SetString(PyExc_SystemError, "access log: LogRecord size mismatch");
         goto done;
     }
-    if (LIT(&b, "\n") < 0)
-        goto done;
-    out = Py_BuildValue("(y#y#)", b.data, b.len, r.data, r.len);
+    rc = LIT(b, "\n");
 done:
     release(&h);
+    return rc;
+}
+
+/* the (ex, logger) pairs of a list */
+static int pair(PyObject *pending, Py_ssize_t i, PyObject **ex, PyObject **logger) {
+    PyObject *item = PyList_GET_ITEM(pending, i);
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        PyErr_SetString(PyExc_TypeError, "access log: pending items are (exchange, logger)");
+        return -1;
+    }
+    *ex = PyTuple_GET_ITEM(item, 0);
+    *logger = PyTuple_GET_ITEM(item, 1);
+    return 0;
+}
+
+static int offset_of(PyObject *arg, double *offset) {
+    *offset = PyFloat_AsDouble(arg);
+    return *offset == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* json_line(ex, logger, offset) -> bytes: the line of an ended exchange, newline included */
+static PyObject *json_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    double offset;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "json_line(ex, logger, offset)");
+        return NULL;
+    }
+    if (offset_of(args[2], &offset) < 0)
+        return NULL;
+    Buf b = {NULL, 0, 0};
+    PyObject *out = NULL;
+    if (one_line(&b, args[0], args[1], offset) == 0)
+        out = PyBytes_FromStringAndSize(b.data, b.len);
+    PyMem_Free(b.data);
+    return out;
+}
+
+/* json_lines(pending, offset) -> bytes: the lines of a list of (ex, logger), in one buffer */
+static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    double offset;
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "json_lines(pending: list, offset)");
+        return NULL;
+    }
+    if (offset_of(args[1], &offset) < 0)
+        return NULL;
+    PyObject *pending = args[0], *ex, *logger, *out = NULL;
+    Buf b = {NULL, 0, 0};
+    Py_ssize_t n = PyList_GET_SIZE(pending);
+    if (reserve(&b, 512 * n + 1) < 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (pair(pending, i, &ex, &logger) < 0 || one_line(&b, ex, logger, offset) < 0)
+            goto done;
+    }
+    out = PyBytes_FromStringAndSize(b.data, b.len);
+done:
+    PyMem_Free(b.data);
+    return out;
+}
+
+static int observed_of(PyObject *arg, uint64_t *observed) {
+    unsigned long long v = PyLong_AsUnsignedLongLong(arg);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *observed = v;
+    return 0;
+}
+
+/* record(ex, logger, offset, observed_ns) -> (line, entry): the JSON line (newline included)
+   and the OTLP LogRecord of the same request (one_record) */
+static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    double offset;
+    uint64_t observed;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "record(ex, logger, offset, observed_ns)");
+        return NULL;
+    }
+    if (offset_of(args[2], &offset) < 0 || observed_of(args[3], &observed) < 0)
+        return NULL;
+    Buf b = {NULL, 0, 0}, a = {NULL, 0, 0}, r = {NULL, 0, 0};
+    PyObject *out = NULL;
+    if (one_record(&b, &a, &r, args[0], args[1], offset, observed) == 0)
+        out = Py_BuildValue("(y#y#)", b.data, b.len, r.data, r.len);
+    PyMem_Free(b.data);
+    PyMem_Free(a.data);
+    PyMem_Free(r.data);
+    return out;
+}
+
+/* records(pending, offset, observed_ns) -> (lines, entries): record() of each (ex, logger) of
+   a list, the lines in one buffer and the entries in another */
+static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    double offset;
+    uint64_t observed;
+    if (nargs != 3 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "records(pending: list, offset, observed_ns)");
+        return NULL;
+    }
+    if (offset_of(args[1], &offset) < 0 || observed_of(args[2], &observed) < 0)
+        return NULL;
+    PyObject *pending = args[0], *ex, *logger, *out = NULL;
+    Buf b = {NULL, 0, 0}, a = {NULL, 0, 0}, r = {NULL, 0, 0};
+    Py_ssize_t n = PyList_GET_SIZE(pending);
+    if (reserve(&b, 512 * n + 1) < 0 || reserve(&r, 1280 * n + 1) < 0 || reserve(&a, 1024) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (pair(pending, i, &ex, &logger) < 0 ||
+            one_record(&b, &a, &r, ex, logger, offset, observed) < 0)
+            goto done;
+    }
+    out = Py_BuildValue("(y#y#)", b.data, b.len, r.data, r.len);
+done:
     PyMem_Free(b.data);
     PyMem_Free(a.data);
     PyMem_Free(r.data);
@@ -542,6 +726,10 @@ done:
 static PyMethodDef methods[] = {
     {"json_line", (PyCFunction)(void (*)(void))json_line, METH_FASTCALL,
      "json_line(ex, logger, offset): the default JSON access-log line of an ended exchange."},
+    {"json_lines", (PyCFunction)(void (*)(void))json_lines, METH_FASTCALL,
+     "json_lines(pending, offset): json_line of each (ex, logger) of a list, joined."},
+    {"records", (PyCFunction)(void (*)(void))records, METH_FASTCALL,
+     "records(pending, offset, observed_ns): (the lines, the LogRecord entries) of a list."},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(ex, logger, offset, observed_ns): (the JSON line, its OTLP LogRecord entry)."},
     {NULL, NULL, 0, NULL},

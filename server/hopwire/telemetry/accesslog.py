@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from hopwire.telemetry._accesslog import json_line
+from hopwire.telemetry._accesslog import json_line, json_lines, records
 from hopwire.telemetry._accesslog import record as access_record
 from hopwire.telemetry._otlp import log_record
 from hopwire.telemetry.otlplogs import LogSink
@@ -171,8 +171,11 @@ class Writer:
                 return
         elif self.common:
             data = b"".join([self.common_line(self.record(ex, lg, offset)) for ex, lg in taken])
-        elif self.compiled:  # every field, no header: the line in C, the same document
-            data = b"".join([json_line(ex, lg, offset) for ex, lg in taken])
+        elif self.compiled:  # every field, no header: the lines in C, the same documents
+            try:
+                data = json_lines(taken, offset)
+            except (TypeError, ValueError, OverflowError):  # one of them: the others written
+                data = b"".join(self.each(json_line, taken, offset))
         else:
             doc, dumps, newline = self.doc, orjson.dumps, orjson.OPT_APPEND_NEWLINE
             data = b"".join([dumps(doc(ex, lg, offset), option=newline) for ex, lg in taken])
@@ -222,15 +225,27 @@ class Writer:
         out = []
         only_sampled, rate, common = self.only_sampled, self.rate, self.common
         now = time.time_ns()
-        if self.compiled:  # the line and its LogRecord in C, from one read of the exchange
+        if self.compiled:  # the lines and their LogRecords in C, from one read of each exchange
+            if not only_sampled and rate >= 1.0:
+                try:
+                    lines, entries = records(taken, offset, now)
+                except (TypeError, ValueError, OverflowError):
+                    pass  # one of them: the others sent, one by one below
+                else:
+                    sink.add_many(entries, len(taken))
+                    return lines if self.file_out else b""
             for ex, logger in taken:
                 trace = ex.trace
                 if (only_sampled and (trace is None or not trace.sampled)) or (
                     rate < 1.0 and random() >= rate
                 ):
-                    out.append(json_line(ex, logger, offset))
+                    out.extend(self.each(json_line, [(ex, logger)], offset))
                     continue
-                line, entry = access_record(ex, logger, offset, now)
+                try:
+                    line, entry = access_record(ex, logger, offset, now)
+                except (TypeError, ValueError, OverflowError) as exc:
+                    self.lost(exc)
+                    continue
                 out.append(line)
                 sink.add(entry)  # sent every RECORDS_PER_DATAGRAM, and at the tick
             return b"".join(out) if self.file_out else b""
@@ -263,6 +278,24 @@ class Writer:
                 continue
             sink.add(entry)
         return b"".join(out) if self.file_out else b""
+
+    def each(self, line: Any, taken: list[tuple[Any, AccessLogger]], offset: float) -> list[bytes]:
+        """The compiled lines one by one, when a batch of them failed: a line that cannot be
+        made is counted as dropped and logged, the others are written."""
+        out = []
+        for ex, logger in taken:
+            try:
+                out.append(line(ex, logger, offset))
+            except (TypeError, ValueError, OverflowError) as exc:
+                self.lost(exc)
+        return out
+
+    def lost(self, exc: Exception) -> None:
+        """A line (and its record) that could not be made from its exchange."""
+        self.worker.counters["accesslog_dropped"] += 1
+        if self.sink is not None:
+            self.otlp_dropped(1)
+        self.error(OSError(str(exc)))
 
     def headers_of(self, ex: Any) -> list[tuple[str, str]]:
         """The request headers the modes keep (request_<Name> fields)."""

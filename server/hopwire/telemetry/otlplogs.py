@@ -60,12 +60,20 @@ class LogSink(Courier):
         super().__init__(paths)
         self.kind = kind
         self.dropped = dropped
-        self.items: list[bytes] = []
+        self.items: list[bytes] = []  # encoded entries, one or several each
+        self.counts: list[int] = []  # the entries in each
+        self.count = 0
         self.last_error = 0.0
 
     def add(self, entry: bytes) -> None:
-        self.items.append(entry)
-        if len(self.items) >= RECORDS_PER_DATAGRAM:
+        self.add_many(entry, 1)
+
+    def add_many(self, entries: bytes, count: int) -> None:
+        """``count`` encoded entries, one after the other in ``entries``."""
+        self.items.append(entries)
+        self.counts.append(count)
+        self.count += count
+        if self.count >= RECORDS_PER_DATAGRAM:
             self.flush()
 
     def flush(self) -> None:
@@ -73,15 +81,18 @@ class LogSink(Courier):
         if not items:
             return
         if not self.paths:  # no exporter yet (the master's first lines): kept, a few
-            if len(items) >= RECORDS_PER_DATAGRAM:
-                del items[: len(items) - RECORDS_PER_DATAGRAM + 1]
-                self.dropped(1)
+            while self.count >= RECORDS_PER_DATAGRAM:
+                del items[0]
+                lost = self.counts.pop(0)
+                self.count -= lost
+                self.dropped(lost)
             return
-        self.items = []
+        count = self.count
+        self.items, self.counts, self.count = [], [], 0
         try:
-            self.send(self.kind, len(items), items)
+            self.send(self.kind, count, items)
         except OSError as exc:
-            self.dropped(len(items))
+            self.dropped(count)
             now = time.monotonic()
             if now - self.last_error > 10:
                 self.last_error = now
