@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from hopwire.telemetry import otlp
-from hopwire.telemetry.records import AttemptRecord, SpanRecord
+from hopwire.telemetry.records import AttemptRecord, SpanExtra, SpanRecord
 
 U64 = st.integers(0, (1 << 64) - 1)
 TEXT = st.text(max_size=40)  # any code point, surrogates included (both encode with "replace")
@@ -66,6 +67,42 @@ record = st.builds(
     HEADERS,
     st.sampled_from(["http", "https"]),
 )
+
+
+link = st.tuples(
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=8, max_size=8),
+    st.integers(0, 0xFF),
+    st.sampled_from([b"", b"k=v", b"a=1,b=2" * 30]),
+)
+extra = st.none() | st.builds(
+    SpanExtra,
+    st.sampled_from([b""]) | st.binary(min_size=8, max_size=8),
+    st.sampled_from(["", "error", "slow"]) | TEXT,
+    st.lists(link, max_size=2),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(record, extra)
+def test_the_extra_is_encoded_alike(rec: SpanRecord, more: SpanExtra | None) -> None:
+    """The optional 26th field: the CLIENT spans' parent, the kept mark on every span, the
+    SERVER span's links; both encoders write the same bytes and protobuf reads them back."""
+    full = (*rec, tuple(more) if more is not None else None)
+    expected = otlp.encoder("python").spans_of(full)
+    assert otlp.encoder("c").spans_of(full) == expected
+    if more is None:
+        assert expected == otlp.encoder("python").spans_of(rec)
+        return
+    spans = [trace_pb2.ScopeSpans.FromString(e).spans[0] for e in expected]
+    server, clients = spans[0], spans[1:]
+    for span in spans:
+        kept = {kv.key: kv.value.string_value for kv in span.attributes}.get(otlp.KEPT)
+        assert kept == (more.kept or None)
+    for client in clients:
+        assert client.parent_span_id == (more.client_parent or rec.span_id)
+    got = [(lk.trace_id, lk.span_id, lk.flags, lk.trace_state.encode()) for lk in server.links]
+    assert got == [(t, sid, f | 0x300, state) for t, sid, f, state in more.links]
 
 
 @settings(max_examples=3000, deadline=None)
@@ -173,6 +210,11 @@ GOOD = SpanRecord(
         _bad(GOOD, request_headers=[("x", ["a"], "extra")]),
         _bad(GOOD, response_headers=[("x", [b"bytes"])]),
         _bad(GOOD, scheme=b"https"),
+        (*GOOD, (b"abc", "", ())),  # a CLIENT parent of the wrong size
+        (*GOOD, (b"", b"error", ())),  # kept as bytes
+        (*GOOD, (b"", "", [(b"t" * 16, b"s" * 7, 1, b"")])),  # a link's span id
+        (*GOOD, (b"", "", [(b"t" * 16, b"s" * 8, 1)])),  # a link of three fields
+        (*GOOD, None, None),  # a field too many
     ],
 )
 def test_a_bad_record_is_refused_by_both(bad: tuple[Any, ...]) -> None:

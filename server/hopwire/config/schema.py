@@ -181,6 +181,28 @@ class Observability:
     accessLogs: bool | None = setting(
         None, "Access-log requests here; unset inherits (router <- entrypoint <- `accessLog`)."
     )
+    traceVerbosity: str | None = setting(
+        None,
+        "minimal: a SERVER span and a CLIENT span per backend attempt; detailed: also INTERNAL "
+        "spans between them (Router, one per middleware, Service), as Traefik's. Unset "
+        "inherits (router <- entrypoint <- minimal).",
+        check=one_of("minimal", "detailed"),
+    )
+    sampleRate: float | None = setting(
+        None,
+        "Probability of sampling a new (root) trace here; unset inherits (router <- "
+        "entrypoint <- `tracing.sampleRate`). An inbound parent's decision is obeyed all the same.",
+        check=check_rate,
+    )
+
+
+def inherited(kind: str, router: Any, ep: Any, default: Any) -> Any:
+    """A router's own observability setting, else its entrypoint's, else ``default``."""
+    for obs in (router, ep):
+        value = getattr(obs, kind) if obs is not None else None
+        if value is not None:
+            return value
+    return default
 
 
 @dataclass(frozen=True, slots=True)

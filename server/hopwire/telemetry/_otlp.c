@@ -413,6 +413,45 @@ static void Encoder_dealloc(Encoder *self) {
 
 #define RECORD_FIELDS 25
 
+/* one Span.links entry (field 13) of a (trace id, span id, flags, trace state) tuple */
+static int put_link(Buf *b, PyObject *link) {
+    const char *ltid, *lsid, *lstate;
+    Py_ssize_t ltlen, lslen, lstlen;
+    uint64_t lflags;
+    if (!PyTuple_Check(link) || PyTuple_GET_SIZE(link) != 4) {
+        PyErr_SetString(PyExc_TypeError, "span link: expected a 4-tuple");
+        return -1;
+    }
+    if (bytes_of(PyTuple_GET_ITEM(link, 0), &ltid, &ltlen) < 0 ||
+        bytes_of(PyTuple_GET_ITEM(link, 1), &lsid, &lslen) < 0 ||
+        as_u64(PyTuple_GET_ITEM(link, 2), &lflags) < 0 ||
+        bytes_of(PyTuple_GET_ITEM(link, 3), &lstate, &lstlen) < 0)
+        return -1;
+    if (ltlen != 16 || lslen != 8) {
+        PyErr_SetString(PyExc_ValueError, "span link with ids of the wrong size");
+        return -1;
+    }
+    Py_ssize_t inner = 18 + 10 + 5 + (lstlen ? 1 + vsize((uint64_t)lstlen) + lstlen : 0);
+    if (buf_reserve(b, 1 + 10 + inner) < 0)
+        return -1;
+    put_byte(b, 0x6a);
+    put_varint(b, (uint64_t)inner);
+    put_byte(b, 0x0a);
+    put_byte(b, 0x10);
+    put_raw(b, ltid, 16);
+    put_byte(b, 0x12);
+    put_byte(b, 0x08);
+    put_raw(b, lsid, 8);
+    if (lstlen) {
+        put_byte(b, 0x1a);
+        put_varint(b, (uint64_t)lstlen);
+        put_raw(b, lstate, lstlen);
+    }
+    put_byte(b, 0x35);
+    put_fixed32(b, (uint32_t)(lflags & 0xFF) | 0x300);
+    return 0;
+}
+
 /* the spans of one record, to ``list`` or (NULL) the batch: their number, or -1 */
 static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
     PyObject *rec = PySequence_Fast(record, "span record: expected a sequence");
@@ -420,14 +459,42 @@ static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
         return -1;
     Py_ssize_t out = -1, spans = 0;
     PyObject *query = NULL, *attempts = NULL;
+    const char *cparent = NULL; /* the SpanExtra's, when the record has one */
+    Py_ssize_t cplen = 0;
+    PyObject *kept = NULL, *links = NULL;
     PyObject *req_headers = NULL, *resp_headers = NULL;
     Buf *b = &self->buf;
     b->len = 0;
-    if (PySequence_Fast_GET_SIZE(rec) != RECORD_FIELDS) {
+    Py_ssize_t nfields = PySequence_Fast_GET_SIZE(rec);
+    if (nfields != RECORD_FIELDS && nfields != RECORD_FIELDS + 1) {
         PyErr_SetString(PyExc_ValueError, "span record: wrong number of fields");
         goto fail;
     }
     PyObject **f = PySequence_Fast_ITEMS(rec);
+    /* the optional SpanExtra: (client parent, kept, links) */
+    if (nfields > RECORD_FIELDS && f[RECORD_FIELDS] != Py_None) {
+        PyObject *x = f[RECORD_FIELDS];
+        if (!PyTuple_Check(x) || PyTuple_GET_SIZE(x) != 3) {
+            PyErr_SetString(PyExc_TypeError, "span record: the extra is a 3-tuple");
+            goto fail;
+        }
+        if (bytes_of(PyTuple_GET_ITEM(x, 0), &cparent, &cplen) < 0)
+            goto fail;
+        if (cplen != 0 && cplen != 8) {
+            PyErr_SetString(PyExc_ValueError, "span record with ids of the wrong size");
+            goto fail;
+        }
+        kept = PyTuple_GET_ITEM(x, 1);
+        if (!PyUnicode_Check(kept)) {
+            PyErr_SetString(PyExc_TypeError, "span record: expected str");
+            goto fail;
+        }
+        if (!PyUnicode_GET_LENGTH(kept))
+            kept = NULL;
+        links = PySequence_Fast(PyTuple_GET_ITEM(x, 2), "span record: expected links");
+        if (links == NULL)
+            goto fail;
+    }
     const char *tid, *span, *parent, *state;
     Py_ssize_t tlen, slen, plen, stlen;
     if (bytes_of(f[0], &tid, &tlen) < 0 || bytes_of(f[1], &span, &slen) < 0 ||
@@ -526,6 +593,13 @@ static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
     put_byte(b, 0x85);
     put_byte(b, 0x01);
     put_fixed32(b, trace_flags | 0x100 | (remote ? 0x200 : 0));
+    if (kept != NULL && kv_str(b, KEY("hopwire.sampling.kept"), kept) < 0)
+        goto fail;
+    if (links != NULL) {
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(links); i++)
+            if (put_link(b, PySequence_Fast_GET_ITEM(links, i)) < 0)
+                goto fail;
+    }
     if (emit(self, list) < 0)
         goto fail;
     spans = 1;
@@ -567,7 +641,8 @@ static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
             if (pieces_add_str(&url, query) < 0)
                 goto attempt_done;
         }
-        if (put_head(b, tid, a_id, state, stlen, span, 8, a_start, a_end ? a_end : end) < 0 ||
+        if (put_head(b, tid, a_id, state, stlen, cplen ? cparent : span, 8, a_start,
+                     a_end ? a_end : end) < 0 ||
             kv_str_pieces(b, KEY("url.full"), &url) < 0 || put_ld_str(b, 0x2a, method) < 0 ||
             buf_reserve(b, 2) < 0)
             goto attempt_done;
@@ -589,6 +664,8 @@ static Py_ssize_t encode(Encoder *self, PyObject *record, PyObject *list) {
         put_byte(b, 0x85);
         put_byte(b, 0x01);
         put_fixed32(b, trace_flags | 0x100);
+        if (kept != NULL && kv_str(b, KEY("hopwire.sampling.kept"), kept) < 0)
+            goto attempt_done;
         ok = emit(self, list) == 0;
         spans += ok;
     attempt_done:
@@ -603,6 +680,7 @@ done:
     Py_XDECREF(attempts);
     Py_XDECREF(req_headers);
     Py_XDECREF(resp_headers);
+    Py_XDECREF(links);
     Py_DECREF(rec);
     return out;
 fail:

@@ -246,6 +246,56 @@ def _head(tid: bytes, span: bytes, state: bytes, parent: bytes, start: int, end:
     )
 
 
+RECORD_FIELDS = 25  # a SpanRecord's (records.SpanRecord), without its optional SpanExtra
+KEPT = "hopwire.sampling.kept"  # an unsampled request's spans exported after the fact: why
+
+
+def _link(tid: bytes, span: bytes, flags: int, state: bytes) -> bytes:
+    """Span.links (field 13) entry: trace_id, span_id, [trace_state], flags."""
+    if len(tid) != 16 or len(span) != 8:
+        raise ValueError("span link with ids of the wrong size")
+    return ld(
+        b"\x6a",
+        b"".join(
+            (
+                b"\x0a\x10",
+                tid,
+                b"\x12\x08",
+                span,
+                ld(b"\x1a", state) if state else b"",
+                b"\x35" + _pack_i((flags & 0xFF) | HAS_IS_REMOTE | IS_REMOTE),
+            )
+        ),
+    )
+
+
+def internal_span(
+    tid: bytes,
+    span: bytes,
+    parent: bytes,
+    state: bytes,
+    name: str,
+    start: int,
+    end: int,
+    attributes: Sequence[tuple[str, str]],
+    flags: int,
+) -> bytes:
+    """One INTERNAL span (tracing's detailed verbosity) as a ScopeSpans.spans entry."""
+    if len(tid) != 16 or len(span) != 8 or len(parent) != 8:
+        raise ValueError("span with ids of the wrong size")
+    payload = b"".join(
+        (
+            _head(tid, span, state, parent, start, end),
+            ld(b"\x2a", utf8(name)),
+            b"\x30\x01",  # kind INTERNAL
+            *(kv_str(key, value) for key, value in attributes),
+            b"\x85\x01",
+            _pack_i((flags & 0xFF) | HAS_IS_REMOTE),
+        )
+    )
+    return b"\x12" + varint(len(payload)) + payload
+
+
 class Encoder:
     """The reference encoder: the spans of one record as ScopeSpans.spans entries."""
 
@@ -290,6 +340,16 @@ class Encoder:
         self.batch += entries
 
     def spans_of(self, record: Sequence[Any]) -> list[bytes]:
+        if len(record) == RECORD_FIELDS + 1:  # and the SpanExtra (records.SpanExtra)
+            extra = record[RECORD_FIELDS]
+            record = record[:RECORD_FIELDS]
+        elif len(record) == RECORD_FIELDS:
+            extra = None
+        else:
+            raise ValueError("span record: wrong number of fields")
+        client_parent, kept, links = extra if extra is not None else (b"", "", ())
+        if len(client_parent) not in (0, 8):
+            raise ValueError("span record with ids of the wrong size")
         (
             tid,
             span,
@@ -356,6 +416,10 @@ class Encoder:
             b"\x85\x01",
             _pack_i(trace_flags | HAS_IS_REMOTE | (IS_REMOTE if remote else 0)),
         )
+        kept_part = kv_str(KEPT, kept) if kept else b""
+        body.append(kept_part)
+        for link in links:
+            body.append(_link(*link))
         payload = b"".join(body)
         out = [b"\x12" + varint(len(payload)) + payload]  # ScopeSpans.spans (field 2)
         if not attempts:
@@ -374,10 +438,11 @@ class Encoder:
                 block = clients[shape] = _client_block(*shape)
             payload = b"".join(
                 (
-                    _head(tid, a_id, state, span, a_start, a_end or end),
+                    _head(tid, a_id, state, client_parent or span, a_start, a_end or end),
                     kv_str("url.full", url_base + suffix),
                     block,
                     client_flags,
+                    kept_part,
                 )
             )
             out.append(b"\x12" + varint(len(payload)) + payload)

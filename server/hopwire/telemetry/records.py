@@ -94,6 +94,23 @@ class SpanRecord(NamedTuple):
     scheme: str  # url.scheme: http or https (the entrypoint's connection)
 
 
+class SpanLink(NamedTuple):
+    """A span link (OTLP Span.links): the inbound context an edge did not let decide."""
+
+    trace_id: bytes  # 16 raw bytes
+    span_id: bytes  # 8 raw bytes
+    flags: int
+    tracestate: bytes
+
+
+class SpanExtra(NamedTuple):
+    """What a SpanRecord may carry beyond the minimal pair, as a 26th field (None: nothing)."""
+
+    client_parent: bytes  # 8 raw bytes: the CLIENT spans' parent (detailed: Service), or b""
+    kept: str  # why an unsampled request's spans were exported after the fact, or ""
+    links: Sequence[tuple[bytes, bytes, int, bytes]]  # SpanLink fields, on the SERVER span
+
+
 class AccessRecord(NamedTuple):
     """One access-log line's raw values (``AccessLogger.finish``), formatted by ``Writer``."""
 
