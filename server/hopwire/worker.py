@@ -23,21 +23,21 @@ import ssl
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvloop
 
 from hopwire.balancer import Service
 from hopwire.config import INTERNAL_ENTRYPOINT, Config, parse_address
-from hopwire.config.schema import switched_on
+from hopwire.config.schema import inherited, switched_on
 from hopwire.http import tls
 from hopwire.http.downstream import Downstream
 from hopwire.http.listener import TLSListener
 from hopwire.http.path import ENCODED_CHARACTERS, denied_encodings
 from hopwire.http.wire import Clock
 from hopwire.live import Channel
-from hopwire.middlewares import compile_stages
+from hopwire.middlewares import compile_stages, expand, span_name
 from hopwire.middlewares.redirect import scheme_redirect
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
@@ -47,7 +47,7 @@ from hopwire.telemetry.metrics import Meter, WorkerMetrics
 from hopwire.telemetry.observer import observers_of
 from hopwire.telemetry.otlplogs import LogSink
 from hopwire.telemetry.records import APP_LOG
-from hopwire.telemetry.tracing import SpanSink, Tracer
+from hopwire.telemetry.tracing import Details, SpanSink, Tracer, detailed_stages
 
 log = logging.getLogger("hopwire.worker")
 
@@ -428,8 +428,11 @@ class Worker:
             secure: list[tuple[str, str, int, RouterTarget]] = []  # the TLS routers
             for r_name, router in config.http.routers.items():
                 if ep_name in (router.entryPoints or user_eps):
+                    names = (*ep_cfg.http.middlewares, *router.middlewares)
+                    details = self.details(r_name, router, names, ep_obs)
+                    tracer = self.tracer(r_name, router.observability, ep_obs, details)
                     observers = observers_of(
-                        self.tracer(r_name, router.observability, ep_obs),
+                        tracer,
                         self.meter(
                             ep_name,
                             r_name,
@@ -440,13 +443,15 @@ class Worker:
                         ),
                         self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
                     )
-                    stages = compile_stages(
-                        (*ep_cfg.http.middlewares, *router.middlewares),
-                        config.http.middlewares,
-                        self.shared,
-                        self,
+                    owners: list[int] = []
+                    requests, response = compile_stages(
+                        names, config.http.middlewares, self.shared, self, owners
                     )
-                    target = RouterTarget(r_name, self.services[router.service], observers, *stages)
+                    if tracer is not None and tracer.details is not None:
+                        requests = detailed_stages(requests, owners, tracer.details)
+                    target = RouterTarget(
+                        r_name, self.services[router.service], observers, requests, response
+                    )
                     entry = (r_name, router.rule, router.priority, target)
                     (secure if r_name in tls_routers else routers).append(entry)
             redirect = ep_cfg.http.redirections.entryPoint
@@ -521,17 +526,38 @@ class Worker:
     def handshake_failed(self, ep_name: str, reason: str) -> None:
         self.tls_errors[(ep_name, reason)] += 1
 
-    def tracer(self, name: str, router: Any, ep: Any) -> Tracer | None:
+    def tracer(
+        self, name: str, router: Any, ep: Any, details: Details | None = None
+    ) -> Tracer | None:
+        """The tracer of a router (``router``/``ep``: the Observability sections, or None);
+        ``details``: its detailed spans, when its traceVerbosity is detailed."""
         tracing = self.config.tracing
         if tracing is None or self.sink is None or not switched_on("tracing", router, ep):
             return None
         return Tracer(
             name,
-            tracing.sampleRate,
+            inherited("sampleRate", router, ep, tracing.sampleRate),
             self.sink,
             tracing.capturedRequestHeaders,
             tracing.capturedResponseHeaders,
             tracing.traceResponse,
+            details,
+            tracing.keep.errors,
+            tracing.keep.slowerThan,
+        )
+
+    def details(
+        self, name: str, router: Any, middlewares: Sequence[str], ep: Any
+    ) -> Details | None:
+        """What a router's detailed spans name, when its traceVerbosity is detailed."""
+        if inherited("traceVerbosity", router.observability, ep, "minimal") != "detailed":
+            return None
+        defined = self.config.http.middlewares
+        return Details(
+            name,
+            router.service,
+            router.rule,
+            [(span_name(defined[m]), m) for m in expand(middlewares, defined)],
         )
 
     def meter(

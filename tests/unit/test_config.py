@@ -272,3 +272,47 @@ def test_otlp_signals_defaults_and_fallbacks() -> None:
     assert without_tracing.exports_anything() and not without_tracing.traces_anything()
     assert without_tracing.log.otlp is not None and without_tracing.log.otlp.http is not None
     assert without_tracing.log.otlp.http.endpoint == "http://localhost:4318/v1/logs"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--entryPoints.web.address=:80", "--entryPoints.web.observability.traceVerbosity=all"],
+            'entryPoints.web.observability.traceVerbosity: "all"',
+        ),
+        (
+            ["--entryPoints.web.address=:80", "--entryPoints.web.observability.sampleRate=1.5"],
+            "entryPoints.web.observability.sampleRate",
+        ),
+        (["--tracing.keep.slowerThan=-1s"], "tracing.keep.slowerThan"),
+        (["--tracing.keep.errors=maybe"], "tracing.keep.errors"),
+    ],
+)
+def test_bad_trace_volume_settings_name_the_key(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(None, flags, {})
+    assert any(message in line for line in info.value.errors), info.value.errors
+
+
+def test_trace_volume_settings_and_their_inheritance() -> None:
+    """A Traefik file's traceVerbosity loads; unset inherits router <- entrypoint <- default."""
+    from hopwire.config.schema import inherited
+
+    config = load(
+        None,
+        [
+            "--entryPoints.web.address=:80",
+            "--entryPoints.web.observability.traceVerbosity=detailed",
+            "--entryPoints.web.observability.sampleRate=0.25",
+            "--tracing.keep.errors=true",
+            "--tracing.keep.slowerThan=1.5s",
+        ],
+        {},
+    )
+    ep = config.entryPoints["web"].observability
+    assert inherited("traceVerbosity", None, ep, "minimal") == "detailed"
+    assert inherited("sampleRate", None, ep, 1.0) == 0.25
+    assert inherited("sampleRate", None, None, 1.0) == 1.0
+    assert config.tracing is not None
+    assert config.tracing.keep.errors and config.tracing.keep.slowerThan == 1.5

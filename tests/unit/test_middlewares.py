@@ -133,3 +133,33 @@ def test_chains_expand_and_loops_are_named() -> None:
     assert expand(["a", "b"], defined) == ["b", "b", "b"]
     with pytest.raises(ValueError, match="chain loop: x -> y -> x"):
         expand(["x"], defined)
+
+
+def test_each_request_stage_names_its_middleware() -> None:
+    """compile_stages' owners: the middleware (in expand's order) of each request stage, for
+    tracing's detailed spans; a middleware without a request stage owns none."""
+    from hopwire.config import load
+    from hopwire.middlewares import compile_stages, span_name
+
+    config = load(
+        None,
+        [
+            "--entryPoints.web.address=:80",
+            "--http.middlewares.hdr.headers.customRequestHeaders.X-A=1",
+            "--http.middlewares.gz.compress=true",
+            "--http.middlewares.strip.stripPrefix.prefixes=/p",
+            "--http.middlewares.both.chain.middlewares=gz,strip",
+        ],
+        {},
+    )
+    defined = config.http.middlewares
+    owners: list[int] = []
+    requests, response = compile_stages(["hdr", "both"], defined, None, None, owners)
+    assert expand(["hdr", "both"], defined) == ["hdr", "gz", "strip"]
+    assert len(requests) == 2 and owners == [0, 2]
+    assert response is not None
+    assert [span_name(defined[n]) for n in ("hdr", "gz", "strip")] == [
+        "Headers",
+        "Compress",
+        "StripPrefix",
+    ]

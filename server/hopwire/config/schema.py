@@ -417,6 +417,22 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingKeep:
+    errors: bool = setting(
+        False,
+        "Export the SERVER and CLIENT spans of an unsampled request that ends in a 5xx or an "
+        "error, with the ids it propagated, marked hopwire.sampling.kept=error.",
+    )
+    slowerThan: float = setting(
+        0.0,
+        "And of an unsampled request that took longer than this (0: off), marked "
+        "hopwire.sampling.kept=slow.",
+        DURATION,
+        check=not_negative,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Tracing:
     serviceName: str = setting("hopwire", "service.name of the resource.")
     sampleRate: float = setting(
@@ -452,6 +468,9 @@ class Tracing:
     )
     traceResponse: bool = setting(
         False, "Send a traceresponse header (W3C Trace Context Level 2) to the client."
+    )
+    keep: TracingKeep = setting(
+        TracingKeep(), "Spans of unsampled requests kept after the fact: errors, slow ones."
     )
 
 

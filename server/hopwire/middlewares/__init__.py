@@ -107,6 +107,36 @@ def kind_of(middleware: Any) -> list[str]:
     return [t for t in TYPES if getattr(middleware, t) is not None]
 
 
+# the name of each middleware kind's span (tracing's detailed verbosity), as Traefik's
+SPAN_NAMES = {
+    "headers": "Headers",
+    "stripPrefix": "StripPrefix",
+    "stripPrefixRegex": "StripPrefixRegex",
+    "addPrefix": "AddPrefix",
+    "replacePath": "ReplacePath",
+    "replacePathRegex": "ReplacePathRegex",
+    "redirectScheme": "RedirectScheme",
+    "redirectRegex": "RedirectRegex",
+    "ipAllowList": "IPAllowLister",
+    "basicAuth": "BasicAuth",
+    "rateLimit": "RateLimiter",
+    "inFlightReq": "InFlightReq",
+    "buffering": "Buffer",
+    "compress": "Compress",
+    "retry": "Retry",
+    "forwardAuth": "ForwardAuth",
+    "errors": "CustomError",
+}
+
+
+def span_name(mw: Any) -> str:
+    """The span name of a (non-chain) middleware: its kind's, as Traefik names it."""
+    for kind, name in SPAN_NAMES.items():
+        if getattr(mw, kind, None) is not None:
+            return name
+    return "Middleware"
+
+
 def expand(
     names: Iterable[str], defined: Mapping[str, Any], seen: tuple[str, ...] = ()
 ) -> list[str]:
@@ -128,13 +158,18 @@ def compile_stages(
     defined: Mapping[str, Any],
     shared: Mapping[str, Any] | None = None,
     worker: Any = None,
+    owners: list[int] | None = None,
 ) -> tuple[tuple[RequestStage, ...], ResponseEdit | None]:
     """``shared``: the generation's state shared by the workers (limits.shared_state);
-    ``worker``: the worker whose services and loop forwardAuth and errors use."""
+    ``worker``: the worker whose services and loop forwardAuth and errors use; ``owners``,
+    when given, receives for each request stage the index of its middleware in
+    ``expand(names)`` (tracing's detailed spans)."""
     requests: list[RequestStage] = []
     responses: list[Step] = []
     filters: list[Any] = []
-    for name in expand(names, defined):
+    for index, name in enumerate(expand(names, defined)):
+        if owners is not None:
+            owners += [index - 1] * (len(requests) - len(owners))  # the previous one's
         mw = defined[name]
         if mw.buffering is not None:
             buffering = bodies.Buffering(mw.buffering)
@@ -202,6 +237,8 @@ def compile_stages(
         elif mw.redirectRegex is not None:
             cfg = mw.redirectRegex
             requests.append(redirect.regex_redirect(cfg.regex, cfg.replacement, cfg.permanent))
+    if owners is not None:
+        owners += [len(expand(names, defined)) - 1] * (len(requests) - len(owners))
     # the innermost middleware modifies a response first, as Traefik's wrapped handlers do
     if not responses and not filters:
         return tuple(requests), None

@@ -165,6 +165,11 @@ def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, .
         "hopwire_tracing_spans_dropped", "Spans dropped (queue or socket full, export failed)."
     )
     _families["export_errors"] = counter("hopwire_tracing_export_errors", "Failed export requests.")
+    _families["requests_kept"] = counter(
+        "hopwire_tracing_requests_kept",
+        "Unsampled requests whose spans were exported after the fact (tracing.keep), by why.",
+        ("reason",),
+    )
     _families["otlp_exported"] = counter(
         "hopwire_otlp_exported",
         "Metric data points and log records accepted by the collector, by signal.",
@@ -634,6 +639,12 @@ class WorkerMetrics:
             delta = counters.get(name, 0) - self.counters.get(name, 0)
             if delta:
                 _families[name].inc(delta)
+                self.counters[name] = counters[name]
+        for reason in ("error", "slow"):
+            name = f"kept_{reason}"
+            delta = counters.get(name, 0) - self.counters.get(name, 0)
+            if delta:
+                self._child("requests_kept", (reason,)).inc(delta)
                 self.counters[name] = counters[name]
         for signal in ("accesslog", "log"):
             name = f"otlp_dropped_{signal}"

@@ -136,12 +136,16 @@ class Trace:
     unsampled trace needs, rarely (a retry, a ``traceresponse``), is read back from it.
     """
 
-    __slots__ = ("line", "tracer", "tries")
+    __slots__ = ("inbound", "line", "server_hex", "tracer", "tries")
     sampled = False
 
     tracer: Tracer
     line: bytes
     tries: int
+    # set only where they are needed (read with getattr): the inbound traceparent of an
+    # adopted trace when unsampled spans may be kept, the traceresponse's SERVER span id
+    inbound: bytes
+    server_hex: bytes
 
     @property
     def tid_hex(self) -> bytes:
@@ -169,8 +173,10 @@ class Trace:
         """Nothing to record (the exchange calls it for sampled traces only)."""
 
     def server_span_hex(self) -> bytes:
-        """The id the ``traceresponse`` names: an unsampled SERVER span's id is only made here."""
-        return b"%016x" % span_id()
+        """The id the ``traceresponse`` names: an unsampled SERVER span's id is only made here
+        (and kept, should the span be exported after the fact)."""
+        made = self.server_hex = b"%016x" % span_id()
+        return made
 
     def ids(self) -> dict[str, str] | None:
         """For log correlation: None, as nothing of an unsampled trace is exported."""
@@ -184,8 +190,10 @@ class SampledTrace(Trace):
         "attempts",
         "cid",
         "parent_id",
+        "reached",
         "remote",
         "response_headers",
+        "service_at",
         "span_raw",
         "start",
         "state",
@@ -203,6 +211,10 @@ class SampledTrace(Trace):
     start: int  # time.time_ns()
     attempts: list[list[Any]]  # AttemptRecords, the last open (end_ns 0) until end_attempt
     response_headers: Sequence[tuple[str, list[str]]]
+    # detailed verbosity (set by detailed_stages, read with getattr): the index of the last
+    # middleware entered (Details.service: the service), and when the service was entered
+    reached: int
+    service_at: int
 
     def begin_attempt(self, server: Any) -> bool:
         self.tries += 1
@@ -286,16 +298,71 @@ def _captured(
     return list(found.items())
 
 
+class Details:
+    """What a router's detailed spans name (``traceVerbosity: detailed``), as Traefik's do:
+    INTERNAL ``Router`` (router, service, rule), one span per middleware (its kind's name
+    and its own), ``Service``; between the SERVER span and the CLIENT spans."""
+
+    __slots__ = ("middlewares", "router", "rule", "service")
+
+    def __init__(
+        self, router: str, service: str, rule: str, middlewares: Sequence[tuple[str, str]]
+    ):
+        self.router = router
+        self.service = service
+        self.rule = rule
+        self.middlewares = tuple(middlewares)  # (span name, middleware name), in order
+
+    @property
+    def at_service(self) -> int:
+        """``SampledTrace.reached`` once the service is entered."""
+        return len(self.middlewares)
+
+
+def detailed_stages(
+    stages: Sequence[Any], owners: Sequence[int], details: Details
+) -> tuple[Any, ...]:
+    """A detailed router's request stages: each notes on a sampled trace which middleware it
+    belongs to (``owners``: a middleware index per stage), and a last one notes when the
+    service is entered.  Only detailed routers run these."""
+    at_service = details.at_service
+
+    def noting(stage: Any, owner: int) -> Any:
+        def run(ex: Any) -> bool:
+            trace = ex.trace
+            if trace is not None and trace.sampled:
+                trace.reached = owner
+            return bool(stage(ex))
+
+        return run
+
+    def service(ex: Any) -> bool:
+        trace = ex.trace
+        if trace is not None and trace.sampled:
+            trace.reached = at_service
+            trace.service_at = time_ns()
+        return False
+
+    return (*(noting(stage, owner) for stage, owner in zip(stages, owners, strict=True)), service)
+
+
 class Tracer:
     """The tracing observer of one router (or of an entrypoint's unrouted requests).
 
     What it records beyond the span model is decided here, once per config generation:
-    ``request_names``/``response_names`` (captured headers, lower case) and ``trace_response``
-    (the ``traceresponse`` header).  ``responds`` tells the exchange whether the response head
-    needs this tracer at all.
+    the root sampling ratio (the router's ``observability.sampleRate``, else the entrypoint's,
+    else ``tracing.sampleRate``), ``details`` (detailed verbosity), ``keep_errors`` and
+    ``keep_slower`` (an unsampled request's spans exported after the fact),
+    ``request_names``/``response_names`` (captured headers, lower case) and
+    ``trace_response`` (the ``traceresponse`` header).  ``responds`` tells the exchange
+    whether the response head needs this tracer at all.
     """
 
     __slots__ = (
+        "details",
+        "keep_errors",
+        "keep_slower",
+        "keeps",
         "others",
         "request_names",
         "responds",
@@ -314,6 +381,9 @@ class Tracer:
         request_headers: Iterable[str] = (),
         response_headers: Iterable[str] = (),
         trace_response: bool = False,
+        details: Details | None = None,
+        keep_errors: bool = False,
+        keep_slower: float = 0.0,
     ):
         self.route = route
         bound = sampling_bound(rate)
@@ -324,8 +394,14 @@ class Tracer:
         self.response_names = frozenset(n.lower().encode("latin-1") for n in response_headers)
         self.trace_response = trace_response
         self.responds = trace_response or bool(self.response_names)
+        self.details = details
+        self.keep_errors = keep_errors
+        self.keep_slower = keep_slower
+        # an unsampled exchange's end matters to this tracer only when it may be kept
+        self.keeps = keep_errors or keep_slower > 0
         # the router's other observers (set by observer.observers_of): an unsampled exchange
-        # has nothing to record at its end, so the tracer leaves it to these
+        # has nothing to record at its end (unless it may be kept), so the tracer leaves it
+        # to these
         self.others: tuple[Any, ...] | None = None
 
     def start(self, ex: Any) -> None:
@@ -342,7 +418,9 @@ class Tracer:
             trace.line = got
             trace.tries = 0
             ex.trace = trace
-            if self.others is not None:
+            if self.keeps:
+                ex.timed = ex.timed or 1  # the attempt's start, for a CLIENT span kept
+            elif self.others is not None:
                 ex.observers = self.others
         else:
             line, tid, cid, sid = got
@@ -386,7 +464,10 @@ class Tracer:
             trace.line = got if state is None else got + b"tracestate: " + state + b"\r\n"
             trace.tries = 0
             ex.trace = trace
-            if self.others is not None:
+            if self.keeps:
+                trace.inbound = inbound
+                ex.timed = ex.timed or 1
+            elif self.others is not None:
                 ex.observers = self.others  # nothing to record at the end
         else:
             line, tid, cid, sid, parent_id, flags = got
@@ -416,7 +497,11 @@ class Tracer:
 
     def finish(self, ex: Any) -> None:
         trace = ex.trace
-        if trace is None or not trace.sampled:
+        if trace is None:
+            return
+        if not trace.sampled:
+            if self.keeps:
+                self.keep(ex, trace)
             return
         status = ex.status
         user_agent = ""
@@ -430,7 +515,13 @@ class Tracer:
         attempts = trace.attempts
         sink = self.sink
         encoder = sink.encoder
-        if encoder.pending + len(attempts) >= sink.limit:
+        end = time_ns()
+        extra: tuple[bytes, str, tuple[Any, ...]] | None = None
+        internal: list[bytes] = []
+        if self.details is not None:
+            internal, parent = self.detailed(trace, end)
+            extra = (parent, "", ())
+        if encoder.pending + len(attempts) + len(internal) >= sink.limit:
             sink.flush()  # a datagram never holds more than the exporter's batch size
         try:
             encoder.add(
@@ -454,16 +545,139 @@ class Tracer:
                     status,
                     error,
                     trace.start,
-                    time_ns(),
+                    end,
                     ex.upgrade is not None and status == 101,
                     attempts,
                     _captured(ex.headers, names) if names else (),
                     trace.response_headers,
                     ep.scheme_str,
+                    extra,
                 )
             )
         except (TypeError, ValueError, OverflowError, AttributeError) as exc:  # nothing added
+            sink.refused(1 + len(attempts) + len(internal), exc)
+            return
+        if internal:
+            encoder.extend(b"".join(internal), len(internal))
+
+    def detailed(self, trace: SampledTrace, end: int) -> tuple[list[bytes], bytes]:
+        """The INTERNAL spans of a sampled request on a detailed router, each the parent of
+        the next: Router, the middlewares it entered, Service when it got there; and the id
+        of the innermost, the CLIENT spans' parent.  The router's middlewares run its request
+        stages in one go: their spans start with the Router span; all end with the request."""
+        details = self.details
+        assert details is not None
+        tid, state, flags, start = trace.tid, trace.state, trace.trace_flags, trace.start
+        reached = getattr(trace, "reached", -1)
+        parent = trace.span_raw
+        spans = []
+
+        def add(name: str, attributes: list[tuple[str, str]], begun: int) -> None:
+            nonlocal parent
+            sid = span_id().to_bytes(8, "big")
+            spans.append(
+                otlp.internal_span(tid, sid, parent, state, name, begun, end, attributes, flags)
+            )
+            parent = sid
+
+        add(
+            "Router",
+            [
+                ("traefik.service.name", details.service),
+                ("traefik.router.name", details.router),
+                ("http.route", details.rule),
+            ],
+            start,
+        )
+        for index, (kind, name) in enumerate(details.middlewares):
+            if index > reached:
+                break
+            add(kind, [("traefik.middleware.name", name)], start)
+        if reached >= details.at_service:
+            add("Service", [("traefik.service.name", details.service)], trace.service_at)
+        return spans, parent
+
+    def keep(self, ex: Any, trace: Trace) -> None:
+        """An unsampled request that failed (5xx, an error kind) or was slow, with keeping
+        on: its SERVER span and its last attempt's CLIENT span, exported after the fact with
+        the ids it propagated and its unsampled flags, marked with why."""
+        status = ex.status
+        error = ex.error_type or (str(status) if status >= 500 else "")
+        if error and self.keep_errors:
+            why = "error"
+        elif self.keep_slower and ex.t1 - ex.t0 > self.keep_slower:
+            why = "slow"
+        else:
+            return
+        line = trace.line
+        tid = bytes.fromhex(line[_TID].decode())
+        cid = bytes.fromhex(line[_CID_AT : _CID_AT + 16].decode())
+        tail = line[_TAIL]
+        flags = int(tail[1:3], 16)
+        state = b""
+        if b"tracestate: " in tail:
+            state = tail.split(b"tracestate: ", 1)[1].split(b"\r\n", 1)[0]
+        inbound = getattr(trace, "inbound", b"")
+        parent = bytes.fromhex(inbound.strip(b" \t")[36:52].decode()) if inbound else b""
+        server_hex = getattr(trace, "server_hex", None) or b"%016x" % span_id()
+        offset = time.time() - time.monotonic()
+        end = time_ns()
+        attempts = []
+        server = ex.server
+        if server is not None:  # a backend was chosen: the last attempt's CLIENT span
+            pool = server.pool
+            # from its connection (a dial that failed: from the request's start) to the end
+            begun = int(((ex.origin_t0 if ex.attempts else ex.t0) + offset) * 1e9)
+            origin = ex.origin_status
+            failure = ex.error_type or (str(origin) if origin >= 400 else "")
+            attempts.append(
+                [cid, begun, end, server.url_base, pool.host, pool.port, origin, failure]
+            )
+        user_agent = ""
+        for name, value in ex.kept:
+            if len(name) == 10 and name.lower() == b"user-agent":
+                user_agent = value.decode("latin-1")
+                break
+        ep = ex.down.ep
+        sink = self.sink
+        encoder = sink.encoder
+        if encoder.pending + 1 + len(attempts) >= sink.limit:
+            sink.flush()
+        try:
+            encoder.add(
+                (
+                    tid,
+                    bytes.fromhex(server_hex.decode()),
+                    parent,
+                    bool(parent),
+                    flags,
+                    state,
+                    ex.method,
+                    self.route,
+                    ex.path,
+                    ex.query,
+                    ex.host,
+                    int(ex.port or ep.default_port),
+                    ex.down.client_ip,
+                    ex.down.client_port,
+                    "1.0" if ex.http10 else "1.1",
+                    user_agent,
+                    status,
+                    error,
+                    int((ex.t0 + offset) * 1e9),
+                    end,
+                    False,
+                    attempts,
+                    (),
+                    (),
+                    ep.scheme_str,
+                    (b"", why, ()),
+                )
+            )
+        except (TypeError, ValueError, OverflowError, AttributeError) as exc:
             sink.refused(1 + len(attempts), exc)
+        else:
+            ex.down.worker.counters["kept_" + why] += 1
 
 
 class SpanSink(Courier):

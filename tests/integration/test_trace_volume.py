@@ -1,0 +1,302 @@
+"""Trace volume under the operator's control, end to end with a real OTLP receiver: detailed
+verbosity beside the real Traefik 3.7, sample rates per router, unsampled errors and slow
+requests kept after the fact."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import h11
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
+
+from tests.harness import Traefik, exchange, request, service, wait_for
+from tests.integration.test_metrics import scrape, value
+from tests.integration.test_middlewares import USERS
+from tests.integration.test_tracing import backend_traceparents, tracing
+from tests.otlp_receiver import GrpcReceiver, attrs
+
+INTERNAL, SERVER, CLIENT = 1, 2, 3
+KEPT = "hopwire.sampling.kept"
+MIDDLEWARES = {
+    "hdr": {"headers": {"customRequestHeaders": {"X-A": "1"}}},
+    "strip": {"stripPrefix": {"prefixes": ["/p"]}},
+    "auth": {"basicAuth": {"users": USERS}},
+}
+
+
+def detailed_routes(backend: Any, middlewares: list[str], **observability: Any) -> dict[str, Any]:
+    return {
+        "http": {
+            "routers": {
+                "api": {
+                    "rule": "PathPrefix(`/`)",
+                    "service": "s",
+                    "middlewares": middlewares,
+                    "observability": {"traceVerbosity": "detailed", **observability},
+                }
+            },
+            "middlewares": {name: MIDDLEWARES[name] for name in middlewares},
+            "services": {"s": service(backend.url)},
+        }
+    }
+
+
+def chain(spans: list[Any]) -> list[tuple[int, str, dict[str, Any]]]:
+    """One trace's spans from the root down, each the parent of the next: (kind, name,
+    attribute keys and values); asserts that they form one chain, nested in time."""
+    by_parent = {s.parent_span_id: s for s in spans}
+    assert len(by_parent) == len(spans), "not a chain"
+    out = []
+    span = by_parent[b""]
+    while True:
+        out.append((span.kind, span.name, attrs(span)))
+        child = by_parent.get(span.span_id)
+        if child is None:
+            return out
+        assert span.start_time_unix_nano <= child.start_time_unix_nano
+        assert child.end_time_unix_nano <= span.end_time_unix_nano
+        span = child
+
+
+def trace_of(rx: Any, trace_hex: str) -> list[Any]:
+    return [s for s in rx.spans() if s.trace_id.hex() == trace_hex]
+
+
+def run_one(port: int, backend: Any, rx: Any, path: str, **kw: Any) -> tuple[int, list[Any]]:
+    """One request; its status and its trace's spans (found by the traceparent the backend
+    got, or, when the backend got none, by the SERVER span of its path)."""
+    before = len(backend.requests)
+    status = request(port, "GET", path, **kw)[0]
+    if len(backend.requests) > before:
+        value_ = next(v for n, v in backend.requests[-1][2] if n.lower() == "traceparent")
+        trace_hex, client_hex = value_.split("-")[1:3]
+        wait_for(lambda: any(s.span_id.hex() == client_hex for s in rx.spans()), timeout=20)
+    else:
+        wait_for(
+            lambda: any(s.kind == SERVER and attrs(s)["url.path"] == path for s in rx.spans()),
+            timeout=20,
+        )
+        server = [s for s in rx.spans() if s.kind == SERVER and attrs(s)["url.path"] == path]
+        trace_hex = server[-1].trace_id.hex()
+    wait_for(lambda: len(trace_of(rx, trace_hex)) >= 2, timeout=20)
+    return status, trace_of(rx, trace_hex)
+
+
+def test_detailed_verbosity_beside_traefik(
+    tmp_path: Path, make_backend: Any, make_hopwire: Any
+) -> None:
+    """A router with two middlewares: SERVER -> Router -> Headers -> StripPrefix -> Service
+    -> CLIENT, each nested in time, the backend's traceparent naming the CLIENT span, in
+    Traefik 3.7 and hopwire alike; a middleware that answers (basicAuth, no credentials)
+    ends the chain at its own span, with no Service and no CLIENT span."""
+    backend = make_backend()
+    dynamic = detailed_routes(backend, ["hdr", "strip"])
+    answered = detailed_routes(backend, ["auth", "strip"])
+    answered["http"]["routers"]["api"]["rule"] = "PathPrefix(`/locked`)"
+    dynamic["http"]["routers"]["locked"] = answered["http"]["routers"]["api"]
+    dynamic["http"]["middlewares"].update(answered["http"]["middlewares"])
+    shapes: dict[str, Any] = {}
+    for who in ("traefik", "hopwire"):
+        rx = GrpcReceiver()
+        try:
+            static = {"tracing": {"otlp": {"grpc": {"endpoint": rx.endpoint, "insecure": True}}}}
+            if who == "traefik":
+                proxy: Any = Traefik(tmp_path, dynamic, static=static)
+                proxy.wait_routed("/p/x")
+            else:
+                proxy = make_hopwire({**dynamic, "tracing": tracing(rx)})
+            try:
+                status, spans = run_one(proxy.port, backend, rx, "/p/hello")
+                assert status == 200
+                got = chain(spans)
+                client_hex = next(v for n, v in backend.requests[-1][2] if n == "traceparent")
+                client = [s for s in spans if s.kind == CLIENT]
+                assert [s.span_id.hex() for s in client] == [client_hex.split("-")[2]]
+                status, locked = run_one(proxy.port, backend, rx, "/locked/x")
+                assert status == 401
+                shapes[who] = (got, chain(locked))
+            finally:
+                proxy.stop()
+        finally:
+            rx.close()
+    for who, (got, locked) in shapes.items():
+        assert [(kind, name) for kind, name, _ in got] == [
+            (SERVER, "GET" if who == "traefik" else "GET api"),
+            (INTERNAL, "Router"),
+            (INTERNAL, "Headers"),
+            (INTERNAL, "StripPrefix"),
+            (INTERNAL, "Service"),
+            (CLIENT, "ReverseProxy" if who == "traefik" else "GET"),
+        ], who
+        assert [(kind, name) for kind, name, _ in locked][1:] == [
+            (INTERNAL, "Router"),
+            (INTERNAL, "BasicAuth"),
+        ], who
+    # the INTERNAL spans carry Traefik's attribute keys; hopwire's names have no @provider
+    theirs, ours = shapes["traefik"][0], shapes["hopwire"][0]
+    for (_, name, their_attrs), (_, _, my_attrs) in zip(theirs[1:5], ours[1:5], strict=True):
+        assert set(my_attrs) == set(their_attrs), name
+    assert ours[1][2] == {
+        "traefik.router.name": "api",
+        "traefik.service.name": "s",
+        "http.route": "PathPrefix(`/`)",
+    }
+    assert theirs[1][2]["traefik.router.name"] == "api@file"
+    assert [a["traefik.middleware.name"] for _, _, a in ours[2:4]] == ["hdr", "strip"]
+
+
+def test_verbosity_inherits_and_minimal_stays_two_spans(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    """Router unset <- entrypoint detailed; a router's own minimal wins; minimal is the
+    SERVER + CLIENT pair, as before."""
+    backend = make_backend()
+    config = detailed_routes(backend, ["hdr"])
+    routers = config["http"]["routers"]
+    del routers["api"]["observability"]
+    routers["plain"] = {
+        "rule": "PathPrefix(`/plain`)",
+        "service": "s",
+        "observability": {"traceVerbosity": "minimal"},
+    }
+    hw = make_hopwire({**config, "tracing": tracing(receiver)}, start=False)
+    hw.config["entryPoints"]["web"]["observability"] = {"traceVerbosity": "detailed"}
+    hw.write(hw.config)
+    hw.start()
+    _, spans = run_one(hw.port, backend, receiver, "/x")
+    assert [name for _, name, _ in chain(spans)] == [
+        "GET api",
+        "Router",
+        "Headers",
+        "Service",
+        "GET",
+    ]
+    _, spans = run_one(hw.port, backend, receiver, "/plain/x")
+    assert [name for _, name, _ in chain(spans)] == ["GET plain", "GET"]
+
+
+def test_sample_rate_per_router(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    """Each router samples new roots at its own rate (else its entrypoint's, else the global
+    one), decided as the SDK's ParentBased(TraceIdRatioBased(rate)) would; an inbound
+    decision is still obeyed."""
+    backend = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    "low": {
+                        "rule": "PathPrefix(`/low`)",
+                        "service": "s",
+                        "observability": {"sampleRate": 0.1},
+                    },
+                    "high": {
+                        "rule": "PathPrefix(`/high`)",
+                        "service": "s",
+                        "observability": {"sampleRate": 0.9},
+                    },
+                    "inherits": {"rule": "PathPrefix(`/inherits`)", "service": "s"},
+                },
+                "services": {"s": service(backend.url)},
+            },
+            "tracing": tracing(receiver, sampleRate=0.0),
+        },
+        start=False,
+    )
+    hw.config["entryPoints"]["web"]["observability"] = {"sampleRate": 0.5}
+    hw.write(hw.config)
+    hw.start()
+    n = 1500
+    rates = {"/low": 0.1, "/high": 0.9, "/inherits": 0.5}
+    with socket.create_connection(("127.0.0.1", hw.port)) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        for _ in range(n):
+            for path in rates:
+                assert exchange(sock, "GET", path + "/r", conn=conn)[0] == 200
+    for path, rate in rates.items():
+        sdk = ParentBased(TraceIdRatioBased(rate))
+        sampled = 0
+        seen = backend_traceparents(backend, path)
+        assert len(seen) == n
+        for [tp] in seen:
+            _, trace_id, _, flags = tp.split("-")
+            says = sdk.should_sample(None, int(trace_id, 16), "x").decision
+            assert (says is Decision.RECORD_AND_SAMPLE) == (flags == "03"), (path, tp)
+            sampled += flags == "03"
+        sd = (n * rate * (1 - rate)) ** 0.5
+        assert abs(sampled - n * rate) <= 6 * sd, (path, sampled)
+    # an inbound sampled parent is obeyed on the low-rate router, an unsampled one on high
+    for path, flag in (("/low/in", "01"), ("/high/in", "00")):
+        parent = f"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flag}"
+        assert request(hw.port, "GET", path, headers=[("traceparent", parent)])[0] == 200
+        [[tp]] = backend_traceparents(backend, path)
+        assert tp.endswith("-" + flag)
+
+
+def test_unsampled_errors_and_slow_requests_are_kept(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    """At sample rate 0 with keep.errors and keep.slowerThan: every 5xx, every failed
+    attempt and every slow request exports its SERVER and CLIENT spans once, with the ids
+    the backend got and the unsampled flags, marked with why; nothing else is exported."""
+    backend = make_backend()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: connect_failed
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    "api": {"rule": "PathPrefix(`/`)", "service": "s"},
+                    "gone": {"rule": "PathPrefix(`/gone`)", "service": "dead"},
+                },
+                "services": {
+                    "s": service(backend.url),
+                    "dead": service(f"http://127.0.0.1:{dead_port}"),
+                },
+            },
+            "tracing": tracing(
+                receiver, sampleRate=0.0, keep={"errors": True, "slowerThan": "250ms"}
+            ),
+        }
+    )
+    with socket.create_connection(("127.0.0.1", hw.port)) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        for i in range(60):
+            path = "/status/503" if i % 6 == 0 else "/ok"
+            exchange(sock, "GET", path, conn=conn)
+    assert request(hw.port, "GET", "/slow/0.4")[0] == 200
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    assert request(hw.port, "GET", "/status/500", headers=[("traceparent", parent)])[0] == 500
+    assert request(hw.port, "GET", "/gone")[0] == 502
+    failed = [tp for [tp] in backend_traceparents(backend, "/status/")]
+    slow = [tp for [tp] in backend_traceparents(backend, "/slow/")]
+    assert len(failed) == 11 and len(slow) == 1
+    assert all(tp.endswith("-02") or tp.endswith("-00") for tp in failed + slow)  # unsampled
+    # 11 backend errors and 1 slow: a SERVER and a CLIENT span each; /gone: a SERVER span
+    # and the CLIENT span of the attempt that failed
+    wait_for(lambda: len(receiver.spans()) >= 2 * 12 + 2, timeout=20)
+    spans = receiver.spans()
+    servers = [s for s in spans if s.kind == SERVER]
+    assert len(servers) == 13 and len(spans) == 26
+    for tp in failed + slow:
+        trace_hex, client_hex, flags = tp.split("-")[1:]
+        mine = trace_of(receiver, trace_hex)
+        [server] = [s for s in mine if s.kind == SERVER]
+        [client] = [s for s in mine if s.kind == CLIENT]
+        assert client.span_id.hex() == client_hex
+        assert client.parent_span_id == server.span_id
+        assert server.flags & 0xFF == client.flags & 0xFF == int(flags, 16)
+        why = "slow" if tp in slow else "error"
+        assert attrs(server)[KEPT] == attrs(client)[KEPT] == why
+    inbound = trace_of(receiver, "0af7651916cd43dd8448eb211c80319c")
+    [server] = [s for s in inbound if s.kind == SERVER]
+    assert server.parent_span_id.hex() == "b7ad6b7169203331"
+    assert attrs(server)["http.response.status_code"] == 500
+    [gone] = [s for s in servers if attrs(s)["url.path"] == "/gone"]
+    assert attrs(gone)[KEPT] == "error" and attrs(gone)["error.type"]
+    kept = "hopwire_tracing_requests_kept_total"
+    wait_for(lambda: value(scrape(hw), kept, reason="error") == 12)
+    assert value(scrape(hw), kept, reason="slow") == 1
