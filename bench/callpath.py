@@ -157,14 +157,22 @@ TELEMETRY = {
 }
 
 
-def build(rate: float | None = None, middlewares: str = "none", flags: Any = ()) -> Any:
+def build(
+    rate: float | None = None, middlewares: str = "none", flags: Any = (), keep: bool = False
+) -> Any:
     from tests.fuzz.world import catch_all
 
     from hopwire.http.downstream import Downstream
     from hopwire.http.upstream import Upstream
     from hopwire.telemetry.tracing import Tracer
 
-    tracer = Tracer("all", rate, Sink()) if rate is not None else None  # type: ignore[arg-type]
+    tracer = (
+        (
+            Tracer("all", rate, Sink(), keep_errors=True) if keep else Tracer("all", rate, Sink())  # type: ignore[arg-type]
+        )
+        if rate is not None
+        else None
+    )
     ep, worker, service = catch_all(tracer, stages_of(middlewares), tuple(flags))
     if worker.access is not None and worker.access.sink is not None:
         import socket
@@ -200,11 +208,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--tracing", type=float, default=None, help="a tracer at this sample rate")
+    ap.add_argument(
+        "--keep", action="store_true", help="the tracer keeps unsampled errors (tracing.keep)"
+    )
     ap.add_argument("--parent", choices=PARENTS, default="none", help="inbound traceparent")
     ap.add_argument("--middlewares", choices=MIDDLEWARES, default="none")
     ap.add_argument("--telemetry", choices=TELEMETRY, default="metrics")
     args = ap.parse_args()
-    down, up = build(args.tracing, args.middlewares, TELEMETRY[args.telemetry])
+    down, up = build(args.tracing, args.middlewares, TELEMETRY[args.telemetry], args.keep)
     request = REQUEST[:-2] + PARENTS[args.parent] + b"\r\n"
     if args.middlewares == "headers+strip":
         request = request.replace(b"GET /12B", b"GET /api/12B")

@@ -46,8 +46,16 @@ from hopwire.telemetry.accesslog import AccessLogger, Writer
 from hopwire.telemetry.metrics import Meter, WorkerMetrics
 from hopwire.telemetry.observer import observers_of
 from hopwire.telemetry.otlplogs import LogSink
+from hopwire.telemetry.propagation import Propagation, propagated_fields
 from hopwire.telemetry.records import APP_LOG
-from hopwire.telemetry.tracing import Details, SpanSink, Tracer, detailed_stages
+from hopwire.telemetry.tracing import (
+    Details,
+    PropagatingTracer,
+    SpanSink,
+    Tracer,
+    detailed_stages,
+    w3c_context,
+)
 
 log = logging.getLogger("hopwire.worker")
 
@@ -192,7 +200,9 @@ class EntryPointRuntime:
         self.max_header_bytes = cfg.http.maxHeaderBytes
         self.max_fields = cfg.http.maxHeaderFields
         self.sanitize = cfg.http.sanitizePath
-        self.traced = False  # a tracer observes some of its requests (set with the observers)
+        # a tracer observes some of its requests (set with the observers): the trace context
+        # the request scan sets apart for it (hopwire.http.head's W3C | B3 mask), else 0
+        self.traced = 0
         encoded = cfg.http.encodedCharacters
         self.denied = denied_encodings(
             {name: getattr(encoded, name) for name in ENCODED_CHARACTERS}
@@ -346,7 +356,9 @@ class Worker:
                 )
             internal = ep_name == INTERNAL_ENTRYPOINT
             runtime.unrouted_observers = observers_of(
-                self.tracer("", None, ep_obs) if not internal or tracing_internals else None,
+                self.tracer(ep_name, "", None, ep_obs)
+                if not internal or tracing_internals
+                else None,
                 self.meter(ep_name, None, None, None, ep_obs, "https" if terminates else "http")
                 if not internal or metrics_internals
                 else None,
@@ -355,7 +367,7 @@ class Worker:
                 else None,
             )
             runtime.internal_observers = observers_of(
-                self.tracer("", None, ep_obs) if tracing_internals else None,
+                self.tracer(ep_name, "", None, ep_obs) if tracing_internals else None,
                 self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
                 self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
             )
@@ -430,7 +442,7 @@ class Worker:
                 if ep_name in (router.entryPoints or user_eps):
                     names = (*ep_cfg.http.middlewares, *router.middlewares)
                     details = self.details(r_name, router, names, ep_obs)
-                    tracer = self.tracer(r_name, router.observability, ep_obs, details)
+                    tracer = self.tracer(ep_name, r_name, router.observability, ep_obs, details)
                     observers = observers_of(
                         tracer,
                         self.meter(
@@ -461,7 +473,11 @@ class Worker:
             first = runtimes[0]
             groups = [first.unrouted_observers, first.internal_observers]
             groups += [target.observers for *_, target in routers + secure]
-            traced = any(g and isinstance(g[0], Tracer) for g in groups)  # the tracer is first
+            # the tracer is first; what the request scan sets apart for it: the context its
+            # propagators read (W3C, B3), nothing with "none"
+            traced = int(any(g and isinstance(g[0], Tracer) for g in groups))
+            if traced and config.tracing is not None:
+                traced = propagated_fields(config.tracing.propagators)
             chooser = None
             if found is not None:
                 assert self.tls_store is not None
@@ -516,7 +532,7 @@ class Worker:
         name = f"{ep_name}-to-{to.lstrip(':')}@internal"
         answer = scheme_redirect(redirect.scheme, port, redirect.permanent, always=True)
         observers = observers_of(
-            self.tracer(name, None, ep_obs),
+            self.tracer(ep_name, name, None, ep_obs),
             self.meter(ep_name, name, "noop@internal", None, ep_obs),
             self.logger(ep_name, name, "noop@internal", None, ep_obs),
         )
@@ -527,13 +543,29 @@ class Worker:
         self.tls_errors[(ep_name, reason)] += 1
 
     def tracer(
-        self, name: str, router: Any, ep: Any, details: Details | None = None
+        self, ep_name: str, name: str, router: Any, ep: Any, details: Details | None = None
     ) -> Tracer | None:
-        """The tracer of a router (``router``/``ep``: the Observability sections, or None);
-        ``details``: its detailed spans, when its traceVerbosity is detailed."""
+        """The tracer of a router on entrypoint ``ep_name`` (``router``/``ep``: the
+        Observability sections, or None); ``details``: its detailed spans, when its
+        traceVerbosity is detailed."""
         tracing = self.config.tracing
         if tracing is None or self.sink is None or not switched_on("tracing", router, ep):
             return None
+        context = self.config.entryPoints[ep_name].traceContext
+        if Propagation.needed(tracing.propagators, context):
+            propagation = Propagation(tracing.propagators, context, w3c_context)
+            return PropagatingTracer(
+                propagation,
+                name,
+                inherited("sampleRate", router, ep, tracing.sampleRate),
+                self.sink,
+                tracing.capturedRequestHeaders,
+                tracing.capturedResponseHeaders,
+                tracing.traceResponse,
+                details,
+                tracing.keep.errors,
+                tracing.keep.slowerThan,
+            )
         return Tracer(
             name,
             inherited("sampleRate", router, ep, tracing.sampleRate),

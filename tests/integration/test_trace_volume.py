@@ -300,3 +300,155 @@ def test_unsampled_errors_and_slow_requests_are_kept(
     kept = "hopwire_tracing_requests_kept_total"
     wait_for(lambda: value(scrape(hw), kept, reason="error") == 12)
     assert value(scrape(hw), kept, reason="slow") == 1
+
+
+PARENT_SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def received(backend: Any, path: str) -> dict[str, list[str]]:
+    """The fields of the backend's last request to ``path``, by lower-case name."""
+    [*_, (_, _, headers, _)] = [r for r in backend.requests if r[1].startswith(path)]
+    out: dict[str, list[str]] = {}
+    for name, text in headers:
+        out.setdefault(name.lower(), []).append(text)
+    return out
+
+
+def test_an_edge_that_decides(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    """traceContext.untrusted: a client's context outside trustedIPs does not decide:
+    a new root trace (sampled at the edge's own rate) linked to it; the backend gets
+    hopwire's context (replace) or the client's as it came (forward); a trusted client's
+    context is obeyed as before."""
+    backend = make_backend()
+    routes_ = {
+        "routers": {
+            "r": {"rule": "PathPrefix(`/r`)", "service": "s", "entryPoints": ["web"]},
+            "f": {"rule": "PathPrefix(`/f`)", "service": "s", "entryPoints": ["fwd"]},
+            "t": {"rule": "PathPrefix(`/t`)", "service": "s", "entryPoints": ["trusting"]},
+        },
+        "services": {"s": service(backend.url)},
+    }
+    hw = make_hopwire({"http": routes_, "tracing": tracing(receiver, sampleRate=1.0)}, start=False)
+    from tests.harness import free_port
+
+    eps = hw.config["entryPoints"]
+    eps["web"]["traceContext"] = {"untrusted": "replace"}
+    fwd_port, trusting_port = free_port(), free_port()
+    eps["fwd"] = {"address": f"127.0.0.1:{fwd_port}", "traceContext": {"untrusted": "forward"}}
+    eps["trusting"] = {
+        "address": f"127.0.0.1:{trusting_port}",
+        "traceContext": {"untrusted": "replace", "trustedIPs": ["127.0.0.0/8"]},
+    }
+    hw.write(hw.config)
+    hw.start()
+    state = "vendor=abc"
+    headers = [("traceparent", PARENT_SAMPLED), ("tracestate", state)]
+    inbound_tid, inbound_sid = PARENT_SAMPLED.split("-")[1:3]
+    for port, path in ((hw.port, "/r"), (fwd_port, "/f"), (trusting_port, "/t")):
+        assert request(port, "GET", path, headers=headers)[0] == 200
+    # replace: hopwire's own context goes on, in a new trace linked to the client's
+    sent = received(backend, "/r")
+    [tp] = sent["traceparent"]
+    tid, client_sid = tp.split("-")[1:3]
+    assert tid != inbound_tid
+    wait_for(lambda: len(trace_of(receiver, tid)) == 2)
+    [server] = [s for s in trace_of(receiver, tid) if s.kind == SERVER]
+    assert server.parent_span_id == b""
+    [link] = server.links
+    assert (link.trace_id.hex(), link.span_id.hex()) == (inbound_tid, inbound_sid)
+    assert link.trace_state == state and link.flags & 0xFF == 1
+    assert "tracestate" not in sent  # hopwire's root has none of its own
+    # forward: the client's fields reach the backend as they came; hopwire's spans are in a
+    # new trace, linked to them
+    sent = received(backend, "/f")
+    assert sent["traceparent"] == [PARENT_SAMPLED] and sent["tracestate"] == [state]
+    wait_for(lambda: any(attrs(s).get("url.path") == "/f" for s in receiver.spans()))
+    [server] = [s for s in receiver.spans() if attrs(s).get("url.path") == "/f"]
+    assert server.trace_id.hex() != inbound_tid and len(server.links) == 1
+    assert server.links[0].span_id.hex() == inbound_sid
+    # trusted: obeyed, as without the option
+    [tp] = received(backend, "/t")["traceparent"]
+    assert tp.split("-")[1] == inbound_tid
+    wait_for(lambda: any(attrs(s).get("url.path") == "/t" for s in receiver.spans()))
+    [server] = [s for s in receiver.spans() if attrs(s).get("url.path") == "/t"]
+    assert server.parent_span_id.hex() == inbound_sid and not server.links
+
+
+def test_an_edge_at_rate_0_is_not_switched_on_by_clients(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    """A sampled traceparent from an untrusted client does not make an edge at rate 0 export
+    anything; the backend gets an unsampled context of hopwire's."""
+    backend = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {"s": service(backend.url)},
+            },
+            "tracing": tracing(receiver, sampleRate=0.0),
+        },
+        start=False,
+    )
+    hw.config["entryPoints"]["web"]["traceContext"] = {"untrusted": "replace"}
+    hw.write(hw.config)
+    hw.start()
+    for _ in range(20):
+        assert request(hw.port, "GET", "/x", headers=[("traceparent", PARENT_SAMPLED)])[0] == 200
+    for [tp] in backend_traceparents(backend, "/x"):
+        assert tp.split("-")[1] != PARENT_SAMPLED.split("-")[1] and tp.endswith("-02")
+    request(hw.port, "GET", "/x")
+    import time
+
+    time.sleep(1.0)  # the exporter's schedule delay is 100 ms
+    assert receiver.spans() == []
+
+
+def test_b3_in_and_out_beside_the_sdk(make_backend: Any, make_hopwire: Any, receiver: Any) -> None:
+    """OTEL_PROPAGATORS=b3multi, then tracecontext,b3: the inbound B3 context (64- or 128-bit
+    trace id) is the parent; the backend's B3 fields, read by the SDK's own B3 propagator,
+    name the CLIENT span; W3C fields pass through untouched when tracecontext is not listed."""
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.propagators.b3 import B3MultiFormat, B3SingleFormat
+
+    for env, propagator in (("b3multi", B3MultiFormat()), ("tracecontext,b3", B3SingleFormat())):
+        backend = make_backend()
+        hw = make_hopwire(
+            {
+                "http": {
+                    "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                    "services": {"s": service(backend.url)},
+                },
+                "tracing": tracing(receiver, sampleRate=0.0),
+            },
+            env={"OTEL_PROPAGATORS": env},
+        )
+        inbound = [
+            ("X-B3-TraceId", "463ac35c9f6413ad"),  # 64 bits: widened with zeros
+            ("X-B3-SpanId", "A2FB4A1D1A96D312"),
+            ("X-B3-Sampled", "1"),
+            ("traceparent", "00-11111111111111111111111111111111-2222222222222222-00"),
+        ]
+        if env != "b3multi":
+            inbound = [("b3", "463ac35c9f6413ad-a2fb4a1d1a96d312-1"), *inbound[3:]]
+        assert request(hw.port, "GET", "/b3", headers=inbound)[0] == 200
+        sent = received(backend, "/b3")
+        carrier = {k: v[0] for k, v in sent.items()}
+        ctx = otel_trace.get_current_span(propagator.extract(carrier)).get_span_context()
+        assert ctx.is_valid and ctx.trace_flags.sampled
+        assert f"{ctx.trace_id:032x}" == "0000000000000000463ac35c9f6413ad"
+        client_hex = f"{ctx.span_id:016x}"
+        wait_for(lambda h=client_hex: any(s.span_id.hex() == h for s in receiver.spans()))
+        spans = trace_of(receiver, f"{ctx.trace_id:032x}")  # (both rounds' requests)
+        [client] = [s for s in spans if s.span_id.hex() == client_hex]
+        [server] = [s for s in spans if s.span_id == client.parent_span_id]
+        assert client.kind == CLIENT and server.kind == SERVER
+        assert server.parent_span_id.hex() == "a2fb4a1d1a96d312"
+        if env == "b3multi":  # traceparent is not hopwire's to read or write: as it came
+            assert sent["traceparent"] == [inbound[3][1]]
+            assert "b3" not in sent
+        else:  # both written, naming the same span
+            [tp] = sent["traceparent"]
+            assert tp == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
+            assert not any(k.startswith("x-b3-") for k in sent)
+        hw.stop()

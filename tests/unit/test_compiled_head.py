@@ -232,6 +232,14 @@ REQUEST_NAME = st.sampled_from(
         "Expect",
         "traceparent",
         "TraceState",
+        "b3",
+        "B3",
+        "X-B3-TraceId",
+        "x-b3-spanid",
+        "X-B3-Sampled",
+        "X-B3-Flags",
+        "X-B3-ParentSpanId",
+        "X-B3-Other",
         "X-Forwarded-For",
         "x-forwarded-proto",
         "X-Forwarded-Host",
@@ -262,15 +270,16 @@ REQUEST_VALUE = st.sampled_from(
     st.lists(
         st.tuples(REQUEST_NAME.map(lambda n: n.encode("latin-1")), REQUEST_VALUE), max_size=12
     ),
-    st.booleans(),
+    st.sampled_from([False, True, 0, 1, 2, 3]),
     st.booleans(),
     st.booleans(),
 )
 def test_compiled_field_scan_is_the_reference(
-    fields: list[tuple[bytes, bytes]], traced: bool, trusted: bool, http10: bool
+    fields: list[tuple[bytes, bytes]], traced: int, trusted: bool, http10: bool
 ) -> None:
     """One pass over a request's fields: the same kept fields, framing values, Connection
-    tokens, forwarded and trace fields, and the same first problem."""
+    tokens, forwarded and trace fields (``traced``: W3C 1, B3 2, a bool as W3C), and the same
+    first problem."""
     assert _head.scan_fields(fields, traced, trusted, http10) == head.scan_fields(
         fields, traced, trusted, http10
     )

@@ -22,6 +22,7 @@ from hopwire.config.values import (
     check_field_name,
     check_host_port,
     check_http_url,
+    check_propagator,
     check_rate,
     check_server_url,
     check_status_range,
@@ -472,6 +473,27 @@ class Tracing:
     keep: TracingKeep = setting(
         TracingKeep(), "Spans of unsampled requests kept after the fact: errors, slow ones."
     )
+    propagators: tuple[str, ...] = setting(
+        ("tracecontext", "baggage"),
+        "Trace context read from requests and written to backends, as OTEL_PROPAGATORS "
+        "(which sets it): tracecontext (W3C), b3 (one b3 field), b3multi (X-B3-*), baggage "
+        "(carried untouched either way), none (nothing read or written).",
+        check=check_propagator,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    trustedIPs: tuple[str, ...] = setting(
+        (), "Clients (IPs or CIDRs) whose inbound trace context is obeyed.", check=check_cidr
+    )
+    untrusted: str = setting(
+        "obey",
+        "Inbound trace context from any other client: obey (it decides sampling), replace "
+        "(a new root trace linked to it; the backend gets hopwire's context) or forward (a new "
+        "root trace linked to it; the backend gets the client's context as it came).",
+        check=one_of("obey", "replace", "forward"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +506,9 @@ class EntryPoint:
     forwardedHeaders: ForwardedHeaders = setting(ForwardedHeaders(), "X-Forwarded-* trust.")
     http: EntryPointHTTP = setting(EntryPointHTTP(), "Request size limits.")
     observability: Observability = setting(Observability(), "Per-entrypoint telemetry.")
+    traceContext: TraceContext = setting(
+        TraceContext(), "Whose inbound trace context decides sampling here (tracing on)."
+    )
 
 
 @dataclass(frozen=True, slots=True)

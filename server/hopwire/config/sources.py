@@ -441,6 +441,9 @@ def _otel_env(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]
         _ci_set_default(raw, (*base, "compression"), env("COMPRESSION"))
     if env("TIMEOUT"):
         _ci_set_default(raw, (*base, "timeout"), f"{env('TIMEOUT')}ms")
+    propagators = [p.strip() for p in environ.get("OTEL_PROPAGATORS", "").split(",") if p.strip()]
+    if propagators:
+        _ci_set_default(raw, ("tracing", "propagators"), propagators)
     if environ.get("OTEL_SERVICE_NAME", "").strip():
         _ci_set_default(raw, ("tracing", "serviceName"), environ["OTEL_SERVICE_NAME"].strip())
     for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):

@@ -29,6 +29,7 @@ from hopwire.config.values import (
     check_status_ranges,
     parse_address,
     parse_duration,
+    propagators_problem,
 )
 
 
@@ -315,6 +316,10 @@ def validate(config: Config) -> list[str]:
                 errors.append(f"{name}.rootCAs[{i}]: {ca!r} is not a readable file")
     for section_key, otlp in config.otlp_sections():
         errors += _check_otlp(section_key, otlp)
+    if config.tracing is not None:
+        problem = propagators_problem(config.tracing.propagators)
+        if problem:
+            errors.append(f"tracing.propagators: {problem}")
     if config.tracing is not None and config.tracing.encoder == "c":
         from hopwire.telemetry.otlp import compiled_encoder
 

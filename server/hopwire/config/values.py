@@ -118,6 +118,25 @@ def status_code(value: int) -> str | None:
     return None if value == 0 or 100 <= value <= 599 else "expected an HTTP status code (100-599)"
 
 
+PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "none")
+
+
+def check_propagator(value: str) -> str | None:
+    """One of OTEL_PROPAGATORS' names that hopwire speaks."""
+    if value not in PROPAGATORS:
+        return f"not a propagator hopwire speaks ({', '.join(PROPAGATORS)})"
+    return None
+
+
+def propagators_problem(value: tuple[str, ...]) -> str | None:
+    """What is wrong with a list of propagators as a whole: ``none`` stands alone, one B3."""
+    if "none" in value and len(value) > 1:
+        return "none stands alone"
+    if "b3" in value and "b3multi" in value:
+        return "b3 or b3multi, not both"
+    return None
+
+
 def check_rate(value: float) -> str | None:
     return None if 0.0 <= value <= 1.0 else "expected a probability between 0 and 1"
 

@@ -300,11 +300,16 @@ static int eq(const char *name, Py_ssize_t len, const char *lower, Py_ssize_t n)
     return len == n && strncasecmp(name, lower, n) == 0;
 }
 
-/* what the scan does with a field of this name (traced: trace context is set apart) */
-static int field_kind(const char *name, Py_ssize_t len, int traced) {
+#define W3C 1 /* traced: traceparent and tracestate are set apart */
+#define B3 2  /* traced: b3 and X-B3-* are set apart */
+
+/* what the scan does with a field of this name (traced: which trace context is set apart) */
+static int field_kind(const char *name, Py_ssize_t len, long traced) {
     switch (len) {
     case 2:
-        return eq(name, len, "te", 2) ? F_DROPPED : F_KEPT;
+        if (eq(name, len, "te", 2))
+            return F_DROPPED;
+        return (traced & B3) && eq(name, len, "b3", 2) ? F_TRACE : F_KEPT;
     case 4:
         return eq(name, len, "host", 4) ? F_HOST : F_KEPT;
     case 6:
@@ -320,9 +325,17 @@ static int field_kind(const char *name, Py_ssize_t len, int traced) {
             return F_CONNECTION;
         if (eq(name, len, "keep-alive", 10))
             return F_DROPPED;
-        return traced && eq(name, len, "tracestate", 10) ? F_TRACE : F_KEPT;
+        if ((traced & B3) && eq(name, len, "x-b3-flags", 10))
+            return F_TRACE;
+        return (traced & W3C) && eq(name, len, "tracestate", 10) ? F_TRACE : F_KEPT;
     case 11:
-        return traced && eq(name, len, "traceparent", 11) ? F_TRACE : F_KEPT;
+        if ((traced & B3) && eq(name, len, "x-b3-spanid", 11))
+            return F_TRACE;
+        return (traced & W3C) && eq(name, len, "traceparent", 11) ? F_TRACE : F_KEPT;
+    case 12:
+        return (traced & B3) && (eq(name, len, "x-b3-traceid", 12) || eq(name, len, "x-b3-sampled", 12))
+                   ? F_TRACE
+                   : F_KEPT;
     case 14:
         return eq(name, len, "content-length", 14) ? F_CONTENT_LENGTH : F_KEPT;
     case 15:
@@ -334,6 +347,8 @@ static int field_kind(const char *name, Py_ssize_t len, int traced) {
     case 17:
         if (eq(name, len, "transfer-encoding", 17))
             return F_TRANSFER_ENCODING;
+        if ((traced & B3) && eq(name, len, "x-b3-parentspanid", 17))
+            return F_TRACE;
         return eq(name, len, "x-forwarded-proto", 17) ? F_FORWARDED : F_KEPT;
     }
     return F_KEPT;
@@ -389,9 +404,11 @@ static PyObject *scan_fields(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *headers = args[0];
-    int traced = PyObject_IsTrue(args[1]), trusted = PyObject_IsTrue(args[2]);
-    int http10 = PyObject_IsTrue(args[3]);
-    if (traced < 0 || trusted < 0 || http10 < 0)
+    long traced = PyLong_AsLong(args[1]); /* W3C | B3, what is set apart (a bool: W3C) */
+    if (traced == -1 && PyErr_Occurred())
+        return NULL;
+    int trusted = PyObject_IsTrue(args[2]), http10 = PyObject_IsTrue(args[3]);
+    if (trusted < 0 || http10 < 0)
         return NULL;
     PyObject *kept = PyList_New(0), *tokens = PyList_New(0);
     PyObject *host = NULL, *te = NULL, *cl = NULL, *upgrade = NULL, *fwd = NULL;

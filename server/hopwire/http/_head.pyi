@@ -6,7 +6,7 @@ def forward_head(
 def locate_head(buf: bytes, at: int) -> tuple[bytes, int, int, bytes, int]: ...
 def plain_path(path: bytes) -> bool: ...
 def scan_fields(
-    headers: list[tuple[bytes, bytes]], traced: bool, trusted: bool, http10: bool
+    headers: list[tuple[bytes, bytes]], traced: int, trusted: bool, http10: bool
 ) -> tuple[
     list[tuple[bytes, bytes]],
     bytes | None,

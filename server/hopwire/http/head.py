@@ -25,8 +25,18 @@ Fields = list[tuple[bytes, bytes]]
 
 # fields the request scan treats itself; every other field is forwarded as it is
 _SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
-# where a tracer may run, the trace context is set apart too (RequestHead.tfields)
-_SPECIAL_TRACED = _SPECIAL | {b"traceparent", b"tracestate"}
+# where a tracer may run, the trace context is set apart too (RequestHead.tfields): ``traced``
+# is a mask of the formats its propagators read
+W3C = 1  # traceparent, tracestate
+B3 = 2  # b3, X-B3-*
+W3C_FIELDS = frozenset({b"traceparent", b"tracestate"})
+B3_FIELDS = frozenset(
+    {b"b3", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-sampled", b"x-b3-flags", b"x-b3-parentspanid"}
+)
+_SPECIAL_TRACED = {
+    mask: _SPECIAL | (W3C_FIELDS if mask & W3C else set()) | (B3_FIELDS if mask & B3 else set())
+    for mask in range(4)
+}
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 # Connection tokens that are not field names to remove
@@ -144,7 +154,7 @@ def read_request(
     headers: Fields,
     trusted: bool,
     sanitize: bool,
-    traced: bool = False,
+    traced: int = 0,
 ) -> None:
     """Validate a request head and fill ``head``; raise ProxyError for a bad request.
 
@@ -253,13 +263,13 @@ ScannedFields = tuple[
     bytes | None,  # the (last) Content-Length value
     bytes | None,  # the (last) Upgrade value
     dict[bytes, bytes] | None,  # X-Forwarded-* and X-Real-Ip of a trusted client
-    list[tuple[bytes, bytes]] | None,  # traceparent and tracestate, where traced
+    list[tuple[bytes, bytes]] | None,  # the trace context fields ``traced`` sets apart
     bool,  # Expect: 100-continue from an HTTP/1.1 client
     tuple[int, bytes] | None,  # the first problem (LONG_LENGTH, BAD_EXPECT) and its value
 ]
 
 
-def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> ScannedFields:
+def scan_fields(headers: Fields, traced: int, trusted: bool, http10: bool) -> ScannedFields:
     """The reference of the compiled ``hopwire.http._head.scan_fields``, which
     ``read_request`` runs: the one pass over a request's fields that sets apart what the
     head rules read (``ScannedFields``) from what is forwarded as it came.  Hop-by-hop fields
@@ -276,7 +286,7 @@ def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> S
     tfields: list[tuple[bytes, bytes]] | None = None
     expect = False
     problem: tuple[int, bytes] | None = None
-    special = _SPECIAL_TRACED if traced else _SPECIAL
+    special = _SPECIAL_TRACED[int(traced) & (W3C | B3)]
     for name, value in headers:
         lname = name.lower()
         if lname not in special:
@@ -302,7 +312,7 @@ def scan_fields(headers: Fields, traced: bool, trusted: bool, http10: bool) -> S
                 expect = True
         elif lname == b"upgrade":
             upgrade = value
-        elif lname == b"traceparent" or lname == b"tracestate":
+        elif lname in W3C_FIELDS or lname in B3_FIELDS:  # set apart only where traced
             if tfields is None:
                 tfields = [(name, value)]
             else:

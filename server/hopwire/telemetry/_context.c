@@ -20,6 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -238,6 +239,139 @@ static PyObject *child(PyObject *module, PyObject *value) {
     return filled(out);
 }
 
+/* ---- Keeper: the end of an unsampled exchange, when its spans may be kept ------------------
+ *
+ * With tracing.keep on, an unsampled exchange's observers begin with a Keeper instead of the
+ * tracer: at the end it reads the status, the error kind and the duration, and only when
+ * they call for it hands the exchange to the tracer's ``keep`` (Python).  Every other
+ * request costs this one C call: the fields are read at their __slots__ offsets. */
+
+enum { K_STATUS, K_ERROR_TYPE, K_T0, K_T1, K_COUNT };
+static const char *KNAMES[K_COUNT] = {"status", "error_type", "t0", "t1"};
+static PyObject *knames[K_COUNT];
+static struct {
+    PyTypeObject *type;
+    unsigned int version;
+    Py_ssize_t offset; /* -1: read with PyObject_GetAttr */
+} kslots[K_COUNT];
+
+/* a new reference to ex.<name> */
+static PyObject *field(PyObject *ex, int name) {
+    PyTypeObject *type = Py_TYPE(ex);
+    if (kslots[name].type != type || kslots[name].version != type->tp_version_tag) {
+        kslots[name].type = NULL;
+        if (PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
+            kslots[name].type = type;
+            kslots[name].version = type->tp_version_tag;
+            kslots[name].offset = -1;
+            PyObject *descr = _PyType_Lookup(type, knames[name]);
+            if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+                PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+                if (m->type == T_OBJECT_EX && !(m->flags & PY_AUDIT_READ))
+                    kslots[name].offset = m->offset;
+            }
+        }
+    }
+    if (kslots[name].type == type && kslots[name].offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)ex + kslots[name].offset);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(ex, knames[name]);
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *keep; /* the tracer's keep(ex) */
+    int errors;
+    double slower; /* seconds; 0: off */
+} Keeper;
+
+static int Keeper_init(Keeper *self, PyObject *args, PyObject *kwds) {
+    PyObject *keep;
+    int errors;
+    double slower;
+    if (!PyArg_ParseTuple(args, "Opd", &keep, &errors, &slower))
+        return -1;
+    Py_XSETREF(self->keep, Py_NewRef(keep));
+    self->errors = errors;
+    self->slower = slower;
+    return 0;
+}
+
+static void Keeper_dealloc(Keeper *self) {
+    Py_XDECREF(self->keep);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* start(ex): nothing (the tracer started the exchange) */
+static PyObject *Keeper_start(Keeper *self, PyObject *ex) { Py_RETURN_NONE; }
+
+/* 1: keep the exchange's spans, 0: not, -1: an error */
+static int wanted(Keeper *self, PyObject *ex) {
+    if (self->errors) {
+        PyObject *status = field(ex, K_STATUS);
+        if (status == NULL)
+            return -1;
+        long code = PyLong_AsLong(status);
+        Py_DECREF(status);
+        if (code == -1 && PyErr_Occurred())
+            return -1;
+        if (code >= 500)
+            return 1;
+        PyObject *error = field(ex, K_ERROR_TYPE);
+        if (error == NULL)
+            return -1;
+        int failed = PyObject_IsTrue(error);
+        Py_DECREF(error);
+        if (failed != 0)
+            return failed;
+    }
+    if (self->slower > 0) {
+        PyObject *t0 = field(ex, K_T0), *t1 = t0 ? field(ex, K_T1) : NULL;
+        if (t1 == NULL) {
+            Py_XDECREF(t0);
+            return -1;
+        }
+        double spent = PyFloat_AsDouble(t1) - PyFloat_AsDouble(t0);
+        Py_DECREF(t0);
+        Py_DECREF(t1);
+        if (PyErr_Occurred())
+            return -1;
+        return spent > self->slower;
+    }
+    return 0;
+}
+
+/* finish(ex): the tracer's keep(ex) when the exchange failed or was slow */
+static PyObject *Keeper_finish(Keeper *self, PyObject *ex) {
+    int keep = wanted(self, ex);
+    if (keep < 0)
+        return NULL;
+    if (keep)
+        return PyObject_CallOneArg(self->keep, ex);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Keeper_methods[] = {
+    {"start", (PyCFunction)Keeper_start, METH_O, "Nothing: the tracer started the exchange."},
+    {"finish", (PyCFunction)Keeper_finish, METH_O,
+     "Hand a failed or slow exchange to the tracer's keep."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject KeeperType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hopwire.telemetry._context.Keeper",
+    .tp_basicsize = sizeof(Keeper),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Keeper(keep, errors, slower): the observer of an unsampled exchange whose "
+              "spans may be kept after the fact.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Keeper_init,
+    .tp_dealloc = (destructor)Keeper_dealloc,
+    .tp_methods = Keeper_methods,
+};
+
 static PyMethodDef methods[] = {
     {"root", root, METH_O, "A new trace's traceparent line (and raw ids when sampled)."},
     {"child", child, METH_O, "A canonical inbound traceparent continued, or None."},
@@ -262,5 +396,18 @@ PyMODINIT_FUNC PyInit__context(void) {
         }
         registered = 1;
     }
-    return PyModule_Create(&module);
+    for (int i = 0; i < K_COUNT; i++) {
+        if (knames[i] == NULL && (knames[i] = PyUnicode_InternFromString(KNAMES[i])) == NULL)
+            return NULL;
+    }
+    if (PyType_Ready(&KeeperType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Keeper", (PyObject *)&KeeperType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

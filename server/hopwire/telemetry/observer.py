@@ -41,4 +41,6 @@ def observers_of(tracer: Tracer | None, *others: Observer | None) -> tuple[Obser
     if tracer is None:
         return rest
     tracer.others = rest
+    if tracer.keeper is not None:  # tracing.keep: an unsampled exchange ends at the Keeper
+        tracer.kept = (tracer.keeper, *rest)
     return (tracer, *rest)

@@ -29,7 +29,8 @@ from time import time_ns
 from typing import Any
 
 from hopwire.telemetry import otlp
-from hopwire.telemetry._context import child, root
+from hopwire.telemetry._context import Keeper, child, root
+from hopwire.telemetry.propagation import Inbound, Propagation, field_lines
 from hopwire.telemetry.records import (
     ATTEMPT_END,
     ATTEMPT_ERROR,
@@ -257,6 +258,92 @@ class SampledTrace(Trace):
         return {"trace_id": self.tid_hex.decode(), "span_id": self.span_hex.decode()}
 
 
+def _outbound(tracer: Tracer, own: bytes) -> bytes:
+    """The lines the backend gets for ``own`` (a PropagatingTracer's trace)."""
+    assert tracer.propagation is not None
+    return tracer.propagation.outbound(own)
+
+
+class OutboundTrace(Trace):
+    """An unsampled trace whose backend gets other lines than its own W3C context (B3, no
+    context, or the client's as it came: ``propagation``): ``own`` is its W3C line, from
+    which its ids are read; ``line`` is what the exchange writes."""
+
+    __slots__ = ("forwarded", "links", "own")
+    own: bytes
+    forwarded: bool  # line is the client's context, as it came: it never changes
+    links: tuple[tuple[bytes, bytes, int, bytes], ...]
+
+    @property
+    def tid_hex(self) -> bytes:
+        return self.own[_TID]
+
+    @property
+    def tail(self) -> bytes:
+        return self.own[_TAIL]
+
+    def begin_attempt(self, server: Any) -> bool:
+        self.tries += 1
+        if self.tries == 1:
+            return False
+        self.own = b"".join((self.own[:_CID_AT], b"%016x" % span_id(), self.own[_TAIL]))
+        if not self.forwarded:
+            self.line = _outbound(self.tracer, self.own)
+        return True
+
+
+class OutboundSampledTrace(SampledTrace):
+    """A sampled trace whose backend gets other lines than its own W3C context
+    (OutboundTrace's, for a sampled trace)."""
+
+    __slots__ = ("forwarded", "links", "own")
+    own: bytes
+    forwarded: bool
+    links: tuple[tuple[bytes, bytes, int, bytes], ...]
+
+    @property
+    def tid_hex(self) -> bytes:
+        return self.own[_TID]
+
+    @property
+    def tail(self) -> bytes:
+        return self.own[_TAIL]
+
+    def begin_attempt(self, server: Any) -> bool:
+        self.tries += 1
+        retry = self.tries > 1
+        if retry:
+            self.cid = span_id().to_bytes(8, "big")
+            self.own = b"".join((self.own[:_CID_AT], hexlify(self.cid), self.own[_TAIL]))
+            if not self.forwarded:
+                self.line = _outbound(self.tracer, self.own)
+        pool = server.pool
+        self.attempts.append([self.cid, time_ns(), 0, server.url_base, pool.host, pool.port, 0, ""])
+        return retry
+
+    def side_call(self, url_base: str, host: str, port: int) -> tuple[bytes, list[Any] | None]:
+        cid = span_id().to_bytes(8, "big")
+        record = [cid, time.time_ns(), 0, url_base, host, port, 0, ""]
+        self.attempts.append(record)
+        if self.forwarded:
+            return self.line, record
+        own = b"".join((self.own[:_CID_AT], hexlify(cid), self.own[_TAIL]))
+        return _outbound(self.tracer, own), record
+
+
+def w3c_context(tfields: Sequence[tuple[bytes, bytes]]) -> Inbound | None:
+    """The W3C context of the inbound fields (exactly one valid traceparent; the tracestate
+    to propagate), as ``Tracer.adopt`` reads it, for a tracer with a ``Propagation``."""
+    parents = [value for name, value in tfields if name.lower() == b"traceparent"]
+    if len(parents) != 1:
+        return None
+    parent = parse_traceparent(parents[0])
+    if parent is None:
+        return None
+    states = [value for name, value in tfields if name.lower() == b"tracestate"]
+    return Inbound(b"00-%s-%s-%02x" % parent, parse_tracestate(states) if states else None)
+
+
 def _sampled(
     tracer: Tracer,
     line: bytes,
@@ -266,10 +353,11 @@ def _sampled(
     parent_id: bytes,
     flags: int,
     state: bytes,
+    cls: type[SampledTrace] | None = None,
 ) -> SampledTrace:
     """A sampled trace from the ids ``_context`` drew (raw bytes; ``parent_id`` b"" for a
     root).  Trace classes have no ``__init__``: calling one costs as much as the rest."""
-    trace = SampledTrace()
+    trace = SampledTrace() if cls is None else cls()
     trace.tracer = tracer
     trace.line = line
     trace.tries = 0
@@ -362,8 +450,11 @@ class Tracer:
         "details",
         "keep_errors",
         "keep_slower",
+        "keeper",
         "keeps",
+        "kept",
         "others",
+        "propagation",
         "request_names",
         "responds",
         "response_names",
@@ -397,8 +488,14 @@ class Tracer:
         self.details = details
         self.keep_errors = keep_errors
         self.keep_slower = keep_slower
-        # an unsampled exchange's end matters to this tracer only when it may be kept
+        # an unsampled exchange's end matters to this tracer only when it may be kept: then
+        # a compiled Keeper takes the tracer's place among its observers, and calls keep()
+        # only for a failed or slow one
         self.keeps = keep_errors or keep_slower > 0
+        self.keeper = Keeper(self.keep, keep_errors, keep_slower) if self.keeps else None
+        self.propagation: Propagation | None = None  # PropagatingTracer's
+        # an unsampled exchange's observers when it may be kept (observers_of adds the rest)
+        self.kept: tuple[Any, ...] = (self.keeper,) if self.keeper is not None else ()
         # the router's other observers (set by observer.observers_of): an unsampled exchange
         # has nothing to record at its end (unless it may be kept), so the tracer leaves it
         # to these
@@ -420,6 +517,7 @@ class Tracer:
             ex.trace = trace
             if self.keeps:
                 ex.timed = ex.timed or 1  # the attempt's start, for a CLIENT span kept
+                ex.observers = self.kept
             elif self.others is not None:
                 ex.observers = self.others
         else:
@@ -467,6 +565,7 @@ class Tracer:
             if self.keeps:
                 trace.inbound = inbound
                 ex.timed = ex.timed or 1
+                ex.observers = self.kept
             elif self.others is not None:
                 ex.observers = self.others  # nothing to record at the end
         else:
@@ -497,12 +596,8 @@ class Tracer:
 
     def finish(self, ex: Any) -> None:
         trace = ex.trace
-        if trace is None:
-            return
-        if not trace.sampled:
-            if self.keeps:
-                self.keep(ex, trace)
-            return
+        if trace is None or not trace.sampled:
+            return  # (an unsampled one that may be kept ends at the Keeper)
         status = ex.status
         user_agent = ""
         names = self.request_names
@@ -518,9 +613,11 @@ class Tracer:
         end = time_ns()
         extra: tuple[bytes, str, tuple[Any, ...]] | None = None
         internal: list[bytes] = []
-        if self.details is not None:
-            internal, parent = self.detailed(trace, end)
-            extra = (parent, "", ())
+        if self.details is not None or self.propagation is not None:
+            parent = b""
+            if self.details is not None:
+                internal, parent = self.detailed(trace, end)
+            extra = (parent, "", getattr(trace, "links", ()))
         if encoder.pending + len(attempts) + len(internal) >= sink.limit:
             sink.flush()  # a datagram never holds more than the exporter's batch size
         try:
@@ -597,10 +694,12 @@ class Tracer:
             add("Service", [("traefik.service.name", details.service)], trace.service_at)
         return spans, parent
 
-    def keep(self, ex: Any, trace: Trace) -> None:
+    def keep(self, ex: Any) -> None:
         """An unsampled request that failed (5xx, an error kind) or was slow, with keeping
-        on: its SERVER span and its last attempt's CLIENT span, exported after the fact with
-        the ids it propagated and its unsampled flags, marked with why."""
+        on (the Keeper calls it): its SERVER span and its last attempt's CLIENT span,
+        exported after the fact with the ids it propagated and its unsampled flags, marked
+        with why."""
+        trace = ex.trace
         status = ex.status
         error = ex.error_type or (str(status) if status >= 500 else "")
         if error and self.keep_errors:
@@ -609,7 +708,7 @@ class Tracer:
             why = "slow"
         else:
             return
-        line = trace.line
+        line = getattr(trace, "own", trace.line)  # its own W3C line (OutboundTrace's own)
         tid = bytes.fromhex(line[_TID].decode())
         cid = bytes.fromhex(line[_CID_AT : _CID_AT + 16].decode())
         tail = line[_TAIL]
@@ -671,13 +770,71 @@ class Tracer:
                     (),
                     (),
                     ep.scheme_str,
-                    (b"", why, ()),
+                    (b"", why, getattr(trace, "links", ())),
                 )
             )
         except (TypeError, ValueError, OverflowError, AttributeError) as exc:
             sink.refused(1 + len(attempts), exc)
         else:
             ex.down.worker.counters["kept_" + why] += 1
+
+
+class PropagatingTracer(Tracer):
+    """A tracer whose context is not W3C obeyed from everyone (``tracing.propagators``,
+    ``entryPoints.<ep>.traceContext``): it reads the inbound context through its
+    ``Propagation``, starts a new root linked to a context it does not trust, and its
+    traces write the propagation's lines (OutboundTrace)."""
+
+    __slots__ = ()
+
+    def __init__(self, propagation: Propagation, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.propagation = propagation
+
+    def start(self, ex: Any) -> None:
+        p = self.propagation
+        assert p is not None
+        tfields = ex.tfields
+        inbound = p.extract(tfields) if tfields else None
+        link = None
+        if inbound is not None and not p.trusts(ex.down.client_ip):
+            link, inbound = inbound, None  # a new root, linked to the context it came with
+        forwarded = link is not None and p.forward
+        state = inbound.tracestate if inbound is not None else None
+        got: Any = child(inbound.traceparent) if inbound is not None else root(self.root_bound)
+        links = (link.link(),) if link is not None else ()
+        if type(got) is bytes:
+            own = got if state is None else got + b"tracestate: " + state + b"\r\n"
+            trace = OutboundTrace()
+            trace.tracer = self
+            trace.own = own
+            trace.line = field_lines(tfields) if forwarded else p.outbound(own)
+            trace.forwarded = forwarded
+            trace.links = links
+            trace.tries = 0
+            ex.trace = trace
+            if self.keeps:
+                trace.inbound = inbound.traceparent if inbound is not None else b""
+                ex.timed = ex.timed or 1
+                ex.observers = self.kept
+            elif self.others is not None:
+                ex.observers = self.others
+            return
+        if inbound is not None:
+            line, tid, cid, sid, parent_id, flags = got
+        else:
+            line, tid, cid, sid = got
+            parent_id, flags = b"", RANDOM | SAMPLED
+        own = line if state is None else line + b"tracestate: " + state + b"\r\n"
+        sampled = _sampled(
+            self, own, tid, cid, sid, parent_id, flags, state or b"", OutboundSampledTrace
+        )
+        assert isinstance(sampled, OutboundSampledTrace)
+        sampled.own = own
+        sampled.line = field_lines(tfields) if forwarded else p.outbound(own)
+        sampled.forwarded = forwarded
+        sampled.links = links
+        ex.trace = sampled
 
 
 class SpanSink(Courier):
