@@ -269,26 +269,35 @@ def _link(tid: bytes, span: bytes, flags: int, state: bytes) -> bytes:
     )
 
 
+def internal_block(name: str, attributes: Sequence[tuple[str, str]]) -> bytes:
+    """The constant part of an INTERNAL span (its name, kind and attributes), made once."""
+    return b"".join(
+        (
+            ld(b"\x2a", utf8(name)),
+            b"\x30\x01",  # kind INTERNAL
+            *(kv_str(key, value) for key, value in attributes),
+        )
+    )
+
+
 def internal_span(
     tid: bytes,
     span: bytes,
     parent: bytes,
     state: bytes,
-    name: str,
     start: int,
     end: int,
-    attributes: Sequence[tuple[str, str]],
+    block: bytes,
     flags: int,
 ) -> bytes:
-    """One INTERNAL span (tracing's detailed verbosity) as a ScopeSpans.spans entry."""
+    """One INTERNAL span (tracing's detailed verbosity) as a ScopeSpans.spans entry:
+    ``block`` is its ``internal_block``."""
     if len(tid) != 16 or len(span) != 8 or len(parent) != 8:
         raise ValueError("span with ids of the wrong size")
     payload = b"".join(
         (
             _head(tid, span, state, parent, start, end),
-            ld(b"\x2a", utf8(name)),
-            b"\x30\x01",  # kind INTERNAL
-            *(kv_str(key, value) for key, value in attributes),
+            block,
             b"\x85\x01",
             _pack_i((flags & 0xFF) | HAS_IS_REMOTE),
         )

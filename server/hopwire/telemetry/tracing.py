@@ -391,7 +391,7 @@ class Details:
     INTERNAL ``Router`` (router, service, rule), one span per middleware (its kind's name
     and its own), ``Service``; between the SERVER span and the CLIENT spans."""
 
-    __slots__ = ("middlewares", "router", "rule", "service")
+    __slots__ = ("blocks", "middlewares", "router", "rule", "service")
 
     def __init__(
         self, router: str, service: str, rule: str, middlewares: Sequence[tuple[str, str]]
@@ -400,6 +400,20 @@ class Details:
         self.service = service
         self.rule = rule
         self.middlewares = tuple(middlewares)  # (span name, middleware name), in order
+        # each span's constant part, encoded once: Router, the middlewares, Service
+        router_attributes = [
+            ("traefik.service.name", service),
+            ("traefik.router.name", router),
+            ("http.route", rule),
+        ]
+        self.blocks = (
+            otlp.internal_block("Router", router_attributes),
+            *(
+                otlp.internal_block(kind, [("traefik.middleware.name", name)])
+                for kind, name in self.middlewares
+            ),
+            otlp.internal_block("Service", [("traefik.service.name", service)]),
+        )
 
     @property
     def at_service(self) -> int:
@@ -669,29 +683,19 @@ class Tracer:
         parent = trace.span_raw
         spans = []
 
-        def add(name: str, attributes: list[tuple[str, str]], begun: int) -> None:
+        blocks = details.blocks
+
+        def add(block: bytes, begun: int) -> None:
             nonlocal parent
             sid = span_id().to_bytes(8, "big")
-            spans.append(
-                otlp.internal_span(tid, sid, parent, state, name, begun, end, attributes, flags)
-            )
+            spans.append(otlp.internal_span(tid, sid, parent, state, begun, end, block, flags))
             parent = sid
 
-        add(
-            "Router",
-            [
-                ("traefik.service.name", details.service),
-                ("traefik.router.name", details.router),
-                ("http.route", details.rule),
-            ],
-            start,
-        )
-        for index, (kind, name) in enumerate(details.middlewares):
-            if index > reached:
-                break
-            add(kind, [("traefik.middleware.name", name)], start)
+        add(blocks[0], start)  # Router
+        for index in range(min(reached + 1, len(details.middlewares))):
+            add(blocks[1 + index], start)
         if reached >= details.at_service:
-            add("Service", [("traefik.service.name", details.service)], trace.service_at)
+            add(blocks[-1], trace.service_at)
         return spans, parent
 
     def keep(self, ex: Any) -> None:
