@@ -194,8 +194,18 @@ def test_sigkill_of_a_worker(make_backend: Any, make_hopwire: Any) -> None:
         assert exchange(s, "GET", "/", conn=conn)[0] == 200
         clients.append((s, conn, owner_of(s, pids)))
     victim = clients[0][2]
-    hammer = Hammer(hw.port)
     os.kill(victim, signal.SIGKILL)
+
+    def dead() -> bool:  # gone, or a zombie until the master reaps it
+        try:
+            return Path(f"/proc/{victim}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    # a request the victim held when it was killed is lost with it (nothing can answer it);
+    # every connection made from then on is answered, before and after the respawn
+    wait_for(dead)
+    hammer = Hammer(hw.port)
     wait_for(lambda: len(hw.worker_pids()) == 2 and victim not in hw.worker_pids())
     for s, conn, owner in clients:
         if owner != victim:  # other connections are unaffected

@@ -287,12 +287,38 @@ def test_otlp_signals_defaults_and_fallbacks() -> None:
         ),
         (["--tracing.keep.slowerThan=-1s"], "tracing.keep.slowerThan"),
         (["--tracing.keep.errors=maybe"], "tracing.keep.errors"),
+        (["--tracing.propagators=tracecontext,xray"], 'tracing.propagators[1]: "xray"'),
+        (["--tracing.propagators=none,b3"], "tracing.propagators: none stands alone"),
+        (["--tracing.propagators=b3,b3multi"], "tracing.propagators: b3 or b3multi, not both"),
+        (
+            ["--entryPoints.web.address=:80", "--entryPoints.web.traceContext.untrusted=drop"],
+            'entryPoints.web.traceContext.untrusted: "drop"',
+        ),
+        (
+            [
+                "--entryPoints.web.address=:80",
+                "--entryPoints.web.traceContext.trustedIPs=10.0.0.0/33",
+            ],
+            "entryPoints.web.traceContext.trustedIPs",
+        ),
     ],
 )
 def test_bad_trace_volume_settings_name_the_key(flags: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load(None, flags, {})
+        load(None, ["--tracing=true", *flags], {})
     assert any(message in line for line in info.value.errors), info.value.errors
+
+
+def test_otel_propagators_fills_in_what_the_file_does_not_say() -> None:
+    config = load(None, ["--tracing=true"], {"OTEL_PROPAGATORS": " b3multi , tracecontext "})
+    assert config.tracing is not None and config.tracing.propagators == ("b3multi", "tracecontext")
+    config = load(
+        None, ["--tracing=true", "--tracing.propagators=b3"], {"OTEL_PROPAGATORS": "none"}
+    )
+    assert config.tracing is not None and config.tracing.propagators == ("b3",)
+    with pytest.raises(ConfigError) as info:
+        load(None, ["--tracing=true"], {"OTEL_PROPAGATORS": "jaeger"})
+    assert any("tracing.propagators[0]" in line for line in info.value.errors)
 
 
 def test_trace_volume_settings_and_their_inheritance() -> None:

@@ -71,8 +71,9 @@ def test_span_record_fields() -> None:
     ex.trace.end_attempt(201, "")
     tracer.finish(ex)
     [raw] = sink.encoder.records
-    assert len(raw) == len(SpanRecord._fields)
-    rec = SpanRecord._make(raw)
+    # the SpanRecord, then its SpanExtra: None for a minimal trace that is not kept or linked
+    assert len(raw) == len(SpanRecord._fields) + 1 and raw[-1] is None
+    rec = SpanRecord._make(raw[:-1])
     assert rec.trace_id == bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
     assert rec.parent_id == bytes.fromhex("b7ad6b7169203331") and rec.parent_is_remote
     assert len(rec.span_id) == 8 and rec.flags == 1
