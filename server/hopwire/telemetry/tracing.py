@@ -530,7 +530,6 @@ class Tracer:
             trace.tries = 0
             ex.trace = trace
             if self.keeps:
-                ex.timed = ex.timed or 1  # the attempt's start, for a CLIENT span kept
                 ex.observers = self.kept
             elif self.others is not None:
                 ex.observers = self.others
@@ -578,7 +577,6 @@ class Tracer:
             ex.trace = trace
             if self.keeps:
                 trace.inbound = inbound
-                ex.timed = ex.timed or 1
                 ex.observers = self.kept
             elif self.others is not None:
                 ex.observers = self.others  # nothing to record at the end
@@ -729,8 +727,9 @@ class Tracer:
         server = ex.server
         if server is not None:  # a backend was chosen: the last attempt's CLIENT span
             pool = server.pool
-            # from its connection (a dial that failed: from the request's start) to the end
-            begun = int(((ex.origin_t0 if ex.attempts else ex.t0) + offset) * 1e9)
+            # from the request's start (an unsampled request does not time its attempts: a
+            # sampled one's CLIENT span starts as its attempt begins, right after routing)
+            begun = int((ex.t0 + offset) * 1e9)
             origin = ex.origin_status
             failure = ex.error_type or (str(origin) if origin >= 400 else "")
             attempts.append(
@@ -819,7 +818,6 @@ class PropagatingTracer(Tracer):
             ex.trace = trace
             if self.keeps:
                 trace.inbound = inbound.traceparent if inbound is not None else b""
-                ex.timed = ex.timed or 1
                 ex.observers = self.kept
             elif self.others is not None:
                 ex.observers = self.others
