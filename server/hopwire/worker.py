@@ -42,7 +42,7 @@ from hopwire.middlewares.redirect import scheme_redirect
 from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
 from hopwire.telemetry import logs, metrics, otlplogs
-from hopwire.telemetry.accesslog import AccessLogger, Writer
+from hopwire.telemetry.accesslog import Writer, access_logger
 from hopwire.telemetry.metrics import Meter, WorkerMetrics
 from hopwire.telemetry.observer import observers_of
 from hopwire.telemetry.otlplogs import LogSink
@@ -607,12 +607,11 @@ class Worker:
             return None
         return self.metrics.meter(ep_name, router_name, service, scheme)
 
-    def logger(
-        self, ep_name: str, router_name: str, service: str, router: Any, ep: Any
-    ) -> AccessLogger | None:
+    def logger(self, ep_name: str, router_name: str, service: str, router: Any, ep: Any) -> Any:
+        """A router's access-log observer (accesslog.access_logger), or None."""
         if self.access is None or not switched_on("accessLogs", router, ep):
             return None
-        return AccessLogger(self.access, ep_name, router_name, service)
+        return access_logger(self.access, ep_name, router_name, service)
 
     def log_records_dropped(self, records: int) -> None:
         self.counters["otlp_dropped_log"] += records

@@ -20,7 +20,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 
 from hopwire.config import load
 from hopwire.telemetry import _otlp, otlp
-from hopwire.telemetry._accesslog import json_line, json_lines, record, records
+from hopwire.telemetry._accesslog import Logger, json_line, json_lines, record, records
 from hopwire.telemetry.accesslog import AccessLogger, Writer
 
 # what a str field can hold here: text that has a UTF-8 form (a Python str from the wire does)
@@ -56,6 +56,7 @@ class Slots:
         "t1",
         "tid",
         "tid_hex",
+        "timed",
         "trace",
         "url",
     )  # fmt: skip
@@ -129,7 +130,13 @@ def ended(draw: Any) -> tuple[Any, Any, float]:
         resp_bytes=draw(INT),
         headers=[],
     )
-    logger = AccessLogger(writer(), draw(TEXT), draw(st.just("") | TEXT), draw(st.just("") | TEXT))
+    names = (draw(TEXT), draw(st.just("") | TEXT), draw(st.just("") | TEXT))
+    w = writer()
+    # the Python observer or the compiled one: the lines read the same four fields of either
+    if draw(st.booleans()):
+        logger: Any = AccessLogger(w, *names)
+    else:
+        logger = Logger(w, *names, w.pending, w.batch)
     return ex, logger, draw(st.floats(1e9, 2e9))
 
 
@@ -297,3 +304,47 @@ def test_log_record_encoders_agree(
 def teardown_module() -> None:
     for w in _WRITERS:
         w.fh.close()
+
+
+def test_the_compiled_observer_queues_and_formats_a_batch() -> None:
+    """_accesslog.Logger: start() asks the exchange to time its attempt, finish() reads a TLS
+    connection's fields while it is open, queues (exchange, logger) on the writer's list and
+    has the writer format a full batch; a writer with a filter keeps the Python observer."""
+    from hopwire.telemetry.accesslog import access_logger
+
+    w = writer()
+    w.lines, w.formatted = [], 0
+    logger = access_logger(w, "web", "r", "s")
+    assert isinstance(logger, Logger) and logger.writer is w and logger.router == "r"
+    read: list[int] = []
+    down = SimpleNamespace(
+        client_ip="1.2.3.4",
+        client_port=1,
+        ep=SimpleNamespace(tls=True, scheme_str="https"),
+        tls_fields=lambda: read.append(1) or ("1.3", "TLS_AES_128_GCM_SHA256", None),
+    )
+    base = {
+        "t0": 1.0, "t1": 2.0, "attempts": 0, "server": None, "origin_status": 0,
+        "origin_duration": 0.0, "down": down, "trace": None, "method": "GET",
+        "path_query": b"/", "http10": False, "host": "h", "req_bytes": 0, "status": 200,
+        "resp_bytes": 2, "headers": [],
+    }  # fmt: skip
+    exchanges = [made(True, **base) for _ in range(w.batch)]
+    for i, ex in enumerate(exchanges):
+        ex.timed = 0
+        logger.start(ex)
+        assert ex.timed == 2
+        logger.finish(ex)
+        if i < w.batch - 1:  # read while the connection is open, before any line is made
+            assert len(read) == i + 1 and len(w.pending) == i + 1
+    assert w.pending == []  # the full batch was formatted
+    assert b"".join(w.lines).count(b"\n") == w.batch
+    assert b'"TLSVersion":"1.3"' in w.lines[0]
+    w.lines, w.formatted = [], 0
+    filtered = load(
+        None, ["--accessLog.filePath=/dev/null", "--accessLog.filters.statusCodes=500"], {}
+    )
+    assert filtered.accessLog is not None
+    other = Writer(filtered.accessLog, SimpleNamespace(counters=Counter(), span_paths=[]))
+    assert isinstance(access_logger(other, "web", "r", "s"), AccessLogger)
+    other.fh.close()

@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -146,13 +147,13 @@ enum {
     A_T0, A_T1, A_ATTEMPTS, A_SERVER, A_URL, A_ORIGIN_STATUS, A_ORIGIN_DURATION, A_DOWN,
     A_TRACE, A_SAMPLED, A_TID, A_SPAN_RAW, A_CLIENT_IP, A_CLIENT_PORT, A_METHOD, A_PATH_QUERY,
     A_HTTP10, A_HOST, A_REQ_BYTES, A_STATUS, A_RESP_BYTES, A_EP, A_SCHEME_STR, A_TLS,
-    A_TLS_FIELDS, A_ENTRYPOINT, A_ROUTER, A_SERVICE, A_COUNT
+    A_TLS_FIELDS, A_ENTRYPOINT, A_ROUTER, A_SERVICE, A_TIMED, A_FORMAT, A_COUNT
 };
 static const char *NAMES[A_COUNT] = {
     "t0", "t1", "attempts", "server", "url", "origin_status", "origin_duration", "down",
     "trace", "sampled", "tid", "span_raw", "client_ip", "client_port", "method", "path_query",
     "http10", "host", "req_bytes", "status", "resp_bytes", "ep", "scheme_str", "tls",
-    "tls_fields", "entrypoint", "router", "service",
+    "tls_fields", "entrypoint", "router", "service", "timed", "format",
 };
 static PyObject *names[A_COUNT];
 
@@ -723,6 +724,140 @@ done:
     return out;
 }
 
+/* ---- Logger: a router's access-log observer, compiled ---------------------------------------
+ *
+ * What accesslog.AccessLogger does, without a Python frame at each end: start() asks the
+ * exchange to time its backend attempt (OriginDuration), finish() reads a TLS connection's
+ * fields while it is open and queues (exchange, logger) on the writer's pending list, which
+ * the writer formats 32 at a time (Writer.format).  Used where the writer has no filter; its
+ * entrypoint, router, service and writer are read by the formatting as AccessLogger's are. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *writer;
+    PyObject *entrypoint;
+    PyObject *router;
+    PyObject *service;
+    PyObject *pending; /* the writer's list, the same object for its life */
+    Py_ssize_t batch;
+} Logger;
+
+static PyObject *two; /* the int 2: ex.timed */
+
+static int Logger_init(Logger *self, PyObject *args, PyObject *kwds) {
+    PyObject *writer, *entrypoint, *router, *service, *pending;
+    Py_ssize_t batch;
+    if (!PyArg_ParseTuple(args, "OUUUO!n", &writer, &entrypoint, &router, &service,
+                          &PyList_Type, &pending, &batch))
+        return -1;
+    if (batch < 1) {
+        PyErr_SetString(PyExc_ValueError, "Logger: batch must be at least 1");
+        return -1;
+    }
+    Py_XSETREF(self->writer, Py_NewRef(writer));
+    Py_XSETREF(self->entrypoint, Py_NewRef(entrypoint));
+    Py_XSETREF(self->router, Py_NewRef(router));
+    Py_XSETREF(self->service, Py_NewRef(service));
+    Py_XSETREF(self->pending, Py_NewRef(pending));
+    self->batch = batch;
+    return 0;
+}
+
+static int Logger_traverse(Logger *self, visitproc visit, void *arg) {
+    Py_VISIT(self->writer);
+    Py_VISIT(self->pending);
+    return 0;
+}
+
+static int Logger_clear(Logger *self) {
+    Py_CLEAR(self->writer);
+    Py_CLEAR(self->entrypoint);
+    Py_CLEAR(self->router);
+    Py_CLEAR(self->service);
+    Py_CLEAR(self->pending);
+    return 0;
+}
+
+static void Logger_dealloc(Logger *self) {
+    PyObject_GC_UnTrack(self);
+    Logger_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* start(ex): ex.timed = 2, the exchange times its backend attempt for OriginDuration */
+static PyObject *Logger_start(Logger *self, PyObject *ex) {
+    if (PyObject_SetAttr(ex, names[A_TIMED], two) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* finish(ex): read a TLS connection's fields while it is open, queue (ex, self), and have
+   the writer format a full batch */
+static PyObject *Logger_finish(Logger *self, PyObject *ex) {
+    Held h = {.n = 0};
+    PyObject *out = NULL;
+    PyObject *down = get(&h, ex, A_DOWN);
+    PyObject *ep = down ? get(&h, down, A_EP) : NULL;
+    PyObject *tls = ep ? get(&h, ep, A_TLS) : NULL;
+    if (tls == NULL)
+        goto done;
+    int on = PyObject_IsTrue(tls);
+    if (on < 0)
+        goto done;
+    if (on) {
+        PyObject *fields = PyObject_CallMethodNoArgs(down, names[A_TLS_FIELDS]);
+        if (fields == NULL)
+            goto done;
+        Py_DECREF(fields);
+    }
+    PyObject *pair = PyTuple_Pack(2, ex, (PyObject *)self);
+    if (pair == NULL)
+        goto done;
+    int rc = PyList_Append(self->pending, pair);
+    Py_DECREF(pair);
+    if (rc < 0)
+        goto done;
+    if (PyList_GET_SIZE(self->pending) >= self->batch) {
+        PyObject *r = PyObject_CallMethodNoArgs(self->writer, names[A_FORMAT]);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    out = Py_NewRef(Py_None);
+done:
+    release(&h);
+    return out;
+}
+
+static PyMethodDef Logger_methods[] = {
+    {"start", (PyCFunction)Logger_start, METH_O, "The exchange times its backend attempt."},
+    {"finish", (PyCFunction)Logger_finish, METH_O, "Queue the ended exchange for its line."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Logger_members[] = {
+    {"writer", T_OBJECT_EX, offsetof(Logger, writer), READONLY, NULL},
+    {"entrypoint", T_OBJECT_EX, offsetof(Logger, entrypoint), READONLY, NULL},
+    {"router", T_OBJECT_EX, offsetof(Logger, router), READONLY, NULL},
+    {"service", T_OBJECT_EX, offsetof(Logger, service), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject LoggerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hopwire.telemetry._accesslog.Logger",
+    .tp_basicsize = sizeof(Logger),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Logger(writer, entrypoint, router, service, pending, batch): a router's "
+              "access-log observer (accesslog.AccessLogger, compiled).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Logger_init,
+    .tp_traverse = (traverseproc)Logger_traverse,
+    .tp_clear = (inquiry)Logger_clear,
+    .tp_dealloc = (destructor)Logger_dealloc,
+    .tp_methods = Logger_methods,
+    .tp_members = Logger_members,
+};
+
 static PyMethodDef methods[] = {
     {"json_line", (PyCFunction)(void (*)(void))json_line, METH_FASTCALL,
      "json_line(ex, logger, offset): the default JSON access-log line of an ended exchange."},
@@ -745,5 +880,16 @@ PyMODINIT_FUNC PyInit__accesslog(void) {
         if (names[i] == NULL && (names[i] = PyUnicode_InternFromString(NAMES[i])) == NULL)
             return NULL;
     }
-    return PyModule_Create(&module);
+    if (two == NULL && (two = PyLong_FromLong(2)) == NULL)
+        return NULL;
+    if (PyType_Ready(&LoggerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Logger", (PyObject *)&LoggerType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

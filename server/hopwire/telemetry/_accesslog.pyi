@@ -7,3 +7,20 @@ def json_lines(pending: list[tuple[Any, Any]], offset: float) -> bytes: ...
 def records(
     pending: list[tuple[Any, Any]], offset: float, observed_ns: int
 ) -> tuple[bytes, bytes]: ...
+
+class Logger:
+    writer: Any
+    entrypoint: str
+    router: str
+    service: str
+    def __init__(
+        self,
+        writer: Any,
+        entrypoint: str,
+        router: str,
+        service: str,
+        pending: list[tuple[Any, Any]],
+        batch: int,
+    ) -> None: ...
+    def start(self, ex: Any) -> None: ...
+    def finish(self, ex: Any) -> None: ...

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from hopwire.telemetry._accesslog import json_line, json_lines, records
+from hopwire.telemetry._accesslog import Logger, json_line, json_lines, records
 from hopwire.telemetry._accesslog import record as access_record
 from hopwire.telemetry._otlp import log_record
 from hopwire.telemetry.otlplogs import LogSink
@@ -76,7 +76,8 @@ class Writer:
         self.batch = min(FORMAT_BATCH, self.limit)
         self.lines: list[bytes] = []  # formatted, not yet written
         self.formatted = 0  # the lines in them
-        self.pending: list[tuple[Any, AccessLogger]] = []  # ended exchanges and their logger
+        # ended exchanges and their logger; the same list for the writer's life
+        self.pending: list[tuple[Any, Any]] = []
         self.fh: Any = None
         self.last_error = 0.0
         fields = cfg.fields
@@ -162,7 +163,9 @@ class Writer:
         instructions than 32: their memory is not reused at once)."""
         if not self.pending:
             return
-        taken, self.pending = self.pending, []
+        # the same list object stays pending: compiled loggers (_accesslog.Logger) hold it
+        taken = self.pending[:]
+        self.pending.clear()
         # the requests' wall-clock start from their monotonic one: one time() per batch
         offset = time.time() - time.monotonic()
         if self.sink is not None:
@@ -217,7 +220,7 @@ class Writer:
             self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self.prefix}.{int((wall - second) * 1e6):06d}Z"
 
-    def to_otlp(self, taken: list[tuple[Any, AccessLogger]], offset: float) -> bytes:
+    def to_otlp(self, taken: list[tuple[Any, Any]], offset: float) -> bytes:
         """Hand the records to the exporter as encoded LogRecords (body: the line as the file
         has it, attributes: its fields), those the sampling keeps; the file's lines."""
         sink = self.sink
@@ -279,7 +282,7 @@ class Writer:
             sink.add(entry)
         return b"".join(out) if self.file_out else b""
 
-    def each(self, line: Any, taken: list[tuple[Any, AccessLogger]], offset: float) -> list[bytes]:
+    def each(self, line: Any, taken: list[tuple[Any, Any]], offset: float) -> list[bytes]:
         """The compiled lines one by one, when a batch of them failed: a line that cannot be
         made is counted as dropped and logged, the others are written."""
         out = []
@@ -468,6 +471,14 @@ class Writer:
             f'{v[6]} - - [{when}] "{v[8]} {v[9]} {v[10]}" {v[13]} {v[14]} "{referer}" '
             f'"{ua}" {v[18]} "{v[3] or "-"}" "{v[5] or "-"}" {int(v[1] / 1e6)}ms\n'
         ).encode()
+
+
+def access_logger(writer: Writer, entrypoint: str, router: str, service: str) -> Any:
+    """The access-log observer of one router: compiled (``_accesslog.Logger``, no Python frame
+    at each end of a request) unless the writer filters lines, which ``AccessLogger`` does."""
+    if writer.filter:
+        return AccessLogger(writer, entrypoint, router, service)
+    return Logger(writer, entrypoint, router, service, writer.pending, writer.batch)
 
 
 class AccessLogger:
