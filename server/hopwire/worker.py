@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import ipaddress
 import logging
 import mmap
 import os
@@ -28,6 +27,7 @@ from typing import Any
 
 import uvloop
 
+from hopwire.addresses import networks, within
 from hopwire.balancer import Service
 from hopwire.config import INTERNAL_ENTRYPOINT, Config, parse_address
 from hopwire.config.schema import inherited, switched_on
@@ -208,24 +208,14 @@ class EntryPointRuntime:
             {name: getattr(encoded, name) for name in ENCODED_CHARACTERS}
         )
         self.insecure = cfg.forwardedHeaders.insecure
-        self.trusted = [
-            ipaddress.ip_network(n, strict=False) for n in cfg.forwardedHeaders.trustedIPs
-        ]
+        self.trusted = networks(cfg.forwardedHeaders.trustedIPs)
         self.new_exchange = Exchange
         self.unrouted_observers: tuple[Any, ...] = ()  # requests no router matched (404)
         self.internal_observers: tuple[Any, ...] = ()  # /ping and /metrics, with addInternals
         self.metrics_page: Any = None  # serves /metrics here when set
 
     def is_trusted(self, ip: str) -> bool:
-        if self.insecure:
-            return True
-        if not self.trusted or not ip:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.trusted)
+        return self.insecure or within(ip, self.trusted)
 
 
 class Worker:
@@ -551,22 +541,7 @@ class Worker:
         tracing = self.config.tracing
         if tracing is None or self.sink is None or not switched_on("tracing", router, ep):
             return None
-        context = self.config.entryPoints[ep_name].traceContext
-        if Propagation.needed(tracing.propagators, context):
-            propagation = Propagation(tracing.propagators, context, w3c_context)
-            return PropagatingTracer(
-                propagation,
-                name,
-                inherited("sampleRate", router, ep, tracing.sampleRate),
-                self.sink,
-                tracing.capturedRequestHeaders,
-                tracing.capturedResponseHeaders,
-                tracing.traceResponse,
-                details,
-                tracing.keep.errors,
-                tracing.keep.slowerThan,
-            )
-        return Tracer(
+        args = (
             name,
             inherited("sampleRate", router, ep, tracing.sampleRate),
             self.sink,
@@ -577,6 +552,11 @@ class Worker:
             tracing.keep.errors,
             tracing.keep.slowerThan,
         )
+        context = self.config.entryPoints[ep_name].traceContext
+        if Propagation.needed(tracing.propagators, context):
+            propagation = Propagation(tracing.propagators, context, w3c_context)
+            return PropagatingTracer(propagation, *args)
+        return Tracer(*args)
 
     def details(
         self, name: str, router: Any, middlewares: Sequence[str], ep: Any

@@ -21,24 +21,13 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from hopwire.addresses import networks, within
 from hopwire.middlewares import htpasswd
 from hopwire.middlewares.headers import field
 
 Stage = Callable[[Any], bool]
 CACHE_MAX = 10_000
 AUTHORIZATION = b"authorization"
-
-
-def _networks(ranges: tuple[str, ...]) -> list[Any]:
-    return [ipaddress.ip_network(r.strip(), strict=False) for r in ranges]
-
-
-def _within(ip: str, networks: list[Any]) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(addr in net for net in networks)
 
 
 def _subnet(ip: str, bits: int | None) -> str:
@@ -70,13 +59,13 @@ def client_ip(strategy: Any) -> Callable[[Any], str]:
             return _subnet(xffs[len(xffs) - depth].strip(), bits)
 
         return by_depth
-    excluded = _networks(strategy.excludedIPs)
+    excluded = networks(strategy.excludedIPs)
 
     def by_pool(ex: Any) -> str:
         xffs = ex.fwd.get(b"x-forwarded-for", b"").decode("latin-1").split(",")
         for value in reversed(xffs):
             ip = value.strip()
-            if ip and not _within(ip, excluded):
+            if ip and not within(ip, excluded):
                 return ip
         return ""
 
@@ -86,7 +75,7 @@ def client_ip(strategy: Any) -> Callable[[Any], str]:
 def ip_allow_list(cfg: Any) -> Stage:
     import http
 
-    allowed = _networks(cfg.sourceRange)
+    allowed = networks(cfg.sourceRange)
     address = client_ip(cfg.ipStrategy)
     status = cfg.rejectStatusCode
     try:
@@ -96,7 +85,7 @@ def ip_allow_list(cfg: Any) -> Stage:
 
     def stage(ex: Any) -> bool:
         ip = address(ex)
-        if ip and _within(ip, allowed):
+        if ip and within(ip, allowed):
             return False
         ex.respond_local(status, body)
         return True

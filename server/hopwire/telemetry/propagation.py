@@ -15,10 +15,11 @@ context here and the trace writes ``outbound`` lines.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
+
+from hopwire.addresses import networks, within
 
 W3C = 1  # hopwire.http.head: the fields the request scan sets apart (traceparent, tracestate)
 B3 = 2  # b3, X-B3-*
@@ -123,7 +124,7 @@ class Propagation:
         self.fields = propagated_fields(propagators)
         self.restart = trace_context.untrusted != "obey"
         self.forward = trace_context.untrusted == "forward"
-        self.trusted = [ipaddress.ip_network(n, strict=False) for n in trace_context.trustedIPs]
+        self.trusted = networks(trace_context.trustedIPs)
         self.w3c = w3c
 
     @staticmethod
@@ -134,15 +135,7 @@ class Propagation:
 
     def trusts(self, ip: str) -> bool:
         """Whether the inbound context of a client at ``ip`` decides (restart off: always)."""
-        if not self.restart:
-            return True
-        if not self.trusted or not ip:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.trusted)
+        return not self.restart or within(ip, self.trusted)
 
     def extract(self, tfields: Sequence[tuple[bytes, bytes]]) -> Inbound | None:
         found = None

@@ -264,12 +264,10 @@ def _outbound(tracer: Tracer, own: bytes) -> bytes:
     return tracer.propagation.outbound(own)
 
 
-class OutboundTrace(Trace):
-    """An unsampled trace whose backend gets other lines than its own W3C context (B3, no
-    context, or the client's as it came: ``propagation``): ``own`` is its W3C line, from
-    which its ids are read; ``line`` is what the exchange writes."""
+class _OwnContext:
+    """What the Outbound traces read from ``own``, their W3C line, instead of ``line``."""
 
-    __slots__ = ("forwarded", "links", "own")
+    __slots__ = ()
     own: bytes
     forwarded: bool  # line is the client's context, as it came: it never changes
     links: tuple[tuple[bytes, bytes, int, bytes], ...]
@@ -282,6 +280,14 @@ class OutboundTrace(Trace):
     def tail(self) -> bytes:
         return self.own[_TAIL]
 
+
+class OutboundTrace(_OwnContext, Trace):
+    """An unsampled trace whose backend gets other lines than its own W3C context (B3, no
+    context, or the client's as it came: ``propagation``): ``own`` is its W3C line, from
+    which its ids are read; ``line`` is what the exchange writes."""
+
+    __slots__ = ("forwarded", "links", "own")
+
     def begin_attempt(self, server: Any) -> bool:
         self.tries += 1
         if self.tries == 1:
@@ -292,22 +298,11 @@ class OutboundTrace(Trace):
         return True
 
 
-class OutboundSampledTrace(SampledTrace):
+class OutboundSampledTrace(_OwnContext, SampledTrace):
     """A sampled trace whose backend gets other lines than its own W3C context
     (OutboundTrace's, for a sampled trace)."""
 
     __slots__ = ("forwarded", "links", "own")
-    own: bytes
-    forwarded: bool
-    links: tuple[tuple[bytes, bytes, int, bytes], ...]
-
-    @property
-    def tid_hex(self) -> bytes:
-        return self.own[_TID]
-
-    @property
-    def tail(self) -> bytes:
-        return self.own[_TAIL]
 
     def begin_attempt(self, server: Any) -> bool:
         self.tries += 1
