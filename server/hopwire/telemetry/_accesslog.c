@@ -58,25 +58,39 @@ static const char PAIRS[] = "000102030405060708091011121314151617181920212223242
                             "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                             "8081828384858687888990919293949596979899";
 
+/* the number of decimal digits of u */
+static inline int digits(unsigned long long u) {
+    int n = 1;
+    while (u >= 10000) {
+        u /= 10000;
+        n += 4;
+    }
+    return n + (u >= 10) + (u >= 100) + (u >= 1000);
+}
+
+/* decimal digits of v, written in place (no copy: the length is known first) */
 static int integer(Buf *b, long long v) {
-    char tmp[24];
-    int i = sizeof tmp;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int n = digits(u) + (v < 0);
+    if (reserve(b, n) < 0)
+        return -1;
+    char *start = b->data + b->len, *o = start + n;
     while (u >= 100) {
         unsigned d = (unsigned)(u % 100);
         u /= 100;
-        tmp[--i] = PAIRS[2 * d + 1];
-        tmp[--i] = PAIRS[2 * d];
+        *--o = PAIRS[2 * d + 1];
+        *--o = PAIRS[2 * d];
     }
     if (u >= 10) {
-        tmp[--i] = PAIRS[2 * u + 1];
-        tmp[--i] = PAIRS[2 * u];
+        *--o = PAIRS[2 * u + 1];
+        *--o = PAIRS[2 * u];
     } else {
-        tmp[--i] = (char)('0' + u);
+        *--o = (char)('0' + u);
     }
     if (v < 0)
-        tmp[--i] = '-';
-    return raw(b, tmp + i, (Py_ssize_t)sizeof tmp - i);
+        *--o = '-';
+    b->len += n;
+    return 0;
 }
 
 static const char HEX[] = "0123456789abcdef";
@@ -312,6 +326,8 @@ static int f_str(Out *o, const Key *k, PyObject *s) {
         PyErr_SetString(PyExc_TypeError, "access log: expected str");
         return -1;
     }
+    if (PyUnicode_IS_COMPACT_ASCII(s)) /* its bytes are its UTF-8: no lookup of the cache */
+        return f_utf8(o, k, (const char *)PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s));
     Py_ssize_t n;
     const char *p = PyUnicode_AsUTF8AndSize(s, &n);
     if (p == NULL)
