@@ -13,16 +13,19 @@ setup(
         Extension(
             "hopwire.telemetry._otlp",
             ["server/hopwire/telemetry/_otlp.c"],
+            depends=["server/hopwire/telemetry/_cbuf.h"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         ),
         Extension(
             "hopwire.telemetry._context",
             ["server/hopwire/telemetry/_context.c"],
+            depends=["server/hopwire/telemetry/_cbuf.h"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         ),
         Extension(
             "hopwire.telemetry._accesslog",
             ["server/hopwire/telemetry/_accesslog.c"],
+            depends=["server/hopwire/telemetry/_cbuf.h"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         ),
         Extension(

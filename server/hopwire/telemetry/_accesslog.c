@@ -10,6 +10,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "_cbuf.h"
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,37 +18,10 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct {
-    char *data;
-    Py_ssize_t len;
-    Py_ssize_t cap;
-} Buf;
-
-static int grow(Buf *b, Py_ssize_t more);
-
-static inline int reserve(Buf *b, Py_ssize_t more) {
-    return b->len + more <= b->cap ? 0 : grow(b, more);
-}
-
-static int grow(Buf *b, Py_ssize_t more) {
-    Py_ssize_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *data = PyMem_Realloc(b->data, cap);
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
 static inline int raw(Buf *b, const char *s, Py_ssize_t n) {
-    if (reserve(b, n) < 0)
+    if (buf_reserve(b, n) < 0)
         return -1;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
+    put_raw(b, s, n);
     return 0;
 }
 
@@ -72,7 +46,7 @@ static inline int digits(unsigned long long u) {
 static int integer(Buf *b, long long v) {
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
     int n = digits(u) + (v < 0);
-    if (reserve(b, n) < 0)
+    if (buf_reserve(b, n) < 0)
         return -1;
     char *start = b->data + b->len, *o = start + n;
     while (u >= 100) {
@@ -109,7 +83,7 @@ static inline int needs_escape(uint64_t x) {
 /* a JSON string of UTF-8 bytes: quotes, backslashes and control characters escaped as
    orjson escapes them */
 static int utf8_string(Buf *b, const unsigned char *s, Py_ssize_t n) {
-    if (reserve(b, 2 + 6 * n) < 0)
+    if (buf_reserve(b, 2 + 6 * n) < 0)
         return -1;
     char *o = b->data + b->len;
     *o++ = '"';
@@ -177,46 +151,12 @@ typedef struct {
     int n;
 } Held;
 
-/* Where each name was last found as a __slots__ member (the exchange, the router's logger, the
-   server, the sampled trace are __slots__ classes): its type, the type's version and the
-   offset.  A read of the same type reads the slot directly (an attribute lookup costs ~10
-   times more); any other object, a property or a class attribute takes PyObject_GetAttr. */
-static struct {
-    PyTypeObject *type;
-    unsigned int version;
-    Py_ssize_t offset;
-} slots[A_COUNT];
-
-static void learn(PyTypeObject *type, int name) {
-    slots[name].type = NULL;
-    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG))
-        return;
-    slots[name].type = type;
-    slots[name].version = type->tp_version_tag;
-    slots[name].offset = -1; /* read by PyObject_GetAttr */
-    PyObject *descr = _PyType_Lookup(type, names[name]); /* borrowed */
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
-        return;
-    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    if (member->type == T_OBJECT_EX && !(member->flags & PY_AUDIT_READ))
-        slots[name].offset = member->offset;
-}
+static SlotCache slots[A_COUNT]; /* where each name is found (_cbuf.h) */
 
 static PyObject *get(Held *h, PyObject *o, int name) {
-    PyTypeObject *type = Py_TYPE(o);
-    PyObject *v = NULL;
-    if (slots[name].type != type || slots[name].version != type->tp_version_tag)
-        learn(type, name);
-    if (slots[name].type == type && slots[name].offset >= 0)
-        v = *(PyObject **)((char *)o + slots[name].offset);
-    if (v != NULL) {
-        Py_INCREF(v);
-    } else { /* not a slot, or an empty one (AttributeError as Python raises it) */
-        v = PyObject_GetAttr(o, names[name]);
-        if (v == NULL)
-            return NULL;
-    }
-    h->held[h->n++] = v;
+    PyObject *v = slot_get(&slots[name], o, names[name]);
+    if (v != NULL)
+        h->held[h->n++] = v;
     return v;
 }
 
@@ -241,38 +181,21 @@ _Static_assert(sizeof(",\"DownstreamContentSize\":") <= KEY_ROOM, "the longest k
 
 /* ---- protobuf: a LogRecord's attributes (otlp.log_record's layout) ----------------------- */
 
-static int vsize(uint64_t n) {
-    int size = 1;
-    while (n > 0x7F) {
-        n >>= 7;
-        size++;
-    }
-    return size;
-}
-
-static void varint(Buf *b, uint64_t n) { /* reserved by the caller */
-    while (n > 0x7F) {
-        b->data[b->len++] = (char)((n & 0x7F) | 0x80);
-        n >>= 7;
-    }
-    b->data[b->len++] = (char)n;
-}
-
 /* The head of a KeyValue entry (tag 6 of LogRecord) whose AnyValue body is ``alen`` bytes:
    the entry's tag and length, the key, the value's tag and length.  Reserves room for the
    body, which the caller writes next. */
 static int pb_head(Buf *p, const char *key, Py_ssize_t klen, Py_ssize_t alen) {
     Py_ssize_t inner = 1 + vsize(klen) + klen + 1 + vsize(alen) + alen;
-    if (reserve(p, 1 + 10 + inner) < 0)
+    if (buf_reserve(p, 1 + 10 + inner) < 0)
         return -1;
     p->data[p->len++] = 0x32;
-    varint(p, inner);
+    put_varint(p, inner);
     p->data[p->len++] = 0x0a;
-    varint(p, klen);
+    put_varint(p, klen);
     memcpy(p->data + p->len, key, klen);
     p->len += klen;
     p->data[p->len++] = 0x12;
-    varint(p, alen);
+    put_varint(p, alen);
     return 0;
 }
 
@@ -281,7 +204,7 @@ static int pb_str(Buf *p, const Key *k, const char *v, Py_ssize_t n) {
     if (pb_head(p, k->name, k->nlen, 1 + vsize(n) + n) < 0)
         return -1;
     p->data[p->len++] = 0x0a;
-    varint(p, n);
+    put_varint(p, n);
     memcpy(p->data + p->len, v, n);
     p->len += n;
     return 0;
@@ -292,7 +215,7 @@ static int pb_int(Buf *p, const Key *k, long long v) {
     if (pb_head(p, k->name, k->nlen, 1 + vsize((uint64_t)v)) < 0)
         return -1;
     p->data[p->len++] = 0x18;
-    varint(p, (uint64_t)v);
+    put_varint(p, (uint64_t)v);
     return 0;
 }
 
@@ -305,7 +228,7 @@ typedef struct {
 } Out;
 
 static inline int key_of(Out *o, const Key *k) {
-    if (reserve(o->json, KEY_ROOM) < 0)
+    if (buf_reserve(o->json, KEY_ROOM) < 0)
         return -1;
     char *at = o->json->data + o->json->len;
     memcpy(at, k->json, KEY_ROOM);
@@ -580,11 +503,11 @@ static int one_record(Buf *b, Buf *a, Buf *r, PyObject *ex, PyObject *logger, do
     Py_ssize_t n = b->len - line;
     Py_ssize_t body = 1 + vsize(n) + n;
     Py_ssize_t size = 9 + 9 + 2 + 6 + (1 + vsize(body) + body) + a->len + (tid ? 5 + 18 + 10 : 0);
-    if (reserve(r, 1 + 10 + size) < 0)
+    if (buf_reserve(r, 1 + 10 + size) < 0)
         goto done;
     uint64_t when = (uint64_t)(start * 1e9);
     r->data[r->len++] = 0x12; /* ScopeLogs.log_records */
-    varint(r, size);
+    put_varint(r, size);
     Py_ssize_t at = r->len;
     r->data[r->len++] = 0x09; /* time_unix_nano, fixed64 */
     for (int i = 0; i < 8; i++)
@@ -597,9 +520,9 @@ static int one_record(Buf *b, Buf *a, Buf *r, PyObject *ex, PyObject *logger, do
     memcpy(r->data + r->len, "\x1a\x04INFO", 6); /* severity_text */
     r->len += 6;
     r->data[r->len++] = 0x2a; /* body: AnyValue{string_value} */
-    varint(r, body);
+    put_varint(r, body);
     r->data[r->len++] = 0x0a;
-    varint(r, n);
+    put_varint(r, n);
     memcpy(r->data + r->len, b->data + line, n);
     r->len += n;
     memcpy(r->data + r->len, a->data, a->len);
@@ -670,7 +593,7 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
     PyObject *pending = args[0], *ex, *logger, *out = NULL;
     Buf b = {NULL, 0, 0};
     Py_ssize_t n = PyList_GET_SIZE(pending);
-    if (reserve(&b, 512 * n + 1) < 0)
+    if (buf_reserve(&b, 512 * n + 1) < 0)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (pair(pending, i, &ex, &logger) < 0 || one_line(&b, ex, logger, offset) < 0)
@@ -725,7 +648,7 @@ static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nar
     PyObject *pending = args[0], *ex, *logger, *out = NULL;
     Buf b = {NULL, 0, 0}, a = {NULL, 0, 0}, r = {NULL, 0, 0};
     Py_ssize_t n = PyList_GET_SIZE(pending);
-    if (reserve(&b, 512 * n + 1) < 0 || reserve(&r, 1280 * n + 1) < 0 || reserve(&a, 1024) < 0)
+    if (buf_reserve(&b, 512 * n + 1) < 0 || buf_reserve(&r, 1280 * n + 1) < 0 || buf_reserve(&a, 1024) < 0)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (pair(pending, i, &ex, &logger) < 0 ||

@@ -20,7 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "_cbuf.h"
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -249,36 +249,10 @@ static PyObject *child(PyObject *module, PyObject *value) {
 enum { K_STATUS, K_ERROR_TYPE, K_T0, K_T1, K_COUNT };
 static const char *KNAMES[K_COUNT] = {"status", "error_type", "t0", "t1"};
 static PyObject *knames[K_COUNT];
-static struct {
-    PyTypeObject *type;
-    unsigned int version;
-    Py_ssize_t offset; /* -1: read with PyObject_GetAttr */
-} kslots[K_COUNT];
+static SlotCache kslots[K_COUNT]; /* where each name is found (_cbuf.h) */
 
 /* a new reference to ex.<name> */
-static PyObject *field(PyObject *ex, int name) {
-    PyTypeObject *type = Py_TYPE(ex);
-    if (kslots[name].type != type || kslots[name].version != type->tp_version_tag) {
-        kslots[name].type = NULL;
-        if (PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
-            kslots[name].type = type;
-            kslots[name].version = type->tp_version_tag;
-            kslots[name].offset = -1;
-            PyObject *descr = _PyType_Lookup(type, knames[name]);
-            if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-                PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
-                if (m->type == T_OBJECT_EX && !(m->flags & PY_AUDIT_READ))
-                    kslots[name].offset = m->offset;
-            }
-        }
-    }
-    if (kslots[name].type == type && kslots[name].offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)ex + kslots[name].offset);
-        if (v != NULL)
-            return Py_NewRef(v);
-    }
-    return PyObject_GetAttr(ex, knames[name]);
-}
+static PyObject *field(PyObject *ex, int name) { return slot_get(&kslots[name], ex, knames[name]); }
 
 typedef struct {
     PyObject_HEAD

@@ -7,55 +7,12 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_cbuf.h"
 #include <stdint.h>
 #include <string.h>
 
-typedef struct {
-    char *data;
-    Py_ssize_t len;
-    Py_ssize_t cap;
-} Buf;
-
-static int buf_reserve(Buf *b, Py_ssize_t more) {
-    if (b->len + more <= b->cap)
-        return 0;
-    Py_ssize_t cap = b->cap ? b->cap : 512;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *data = PyMem_Realloc(b->data, cap);
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-static int vsize(uint64_t n) {
-    int size = 1;
-    while (n > 0x7F) {
-        n >>= 7;
-        size++;
-    }
-    return size;
-}
-
-/* callers reserve first: every put_* below writes within what was reserved */
-static void put_varint(Buf *b, uint64_t n) {
-    while (n > 0x7F) {
-        b->data[b->len++] = (char)((n & 0x7F) | 0x80);
-        n >>= 7;
-    }
-    b->data[b->len++] = (char)n;
-}
-
-static void put_raw(Buf *b, const char *s, Py_ssize_t n) {
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-}
-
-static void put_byte(Buf *b, int c) { b->data[b->len++] = (char)c; }
+/* Buf, buf_reserve, vsize and the put_* writers: _cbuf.h; callers reserve first, every
+   put_* writes within what was reserved */
 
 static void put_fixed64(Buf *b, uint64_t v) {
     for (int i = 0; i < 8; i++)
