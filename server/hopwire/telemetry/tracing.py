@@ -716,7 +716,7 @@ class Tracer:
         inbound = getattr(trace, "inbound", b"")
         parent = bytes.fromhex(inbound.strip(b" \t")[36:52].decode()) if inbound else b""
         server_hex = getattr(trace, "server_hex", None) or b"%016x" % span_id()
-        offset = time.time() - time.monotonic()
+        start = int((ex.t0 + time.time() - time.monotonic()) * 1e9)  # the request's, wall clock
         end = time_ns()
         attempts = []
         server = ex.server
@@ -724,11 +724,10 @@ class Tracer:
             pool = server.pool
             # from the request's start (an unsampled request does not time its attempts: a
             # sampled one's CLIENT span starts as its attempt begins, right after routing)
-            begun = int((ex.t0 + offset) * 1e9)
             origin = ex.origin_status
             failure = ex.error_type or (str(origin) if origin >= 400 else "")
             attempts.append(
-                [cid, begun, end, server.url_base, pool.host, pool.port, origin, failure]
+                [cid, start, end, server.url_base, pool.host, pool.port, origin, failure]
             )
         user_agent = ""
         for name, value in ex.kept:
@@ -761,7 +760,7 @@ class Tracer:
                     user_agent,
                     status,
                     error,
-                    int((ex.t0 + offset) * 1e9),
+                    start,
                     end,
                     False,
                     attempts,
