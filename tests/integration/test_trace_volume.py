@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatio
 from tests.harness import Traefik, exchange, request, service, wait_for
 from tests.integration.test_metrics import scrape, value
 from tests.integration.test_middlewares import USERS
-from tests.integration.test_tracing import backend_traceparents, tracing
+from tests.integration.test_tracing import backend_traceparents, routes, tracing
 from tests.otlp_receiver import GrpcReceiver, attrs
 
 INTERNAL, SERVER, CLIENT = 1, 2, 3
@@ -381,14 +381,7 @@ def test_an_edge_at_rate_0_is_not_switched_on_by_clients(
     anything; the backend gets an unsampled context of hopwire's."""
     backend = make_backend()
     hw = make_hopwire(
-        {
-            "http": {
-                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                "services": {"s": service(backend.url)},
-            },
-            "tracing": tracing(receiver, sampleRate=0.0),
-        },
-        start=False,
+        {"http": routes(backend, "r"), "tracing": tracing(receiver, sampleRate=0.0)}, start=False
     )
     hw.config["entryPoints"]["web"]["traceContext"] = {"untrusted": "replace"}
     hw.write(hw.config)
@@ -414,13 +407,7 @@ def test_b3_in_and_out_beside_the_sdk(make_backend: Any, make_hopwire: Any, rece
     for env, propagator in (("b3multi", B3MultiFormat()), ("tracecontext,b3", B3SingleFormat())):
         backend = make_backend()
         hw = make_hopwire(
-            {
-                "http": {
-                    "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
-                    "services": {"s": service(backend.url)},
-                },
-                "tracing": tracing(receiver, sampleRate=0.0),
-            },
+            {"http": routes(backend, "r"), "tracing": tracing(receiver, sampleRate=0.0)},
             env={"OTEL_PROPAGATORS": env},
         )
         inbound = [
