@@ -164,11 +164,7 @@ def switched_on(kind: str, router: Any, ep: Any) -> bool:
     """A router's own observability switch (``tracing``, ``metrics``, ``accessLogs``), else
     its entrypoint's, else on; the global section decides whether the feature exists at all.
     ``router``/``ep`` are Observability sections or None."""
-    for obs in (router, ep):
-        value = getattr(obs, kind) if obs is not None else None
-        if value is not None:
-            return bool(value)
-    return True
+    return bool(inherited(kind, router, ep, True))
 
 
 @dataclass(frozen=True, slots=True)
