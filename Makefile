@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-locust bench-slow soak fuzz venv clean deps-test
+.PHONY: run test lint bench bench-locust bench-slow soak fuzz docs venv clean deps-test
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -35,6 +35,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/ruff format --check server tests bench
 	$(VENV)/bin/mypy
+
+# the generated parts of docs/: the configuration reference and the error kinds
+docs: $(STAMP)
+	$(PY) -m tests.regen_docs
 
 # coverage-guided fuzzing of the request path (atheris); findings become corpus files
 FUZZ_SECONDS ?= 600

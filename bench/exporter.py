@@ -71,7 +71,7 @@ def record(rng: random.Random, i: int) -> tuple[Any, ...]:
 def exporter_cmd(path: str, index: int, endpoint: str, encoder: str, log: Path) -> list[str]:
     code = f"""
 import sys
-from hopwire.config import load
+from hopwire.checks import load
 from hopwire.telemetry.exporter import run_exporter
 cfg = load(None, [
     "--tracing.otlp.grpc.endpoint={endpoint}", "--tracing.otlp.grpc.insecure=true",

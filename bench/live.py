@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hopwire.config import load
+from hopwire.checks import load
 from hopwire.live import Watcher
 from run import ROOT, free_port, start_hopwire, start_nginx, stop, wait_port
 

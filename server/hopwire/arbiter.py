@@ -30,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from hopwire import checks
 from hopwire import config as config_mod
-from hopwire.config import Config, ConfigError, validate
+from hopwire.checks import validate
+from hopwire.config import Config, ConfigError
 from hopwire.http import tls
 from hopwire.live import POLL, Channel, Watcher
 from hopwire.middlewares import limits
@@ -89,7 +91,7 @@ class Source:
     environ: dict[str, str] = field(default_factory=dict)
 
     def load(self) -> Config:
-        return config_mod.load(self.path, self.flags, self.environ)
+        return checks.load(self.path, self.flags, self.environ)
 
 
 def bind(address: str, reuse_port: bool) -> socket.socket:

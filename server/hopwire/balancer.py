@@ -17,7 +17,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from hopwire.pool import Pool
+from hopwire.http.pool import Pool
 
 log = logging.getLogger("hopwire.balancer")
 

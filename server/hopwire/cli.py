@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         i += 1
 
-    from hopwire import config as config_mod
+    from hopwire import checks
 
     environ = dict(os.environ)
     try:
-        config = config_mod.load(path, flags, environ)
+        config = checks.load(path, flags, environ)
     except ConfigError as exc:
         for line in exc.errors:
             print(f"hopwire: config error: {line}", file=sys.stderr)

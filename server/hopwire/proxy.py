@@ -5,7 +5,10 @@
     acquire  ``acquire``/``dial`` LIFO idle connection, else dial
     send     ``attach``           request head (+ any buffered body) in one write
     stream   ``body``/``response_*``  both directions, flow control on both transports
+    failed   ``failed``/``again`` a failed attempt: tried again, answered, or cut short
     end      ``end``              the one way out, whatever the outcome
+
+The contract of each phase (when it runs, what its return means) is ``hopwire.contracts``.
 
 Every ending goes through ``end(kind, close)``: a complete response, a local answer, an error
 before or after the response head, a request rejected while parsing, a client gone, an
@@ -19,12 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from hopwire import errors
+from hopwire.contracts import BodyFilter, BodySink, Connection, ParserView, RetryState
 from hopwire.errors import ErrorKind
 from hopwire.http._head import field_lines, forward_head
-from hopwire.http.flow import BUFFER_LIMIT, BUFFERING, PEER_FULL
+from hopwire.http.flow import BUFFER_LIMIT, BUFFERING
 from hopwire.http.head import RequestHead, read_request, response_fields
 from hopwire.http.path import has_denied
 from hopwire.http.wire import (
@@ -43,7 +47,6 @@ from hopwire.http.wire import (
 
 if TYPE_CHECKING:
     from hopwire.balancer import Server, Service
-    from hopwire.http.downstream import Downstream
     from hopwire.http.upstream import Upstream
     from hopwire.routing import Route
     from hopwire.telemetry.observer import Observer
@@ -55,43 +58,6 @@ _head_init = RequestHead.__init__
 
 
 Fields = list[tuple[bytes, bytes]]
-
-
-class BodySink(Protocol):
-    """Takes the request body instead of the backend (a middleware buffering it)."""
-
-    def data(self, chunk: bytes) -> None: ...
-
-    def complete(self) -> None: ...
-
-
-class BodyFilter(Protocol):
-    """A response on its way to the client: head, body pieces, end (the Exchange is the last
-    one of a chain of them)."""
-
-    def send_head(
-        self, parts: list[bytes], cl: bytes | None, chunked: bool, headers: Fields
-    ) -> None: ...
-
-    def send_data(self, data: bytes) -> None: ...
-
-    def send_end(self) -> None: ...
-
-
-class RetryState(Protocol):
-    """The retry middleware's view of one request (hopwire.middlewares.retry)."""
-
-    def on_status(self, ex: Exchange, status: int) -> bool: ...
-
-    def on_error(self, ex: Exchange) -> bool: ...
-
-
-class ParserView(Protocol):
-    """What an exchange reads from the request parser (httptools.HttpRequestParser)."""
-
-    def get_method(self) -> bytes: ...
-
-    def get_http_version(self) -> str: ...
 
 
 PASS = 0  # response body bytes go to the client as they are
@@ -149,7 +115,7 @@ class Exchange(RequestHead):
         "upstream",
     )
 
-    def __init__(self, down: Downstream):
+    def __init__(self, down: Connection):
         _head_init(self)
         # the connection
         self.down = down
@@ -401,29 +367,15 @@ class Exchange(RequestHead):
         try:
             conn = await pool.connect()
         except TimeoutError:
-            if not self.retried(errors.CONNECT_TIMEOUT):
-                self.respond_error(errors.CONNECT_TIMEOUT, f"dial {pool.label} timed out")
+            self.failed(errors.CONNECT_TIMEOUT, f"dial {pool.label} timed out")
             return
         except OSError as exc:
-            if not self.retried(errors.CONNECT_FAILED):
-                self.respond_error(
-                    errors.CONNECT_FAILED, f"dial {pool.label}: {exc.strerror or exc}"
-                )
+            self.failed(errors.CONNECT_FAILED, f"dial {pool.label}: {exc.strerror or exc}")
             return
         if self.done:
-            pool.put(conn, self.down.worker.clock.now)
+            conn.release(True, self.down.worker.clock.now)
             return
         self.attach(conn)
-
-    def retried(self, kind: ErrorKind) -> bool:
-        """A failed attempt: True when the retry middleware tries the request again."""
-        if self.done:
-            return True
-        retry = self.retry
-        if retry is None:
-            return False
-        self.end_attempt(kind.name)
-        return retry.on_error(self)
 
     def attach(self, conn: Upstream) -> None:
         down = self.down
@@ -560,12 +512,7 @@ class Exchange(RequestHead):
         down = self.down
         ep = down.ep
         status = self.status
-        close = (
-            not self.keep_alive
-            or down.worker.draining
-            or (self.has_body and not self.req_complete)  # body_pending()
-            or (ep.max_requests and down.served + 1 >= ep.max_requests)
-        )
+        close = down.closes(None, self.keep_alive, self.has_body and not self.req_complete)
         no_body = self.method == "HEAD" or status == 204 or status == 304
         self.resp_to_close = not no_body and cl is None and not up_chunked
         if no_body or cl is not None:
@@ -638,7 +585,11 @@ class Exchange(RequestHead):
             trace = self.trace
             if trace is not None and trace.sampled:
                 trace.end_attempt(self.origin_status, "")
-            self.release(conn, upstream_keep_alive and self.req_complete and not self.up_out)
+            # release(conn, ...), inline: once a request
+            self.upstream = None
+            self.server.inflight -= 1  # type: ignore[union-attr]
+            reuse = upstream_keep_alive and self.req_complete and not self.up_out
+            conn.release(reuse, self.down.worker.clock.now)
         self.end(None, self.close_after)
 
     def flush_down(self) -> None:
@@ -656,20 +607,11 @@ class Exchange(RequestHead):
             trace.end_attempt(self.origin_status, error)
 
     def release(self, conn: Upstream, reuse: bool) -> None:
+        """The attempt's connection goes back to its pool (``reuse``) or is closed."""
         self.upstream = None
-        conn.ex = None
         assert self.server is not None
         self.server.inflight -= 1
-        if reuse:
-            if conn.narrowed:
-                conn.widen()
-            # the last write to a slow client may have paused this connection's reading; an
-            # idle pooled connection must read (to notice the backend closing it)
-            if conn.flow.reasons:
-                conn.flow.resume(PEER_FULL)
-            conn.pool.put(conn, self.down.worker.clock.now)
-        else:
-            conn.close()
+        conn.release(reuse, self.down.worker.clock.now)
 
     def response_upgraded(self, conn: Upstream, rest: bytes) -> None:
         """The backend answered 101: relay it and turn both connections into a byte tunnel."""
@@ -684,11 +626,10 @@ class Exchange(RequestHead):
         self.end_attempt("")
         self.deadline = 0.0
         self.upstream = None
-        conn.ex = None
+        conn.ex = None  # not released: the connection is the tunnel's now
         assert self.server is not None
         self.server.inflight -= 1
         down.transport.write(b"".join(parts))
-        conn.tunnel = down
         down.start_tunnel(conn)
         if self.tunnel_rest:
             conn.transport.write(self.tunnel_rest)
@@ -753,7 +694,7 @@ class Exchange(RequestHead):
         """An answer hopwire gives itself (/ping, /metrics, a redirection); ``extra``: more
         field lines, each ending in CRLF."""
         down = self.down
-        close = errors.closes(None, self.keep_alive, self.body_pending(), down.worker.draining)
+        close = down.closes(None, self.keep_alive, self.body_pending())
         self.status = status
         self.resp_bytes = len(body)
         self.resp_head = self.resp_complete = True
@@ -781,7 +722,7 @@ class Exchange(RequestHead):
             self.end(kind, True, detail)
             return
         self.out.clear()  # a response head not yet written is replaced by the error
-        close = errors.closes(kind, self.keep_alive, self.body_pending(), down.worker.draining)
+        close = down.closes(kind, self.keep_alive, self.body_pending())
         self.status = kind.status
         self.resp_head = self.resp_complete = True
         if body is None:
@@ -816,43 +757,80 @@ class Exchange(RequestHead):
         self.respond_error(kind, detail)
 
     def bad_response(self, conn: Upstream, detail: str) -> None:
-        self.respond_error(errors.BAD_RESPONSE, f"{conn.pool.label}: {detail}")
+        self.failed(errors.BAD_RESPONSE, f"{conn.pool.label}: {detail}")
 
     def upstream_lost(self, conn: Upstream, exc: Exception | None) -> None:
         """The attached backend connection closed (``conn.ex`` is already cleared)."""
         self.upstream = None
-        assert self.server is not None and self.route is not None
+        assert self.server is not None
         self.server.inflight -= 1
         if self.done:
             return
-        if self.resp_head:
-            if self.resp_to_close:
-                self.response_complete(False)  # a close-delimited body ends at the close
-            else:
-                self.respond_error(errors.UPSTREAM_TRUNCATED, "backend closed mid-response")
+        if not self.resp_head:
+            self.failed(errors.UPSTREAM_CLOSED, f"{conn.pool.label} closed before responding")
+        elif self.resp_to_close:
+            self.response_complete(False)  # a close-delimited body ends at the close
+        else:
+            self.failed(errors.UPSTREAM_TRUNCATED, "backend closed mid-response")
+
+    # -- a failed attempt --------------------------------------------------------------------
+
+    def failed(self, kind: ErrorKind, detail: str) -> None:
+        """The one decision for a failed backend attempt, whatever failed (the dial, the
+        connection, the response, a deadline): tried again, answered, or cut short.
+
+        Before any response: the keep-alive race (a pooled connection the backend had
+        closed) is tried once more on a fresh connection (RELIABILITY 25), and a network
+        failure as often as the retry middleware's policy says; else the client is answered
+        with the kind's status.  After the response head went out, the response is cut short
+        (RELIABILITY 23)."""
+        if self.done:
             return
-        kind = errors.UPSTREAM_CLOSED
-        if errors.may_retry(
-            kind,
-            self.reused,
-            self.attempts,
-            self.method in IDEMPOTENT and not self.has_body,
-            bool(self.out),
-        ):
-            # The keep-alive race: a pooled connection the backend had closed.  Retry once on
-            # a fresh connection (RELIABILITY 25).
-            self.end_attempt(kind.name)
-            self.down.worker.retries[self.route.target.service.name] += 1
-            log.info(
-                "retrying %s %s: pooled connection to %s was closed",
-                self.method,
-                self.path,
-                conn.pool.label,
-                extra=self.log_ids(),
-            )
+        if not self.resp_head:
+            if kind.retry == errors.REUSED and errors.may_retry(
+                kind,
+                self.reused,
+                self.attempts,
+                self.method in IDEMPOTENT and not self.has_body,
+                bool(self.out),
+            ):
+                self.end_attempt(kind.name)
+                assert self.server is not None
+                log.info(
+                    "retrying %s %s: pooled connection to %s was closed",
+                    self.method,
+                    self.path,
+                    self.server.pool.label,
+                    extra=self.log_ids(),
+                )
+                self.again(fresh=True)
+                return
+            retry = self.retry
+            if kind.retry == errors.NETWORK and retry is not None:
+                self.end_attempt(kind.name)
+                if retry.on_error(self):
+                    return  # the middleware calls again() when its backoff has passed
+        self.respond_error(kind, detail)
+
+    def again(self, fresh: bool = False) -> None:
+        """The one place a new attempt starts (``failed`` decided it, or the retry
+        middleware after a status it retries): what the last attempt left is reset and the
+        request goes out again, over a fresh connection to the same server (``fresh``: the
+        keep-alive race), else to the service's next pick."""
+        if self.done:
+            return
+        assert self.route is not None
+        self.down.worker.retries[self.route.target.service.name] += 1
+        self.filters = None
+        self.resp_head = self.resp_complete = False
+        self.status = self.origin_status = 0
+        self.deadline = 0.0
+        if self.replay:
+            self.up_out = [self.replay]
+        if fresh:
             self.acquire(None)
-            return
-        self.respond_error(kind, f"{conn.pool.label} closed before responding")
+        else:
+            self.forward()
 
     def abort(self, kind: ErrorKind, detail: str) -> None:
         """The client's stream broke mid-request: nothing more may reach the backend."""
@@ -872,7 +850,7 @@ class Exchange(RequestHead):
         if client_full and self.head_sent:
             self.drop(errors.WRITE_TIMEOUT, "the client read nothing for the stall bound")
         elif not self.resp_head:
-            self.respond_error(errors.RESPONSE_TIMEOUT, "nothing from the backend in time")
+            self.failed(errors.RESPONSE_TIMEOUT, "nothing from the backend in time")
         else:
             self.abort(errors.RESPONSE_TIMEOUT, "the backend stopped sending mid-response")
 
@@ -882,7 +860,7 @@ class Exchange(RequestHead):
         if self.done:
             return
         if not self.resp_head:
-            self.respond_error(errors.RESPONSE_TIMEOUT, "no response head before the deadline")
+            self.failed(errors.RESPONSE_TIMEOUT, "no response head before the deadline")
         elif self.head_sent:
             self.drop(errors.WRITE_TIMEOUT, "response not written within writeTimeout")
         else:

@@ -342,3 +342,14 @@ class RouteTable:
             if route.matcher is None or route.matcher(req):
                 return route
         return None
+
+
+def check(config: Any) -> list[str]:
+    """Every router's rule parses (``hopwire.checks``)."""
+    errors = []
+    for name, router in config.http.routers.items():
+        try:
+            parse_rule(router.rule)
+        except RuleError as exc:
+            errors.append(f"http.routers.{name}.rule: {router.rule!r}: {exc}")
+    return errors

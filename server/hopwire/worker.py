@@ -22,39 +22,31 @@ import ssl
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvloop
 
-from hopwire.addresses import networks, within
 from hopwire.balancer import Service
 from hopwire.config import INTERNAL_ENTRYPOINT, Config, parse_address
-from hopwire.config.schema import inherited, switched_on
+from hopwire.entrypoints import EntryPointRuntime, Observing, RouterTarget
 from hopwire.http import tls
 from hopwire.http.downstream import Downstream
 from hopwire.http.listener import TLSListener
-from hopwire.http.path import ENCODED_CHARACTERS, denied_encodings
 from hopwire.http.wire import Clock
 from hopwire.live import Channel
-from hopwire.middlewares import compile_stages, expand, span_name
+from hopwire.middlewares import compile_stages
 from hopwire.middlewares.redirect import scheme_redirect
-from hopwire.proxy import Exchange
 from hopwire.routing import RouteTable
 from hopwire.telemetry import logs, metrics, otlplogs
-from hopwire.telemetry.accesslog import Writer, access_logger
-from hopwire.telemetry.metrics import Meter, WorkerMetrics
-from hopwire.telemetry.observer import observers_of
+from hopwire.telemetry.accesslog import Writer
+from hopwire.telemetry.metrics import WorkerMetrics
 from hopwire.telemetry.otlplogs import LogSink
-from hopwire.telemetry.propagation import Propagation, propagated_fields
+from hopwire.telemetry.propagation import propagated_fields
 from hopwire.telemetry.records import APP_LOG
 from hopwire.telemetry.tracing import (
-    Details,
-    PropagatingTracer,
     SpanSink,
     Tracer,
     detailed_stages,
-    w3c_context,
 )
 
 log = logging.getLogger("hopwire.worker")
@@ -116,106 +108,6 @@ class Heap:
     def check(self) -> None:
         if self.libc is not None and self.free_bytes() > self.GIVE_BACK:
             self.libc.malloc_trim(0)
-
-
-class RouterTarget:
-    """What a matched route leads to: a service, or an answer hopwire gives itself."""
-
-    __slots__ = ("name", "observers", "request", "response", "service")
-
-    def __init__(
-        self,
-        name: str,
-        service: Service | None,
-        observers: tuple[Any, ...],
-        request: tuple[Callable[[Exchange], bool], ...] = (),
-        response: Any = None,
-    ):
-        self.name = name
-        self.service = service
-        self.observers = observers
-        # the middlewares' stages (hopwire.middlewares); empty: today's request path
-        self.request = request
-        self.response = response
-
-
-class EntryPointRuntime:
-    """One entrypoint of one config generation, with every per-request setting resolved."""
-
-    __slots__ = (
-        "default_port",
-        "denied",
-        "idle_timeout",
-        "insecure",
-        "internal_observers",
-        "max_fields",
-        "max_header_bytes",
-        "max_line",
-        "max_requests",
-        "metrics_page",
-        "name",
-        "new_exchange",
-        "ping",
-        "read_timeout",
-        "sanitize",
-        "scheme",
-        "scheme_str",
-        "stall_timeout",
-        "table",
-        "tls",
-        "traced",
-        "trusted",
-        "unrouted_observers",
-        "worker",
-        "write_timeout",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        cfg: Any,
-        table: RouteTable,
-        ping: bool,
-        worker: Worker,
-        tls: bool = False,
-    ):
-        timeouts = cfg.transport.respondingTimeouts
-        self.name = name
-        # the connections it serves: TLS ones (a TLS entrypoint's second runtime) or plain
-        self.tls = tls
-        self.scheme_str = "https" if tls else "http"
-        self.scheme = self.scheme_str.encode()  # X-Forwarded-Proto
-        self.default_port = b"443" if tls else b"80"  # X-Forwarded-Port without a Host port
-        self.worker = worker
-        self.table = table
-        self.ping = ping
-        self.read_timeout = timeouts.readTimeout
-        self.idle_timeout = timeouts.idleTimeout
-        self.write_timeout = timeouts.writeTimeout
-        # when no other deadline covers a connection, nothing moving either way for this long
-        # ends it (Downstream.watch): idleTimeout, or readTimeout when idleTimeout is 0
-        self.stall_timeout = timeouts.idleTimeout or timeouts.readTimeout
-        self.max_requests = cfg.transport.keepAliveMaxRequests
-        self.max_line = cfg.http.maxRequestLineBytes
-        self.max_header_bytes = cfg.http.maxHeaderBytes
-        self.max_fields = cfg.http.maxHeaderFields
-        self.sanitize = cfg.http.sanitizePath
-        # a tracer observes some of its requests (set with the observers): the trace context
-        # the request scan sets apart for it (hopwire.http.head's W3C | B3 mask), else 0
-        self.traced = 0
-        encoded = cfg.http.encodedCharacters
-        self.denied = denied_encodings(
-            {name: getattr(encoded, name) for name in ENCODED_CHARACTERS}
-        )
-        self.insecure = cfg.forwardedHeaders.insecure
-        self.trusted = networks(cfg.forwardedHeaders.trustedIPs)
-        self.new_exchange = Exchange
-        self.unrouted_observers: tuple[Any, ...] = ()  # requests no router matched (404)
-        self.internal_observers: tuple[Any, ...] = ()  # /ping and /metrics, with addInternals
-        self.metrics_page: Any = None  # serves /metrics here when set
-
-    def is_trusted(self, ip: str) -> bool:
-        return self.insecure or within(ip, self.trusted)
 
 
 class Worker:
@@ -334,6 +226,7 @@ class Worker:
         tracing_internals = config.tracing is not None and config.tracing.addInternals
         metrics_internals = config.metrics.addInternals
         access_internals = config.accessLog is not None and config.accessLog.addInternals
+        observing = self.observing(config)
         for ep_name, ep_cfg in config.entryPoints.items():
             ep_obs = ep_cfg.observability
             terminates = self.tls_store is not None and tls.entrypoint_tls(config, ep_name)
@@ -345,21 +238,26 @@ class Worker:
                     EntryPointRuntime(ep_name, ep_cfg, RouteTable([]), ping, self, tls=True)
                 )
             internal = ep_name == INTERNAL_ENTRYPOINT
-            runtime.unrouted_observers = observers_of(
-                self.tracer(ep_name, "", None, ep_obs)
-                if not internal or tracing_internals
-                else None,
-                self.meter(ep_name, None, None, None, ep_obs, "https" if terminates else "http")
-                if not internal or metrics_internals
-                else None,
-                self.logger(ep_name, "", "", None, ep_obs)
-                if not internal or access_internals
-                else None,
+            runtime.unrouted_observers = observing.observers(
+                ep_name,
+                "",
+                None,
+                None,
+                ep_obs,
+                "https" if terminates else "http",
+                only=(
+                    not internal or tracing_internals,
+                    not internal or metrics_internals,
+                    not internal or access_internals,
+                ),
             )
-            runtime.internal_observers = observers_of(
-                self.tracer(ep_name, "", None, ep_obs) if tracing_internals else None,
-                self.meter(ep_name, None, None, None, ep_obs) if metrics_internals else None,
-                self.logger(ep_name, "", "", None, ep_obs) if access_internals else None,
+            runtime.internal_observers = observing.observers(
+                ep_name,
+                "",
+                None,
+                None,
+                ep_obs,
+                only=(tracing_internals, metrics_internals, access_internals),
             )
             if prom is not None and prom.entryPoint == ep_name:
                 runtime.metrics_page = metrics.exposition
@@ -420,6 +318,7 @@ class Worker:
         the services already made), then swap them in: a request matched before keeps its old
         route, every one after gets the new."""
         user_eps = [n for n in config.entryPoints if n != INTERNAL_ENTRYPOINT]
+        observing = self.observing(config)
         plans = []
         for ep_name, runtimes in self.runtimes.items():
             ep_cfg = config.entryPoints[ep_name]
@@ -431,19 +330,18 @@ class Worker:
             for r_name, router in config.http.routers.items():
                 if ep_name in (router.entryPoints or user_eps):
                     names = (*ep_cfg.http.middlewares, *router.middlewares)
-                    details = self.details(r_name, router, names, ep_obs)
-                    tracer = self.tracer(ep_name, r_name, router.observability, ep_obs, details)
-                    observers = observers_of(
-                        tracer,
-                        self.meter(
-                            ep_name,
-                            r_name,
-                            router.service,
-                            router.observability,
-                            ep_obs,
-                            "https" if r_name in tls_routers else "http",
-                        ),
-                        self.logger(ep_name, r_name, router.service, router.observability, ep_obs),
+                    details = observing.details(r_name, router, names, ep_obs)
+                    observers = observing.observers(
+                        ep_name,
+                        r_name,
+                        router.service,
+                        router.observability,
+                        ep_obs,
+                        "https" if r_name in tls_routers else "http",
+                        details,
+                    )
+                    tracer = (
+                        observers[0] if observers and isinstance(observers[0], Tracer) else None
                     )
                     owners: list[int] = []
                     requests, response = compile_stages(
@@ -458,7 +356,7 @@ class Worker:
                     (secure if r_name in tls_routers else routers).append(entry)
             redirect = ep_cfg.http.redirections.entryPoint
             if redirect is not None:
-                routers.append(self.redirection(ep_name, redirect, ep_obs))
+                routers.append(self.redirection(observing, ep_name, redirect, ep_obs))
             tables = [RouteTable(routers), RouteTable(secure)][: len(runtimes)]
             first = runtimes[0]
             groups = [first.unrouted_observers, first.internal_observers]
@@ -512,7 +410,9 @@ class Worker:
                 service.start_checks()
         log.info("worker %d: dynamic configuration %d applied", self.slot, sequence)
 
-    def redirection(self, ep_name: str, redirect: Any, ep_obs: Any) -> tuple[Any, ...]:
+    def redirection(
+        self, observing: Observing, ep_name: str, redirect: Any, ep_obs: Any
+    ) -> tuple[Any, ...]:
         """The router of ``http.redirections.entryPoint``, as Traefik generates it."""
         to = redirect.to
         if to.startswith(":"):
@@ -521,77 +421,16 @@ class Worker:
             port = str(parse_address(self.config.entryPoints[to].address)[1])
         name = f"{ep_name}-to-{to.lstrip(':')}@internal"
         answer = scheme_redirect(redirect.scheme, port, redirect.permanent, always=True)
-        observers = observers_of(
-            self.tracer(ep_name, name, None, ep_obs),
-            self.meter(ep_name, name, "noop@internal", None, ep_obs),
-            self.logger(ep_name, name, "noop@internal", None, ep_obs),
-        )
+        observers = observing.observers(ep_name, name, "noop@internal", None, ep_obs)
         target = RouterTarget(name, None, observers, (answer,))
         return (name, "HostRegexp(`^.+$`)", redirect.priority, target)
 
+    def observing(self, config: Config) -> Observing:
+        """What makes the observers of ``config``'s routers, with this worker's sinks."""
+        return Observing(config, self.sink, self.metrics, self.access)
+
     def handshake_failed(self, ep_name: str, reason: str) -> None:
         self.tls_errors[(ep_name, reason)] += 1
-
-    def tracer(
-        self, ep_name: str, name: str, router: Any, ep: Any, details: Details | None = None
-    ) -> Tracer | None:
-        """The tracer of a router on entrypoint ``ep_name`` (``router``/``ep``: the
-        Observability sections, or None); ``details``: its detailed spans, when its
-        traceVerbosity is detailed."""
-        tracing = self.config.tracing
-        if tracing is None or self.sink is None or not switched_on("tracing", router, ep):
-            return None
-        args = (
-            name,
-            inherited("sampleRate", router, ep, tracing.sampleRate),
-            self.sink,
-            tracing.capturedRequestHeaders,
-            tracing.capturedResponseHeaders,
-            tracing.traceResponse,
-            details,
-            tracing.keep.errors,
-            tracing.keep.slowerThan,
-        )
-        context = self.config.entryPoints[ep_name].traceContext
-        if Propagation.needed(tracing.propagators, context):
-            propagation = Propagation(tracing.propagators, context, w3c_context)
-            return PropagatingTracer(propagation, *args)
-        return Tracer(*args)
-
-    def details(
-        self, name: str, router: Any, middlewares: Sequence[str], ep: Any
-    ) -> Details | None:
-        """What a router's detailed spans name, when its traceVerbosity is detailed."""
-        if inherited("traceVerbosity", router.observability, ep, "minimal") != "detailed":
-            return None
-        defined = self.config.http.middlewares
-        return Details(
-            name,
-            router.service,
-            router.rule,
-            [(span_name(defined[m]), m) for m in expand(middlewares, defined)],
-        )
-
-    def meter(
-        self,
-        ep_name: str,
-        router_name: str | None,
-        service: str | None,
-        router: Any,
-        ep: Any,
-        scheme: str = "http",
-    ) -> Meter | None:
-        """``scheme``: of the connections the router answers (url.scheme of the OTLP
-        http.server.request.duration)."""
-        if self.metrics is None or not switched_on("metrics", router, ep):
-            return None
-        return self.metrics.meter(ep_name, router_name, service, scheme)
-
-    def logger(self, ep_name: str, router_name: str, service: str, router: Any, ep: Any) -> Any:
-        """A router's access-log observer (accesslog.access_logger), or None."""
-        if self.access is None or not switched_on("accessLogs", router, ep):
-            return None
-        return access_logger(self.access, ep_name, router_name, service)
 
     def log_records_dropped(self, records: int) -> None:
         self.counters["otlp_dropped_log"] += records

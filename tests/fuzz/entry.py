@@ -13,8 +13,8 @@ with atheris.instrument_imports(include=["hopwire"]):  # coverage of the request
     import hopwire.http.downstream
     import hopwire.http.head
     import hopwire.http.path
+    import hopwire.http.pool
     import hopwire.http.upstream
-    import hopwire.pool
     import hopwire.proxy
     import hopwire.routing  # noqa: F401
 

@@ -116,10 +116,20 @@ def catch_all(
     (chained after ``tracer`` when given), no socket and a loop that never runs.  Shared by
     the fuzz world and ``bench/callpath.py`` (``stages``: the router's middleware stages)."""
     from hopwire import worker as worker_mod
-    from hopwire.config import load
     from hopwire.routing import RouteTable
     from hopwire.telemetry import metrics
     from hopwire.telemetry.observer import observers_of
+
+    # bench/instructions.py --ref REV runs this file against older server trees too: before
+    # hopwire.checks and hopwire.entrypoints, the loader and the runtime types were elsewhere
+    try:
+        from hopwire.checks import load
+        from hopwire.entrypoints import EntryPointRuntime, Observing, RouterTarget
+    except ImportError:
+        from hopwire.config import load
+        from hopwire.worker import EntryPointRuntime, RouterTarget  # type: ignore[attr-defined,no-redef]
+
+        Observing = None  # type: ignore[assignment,misc]
 
     config = load(
         None,
@@ -142,16 +152,19 @@ def catch_all(
         metrics.init(tempfile.mkdtemp(prefix="hopwire-inproc-"), metrics.default_buckets())
     worker.metrics = metrics.WorkerMetrics(config)
     ep_cfg = config.entryPoints["web"]
-    meter = worker.meter("web", "all", "be", None, ep_cfg.observability)
     if config.accessLog is not None:  # the bench's access-log settings
         from hopwire.telemetry.accesslog import Writer
 
         worker.access = Writer(config.accessLog, worker)
-    logger = worker.logger("web", "all", "be", None, ep_cfg.observability)
+    made: Any = (
+        worker if Observing is None else Observing(config, None, worker.metrics, worker.access)
+    )
+    meter = made.meter("web", "all", "be", None, ep_cfg.observability)
+    logger = made.logger("web", "all", "be", None, ep_cfg.observability)
     observers = observers_of(tracer, meter, logger)
-    target = worker_mod.RouterTarget("all", service, observers, *stages)
+    target = RouterTarget("all", service, observers, *stages)
     table = RouteTable([("all", "PathPrefix(`/`)", 0, target)])
-    ep = worker_mod.EntryPointRuntime("web", ep_cfg, table, False, worker)
+    ep = EntryPointRuntime("web", ep_cfg, table, False, worker)
     ep.traced = tracer is not None
     return ep, worker, service
 

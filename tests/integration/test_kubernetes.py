@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hopwire.config import load
+from hopwire.checks import load
 from tests.harness import ROOT, Hopwire, free_port, header, request
 from tests.otlp_receiver import GrpcReceiver
 

@@ -528,6 +528,39 @@ def test_keep_alive_max_requests(make_backend: Any, make_hopwire: Any) -> None:
         assert sock.recv(1) == b""
 
 
+def test_keep_alive_max_requests_counts_local_answers_and_errors(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """A 404 hopwire answers itself counts as a request on the connection, and the answer
+    that reaches keepAliveMaxRequests closes it, as a proxied one does (Traefik does both)."""
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "Host(`known.test`)", "service": "s"}},
+                "services": {"s": service(b.url)},
+            }
+        },
+        start=False,
+    )
+    hw.config["entryPoints"]["web"]["transport"] = {"keepAliveMaxRequests": 3}
+    hw.write(hw.config)
+    hw.start()
+    for hosts in (
+        ["nowhere.test", "known.test", "nowhere.test"],  # the last answer is an error
+        ["nowhere.test", "nowhere.test", "nowhere.test"],  # errors only
+    ):
+        with socket.create_connection(("127.0.0.1", hw.port), timeout=5) as sock:
+            conn = h11.Connection(h11.CLIENT)
+            seen = []
+            for host in hosts:
+                status, headers, _ = exchange(sock, "GET", "/", host=host, conn=conn)
+                seen.append((status, header(headers, "connection")))
+            assert [c for _, c in seen] == [None, None, "close"], seen
+            assert seen[-1][0] == 404
+            assert sock.recv(1) == b""
+
+
 def test_tunnel_idle_timeout(make_backend: Any, make_hopwire: Any) -> None:
     b = make_backend()
     hw = make_hopwire(

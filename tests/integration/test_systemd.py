@@ -71,10 +71,10 @@ def security_exposure() -> float:
     return float(found.group(1))
 
 
-def test_security_exposure_is_low_and_in_the_readme() -> None:
+def test_security_exposure_is_low_and_in_the_docs() -> None:
     score = security_exposure()
     assert score <= 2.0
-    assert f"exposure **{score}**" in (ROOT / "README.md").read_text()
+    assert f"exposure **{score}**" in (ROOT / "docs" / "operations.md").read_text()
 
 
 def test_service_settings() -> None:

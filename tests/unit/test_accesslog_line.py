@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from hopwire.config import load
+from hopwire.checks import load
 from hopwire.telemetry import _otlp, otlp
 from hopwire.telemetry._accesslog import Logger, json_line, json_lines, record, records
 from hopwire.telemetry.accesslog import AccessLogger, Writer

@@ -11,7 +11,7 @@ import tempfile
 from typing import Any
 
 from hopwire import arbiter
-from hopwire.config import load
+from hopwire.checks import load
 from hopwire.telemetry import metrics
 
 

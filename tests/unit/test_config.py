@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hopwire.config import ConfigError, load, parse_address, parse_duration
+from hopwire.checks import load
+from hopwire.config import ConfigError, parse_address, parse_duration
 from hopwire.config.reference import markdown
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from hopwire import errors
 
@@ -30,9 +31,24 @@ def test_retry_rule() -> None:
 
 
 def test_close_decisions() -> None:
-    assert not errors.closes(None, keep_alive=True, body_pending=False, draining=False)
-    assert not errors.closes(errors.NO_ROUTE, True, False, False)  # the connection stays usable
-    assert errors.closes(errors.BAD_REQUEST, True, False, False)  # framing: close (RFC 9112)
-    assert errors.closes(None, True, True, False)  # the body was not read
-    assert errors.closes(None, True, False, True)  # draining
-    assert errors.closes(None, False, False, False)  # the client asked
+    """The one close rule (Downstream.closes), keepAliveMaxRequests included."""
+    from types import SimpleNamespace
+
+    from hopwire.http.downstream import Downstream
+
+    def connection(draining: bool = False, max_requests: int = 0, served: int = 0) -> Any:
+        worker = SimpleNamespace(draining=draining)
+        down = Downstream(SimpleNamespace(worker=worker, max_requests=max_requests))  # type: ignore[arg-type]
+        down.served = served
+        return down
+
+    down = connection()
+    assert not down.closes(None, keep_alive=True, body_pending=False)
+    assert not down.closes(errors.NO_ROUTE, True, False)  # the connection stays usable
+    assert down.closes(errors.BAD_REQUEST, True, False)  # framing: close (RFC 9112)
+    assert down.closes(None, True, True)  # the body was not read
+    assert connection(draining=True).closes(None, True, False)
+    assert down.closes(None, False, False)  # the client asked
+    assert not connection(max_requests=3, served=1).closes(errors.NO_ROUTE, True, False)
+    assert connection(max_requests=3, served=2).closes(errors.NO_ROUTE, True, False)
+    assert connection(max_requests=3, served=2).closes(None, True, False)

@@ -108,9 +108,7 @@ def layer_of(module: str) -> tuple[int, str]:
     best = (-1, "", "")
     for index, (layer, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(
-                best[2]
-            ):
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best[2]):
                 best = (index, layer, prefix)
     assert best[0] >= 0, f"{module} is in no layer: add it to LAYERS"
     index, layer, _ = best
@@ -214,6 +212,8 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
     report = problems(tmp_path)
     text = "\n".join(report)
     assert "out of config: " in text and "hopwire/config/schema.py:2 (function import" in text
-    assert "up the layers (http -> phases)" in text and "hopwire/http/wire.py:3 (typing import" in text
+    assert (
+        "up the layers (http -> phases)" in text and "hopwire/http/wire.py:3 (typing import" in text
+    )
     assert "cycle: " in text and "hopwire/proxy.py:1 (module import of hopwire.http.wire)" in text
     assert not any("cli.py" in line for line in report)  # command -> phases is down the layers

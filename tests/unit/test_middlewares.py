@@ -138,7 +138,7 @@ def test_chains_expand_and_loops_are_named() -> None:
 def test_each_request_stage_names_its_middleware() -> None:
     """compile_stages' owners: the middleware (in expand's order) of each request stage, for
     tracing's detailed spans; a middleware without a request stage owns none."""
-    from hopwire.config import load
+    from hopwire.checks import load
     from hopwire.middlewares import compile_stages, span_name
 
     config = load(

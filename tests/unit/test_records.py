@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from hopwire.config import load
+from hopwire.checks import load
 from hopwire.http.head import read_request
 from hopwire.proxy import Exchange
 from hopwire.telemetry.accesslog import AccessLogger, Writer

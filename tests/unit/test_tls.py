@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hopwire.config import ConfigError, load
+from hopwire.checks import load
+from hopwire.config import ConfigError
 from hopwire.http import tls
 from tests.certs import Authority
 

@@ -12,7 +12,8 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 
-from hopwire.config import ConfigError, load
+from hopwire.checks import load
+from hopwire.config import ConfigError
 from hopwire.telemetry import otlp
 from hopwire.telemetry.otlp import redact_query, redactor
 from hopwire.telemetry.records import AttemptRecord, SpanRecord

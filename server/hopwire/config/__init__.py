@@ -4,7 +4,7 @@
     values     parsers and checks of single values (durations, addresses, URLs, ranges)
     sources    the file, HOPWIRE_* variables, --dotted.flags, PROXY_TRACING_* and OTEL_*
     validate   raw mapping -> typed Config, and the checks across sections
-    reference  the generated reference table (``hopwire --help-config``, the README)
+    reference  the generated reference table (``hopwire --help-config``, docs/reference.md)
 
 A config is frozen after load.  A bad value stops start-up with exit code 2 and a message that
 names the key, the value and what was expected; on reload the old config keeps serving.

@@ -1,7 +1,7 @@
 """The configuration reference, generated from the schema.
 
 ``hopwire --help-config`` prints it as text, ``hopwire --help-config --markdown`` as the table
-in the README (a test checks that the README holds exactly this table).  Every key has a row:
+in docs/reference.md (a test checks that it holds exactly this table).  Every key has a row:
 sections too (``tracing``, ``accessLog``, ``…healthCheck``), named entries as ``<name>`` and
 list items as ``[]``.  Defaults are written one way: a value in backticks, ``required``,
 ``off`` for a section that is absent unless given, ``unset`` for a switch that inherits, and
@@ -83,7 +83,7 @@ def rows() -> list[tuple[str, str, str]]:
 
 
 def markdown() -> str:
-    """The reference as a Markdown table (the README's)."""
+    """The reference as a Markdown table (docs/reference.md)."""
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{key}` | {default} | {doc} |" for key, default, doc in rows()]
     return "\n".join(lines)

@@ -592,7 +592,7 @@ class ClientAuth:
     clientAuthType: str = setting(
         "NoClientCert",
         "NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or "
-        "RequireAndVerifyClientCert (the two that skip verification verify: see the README).",
+        "RequireAndVerifyClientCert (the two that skip verification verify: see docs/https.md).",
         check=one_of(
             "NoClientCert",
             "RequestClientCert",
@@ -1117,7 +1117,8 @@ class Config:
     workers: int = setting(0, "Worker processes; 0 means one per CPU.", check=not_negative)
     heartbeatTimeout: float = setting(
         30.0,
-        "A worker whose event loop has not ticked for this long is killed and replaced.",
+        "A worker whose event loop has not ticked for this long is asked for its Python stack "
+        "(written to its log), then killed and replaced.",
         DURATION,
         positive,
     )

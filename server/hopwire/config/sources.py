@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -467,8 +467,10 @@ def load(
     path: str | None,
     flags: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    checks: Sequence[Callable[[Config], list[str]]] = (),
 ) -> Config:
-    """Load and validate; raise ConfigError with every problem found."""
+    """Load and validate; raise ConfigError with every problem found.  ``checks``: more
+    checks of the built Config, by the runtime's compilers (``hopwire.checks.CHECKS``)."""
     errors: list[str] = []
     raw: dict[str, Any] = read_file(path) if path else {}
     environ = os.environ if environ is None else environ
@@ -505,6 +507,8 @@ def load(
     if not errors:
         config = with_defaults(config)
         errors.extend(validate(config))
+        for check in checks:
+            errors.extend(check(config))
     if errors:
         raise ConfigError(errors)
     return typing.cast(Config, config)

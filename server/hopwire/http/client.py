@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hopwire import errors
 from hopwire.http.upstream import Upstream
+from hopwire.http.wire import IDEMPOTENT
 
 if TYPE_CHECKING:
-    from hopwire.pool import Pool
+    from hopwire.http.pool import Pool
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -90,13 +92,13 @@ class Call:
             self.fail(f"dial {self.pool.label}: {getattr(exc, 'strerror', None) or exc!r}")
             return
         if self.finished:
-            self.pool.put(conn, time.monotonic())
+            conn.release(True, time.monotonic())
             return
         self.send(conn)
 
     def send(self, conn: Upstream) -> None:
         self.conn = conn
-        conn.ex = self  # type: ignore[assignment]  # the Upstream callbacks below
+        conn.ex = self  # the Upstream callbacks below
         conn.fresh = True
         conn.transport.write(self.request)
 
@@ -113,8 +115,7 @@ class Call:
         conn = self.conn
         if conn is not None:
             self.conn = None
-            conn.ex = None
-            conn.close()
+            conn.release(False, 0.0)
         self.finish(error)
 
     def cancel(self) -> None:
@@ -126,8 +127,7 @@ class Call:
             conn = self.conn
             if conn is not None:
                 self.conn = None
-                conn.ex = None
-                conn.close()
+                conn.release(False, 0.0)
 
     # -- what Upstream calls ---------------------------------------------------------------
 
@@ -151,11 +151,7 @@ class Call:
         conn = self.conn
         if conn is not None:
             self.conn = None
-            conn.ex = None
-            if keep_alive:
-                conn.pool.put(conn, time.monotonic())
-            else:
-                conn.close()
+            conn.release(keep_alive, time.monotonic())
         self.finish()
 
     def response_upgraded(self, conn: Upstream, rest: bytes) -> None:
@@ -168,8 +164,9 @@ class Call:
         self.conn = None
         if self.finished:
             return
-        if self.reused and not self.status:  # the keep-alive race: once on a fresh connection
-            self.reused = False
+        kind = errors.UPSTREAM_CLOSED
+        if errors.may_retry(kind, self.reused, 1, self.method in IDEMPOTENT, bool(self.status)):
+            self.reused = False  # the keep-alive race, decided as for an exchange: once more
             self.pool.loop.create_task(self.dial())
             return
         self.finish(f"{conn.pool.label} closed before responding")

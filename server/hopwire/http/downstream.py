@@ -44,9 +44,15 @@ from hopwire.http.flow import (
 from hopwire.http.tls import tls_fields
 
 if TYPE_CHECKING:
-    from hopwire.http.upstream import Upstream
-    from hopwire.proxy import Exchange
-    from hopwire.worker import EntryPointRuntime
+    from hopwire.contracts import Backend as Upstream
+    from hopwire.contracts import Connection, EntryPoint
+    from hopwire.contracts import ExchangeIn as Exchange
+
+if TYPE_CHECKING:
+
+    def _is_a_connection(down: Downstream) -> Connection:
+        return down  # mypy: Downstream gives an exchange all that Connection promises
+
 
 log = logging.getLogger("hopwire.http")
 
@@ -118,7 +124,7 @@ class Downstream(asyncio.Protocol):
         "writer",
     )
 
-    def __init__(self, ep: EntryPointRuntime):
+    def __init__(self, ep: EntryPoint):
         self.ep = ep  # the entrypoint runtime of this config generation
         self.worker = ep.worker
         self.parser = HttpRequestParser(self)
@@ -438,8 +444,10 @@ class Downstream(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.req = self.ep.new_exchange(self)
-        if self.active is None:
-            self.set_deadline(self.ep.read_timeout, READ)
+        if self.active is None:  # set_deadline(read_timeout, READ), inline: once a request
+            seconds = self.ep.read_timeout
+            self.deadline = self.worker.clock.now + seconds if seconds else 0.0
+            self.deadline_kind = READ
 
     def on_url(self, url: bytes) -> None:
         req = self.req
@@ -493,6 +501,21 @@ class Downstream(asyncio.Protocol):
 
     # -- exchanges ---------------------------------------------------------------------------
 
+    def closes(self, kind: ErrorKind | None, keep_alive: bool, body_pending: bool) -> bool:
+        """The one close rule: whether the connection closes after the answer being made
+        (``kind`` None: a normal one, else the error's ``keep_alive``).  It closes when the
+        client asked (``keep_alive`` False), when the request's body is still unread, when
+        the worker drains, and after ``keepAliveMaxRequests`` answers, local ones and errors
+        included."""
+        max_requests = self.ep.max_requests
+        return (
+            (kind is not None and not kind.keep_alive)
+            or not keep_alive
+            or body_pending
+            or self.worker.draining
+            or (max_requests > 0 and self.served + 1 >= max_requests)
+        )
+
     def exchange_done(self, ex: Exchange, close: bool) -> None:
         """An exchange has ended (``Exchange.end``): close, or go on with the next request."""
         self.served += 1
@@ -524,9 +547,11 @@ class Downstream(asyncio.Protocol):
         if ex.client_eof:
             self.close()
             return
-        if self.req is None:
-            idle = self.worker.drain_idle if self.worker.draining else self.ep.idle_timeout
-            self.set_deadline(idle, IDLE)
+        if self.req is None:  # set_deadline(idle, IDLE), inline: once a request
+            worker = self.worker
+            idle = worker.drain_idle if worker.draining else self.ep.idle_timeout
+            self.deadline = worker.clock.now + idle if idle else 0.0
+            self.deadline_kind = IDLE
         else:
             self.set_deadline(self.ep.read_timeout, READ)
         if self.flow.reasons:
@@ -567,5 +592,6 @@ class Downstream(asyncio.Protocol):
 
     def start_tunnel(self, upstream: Upstream) -> None:
         self.tunnel = upstream
+        upstream.tunnel = self
         self.flow.resume(QUEUED | BUFFERING)
         self.set_deadline(self.ep.idle_timeout, IDLE)

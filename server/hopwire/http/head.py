@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import types
+import typing
 from collections.abc import Mapping, Sequence
 
 from hopwire import errors
@@ -42,6 +43,8 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0
 # Connection tokens that are not field names to remove
 _CONN_KNOWN = frozenset({b"close", b"keep-alive", b"upgrade", b""})
 _NO_FIELDS: Mapping[bytes, bytes] = types.MappingProxyType({})
+# the kept fields of a head not parsed (yet): empty, never added to (no list made for it)
+_NOT_PARSED = typing.cast(Fields, ())
 # authorities already validated and split (split_authority), shared by the requests of a
 # worker: most connections send the same few Host values; emptied when it grows past this
 _AUTHORITIES: dict[bytes, tuple[str, bytes]] = {}
@@ -84,7 +87,7 @@ class RequestHead:
         # end-to-end fields, forwarded as they came, and the X-Forwarded-* of a trusted client;
         # read-only once read (a reader that filters assigns a new sequence), so the defaults
         # can be shared
-        self.kept: Sequence[tuple[bytes, bytes]] = ()
+        self.kept: Fields = _NOT_PARSED  # read_request sets the list the fields are kept in
         self.fwd: Mapping[bytes, bytes] = _NO_FIELDS
         self.chunked = False
         self.cl: bytes | None = None

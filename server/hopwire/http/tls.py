@@ -483,10 +483,23 @@ def all_options(config: Any) -> dict[str, Any]:
 
 
 def check(config: Any) -> list[str]:
-    """Every problem of the TLS configuration: files, keys, options (``--check``, load)."""
-    if not needs_tls(config):
-        return []
+    """Every problem of the TLS configuration (``hopwire.checks``): the backends' client
+    certificates and versions, then, with a TLS entrypoint, the files, keys and options."""
     errors: list[str] = []
+    transports = [("serversTransport", config.serversTransport)]
+    transports += [
+        (f"http.serversTransports.{n}", t) for n, t in config.http.serversTransports.items()
+    ]
+    for key, tr in transports:
+        for i, files in enumerate(tr.certificates):
+            try:
+                read_certificate(files.certFile, files.keyFile, f"{key}.certificates[{i}]")
+            except TLSError as exc:
+                errors += exc.errors
+        if tr.maxVersion and VERSIONS[tr.maxVersion] < VERSIONS[tr.minVersion]:
+            errors.append(f"{key}.maxVersion: {tr.maxVersion} is below minVersion")
+    if errors or not needs_tls(config):
+        return errors
     _certificates(config, errors)
     for name, opt in all_options(config).items():
         errors += check_options(name, opt)

@@ -31,9 +31,9 @@ from hopwire.http.flow import HIGH_WATER, LOW_WATER, PEER_FULL, ReadFlow
 from hopwire.http.head import Fields, split_fields
 
 if TYPE_CHECKING:
+    from hopwire.contracts import Pool
+    from hopwire.contracts import UpstreamHooks as Exchange
     from hopwire.http.downstream import Downstream
-    from hopwire.pool import Pool
-    from hopwire.proxy import Exchange
 
 log = logging.getLogger("hopwire.upstream")
 
@@ -161,6 +161,22 @@ class Upstream(asyncio.Protocol):
         if not self.flow.reasons:
             transport.pause_reading()
             transport.resume_reading()
+
+    def release(self, reuse: bool, now: float) -> None:
+        """What it carried is done with it: back to its pool, reading whole pieces again
+        (``reuse``), else closed.  The one release of a backend connection, for an exchange's
+        attempt and a middleware's call alike."""
+        self.ex = None
+        if not reuse:
+            self.close()
+            return
+        if self.narrowed:
+            self.widen()
+        # the last write to a slow client may have paused this connection's reading; an idle
+        # pooled connection must read (to notice the backend closing it)
+        if self.flow.reasons:
+            self.flow.resume(PEER_FULL)
+        self.pool.put(self, now)
 
     def close(self) -> None:
         if not self.closed:

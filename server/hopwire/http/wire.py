@@ -6,6 +6,8 @@ import http
 import time
 from email.utils import formatdate
 
+from hopwire.contracts import Clock as ClockView
+
 # RFC 9110 §7.6.1: fields that apply to one connection only, removed in both directions, plus
 # the fields a Connection header names.  Upgrade is kept only when a tunnel is being set up.
 HOP_BY_HOP = frozenset(
@@ -71,7 +73,7 @@ class Clock:
 
 
 def simple_response(
-    clock: Clock,
+    clock: ClockView,
     code: int,
     body: bytes,
     close: bool,

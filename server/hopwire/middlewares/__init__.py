@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from hopwire.contracts import ExchangeView
 from hopwire.middlewares import (
     access,
     bodies,
@@ -45,7 +46,7 @@ class ResponseEdit:
         self.bodies = bodies or []
         self.skip = HOP_BY_HOP.union(*(drop for drop, _ in steps))
 
-    def extend(self, ex: Any, parts: list[bytes], backend: Fields) -> None:
+    def extend(self, ex: ExchangeView, parts: list[bytes], backend: Fields) -> None:
         steps = self.steps
         if not steps:
             return
@@ -64,7 +65,7 @@ class ResponseEdit:
         for name, value in fields:
             parts += (name, b": ", value, b"\r\n")
 
-    def open_filters(self, ex: Any, headers: Fields) -> Any:
+    def open_filters(self, ex: ExchangeView, headers: Fields) -> Any:
         """The chain of body filters for this response (None: the body passes as it is)."""
         first = None
         last = None

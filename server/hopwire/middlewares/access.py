@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hopwire.addresses import networks, within
+from hopwire.contracts import ExchangeView
 from hopwire.middlewares import htpasswd
 from hopwire.middlewares.headers import field
 
@@ -52,7 +53,7 @@ def client_ip(strategy: Any) -> Callable[[Any], str]:
     if strategy.depth:
         depth = strategy.depth
 
-        def by_depth(ex: Any) -> str:
+        def by_depth(ex: ExchangeView) -> str:
             xffs = ex.fwd.get(b"x-forwarded-for", b"").decode("latin-1").split(",")
             if len(xffs) < depth:
                 return ""
@@ -61,7 +62,7 @@ def client_ip(strategy: Any) -> Callable[[Any], str]:
         return by_depth
     excluded = networks(strategy.excludedIPs)
 
-    def by_pool(ex: Any) -> str:
+    def by_pool(ex: ExchangeView) -> str:
         xffs = ex.fwd.get(b"x-forwarded-for", b"").decode("latin-1").split(",")
         for value in reversed(xffs):
             ip = value.strip()
@@ -83,7 +84,7 @@ def ip_allow_list(cfg: Any) -> Stage:
     except ValueError:
         body = b""  # a status without a name: Go's text is empty too
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         ip = address(ex)
         if ip and within(ip, allowed):
             return False
@@ -136,7 +137,7 @@ def basic_auth(cfg: Any) -> Stage:
     remove = cfg.removeHeader
     passed: dict[bytes, str] = {}  # Authorization values that succeeded -> user
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         value = field(ex.kept, AUTHORIZATION)
         user = passed.get(value) if value is not None else None
         if user is None and value is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hopwire import errors
+from hopwire.contracts import ExchangeView
 from hopwire.http.flow import BUFFERING as _BUFFERING
 from hopwire.http.wire import LAST_CHUNK
 
@@ -50,7 +51,7 @@ def with_length(parts: list[bytes], n: int) -> list[bytes]:
     return out
 
 
-def no_body(ex: Any) -> bool:
+def no_body(ex: ExchangeView) -> bool:
     return ex.method == "HEAD" or ex.status in (204, 304)
 
 
@@ -59,7 +60,7 @@ class Filter:
 
     __slots__ = ("ex", "next")
 
-    def __init__(self, ex: Any):
+    def __init__(self, ex: ExchangeView):
         self.ex = ex
         self.next: Any = ex
 
@@ -108,7 +109,7 @@ class Spool:
 # -- request bodies ---------------------------------------------------------------------------
 
 
-def received_body(ex: Any) -> list[bytes]:
+def received_body(ex: ExchangeView) -> list[bytes]:
     """Body bytes already queued for the backend (a pipelined request read before it started),
     without the chunked framing ``Exchange.body`` added."""
     out = ex.up_out
@@ -125,7 +126,7 @@ class RequestBody:
 
     def __init__(
         self,
-        ex: Any,
+        ex: ExchangeView,
         limit: int,
         mem: int,
         then: Callable[[Any, bytes], None],
@@ -173,7 +174,7 @@ class RequestBody:
         return self.spool.pieces()
 
 
-def stream_on(ex: Any, held: RequestBody) -> None:
+def stream_on(ex: ExchangeView, held: RequestBody) -> None:
     """Give up holding (retry's maxRequestBodyBytes): what was held is sent, the rest streams."""
     pieces = held.release()
     if ex.chunked:
@@ -199,7 +200,7 @@ class Buffering:
         self.mem_response = cfg.memResponseBodyBytes
         self.next = 0
 
-    def __call__(self, ex: Any) -> bool:
+    def __call__(self, ex: ExchangeView) -> bool:
         if not ex.has_body:
             return False
         if ex.cl is not None and 0 <= self.max_request < int(ex.cl):
@@ -208,10 +209,10 @@ class Buffering:
         RequestBody(ex, self.max_request, self.mem_request, self.resume, self.refuse)
         return True
 
-    def resume(self, ex: Any, body: bytes) -> None:
+    def resume(self, ex: ExchangeView, body: bytes) -> None:
         ex.resume(self.next)
 
-    def refuse(self, ex: Any, held: RequestBody | None) -> None:
+    def refuse(self, ex: ExchangeView, held: RequestBody | None) -> None:
         ex.respond_error(
             errors.REQUEST_TOO_LARGE,
             f"request body over maxRequestBodyBytes ({self.max_request})",
@@ -219,14 +220,14 @@ class Buffering:
             b"",
         )
 
-    def open(self, ex: Any, headers: Fields) -> Filter | None:
+    def open(self, ex: ExchangeView, headers: Fields) -> Filter | None:
         return None if no_body(ex) else BufferedResponse(ex, self)
 
 
 class BufferedResponse(Filter):
     __slots__ = ("cfg", "head", "spool")
 
-    def __init__(self, ex: Any, cfg: Buffering):
+    def __init__(self, ex: ExchangeView, cfg: Buffering):
         super().__init__(ex)
         self.cfg = cfg
         self.spool = Spool(cfg.mem_response)
@@ -424,7 +425,7 @@ class Compress:
             return self.default or self.encodings[0]
         return best
 
-    def open(self, ex: Any, headers: Fields) -> Filter | None:
+    def open(self, ex: ExchangeView, headers: Fields) -> Filter | None:
         if ex.method == "HEAD":
             return None
         accept: list[bytes] = []
@@ -470,7 +471,7 @@ class Compressing(Filter):
 
     WAITING, ON, OFF = 0, 1, 2
 
-    def __init__(self, ex: Any, cfg: Compress, encoding: str):
+    def __init__(self, ex: ExchangeView, cfg: Compress, encoding: str):
         super().__init__(ex)
         self.cfg = cfg
         self.encoding = encoding

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from hopwire import errors
+from hopwire.contracts import ExchangeView
 from hopwire.http.client import Call
 from hopwire.http.head import response_fields
 from hopwire.http.wire import status_line
@@ -44,7 +45,7 @@ class ErrorPages:
             else frozenset(n.lower().encode() for n in cfg.errorRequestHeaders)
         )
 
-    def open(self, ex: Any, headers: Fields) -> Filter | None:
+    def open(self, ex: ExchangeView, headers: Fields) -> Filter | None:
         if not in_ranges(ex.status, self.ranges):
             return None
         return ErrorPage(ex, self)
@@ -55,7 +56,7 @@ class ErrorPages:
                 return code
         return status
 
-    def request(self, ex: Any, status: int, server: Any) -> bytes:
+    def request(self, ex: ExchangeView, status: int, server: Any) -> bytes:
         url = f"{ex.down.ep.scheme_str}://{ex.authority.decode('latin-1')}"
         url += ex.path_query.decode("latin-1")
         target = (
@@ -94,7 +95,7 @@ class ErrorPages:
 class ErrorPage(Filter):
     __slots__ = ("cfg", "status")
 
-    def __init__(self, ex: Any, cfg: ErrorPages):
+    def __init__(self, ex: ExchangeView, cfg: ErrorPages):
         super().__init__(ex)
         self.cfg = cfg
         self.status = cfg.status_for(ex.status)

@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from hopwire import errors
+from hopwire.contracts import ExchangeView
 from hopwire.http.client import Call
+from hopwire.http.pool import Pool
 from hopwire.http.wire import HOP_BY_HOP
 from hopwire.middlewares.bodies import RequestBody
 from hopwire.middlewares.redirect import answer
-from hopwire.pool import Pool
 from hopwire.telemetry.records import ATTEMPT_END, ATTEMPT_ERROR, ATTEMPT_STATUS
 
 Fields = list[tuple[bytes, bytes]]
@@ -105,20 +106,20 @@ class ForwardAuth:
         self.header_field = cfg.headerField
         self.next = 0
 
-    def __call__(self, ex: Any) -> bool:
+    def __call__(self, ex: ExchangeView) -> bool:
         if self.forward_body and ex.has_body:
             RequestBody(ex, self.max_body, 1 << 20, self.ask, self.too_large)
         else:
             self.ask(ex, b"")
         return True
 
-    def too_large(self, ex: Any, held: RequestBody) -> None:
+    def too_large(self, ex: ExchangeView, held: RequestBody) -> None:
         ex.respond_error(
             errors.REQUEST_TOO_LARGE,
             f"{self.name}: request body over maxBodySize ({self.max_body})",
         )
 
-    def head(self, ex: Any, body: bytes, line: bytes) -> bytes:
+    def head(self, ex: ExchangeView, body: bytes, line: bytes) -> bytes:
         down = ex.down
         method = ex.method if self.preserve_method else "GET"
         parts = [method.encode("latin-1"), b" ", self.target, b" HTTP/1.1\r\nhost: ", self.host]
@@ -157,7 +158,7 @@ class ForwardAuth:
         parts += (b"\r\n", body)
         return b"".join(parts)
 
-    def ask(self, ex: Any, body: bytes) -> None:
+    def ask(self, ex: ExchangeView, body: bytes) -> None:
         trace = ex.trace
         line, record = b"", None
         if trace is not None:
@@ -173,7 +174,7 @@ class ForwardAuth:
         ex.held = [*(ex.held or ()), call.cancel]
         call.start()
 
-    def answered(self, ex: Any, call: Call, record: list[Any] | None) -> None:
+    def answered(self, ex: ExchangeView, call: Call, record: list[Any] | None) -> None:
         if record is not None:
             record[ATTEMPT_END] = time.time_ns()
             record[ATTEMPT_STATUS] = call.status
@@ -217,10 +218,10 @@ class ForwardAuth:
                 ex.notes = notes
         ex.resume(self.next)
 
-    def unauthorized(self, ex: Any) -> None:
+    def unauthorized(self, ex: ExchangeView) -> None:
         ex.respond_local(401, b"", b"")
 
-    def refuse(self, ex: Any, call: Call) -> None:
+    def refuse(self, ex: ExchangeView, call: Call) -> None:
         extra = []
         location: bytes | None = None
         for name, value in call.headers:
@@ -242,7 +243,7 @@ class ForwardAuth:
             return None
         names = self.cookies
 
-        def cookies(ex: Any, backend: Fields) -> Fields:
+        def cookies(ex: ExchangeView, backend: Fields) -> Fields:
             notes = ex.notes
             mine = notes.get(_COOKIES) if notes is not None else None
             out = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hopwire.contracts import ExchangeView
 from hopwire.http.wire import FORWARDED, UNFORWARDED
 
 Fields = list[tuple[bytes, bytes]]
@@ -80,7 +81,7 @@ class Cors:
             return ",".join(self.expose)
         return None
 
-    def preflight(self, ex: Any) -> bool:
+    def preflight(self, ex: ExchangeView) -> bool:
         fields = ex.kept
         method = field(fields, b"access-control-request-method")
         origin = field(fields, b"origin")
@@ -123,7 +124,7 @@ class Cors:
         }
         return frozenset(names | ({b"vary"} if self.vary else set()))
 
-    def fields(self, ex: Any, backend: Fields) -> Fields:
+    def fields(self, ex: ExchangeView, backend: Fields) -> Fields:
         """The CORS fields of a response (replacing the backend's, see ``drops``)."""
         sets: Fields = []
         origin = field(ex.kept, b"origin")
@@ -171,7 +172,7 @@ def request_stage(cfg: Any) -> RequestStage | None:
     }
     drop, add = _edits(plain)
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         if cors is not None and cors.preflight(ex):
             return True
         if custom:
@@ -235,7 +236,7 @@ def response_step(cfg: Any) -> tuple[frozenset[bytes], Callable[[Any, Fields], F
     if not drop and not static and sts is None:
         return None
 
-    def fields(ex: Any, backend: Fields) -> Fields:
+    def fields(ex: ExchangeView, backend: Fields) -> Fields:
         out = with_sts if sts is not None and (force or ex.down.ep.tls) else static
         return out + cors.fields(ex, backend) if cors is not None else out
 

@@ -22,6 +22,7 @@ import struct
 import time
 from typing import Any
 
+from hopwire.contracts import ExchangeView
 from hopwire.middlewares.access import client_ip
 from hopwire.middlewares.headers import field
 
@@ -158,7 +159,7 @@ class InFlight:
         self.counts = counts
         self.refusal = f"max connections reached: {self.amount}".encode()  # Traefik's (oxy)
 
-    def __call__(self, ex: Any) -> bool:
+    def __call__(self, ex: ExchangeView) -> bool:
         key = (hash(self.source(ex)) ^ self.salt) or 1
         counts = self.counts
         if not counts.take(key, self.amount):
@@ -195,7 +196,7 @@ def source_of(criterion: Any) -> Any:
     if criterion is not None and criterion.requestHeaderName:
         name = criterion.requestHeaderName.lower().encode("latin-1")
 
-        def by_header(ex: Any) -> str:
+        def by_header(ex: ExchangeView) -> str:
             value = field(ex.kept, name)
             return value.decode("latin-1") if value is not None else ""
 
@@ -220,7 +221,7 @@ class RateLimit:
         self.buckets = buckets
         self.next = 0  # set by compile_stages
 
-    def __call__(self, ex: Any) -> bool:
+    def __call__(self, ex: ExchangeView) -> bool:
         key = hash(self.source(ex)) ^ self.salt
         delay = self.buckets.reserve(key, self.rate, self.burst, self.max_delay, self.ttl)
         if delay <= 0:

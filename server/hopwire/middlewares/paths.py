@@ -16,13 +16,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from hopwire import errors
+from hopwire.contracts import ExchangeView
 
 Stage = Callable[[Any], bool]  # True: the stage answered the request itself
 FORWARDED_PREFIX = b"X-Forwarded-Prefix"
 REPLACED_PATH = b"X-Replaced-Path"
 
 
-def split(ex: Any) -> tuple[bytes, bytes]:
+def split(ex: ExchangeView) -> tuple[bytes, bytes]:
     """(forwarded path, "?query" or b"") of an exchange."""
     raw, sep, query = ex.path_query.partition(b"?")
     return raw, sep + query
@@ -63,12 +64,12 @@ def encoded_prefix_len(raw: str, prefix: str) -> int:
     return i
 
 
-def _reject(ex: Any, why: str) -> bool:
+def _reject(ex: ExchangeView, why: str) -> bool:
     ex.respond_error(errors.BAD_REQUEST, why)
     return True
 
 
-def _strip(ex: Any, raw: bytes, rest: bytes, path: str, prefix: str) -> bool:
+def _strip(ex: ExchangeView, raw: bytes, rest: bytes, path: str, prefix: str) -> bool:
     """Remove ``prefix`` (a prefix of the decoded ``path``) from the forwarded path, as
     Traefik: X-Forwarded-Prefix, a leading slash, and 400 if cleaning would change it."""
     new_path = ensure_slash(path[len(prefix) :])
@@ -87,7 +88,7 @@ def strip_prefix(prefixes: tuple[str, ...]) -> Stage:
     plain = tuple((p.encode("latin-1"), p) for p in trimmed if "%" not in p)
     fast = len(plain) == len(trimmed)  # no prefix needs decoding to compare
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         path_query = ex.path_query
         if fast and b"%" not in path_query:  # the usual case: compare and cut the bytes
             raw, sep, query = path_query.partition(b"?")
@@ -118,7 +119,7 @@ def strip_prefix_regex(expressions: tuple[str, ...]) -> Stage:
     """The first expression whose leftmost match is a non-empty prefix of the path."""
     patterns = tuple(re.compile(e.strip()) for e in expressions)
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         raw, rest = split(ex)
         path = decoded(raw)
         for pattern in patterns:
@@ -131,7 +132,7 @@ def strip_prefix_regex(expressions: tuple[str, ...]) -> Stage:
 
 
 def add_prefix(prefix: str) -> Stage:
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         raw, rest = split(ex)
         ex.path_query = ensure_slash(prefix + raw.decode("latin-1")).encode("latin-1") + rest
         return False
@@ -142,7 +143,7 @@ def add_prefix(prefix: str) -> Stage:
 def replace_path(path: str) -> Stage:
     new = path.encode("latin-1")
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         raw, rest = split(ex)
         ex.kept.append((REPLACED_PATH, raw))
         ex.path_query = new + rest
@@ -205,7 +206,7 @@ def replace_path_regex(regex: str, replacement: str) -> Stage:
     pattern = re.compile(regex)
     expand = go_template(replacement)
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         raw, rest = split(ex)
         current = raw.decode("latin-1")
         if pattern.search(current) is None:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hopwire.contracts import ExchangeView
 from hopwire.middlewares.paths import go_template
 
 Stage = Callable[[Any], bool]  # True: answered
@@ -30,7 +31,7 @@ def _default(scheme: str, port: str) -> bool:
     return (scheme == "https" and port == "443") or (scheme == "http" and port == "80")
 
 
-def host_and_port(ex: Any) -> tuple[str, str]:
+def host_and_port(ex: ExchangeView) -> tuple[str, str]:
     """The Host's name (brackets kept) and port ("" without one)."""
     authority = ex.authority.decode("latin-1")
     if authority.startswith("["):
@@ -42,7 +43,7 @@ def host_and_port(ex: Any) -> tuple[str, str]:
     return host, rest[1:]
 
 
-def client_scheme(ex: Any) -> str:
+def client_scheme(ex: ExchangeView) -> str:
     """http or https, as the client sees it (a trusted X-Forwarded-Proto wins, as Traefik)."""
     proto = ex.fwd.get(b"x-forwarded-proto")
     if proto is not None:
@@ -54,7 +55,7 @@ def client_scheme(ex: Any) -> str:
     return ex.down.ep.scheme_str
 
 
-def answer(ex: Any, location: str, status: int) -> bool:
+def answer(ex: ExchangeView, location: str, status: int) -> bool:
     body = http.HTTPStatus(status).phrase.encode()
     ex.respond_local(status, body, extra=[b"location: " + location.encode("latin-1") + b"\r\n"])
     return True
@@ -66,7 +67,7 @@ def regex_redirect(regex: str, replacement: str, permanent: bool) -> Stage:
     pattern = re.compile(regex)
     expand = go_template(replacement)
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         old = ex.down.ep.scheme_str + "://" + ex.authority.decode("latin-1")
         old += ex.path_query.decode("latin-1")
         if pattern.search(old) is None:
@@ -85,7 +86,7 @@ def scheme_redirect(scheme: str, port: str, permanent: bool, always: bool = Fals
     suffix = "" if _default(scheme, port) or not port else ":" + port
     prefix = scheme + "://"
 
-    def stage(ex: Any) -> bool:
+    def stage(ex: ExchangeView) -> bool:
         host, old_port = host_and_port(ex)
         # the path as routed (sanitized), as Traefik's RequestURI after its sanitizePath
         uri = ex.path_query.decode("latin-1")

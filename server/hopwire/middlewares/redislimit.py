@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from hopwire import errors
+from hopwire.contracts import ExchangeView
 from hopwire.middlewares.limits import RateLimit
 
 log = logging.getLogger("hopwire.middlewares")
@@ -86,14 +87,14 @@ class RedisRateLimit(RateLimit):
         )
         self.max_delay_us = int(self.max_delay * 1e6)
 
-    def __call__(self, ex: Any) -> bool:
+    def __call__(self, ex: ExchangeView) -> bool:
         source = self.source(ex)
         key = f"rl:{self.name}:{source}"
         task = self.worker.loop.create_task(self.ask(ex, key))
         ex.held = [*(ex.held or ()), task.cancel]
         return True
 
-    async def ask(self, ex: Any, key: str) -> None:
+    async def ask(self, ex: ExchangeView, key: str) -> None:
         import redis
 
         rate, burst, ttl = self.args

@@ -16,6 +16,7 @@ import random
 import time
 from typing import Any
 
+from hopwire.contracts import ExchangeView
 from hopwire.middlewares.bodies import Filter, RequestBody, stream_on
 
 _NON_IDEMPOTENT = frozenset(("POST", "PATCH", "LOCK"))
@@ -65,7 +66,7 @@ class Retry:
         self.multiplier = 2 ** (1 / (self.attempts - 1)) if self.attempts > 1 else 1.0
         self.next = 0
 
-    def __call__(self, ex: Any) -> bool:
+    def __call__(self, ex: ExchangeView) -> bool:
         statuses = self.status if self.non_idempotent or ex.method not in _NON_IDEMPOTENT else ()
         state = Attempts(self, statuses)
         ex.retry = state
@@ -74,12 +75,14 @@ class Retry:
             return True
         return False
 
-    def resume(self, ex: Any, body: bytes) -> None:
+    def resume(self, ex: ExchangeView, body: bytes) -> None:
         ex.replay = body
         ex.resume(self.next)
 
-    def stream(self, ex: Any, held: RequestBody) -> None:
-        ex.retry.statuses = ()  # over maxRequestBodyBytes: status retries are off
+    def stream(self, ex: ExchangeView, held: RequestBody) -> None:
+        state = ex.retry
+        assert isinstance(state, Attempts)
+        state.statuses = ()  # over maxRequestBodyBytes: status retries are off
         stream_on(ex, held)
         ex.resume(self.next)
 
@@ -102,14 +105,14 @@ class Attempts:
             return False
         return not policy.timeout or time.monotonic() - self.started < policy.timeout
 
-    def on_status(self, ex: Any, status: int) -> bool:
+    def on_status(self, ex: ExchangeView, status: int) -> bool:
         if not self.statuses or not in_ranges(status, self.statuses) or not self.left():
             return False
         ex.origin_status = status  # for the attempt's span
         ex.filters = Discard(ex, self)
         return True
 
-    def on_error(self, ex: Any) -> bool:
+    def on_error(self, ex: ExchangeView) -> bool:
         if not self.policy.network or not self.left():
             return False
         self.again(ex)
@@ -122,25 +125,14 @@ class Attempts:
         self.interval = min(interval * self.policy.multiplier, 60.0)
         return interval * random.uniform(0.5, 1.5)  # Traefik's backoff: ±50 %
 
-    def again(self, ex: Any) -> None:
+    def again(self, ex: ExchangeView) -> None:
+        """Another attempt, after the policy's backoff: the exchange starts it."""
         self.count += 1
-        ex.down.worker.retries[ex.route.target.service.name] += 1
-        ex.filters = None
-        ex.resp_head = ex.resp_complete = False
-        ex.status = ex.origin_status = 0
-        ex.deadline = 0.0
-        if ex.replay:
-            ex.up_out = [ex.replay]
         wait = self.delay()
         if wait:
-            ex.down.worker.loop.call_later(wait, self.resume, ex)
+            ex.down.worker.loop.call_later(wait, ex.again)
         else:
-            self.resume(ex)
-
-    @staticmethod
-    def resume(ex: Any) -> None:
-        if not ex.done:
-            ex.forward()
+            ex.again()
 
 
 class Discard(Filter):
@@ -149,7 +141,7 @@ class Discard(Filter):
 
     __slots__ = ("attempts",)
 
-    def __init__(self, ex: Any, attempts: Attempts):
+    def __init__(self, ex: ExchangeView, attempts: Attempts):
         super().__init__(ex)
         self.attempts = attempts
 

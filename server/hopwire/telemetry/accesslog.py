@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from hopwire.contracts import ExchangeView
 from hopwire.telemetry._accesslog import Logger, json_line, json_lines, records
 from hopwire.telemetry._accesslog import record as access_record
 from hopwire.telemetry._otlp import log_record
@@ -300,7 +301,7 @@ class Writer:
             self.otlp_dropped(1)
         self.error(OSError(str(exc)))
 
-    def headers_of(self, ex: Any) -> list[tuple[str, str]]:
+    def headers_of(self, ex: ExchangeView) -> list[tuple[str, str]]:
         """The request headers the modes keep (request_<Name> fields)."""
         headers = []
         modes, default, names = self.header_modes, self.header_default, self.header_names
@@ -317,7 +318,7 @@ class Writer:
                 )
         return headers
 
-    def doc(self, ex: Any, logger: AccessLogger, offset: float) -> dict[str, Any]:
+    def doc(self, ex: ExchangeView, logger: AccessLogger, offset: float) -> dict[str, Any]:
         """The fields of one request as its JSON line has them, read from the exchange (it
         has ended: nothing of it changes any more)."""
         nanos = int((ex.t1 - ex.t0) * 1e9)
@@ -326,7 +327,7 @@ class Writer:
             url, origin_status = server.url, ex.origin_status
             origin = int(ex.origin_duration * 1e9)
         else:
-            url = origin_status = origin = None
+            url, origin_status, origin = None, None, None
         down = ex.down
         trace = ex.trace
         doc = {
@@ -367,7 +368,7 @@ class Writer:
                 doc["request_" + name] = value
         return doc
 
-    def record(self, ex: Any, logger: AccessLogger, offset: float) -> tuple[Any, ...]:
+    def record(self, ex: ExchangeView, logger: AccessLogger, offset: float) -> tuple[Any, ...]:
         """The AccessRecord (hopwire.telemetry.records) of an ended exchange."""
         server = ex.server if ex.attempts else None
         trace = ex.trace
@@ -495,10 +496,10 @@ class AccessLogger:
         self.router = router
         self.service = service
 
-    def start(self, ex: Any) -> None:
+    def start(self, ex: ExchangeView) -> None:
         ex.timed = 2  # the exchange times its backend attempt for OriginDuration
 
-    def finish(self, ex: Any) -> None:
+    def finish(self, ex: ExchangeView) -> None:
         writer = self.writer
         if writer.filter and not writer.keep(
             ex.status, ex.attempts - 1 if ex.attempts > 1 else 0, ex.t1 - ex.t0

@@ -29,6 +29,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
+from hopwire.contracts import ExchangeView
 from hopwire.telemetry._otlp import tally
 
 METHODS = frozenset(
@@ -320,10 +321,10 @@ class Meter:
         self.nbuckets = len(bounds) + 1
         self.rows: dict[tuple[Any, ...], list[Any]] = {}
 
-    def start(self, ex: Any) -> None:
+    def start(self, ex: ExchangeView) -> None:
         """The exchange keeps its start (t0) and end (t1) times when observed."""
 
-    def finish(self, ex: Any) -> None:
+    def finish(self, ex: ExchangeView) -> None:
         duration = ex.t1 - ex.t0
         status = ex.status
         if status == 101:
@@ -368,10 +369,10 @@ class RichMeter(Meter):
         self.route = route
         self.scheme = scheme
 
-    def start(self, ex: Any) -> None:
+    def start(self, ex: ExchangeView) -> None:
         ex.timed = 1  # the exchange notes when its backend attempt starts (origin_t0)
 
-    def finish(self, ex: Any) -> None:
+    def finish(self, ex: ExchangeView) -> None:
         t1 = ex.t1
         duration = t1 - ex.t0
         status = ex.status

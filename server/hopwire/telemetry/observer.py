@@ -7,29 +7,12 @@ the tuple is empty and the request path skips the calls entirely: one truth test
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+
+from hopwire.contracts import Observer
 
 if TYPE_CHECKING:
-    from hopwire.proxy import Exchange
     from hopwire.telemetry.tracing import Tracer
-
-
-class Observer(Protocol):
-    """What telemetry sees of an exchange.  Every method must return quickly and never raise.
-
-    ``start(ex)`` is called once, when the exchange is handed to the observer of where it was
-    routed (a router, an entrypoint's unrouted requests, the internal endpoints), which may be
-    right before it ends (a request rejected while parsing).
-
-    ``finish(ex)`` is called exactly once per exchange that was started, from its one ending
-    (``Exchange.end``), whatever the outcome: response written, error answered, response cut
-    short, client gone, tunnel established.  ``ex`` carries the route, the method, the path,
-    the status, ``error_type`` and the byte counts the observer needs.
-    """
-
-    def start(self, ex: Exchange) -> None: ...
-
-    def finish(self, ex: Exchange) -> None: ...
 
 
 def observers_of(tracer: Tracer | None, *others: Observer | None) -> tuple[Observer, ...]:

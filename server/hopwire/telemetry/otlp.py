@@ -515,6 +515,15 @@ def compiled_encoder() -> str:
     return ""
 
 
+def check(config: Any) -> list[str]:
+    """The span encoder asked for can be used (``hopwire.checks``)."""
+    if config.tracing is not None and config.tracing.encoder == "c":
+        problem = compiled_encoder()
+        if problem:
+            return [f"tracing.encoder: 'c' but {problem}; or set tracing.encoder: python"]
+    return []
+
+
 def encoder(kind: str, safe_query_params: Collection[str] = ()) -> Any:
     """The encoder ``tracing.encoder`` names (``c`` raises ImportError when it is not built:
     the config check reports that before anything starts)."""

@@ -28,6 +28,7 @@ from random import getrandbits
 from time import time_ns
 from typing import Any
 
+from hopwire.contracts import ExchangeView
 from hopwire.telemetry import otlp
 from hopwire.telemetry._context import Keeper, child, root
 from hopwire.telemetry.propagation import Inbound, Propagation, field_lines
@@ -425,7 +426,7 @@ def detailed_stages(
     at_service = details.at_service
 
     def noting(stage: Any, owner: int) -> Any:
-        def run(ex: Any) -> bool:
+        def run(ex: ExchangeView) -> bool:
             trace = ex.trace
             if trace is not None and trace.sampled:
                 trace.reached = owner
@@ -433,7 +434,7 @@ def detailed_stages(
 
         return run
 
-    def service(ex: Any) -> bool:
+    def service(ex: ExchangeView) -> bool:
         trace = ex.trace
         if trace is not None and trace.sampled:
             trace.reached = at_service
@@ -510,7 +511,7 @@ class Tracer:
         # to these
         self.others: tuple[Any, ...] | None = None
 
-    def start(self, ex: Any) -> None:
+    def start(self, ex: ExchangeView) -> None:
         tfields = ex.tfields
         if tfields is not None and self.adopt(ex, tfields):
             return
@@ -532,7 +533,7 @@ class Tracer:
             line, tid, cid, sid = got
             ex.trace = _sampled(self, line, tid, cid, sid, b"", RANDOM | SAMPLED, b"")
 
-    def adopt(self, ex: Any, tfields: list[tuple[bytes, bytes]]) -> bool:
+    def adopt(self, ex: ExchangeView, tfields: list[tuple[bytes, bytes]]) -> bool:
         """Continue the inbound trace; False when its context is invalid (a new root then).
         Either way the inbound fields are replaced (the exchange writes ``trace.line`` instead
         of them), never appended to."""
@@ -582,7 +583,9 @@ class Tracer:
             ex.trace = _sampled(self, line, tid, cid, sid, parent_id, flags, state or b"")
         return True
 
-    def respond(self, ex: Any, parts: list[bytes], headers: Sequence[tuple[bytes, bytes]]) -> None:
+    def respond(
+        self, ex: ExchangeView, parts: list[bytes], headers: Sequence[tuple[bytes, bytes]]
+    ) -> None:
         """At the response head: the ``traceresponse`` line, and the captured response fields."""
         trace = ex.trace
         if self.trace_response:
@@ -601,7 +604,7 @@ class Tracer:
         if self.response_names and trace.sampled:
             trace.response_headers = _captured(headers, self.response_names)
 
-    def finish(self, ex: Any) -> None:
+    def finish(self, ex: ExchangeView) -> None:
         trace = ex.trace
         if trace is None or not trace.sampled:
             return  # (an unsampled one that may be kept ends at the Keeper)
@@ -691,7 +694,7 @@ class Tracer:
             add(blocks[-1], trace.service_at)
         return spans, parent
 
-    def keep(self, ex: Any) -> None:
+    def keep(self, ex: ExchangeView) -> None:
         """An unsampled request that failed (5xx, an error kind) or was slow, with keeping
         on (the Keeper calls it): its SERVER span and its last attempt's CLIENT span,
         exported after the fact with the ids it propagated and its unsampled flags, marked
@@ -788,7 +791,7 @@ class PropagatingTracer(Tracer):
         super().__init__(*args, **kwargs)
         self.propagation = propagation
 
-    def start(self, ex: Any) -> None:
+    def start(self, ex: ExchangeView) -> None:
         p = self.propagation
         assert p is not None
         tfields = ex.tfields
@@ -805,7 +808,7 @@ class PropagatingTracer(Tracer):
             trace = OutboundTrace()
             trace.tracer = self
             trace.own = own
-            trace.line = field_lines(tfields) if forwarded else p.outbound(own)
+            trace.line = field_lines(tfields or ()) if forwarded else p.outbound(own)
             trace.forwarded = forwarded
             trace.links = links
             trace.tries = 0
@@ -827,7 +830,7 @@ class PropagatingTracer(Tracer):
         )
         assert isinstance(sampled, OutboundSampledTrace)
         sampled.own = own
-        sampled.line = field_lines(tfields) if forwarded else p.outbound(own)
+        sampled.line = field_lines(tfields or ()) if forwarded else p.outbound(own)
         sampled.forwarded = forwarded
         sampled.links = links
         ex.trace = sampled
