@@ -16,7 +16,6 @@ import logging
 import mmap
 import os
 import pickle
-import random
 import select
 import shutil
 import signal
@@ -37,6 +36,7 @@ from hopwire.config import Config, ConfigError
 from hopwire.http import tls
 from hopwire.live import POLL, Channel, Watcher
 from hopwire.middlewares import limits
+from hopwire.supervise import STACK_SIGNAL, Stuck, Supervisor
 from hopwire.systemd import Notifier, listen_fds
 from hopwire.telemetry import logs, metrics, otlplogs
 from hopwire.telemetry.exporter import run_exporter
@@ -117,7 +117,10 @@ class Arbiter:
         self.source = source
         self.pid = os.getpid()
         self.listeners: dict[str, Listener] = {}
-        self.workers: dict[int, WorkerProc] = {}
+        # the two kinds of children, each with its supervisor and its own backoff
+        self.worker_sup: Supervisor[WorkerProc] = Supervisor("worker")
+        self.exporter_sup: Supervisor[int] = Supervisor("exporter")  # pid -> index
+        self.stuck = Stuck()
         self.generation = 0
         self.count = config.worker_count
         self.signals: list[int] = []
@@ -125,15 +128,11 @@ class Arbiter:
         self.notifier = Notifier()
         self.stopping = False
         self.stop_deadline = 0.0
-        self.respawn_at: dict[int, float] = {}  # slot -> when to respawn
-        self.failures: list[float] = []
         self.last_watchdog = 0.0
         self.watchdog_fed = True
         self.exit_code = 0
-        # span exporters (only when tracing is on): pid -> index, in the current set
-        self.exporters: dict[int, int] = {}
+        # span exporters (only when something is exported): the current set's in exporter_sup
         self.retired_exporters: set[int] = set()
-        self.exporter_respawn: dict[int, float] = {}
         self.exporter_set = 0
         self.span_dir: str | None = None
         self.span_paths: list[str] = []
@@ -150,6 +149,26 @@ class Arbiter:
         self.shared: dict[str, Any] = {}  # state the generation's workers share (rate limits)
         self.channel: Channel | None = None  # live dynamic configuration to running workers
         self.watcher: Watcher | None = None  # providers.file with watch
+
+    @property
+    def workers(self) -> dict[int, WorkerProc]:
+        return self.worker_sup.children
+
+    @property
+    def respawn_at(self) -> dict[int, float]:  # slot -> when its worker starts again
+        return self.worker_sup.respawn_at
+
+    @property
+    def exporters(self) -> dict[int, int]:  # pid -> index, the current set
+        return self.exporter_sup.children
+
+    @exporters.setter
+    def exporters(self, value: dict[int, int]) -> None:
+        self.exporter_sup.children = value
+
+    @property
+    def exporter_respawn(self) -> dict[int, float]:  # index -> when it starts again
+        return self.exporter_sup.respawn_at
 
     # -- start -----------------------------------------------------------------------------
 
@@ -453,6 +472,7 @@ class Arbiter:
                 return
             self.archive_metrics(pid)
             proc = self.workers.pop(pid, None)
+            self.stuck.forget(pid)
             if proc is None:
                 self.exporter_exited(pid, status)
                 continue
@@ -467,16 +487,14 @@ class Arbiter:
                     self.exit_code = 1
                 continue
             metrics.family("restarts").labels("worker").inc()
+            delay = self.worker_sup.died(proc.slot, time.monotonic())
             log.error(
-                "worker %d (pid %d) died unexpectedly (%s); respawning",
+                "worker %d (pid %d) died unexpectedly (%s); restarting in %.3fs",
                 proc.slot,
                 pid,
                 f"signal {-code}" if code < 0 else f"exit {code}",
+                delay,
             )
-            now = time.monotonic()
-            self.failures = [t for t in self.failures if now - t < 60] + [now]
-            delay = min(BACKOFF_MAX, 0.05 * 2 ** (len(self.failures) - 1))
-            self.respawn_at[proc.slot] = now + delay * random.uniform(0.5, 1.0)
 
     def archive_metrics(self, pid: int) -> None:
         """Fold a dead child's counters into the archive; metrics never stop the master."""
@@ -499,15 +517,14 @@ class Arbiter:
         if index is None or self.stopping:
             return
         metrics.family("restarts").labels("exporter").inc()
+        delay = self.exporter_sup.died(index, time.monotonic())
         log.error(
-            "span exporter %d (pid %d) died (%s); restarting it",
+            "span exporter %d (pid %d) died (%s); restarting it in %.3fs",
             index,
             pid,
             f"signal {-code}" if code < 0 else f"exit {code}",
+            delay,
         )
-        now = time.monotonic()
-        self.failures = [t for t in self.failures if now - t < 60] + [now]
-        self.exporter_respawn[index] = now + min(BACKOFF_MAX, 0.05 * 2 ** (len(self.failures) - 1))
 
     def retire_drained_exporters(self) -> None:
         for pid, generation in list(self.draining_exporters.items()):
@@ -519,15 +536,11 @@ class Arbiter:
     def maintain(self) -> None:
         self.retire_drained_exporters()
         now = time.monotonic()
-        for index, when in list(self.exporter_respawn.items()):
-            if when <= now:
-                del self.exporter_respawn[index]
-                self.spawn_exporter(index)
-        for slot, when in list(self.respawn_at.items()):
-            if when <= now:
-                del self.respawn_at[slot]
-                if slot < self.count:
-                    self.spawn(slot)
+        for index in self.exporter_sup.due(now):
+            self.spawn_exporter(index)
+        for slot in self.worker_sup.due(now):
+            if slot < self.count:
+                self.spawn(slot)
         live = {
             p.slot
             for p in self.workers.values()
@@ -546,14 +559,22 @@ class Arbiter:
         for proc in list(self.workers.values()):
             beat = proc.last_beat()
             since = now - (beat or proc.started)
-            if since > (timeout if beat else BOOT_TIMEOUT):
+            if since <= (timeout if beat else BOOT_TIMEOUT):
+                self.stuck.forget(proc.pid)  # it ticks again
+                continue
+            step = self.stuck.step(proc.pid, now)
+            if step == STACK_SIGNAL:
                 log.error(
-                    "worker %d (pid %d) stopped responding for %.1fs; killing it",
+                    "worker %d (pid %d) stopped responding for %.1fs; asking for its Python "
+                    "stack (in its log), then killing it",
                     proc.slot,
                     proc.pid,
                     since,
                 )
-                self.signal(proc.pid, signal.SIGKILL)
+            elif step == signal.SIGKILL:
+                log.error("worker %d (pid %d) still stuck: killing it", proc.slot, proc.pid)
+            if step is not None:
+                self.signal(proc.pid, step)
 
     def sample(self) -> None:
         """Worker states and the master's own process gauges, every few seconds."""

@@ -91,6 +91,25 @@ class WorkerState(Protocol):
     @property
     def connections(self) -> set[Any]: ...
 
+    @property
+    def tls_errors(self) -> MutableMapping[tuple[str, str], int]: ...
+
+    # what a generation's compilers read (middlewares, sinks, the metrics fold)
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def services(self) -> dict[str, Any]: ...
+
+    @property
+    def entrypoint_names(self) -> list[str]: ...
+
+    @property
+    def span_paths(self) -> list[str]: ...
+
+    @property
+    def side_pools(self) -> list[Any]: ...
+
 
 class RouteTableView(Protocol):
     def match(self, ex: Any) -> Any: ...
@@ -430,9 +449,9 @@ class RetryState(Protocol):
     """The retry middleware's policy for one request (``hopwire.middlewares.retry``): whether
     a status or a failed attempt is tried again; the exchange starts the new attempt."""
 
-    def on_status(self, ex: Any, status: int) -> bool: ...
+    def on_status(self, ex: ExchangeView, status: int) -> bool: ...
 
-    def on_error(self, ex: Any) -> bool: ...
+    def on_error(self, ex: ExchangeView) -> bool: ...
 
 
 class Observer(Protocol):
@@ -447,9 +466,9 @@ class Observer(Protocol):
     short, client gone, tunnel established.
     """
 
-    def start(self, ex: Any) -> None: ...
+    def start(self, ex: ExchangeView) -> None: ...
 
-    def finish(self, ex: Any) -> None: ...
+    def finish(self, ex: ExchangeView) -> None: ...
 
 
 class RouteTarget(Protocol):
@@ -491,7 +510,7 @@ class ExchangeView(Protocol):
     observers: tuple[Observer, ...]
     trace: Any
     timed: int
-    held: list[Callable[[], None]] | None
+    held: list[Callable[[], object]] | None
     notes: dict[str, Any] | None
     sink: BodySink | None
     filters: BodyFilter | None

@@ -136,7 +136,7 @@ class Exchange(RequestHead):
         # chosen once per router; empty: nothing observes
         self.observers: tuple[Observer, ...] = ()
         self.trace: Trace | None = None  # set by a tracing observer
-        self.held: list[Callable[[], None]] | None = None  # what middlewares give back at end
+        self.held: list[Callable[[], object]] | None = None  # what middlewares give back at end
         # middlewares (hopwire.middlewares.bodies): where request body bytes go instead of the
         # backend, the response body filters, the retry state and the body a retry resends
         self.sink: BodySink | None = None

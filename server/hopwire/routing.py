@@ -25,18 +25,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl
-
-
-class RequestView(Protocol):
-    host: str
-    path: str
-    method: str
-    query: str
-    headers: list[tuple[bytes, bytes]]
-    client_ip: str
-
 
 Matcher = Callable[[Any], bool]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import faulthandler
 import functools
 import logging
 import mmap
@@ -20,6 +21,7 @@ import signal
 import socket
 import ssl
 import struct
+import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -56,6 +58,14 @@ FOLD_TICKS = 4  # metrics are folded into prometheus_client once a second
 DRAIN_IDLE = 1.0  # while draining, keep-alive connections idle this long are closed
 BOOT_ERROR = 3  # exit code of a worker that could not start: the master stops, not loops
 HEARTBEAT = struct.Struct("d")
+STACK_SIGNAL = signal.SIGUSR2  # the master asks a stuck worker for its stack (supervise.py)
+
+
+def stack_dump_to(handler: logging.Handler) -> None:
+    """Write every thread's Python stack where the log goes when STACK_SIGNAL arrives: by
+    faulthandler, from inside the signal handler, whatever the loop is stuck in."""
+    stream = getattr(handler, "stream", None) or sys.stderr
+    faulthandler.register(STACK_SIGNAL, file=stream, all_threads=True)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -180,7 +190,7 @@ class Worker:
         ):
             signal.signal(sig, signal.SIG_DFL)
         log_cfg = self.config.log
-        logs.setup(log_cfg.level, log_cfg.filePath, str(self.slot), log_cfg.format)
+        stack_dump_to(logs.setup(log_cfg.level, log_cfg.filePath, str(self.slot), log_cfg.format))
         if log_cfg.otlp is not None:  # the application log over OTLP too, sent every tick
             self.log_sink = LogSink(self.span_paths, APP_LOG, self.log_records_dropped)
             otlplogs.install(self.log_sink.add, f"worker-{self.slot}")
@@ -437,6 +447,8 @@ class Worker:
 
     def reopen_logs(self) -> None:
         logs.reopen()
+        for handler in logging.getLogger().handlers:
+            stack_dump_to(handler)  # the reopened file
         if self.access is not None:
             self.access.reopen()
 

@@ -120,7 +120,7 @@ def test_the_sink_sends_encoded_spans_and_counts_what_it_cannot_encode(tmp_path:
     rx.settimeout(5)
     config = load(None, ["--tracing=true", "--tracing.batch.maxExportBatchSize=3"], {})
     assert config.tracing is not None
-    worker: Any = SimpleNamespace(counters={"spans_sent": 0, "spans_dropped": 0})
+    worker: Any = SimpleNamespace(counters={"spans_dropped": 0})
     sink = SpanSink([path], worker, config.tracing)
     assert sink.limit == 3
     tracer = Tracer("api", 1.0, sink)
@@ -140,7 +140,7 @@ def test_the_sink_sends_encoded_spans_and_counts_what_it_cannot_encode(tmp_path:
         assert count == len(scope.spans) == 2
         names += [(span.name, span.kind) for span in scope.spans]
     assert names == [("POST api", 2), ("POST", 3)] * 2
-    assert worker.counters["spans_sent"] == 4 and worker.counters["spans_dropped"] == 2
+    assert worker.counters == {"spans_dropped": 2}  # what was sent is counted by the exporter
 
 
 def test_access_record_fields(tmp_path: Path) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hopwire import errors
 from hopwire.http.upstream import Upstream
 from hopwire.http.wire import IDEMPOTENT
 
 if TYPE_CHECKING:
+    from hopwire.contracts import Connection
     from hopwire.http.pool import Pool
 
 Fields = list[tuple[bytes, bytes]]
@@ -49,7 +50,7 @@ class Call:
 
     def __init__(
         self,
-        down: Any,
+        down: Connection,
         pool: Pool,
         method: str,
         request: bytes,

@@ -16,7 +16,6 @@ from hopwire.http.upstream import Upstream
 class Pool:
     __slots__ = (
         "dial_timeout",
-        "dials",
         "expect_continue_timeout",
         "host",
         "idle",
@@ -53,7 +52,6 @@ class Pool:
         self.max_idle = transport.maxIdleConnsPerHost
         self.idle: list[Upstream] = []
         self.label = label
-        self.dials = 0  # new connections opened (the bench reports them per 1,000 requests)
 
     def take(self) -> Upstream | None:
         idle = self.idle
@@ -78,7 +76,6 @@ class Pool:
 
     async def connect(self) -> Upstream:
         """Dial a new connection; raises TimeoutError or OSError."""
-        self.dials += 1
         _, proto = await asyncio.wait_for(
             self.loop.create_connection(
                 lambda: Upstream(self),

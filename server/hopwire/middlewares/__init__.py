@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from hopwire.contracts import ExchangeView
+from hopwire.contracts import ExchangeView, WorkerState
 from hopwire.middlewares import (
     access,
     bodies,
@@ -154,11 +154,19 @@ def expand(
     return out
 
 
+def _needs(worker: WorkerState | None, name: str) -> WorkerState:
+    """The worker a middleware that makes its own calls runs in (forwardAuth, errors, a
+    Redis rate limit)."""
+    if worker is None:
+        raise ValueError(f"http.middlewares.{name}: its calls need a worker to run in")
+    return worker
+
+
 def compile_stages(
     names: Iterable[str],
     defined: Mapping[str, Any],
     shared: Mapping[str, Any] | None = None,
-    worker: Any = None,
+    worker: WorkerState | None = None,
     owners: list[int] | None = None,
 ) -> tuple[tuple[RequestStage, ...], ResponseEdit | None]:
     """``shared``: the generation's state shared by the workers (limits.shared_state);
@@ -185,7 +193,7 @@ def compile_stages(
                 retry.next = len(requests) + 1
                 requests.append(retry)
         elif mw.forwardAuth is not None:
-            auth = forward.ForwardAuth(name, mw.forwardAuth, worker)
+            auth = forward.ForwardAuth(name, mw.forwardAuth, _needs(worker, name))
             auth.next = len(requests) + 1
             requests.append(auth)
             cookies = auth.response_step()
@@ -193,7 +201,9 @@ def compile_stages(
                 responses.append(cookies)
         elif mw.errors is not None:
             filters.append(
-                errorpages.ErrorPages(name, mw.errors, worker.services[mw.errors.service])
+                errorpages.ErrorPages(
+                    name, mw.errors, _needs(worker, name).services[mw.errors.service]
+                )
             )
         elif mw.headers is not None:
             stage = headers.request_stage(mw.headers)
@@ -224,7 +234,7 @@ def compile_stages(
             if mw.rateLimit.average > 0:
                 from hopwire.middlewares.redislimit import RedisRateLimit
 
-                shared_limit = RedisRateLimit(name, mw.rateLimit, worker)
+                shared_limit = RedisRateLimit(name, mw.rateLimit, _needs(worker, name))
                 shared_limit.next = len(requests) + 1
                 requests.append(shared_limit)
         elif mw.rateLimit is not None:

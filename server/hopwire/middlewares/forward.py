@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from hopwire import errors
-from hopwire.contracts import ExchangeView
+from hopwire.contracts import ExchangeView, WorkerState
 from hopwire.http.client import Call
 from hopwire.http.pool import Pool
 from hopwire.http.wire import HOP_BY_HOP
@@ -72,7 +72,7 @@ class ForwardAuth:
         "worker",
     )
 
-    def __init__(self, name: str, cfg: Any, worker: Any):
+    def __init__(self, name: str, cfg: Any, worker: WorkerState):
         self.name = name
         self.worker = worker
         url = urlsplit(cfg.address)

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from hopwire import errors
-from hopwire.contracts import ExchangeView
+from hopwire.contracts import ExchangeView, WorkerState
 from hopwire.middlewares.limits import RateLimit
 
 log = logging.getLogger("hopwire.middlewares")
@@ -75,7 +75,7 @@ def client(cfg: Any) -> Any:
 class RedisRateLimit(RateLimit):
     """The request stage: asks Redis, then lets the request go, waits, or refuses."""
 
-    def __init__(self, name: str, cfg: Any, worker: Any):
+    def __init__(self, name: str, cfg: Any, worker: WorkerState):
         super().__init__(name, cfg, None)  # type: ignore[arg-type]
         self.worker = worker
         self.redis = client(cfg.redis)

@@ -19,12 +19,13 @@ from typing import Any
 
 import orjson
 
-from hopwire.contracts import ExchangeView
+from hopwire.contracts import ExchangeView, WorkerState
 from hopwire.telemetry._accesslog import Logger, json_line, json_lines, records
 from hopwire.telemetry._accesslog import record as access_record
 from hopwire.telemetry._otlp import log_record
 from hopwire.telemetry.otlplogs import LogSink
 from hopwire.telemetry.records import ACCESS_LOG, AccessRecord
+from hopwire.throttle import Throttle
 
 WALL = AccessRecord._fields.index("wall")
 COMMON = AccessRecord._fields.index("common")
@@ -66,7 +67,7 @@ FORMAT_BATCH = 32  # ended exchanges formatted together
 class Writer:
     """The worker's access-log file and its pending lines."""
 
-    def __init__(self, cfg: Any, worker: Any):
+    def __init__(self, cfg: Any, worker: WorkerState):
         self.cfg = cfg
         self.worker = worker
         self.path = cfg.filePath
@@ -80,7 +81,7 @@ class Writer:
         # ended exchanges and their logger; the same list for the writer's life
         self.pending: list[tuple[Any, Any]] = []
         self.fh: Any = None
-        self.last_error = 0.0
+        self.unwritable = Throttle(ERROR_INTERVAL)
         fields = cfg.fields
         self.fields = tuple(f for f in FIELDS if fields.names.get(f, fields.defaultMode) == "keep")
         headers = fields.headers
@@ -138,9 +139,7 @@ class Writer:
 
     def error(self, exc: OSError) -> None:
         self.worker.counters["accesslog_errors"] += 1
-        now = time.monotonic()
-        if now - self.last_error >= ERROR_INTERVAL:
-            self.last_error = now
+        if self.unwritable.ready():
             log.error(
                 "access log %s cannot be written (%s); lines are dropped until it can",
                 self.path or "<stdout>",

@@ -36,6 +36,7 @@ from typing import Any
 from hopwire import __version__
 from hopwire.telemetry import logs, metrics, otlp, otlplogs, otlpmetrics
 from hopwire.telemetry.records import ACCESS_LOG, APP_LOG, HEADER, SPANS
+from hopwire.throttle import Throttle
 
 log = logging.getLogger("hopwire.exporter")
 
@@ -62,7 +63,7 @@ class Stats:
         self.exported = 0
         self.dropped = 0
         self.errors = 0
-        self.last_error_log = 0.0
+        self.errors_logged = Throttle(ERROR_LOG_INTERVAL)
 
     def _count(self, span_family: str, family: str, n: int) -> None:
         if not metrics.enabled():
@@ -84,9 +85,7 @@ class Stats:
         self.errors += 1
         self.drop(items)
         self._count("export_errors", "otlp_export_errors", 1)
-        now = time.monotonic()
-        if now - self.last_error_log >= ERROR_LOG_INTERVAL:
-            self.last_error_log = now
+        if self.errors_logged.ready():
             log.warning(
                 "%s export failed (%s): %d %s dropped so far, %d exported",
                 "span" if self.signal == "traces" else self.signal,

@@ -29,7 +29,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
-from hopwire.contracts import ExchangeView
+from hopwire.contracts import ExchangeView, WorkerState
 from hopwire.telemetry._otlp import tally
 
 METHODS = frozenset(
@@ -39,6 +39,9 @@ REQ = ("code", "method", "protocol")
 SCRAPE_ATTEMPTS = 5  # reads of the multiprocess files before a scrape gives up
 
 _families: dict[str, Any] = {}
+# each histogram family as declared: (its exported name, label names, bucket bounds); what
+# the exemplars are written with, so that nothing reads the library's own attributes for it
+_histograms: dict[int, tuple[str, tuple[str, ...], tuple[float, ...]]] = {}  # by id(family)
 _prom: Any = None
 
 
@@ -61,7 +64,16 @@ def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, .
     _prom = prom
     if _families:
         return
-    counter, gauge, histogram = prom.Counter, prom.Gauge, prom.Histogram
+    counter, gauge = prom.Counter, prom.Gauge
+
+    def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Any:
+        family = prom.Histogram(name, doc, labels, buckets=buckets)
+        bounds = tuple(float(b) for b in buckets)
+        if not bounds or bounds[-1] != float("inf"):
+            bounds += (float("inf"),)  # as the library adds it
+        _histograms[id(family)] = (name, tuple(labels), bounds)
+        return family
+
     for prefix, key, bounds in (
         ("", "", buckets),
         (OTLP, OTLP, otlp_bounds or default_otlp_bounds()),
@@ -256,6 +268,24 @@ def process_started() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The request path: plain integers.
+
+
+def add_observations(hist: Any, counts: Any, total: float) -> None:
+    """Add a fold's observations to a prometheus_client Histogram child at once: ``counts``
+    per bucket and their ``total``.  The library's public ``observe()`` takes one observation
+    at a time (tens of thousands of calls a second here); its per-bucket and sum values are
+    reached here, and only here, checked on the first use, for the versions pyproject.toml
+    allows."""
+    buckets, value_sum = getattr(hist, "_buckets", None), getattr(hist, "_sum", None)
+    if buckets is None or value_sum is None:
+        raise RuntimeError(
+            "prometheus_client changed its Histogram (no _buckets/_sum): hopwire's metrics "
+            "fold needs a version that pyproject.toml allows"
+        )
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+    value_sum.inc(total)
 
 
 class Table:
@@ -535,13 +565,7 @@ class WorkerMetrics:
         layout: list[int] | None,
         size: int,
     ) -> None:
-        # prometheus_client keeps per-bucket counts and the sum as values; adding to them is
-        # what observe() does one observation at a time
-        hist = self._child(name, labels)
-        for i, n in enumerate(_regroup(row[4], layout, size)):
-            if n:
-                hist._buckets[i].inc(n)
-        hist._sum.inc(row[3])
+        add_observations(self._child(name, labels), _regroup(row[4], layout, size), row[3])
         exemplars = row[5]
         if exemplars:
             wall = time.time() - time.monotonic()
@@ -568,17 +592,16 @@ class WorkerMetrics:
 
         out = []
         for (name, labels, index), (trace, span, value, when) in self.exemplars.items():
-            family = _families[name]
-            hist = self._child(name, labels)
-            le = floatToGoString(hist._upper_bounds[index])
-            names = dict(zip(family._labelnames, labels, strict=True))
-            out.append([family._name, names, le, trace, span, value, when])
+            exported, label_names, bounds = _histograms[id(_families[name])]
+            le = floatToGoString(bounds[index])
+            names = dict(zip(label_names, labels, strict=True))
+            out.append([exported, names, le, trace, span, value, when])
         path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"exemplars_{os.getpid()}.json")
         with open(path + ".new", "wb") as fh:
             fh.write(json.dumps(out).encode())
         os.replace(path + ".new", path)
 
-    def fold(self, worker: Any) -> None:
+    def fold(self, worker: WorkerState) -> None:
         """Move the counts of the last interval into the library's (mmap-backed) values."""
         semconv: dict[Any, list[Any]] = {}
         clients: dict[Any, list[Any]] = {}
@@ -632,7 +655,7 @@ class WorkerMetrics:
         self.write_exemplars()
         self.fold_events(worker)
 
-    def fold_events(self, worker: Any) -> None:
+    def fold_events(self, worker: WorkerState) -> None:
         """The worker's event counters and gauges (not per request)."""
         counters = worker.counters
         # a worker that could not apply a dynamic configuration counts a rejected reload

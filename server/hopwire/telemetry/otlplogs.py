@@ -27,6 +27,7 @@ from typing import Any
 from hopwire.telemetry import otlp
 from hopwire.telemetry._otlp import log_record
 from hopwire.telemetry.records import Courier
+from hopwire.throttle import Throttle
 
 RECORDS_PER_DATAGRAM = 256
 # OTEL_BLRP_* defaults: the batch log record processor of the SDKs
@@ -63,7 +64,7 @@ class LogSink(Courier):
         self.items: list[bytes] = []  # encoded entries, one or several each
         self.counts: list[int] = []  # the entries in each
         self.count = 0
-        self.last_error = 0.0
+        self.unreachable = Throttle()
 
     def add(self, entry: bytes) -> None:
         self.add_many(entry, 1)
@@ -93,9 +94,7 @@ class LogSink(Courier):
             self.send(self.kind, count, items)
         except OSError as exc:
             self.dropped(count)
-            now = time.monotonic()
-            if now - self.last_error > 10:
-                self.last_error = now
+            if self.unreachable.ready():
                 # not through logging: this may run inside the OTLP log handler
                 os.write(2, f"hopwire: log records not handed to the exporter ({exc})\n".encode())
 

@@ -28,7 +28,7 @@ from random import getrandbits
 from time import time_ns
 from typing import Any
 
-from hopwire.contracts import ExchangeView
+from hopwire.contracts import ExchangeView, WorkerState
 from hopwire.telemetry import otlp
 from hopwire.telemetry._context import Keeper, child, root
 from hopwire.telemetry.propagation import Inbound, Propagation, field_lines
@@ -39,6 +39,7 @@ from hopwire.telemetry.records import (
     SPANS,
     Courier,
 )
+from hopwire.throttle import Throttle
 
 log = logging.getLogger("hopwire.tracing")
 
@@ -847,21 +848,20 @@ class SpanSink(Courier):
     holds at most ``limit`` spans (the exporter's batch size, at most ``BATCH_SPANS``); the
     worker flushes every tick."""
 
-    def __init__(self, paths: list[str], worker: Any, cfg: Any):
+    def __init__(self, paths: list[str], worker: WorkerState, cfg: Any):
         super().__init__(paths)
         self.worker = worker
         self.encoder = otlp.encoder(cfg.encoder, cfg.safeQueryParams)
         self.limit = min(BATCH_SPANS, cfg.batch.maxExportBatchSize, cfg.batch.maxQueueSize)
-        self.last_error = 0.0
-        self.last_refusal = 0.0
+        self.unreachable = Throttle()
+        self.refusals = Throttle()
 
     def refused(self, spans: int, exc: Exception) -> None:
         """A record the encoder could not take (it added nothing): counted, logged now and
         then; the request itself was answered."""
         self.worker.counters["spans_dropped"] += spans
         now = time.monotonic()
-        if now - self.last_refusal > 10:
-            self.last_refusal = now
+        if self.refusals.ready(now):
             log.warning("span record not encoded (%s): its spans are dropped", exc)
 
     def flush(self) -> None:
@@ -874,9 +874,5 @@ class SpanSink(Courier):
             self.send(SPANS, count, (spans,))
         except OSError as exc:
             self.worker.counters["spans_dropped"] += count
-            now = time.monotonic()
-            if now - self.last_error > 10:
-                self.last_error = now
+            if self.unreachable.ready():
                 log.warning("span exporter unreachable (%s): dropping spans", exc)
-        else:
-            self.worker.counters["spans_sent"] += count
