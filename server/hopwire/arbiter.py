@@ -118,8 +118,8 @@ class Arbiter:
         self.pid = os.getpid()
         self.listeners: dict[str, Listener] = {}
         # the two kinds of children, each with its supervisor and its own backoff
-        self.worker_sup: Supervisor[WorkerProc] = Supervisor("worker")
-        self.exporter_sup: Supervisor[int] = Supervisor("exporter")  # pid -> index
+        self.worker_sup: Supervisor[WorkerProc] = Supervisor()
+        self.exporter_sup: Supervisor[int] = Supervisor()  # pid -> index
         self.stuck = Stuck()
         self.generation = 0
         self.count = config.worker_count

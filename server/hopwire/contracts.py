@@ -471,27 +471,6 @@ class Observer(Protocol):
     def finish(self, ex: ExchangeView) -> None: ...
 
 
-class RouteTarget(Protocol):
-    """What a matched route leads to (``hopwire.entrypoints.RouterTarget``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def service(self) -> Any: ...
-
-    @property
-    def observers(self) -> tuple[Observer, ...]: ...
-
-
-class RouteView(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def target(self) -> RouteTarget: ...
-
-
 class ExchangeView(Protocol):
     """What observers, matchers and middlewares see of an exchange: the request as parsed,
     where it was routed, the answer so far, and the few fields a middleware may set (the

@@ -787,7 +787,7 @@ class Exchange(RequestHead):
         if self.done:
             return
         if not self.resp_head:
-            if kind.retry == errors.REUSED and errors.may_retry(
+            if errors.may_retry(
                 kind,
                 self.reused,
                 self.attempts,

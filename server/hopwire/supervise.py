@@ -58,8 +58,7 @@ class Supervisor(Generic[T]):
     """The children of one kind: ``children`` (pid -> its record) and ``respawn_at`` (key ->
     when it is started again; a worker's slot, an exporter's index)."""
 
-    def __init__(self, kind: str, backoff: Backoff | None = None):
-        self.kind = kind
+    def __init__(self, backoff: Backoff | None = None):
         self.backoff = backoff or Backoff()
         self.children: dict[int, T] = {}
         self.respawn_at: dict[int, float] = {}

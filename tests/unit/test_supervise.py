@@ -23,8 +23,8 @@ def test_backoff_jitter_takes_up_to_half_off() -> None:
 
 
 def test_two_supervisors_do_not_share_failures() -> None:
-    workers: Supervisor[int] = Supervisor("worker", Backoff(jitter=lambda: 0.0))
-    exporters: Supervisor[int] = Supervisor("exporter", Backoff(jitter=lambda: 0.0))
+    workers: Supervisor[int] = Supervisor(Backoff(jitter=lambda: 0.0))
+    exporters: Supervisor[int] = Supervisor(Backoff(jitter=lambda: 0.0))
     for t in range(5):
         exporters.died(0, float(t))
     assert exporters.respawn_at[0] == pytest.approx(4.0 + 0.8)

@@ -1150,6 +1150,12 @@ class Config:
     def worker_count(self) -> int:
         return self.workers or (os.cpu_count() or 1)
 
+    def transports(self) -> list[tuple[str, Any]]:
+        """(key, transport) of the default serversTransport and every named one."""
+        return [("serversTransport", self.serversTransport)] + [
+            (f"http.serversTransports.{n}", t) for n, t in self.http.serversTransports.items()
+        ]
+
     def otlp_sections(self) -> list[tuple[str, Any]]:
         """(key, section) of every OTLP export configured: tracing.otlp, metrics.otlp,
         accessLog.otlp, log.otlp; each section has ``grpc`` and ``http``."""

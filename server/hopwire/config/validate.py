@@ -306,10 +306,7 @@ def validate(config: Config) -> list[str]:
                 f"{lb.serversTransport!r} is not in http.serversTransports"
                 f"{suggest(lb.serversTransport, list(transports))}"
             )
-    for name, tr in [
-        ("serversTransport", config.serversTransport),
-        *((f"http.serversTransports.{n}", t) for n, t in transports.items()),
-    ]:
+    for name, tr in config.transports():
         for i, ca in enumerate(tr.rootCAs):
             if not os.path.isfile(ca):
                 errors.append(f"{name}.rootCAs[{i}]: {ca!r} is not a readable file")

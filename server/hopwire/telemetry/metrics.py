@@ -41,7 +41,7 @@ SCRAPE_ATTEMPTS = 5  # reads of the multiprocess files before a scrape gives up
 _families: dict[str, Any] = {}
 # each histogram family as declared: (its exported name, label names, bucket bounds); what
 # the exemplars are written with, so that nothing reads the library's own attributes for it
-_histograms: dict[int, tuple[str, tuple[str, ...], tuple[float, ...]]] = {}  # by id(family)
+_histograms: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {}
 _prom: Any = None
 
 
@@ -66,13 +66,14 @@ def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, .
         return
     counter, gauge = prom.Counter, prom.Gauge
 
-    def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Any:
-        family = prom.Histogram(name, doc, labels, buckets=buckets)
+    def histogram(
+        key: str, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> None:
+        _families[key] = prom.Histogram(name, doc, labels, buckets=buckets)
         bounds = tuple(float(b) for b in buckets)
         if not bounds or bounds[-1] != float("inf"):
             bounds += (float("inf"),)  # as the library adds it
-        _histograms[id(family)] = (name, tuple(labels), bounds)
-        return family
+        _histograms[key] = (name, tuple(labels), bounds)
 
     for prefix, key, bounds in (
         ("", "", buckets),
@@ -87,7 +88,8 @@ def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, .
             _families[f"{key}{scope}_requests"] = counter(
                 f"{prefix}hopwire_{scope}_requests", f"Requests by {scope}.", lbl
             )
-            _families[f"{key}{scope}_duration"] = histogram(
+            histogram(
+                f"{key}{scope}_duration",
                 f"{prefix}hopwire_{scope}_request_duration_seconds",
                 f"Request duration by {scope}, in seconds (WebSocket sessions excluded).",
                 lbl,
@@ -99,13 +101,15 @@ def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, .
             _families[f"{key}{scope}_resp_bytes"] = counter(
                 f"{prefix}hopwire_{scope}_responses_bytes", f"Response body bytes by {scope}.", lbl
             )
-    _families["server_duration"] = histogram(
+    histogram(
+        "server_duration",
         f"{OTLP}http_server_request_duration",
         "Duration of HTTP server requests.",
         SERVER_LABELS,
         buckets=otlp_bounds or default_otlp_bounds(),
     )
-    _families["client_duration"] = histogram(
+    histogram(
+        "client_duration",
         f"{OTLP}http_client_request_duration",
         "Duration of HTTP client requests.",
         CLIENT_LABELS,
@@ -592,7 +596,7 @@ class WorkerMetrics:
 
         out = []
         for (name, labels, index), (trace, span, value, when) in self.exemplars.items():
-            exported, label_names, bounds = _histograms[id(_families[name])]
+            exported, label_names, bounds = _histograms[name]
             le = floatToGoString(bounds[index])
             names = dict(zip(label_names, labels, strict=True))
             out.append([exported, names, le, trace, span, value, when])

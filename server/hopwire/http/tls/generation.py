@@ -60,11 +60,7 @@ def check(config: Any) -> list[str]:
     """Every problem of the TLS configuration (``hopwire.checks``): the backends' client
     certificates and versions, then, with a TLS entrypoint, the files, keys and options."""
     errors: list[str] = []
-    transports = [("serversTransport", config.serversTransport)]
-    transports += [
-        (f"http.serversTransports.{n}", t) for n, t in config.http.serversTransports.items()
-    ]
-    for key, tr in transports:
+    for key, tr in config.transports():
         for i, files in enumerate(tr.certificates):
             try:
                 read_certificate(files.certFile, files.keyFile, f"{key}.certificates[{i}]")
