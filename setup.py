@@ -29,6 +29,12 @@ setup(
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         ),
         Extension(
+            "hopwire.telemetry._meter",
+            ["server/hopwire/telemetry/_meter.c"],
+            depends=["server/hopwire/telemetry/_cbuf.h"],
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
+        ),
+        Extension(
             "hopwire.http._head",
             ["server/hopwire/http/_head.c"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],

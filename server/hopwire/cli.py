@@ -30,6 +30,7 @@ USAGE = """usage: hopwire [--config FILE] [--check] [--version] [--help-config] 
 REQUEST_PATH_MODULES = {
     "hopwire.http._head": "head scans",
     "hopwire.telemetry._context": "trace context",
+    "hopwire.telemetry._meter": "metrics observer",
 }
 
 

@@ -20,8 +20,8 @@ access log, span), and the client connection's bookkeeping (close, or the next r
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from hopwire import errors
@@ -267,7 +267,7 @@ class Exchange(RequestHead):
         """Hand the exchange to the observers chosen for where it was routed (none: nothing)."""
         if observers:
             self.observers = observers
-            self.t0 = time.monotonic()
+            self.t0 = monotonic()
             for observer in observers:
                 observer.start(self)
 
@@ -386,7 +386,7 @@ class Exchange(RequestHead):
         self.server.inflight += 1
         self.attempts += 1
         if self.timed and self.attempts == 1:
-            self.origin_t0 = time.monotonic()
+            self.origin_t0 = monotonic()
         if down.slow or down.after_large:
             down.reading_for(conn)
         pool = conn.pool
@@ -568,7 +568,7 @@ class Exchange(RequestHead):
     def response_complete(self, upstream_keep_alive: bool) -> None:
         self.resp_complete = True
         if self.timed > 1:
-            self.origin_duration = time.monotonic() - self.origin_t0
+            self.origin_duration = monotonic() - self.origin_t0
         filters = self.filters
         if filters is not None:
             conn = self.upstream
@@ -679,7 +679,7 @@ class Exchange(RequestHead):
                 give_back()
         observers = self.observers
         if observers:
-            self.t1 = time.monotonic()
+            self.t1 = monotonic()
             for observer in observers:
                 observer.finish(self)
         down.exchange_done(self, close)

@@ -66,6 +66,7 @@ typedef struct {
     PyTypeObject *type;
     unsigned int version;
     Py_ssize_t offset;
+    int writable; /* the member may be set (not READONLY) */
 } SlotCache;
 
 static void slot_learn(SlotCache *c, PyTypeObject *type, PyObject *name) {
@@ -79,8 +80,10 @@ static void slot_learn(SlotCache *c, PyTypeObject *type, PyObject *name) {
     if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
         return;
     PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    if (member->type == T_OBJECT_EX && !(member->flags & PY_AUDIT_READ))
+    if (member->type == T_OBJECT_EX && !(member->flags & PY_AUDIT_READ)) {
         c->offset = member->offset;
+        c->writable = !(member->flags & READONLY);
+    }
 }
 
 /* a new reference to o.<name> (NULL and an exception as Python raises it) */
@@ -94,6 +97,19 @@ static PyObject *slot_get(SlotCache *c, PyObject *o, PyObject *name) {
             return Py_NewRef(v);
     } /* not a slot, or an empty one (AttributeError as Python raises it) */
     return PyObject_GetAttr(o, name);
+}
+
+/* o.<name> = v, at the slot's offset when it is one (else as Python sets it) */
+static int slot_set(SlotCache *c, PyObject *o, PyObject *name, PyObject *v) {
+    PyTypeObject *type = Py_TYPE(o);
+    if (c->type != type || c->version != type->tp_version_tag)
+        slot_learn(c, type, name);
+    if (c->type == type && c->offset >= 0 && c->writable) {
+        PyObject **at = (PyObject **)((char *)o + c->offset);
+        Py_XSETREF(*at, Py_NewRef(v));
+        return 0;
+    }
+    return PyObject_SetAttr(o, name, v);
 }
 
 #endif

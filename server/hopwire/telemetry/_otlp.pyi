@@ -22,6 +22,3 @@ def log_record(
     span_id: bytes | None,
     observed_ns: int,
 ) -> bytes: ...
-def tally(
-    table: dict[Any, list[Any]], key: Any, seconds: float, bounds: tuple[float, ...]
-) -> None: ...

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hopwire.contracts import ExchangeView, WorkerState
-from hopwire.telemetry._otlp import tally
+from hopwire.telemetry import _meter
 
 METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
@@ -340,71 +340,41 @@ def _exemplar(row: list[Any], index: int, trace: Any, seconds: float, ended: flo
     exemplars[index] = (trace, seconds, ended)
 
 
-class Meter:
-    """The metrics observer of a router (or of an entrypoint's unrouted requests).
+class PyMeter:
+    """The metrics observer's per-request part, in Python: the reference of the compiled
+    ``_meter.Meter`` (``Meter`` below), which the worker runs; tests/unit/test_compiled_meter.py
+    proves the two make the same rows.
 
-    A request touches one row, the meter's own; the fold adds the meter's rows to each of its
-    tables (entrypoint, router, service), once a second rather than once per request.
+    A request touches one row, the meter's own, keyed by (status, method, protocol); the fold
+    adds the meter's rows to each of its tables (entrypoint, router, service), once a second
+    rather than once per request.  ``rich`` (``metrics.otlp`` on): the row key also has the
+    error type and HTTP/1.0 when the request has them (rare), and the row counts the request's
+    backend attempt per server for ``http.client.request.duration``.
     """
 
-    __slots__ = ("bounds", "nbuckets", "rows", "tables")
+    __slots__ = ("bounds", "nbuckets", "rich", "route", "rows", "scheme", "tables")
 
-    def __init__(self, tables: list[Table], bounds: tuple[float, ...]):
+    def __init__(
+        self,
+        tables: list[Table],
+        bounds: tuple[float, ...],
+        rich: bool = False,
+        route: str = "",
+        scheme: str = "http",
+    ):
         self.tables = tables
         self.bounds = bounds
         self.nbuckets = len(bounds) + 1
+        self.rich = rich
+        self.route = route
+        self.scheme = scheme
         self.rows: dict[tuple[Any, ...], list[Any]] = {}
 
     def start(self, ex: ExchangeView) -> None:
-        """The exchange keeps its start (t0) and end (t1) times when observed."""
-
-    def finish(self, ex: ExchangeView) -> None:
-        duration = ex.t1 - ex.t0
-        status = ex.status
-        if status == 101:
-            key = (101, ex.method, "websocket")
-            index = -1
-        else:
-            key = (status, ex.method, "http")
-            index = bisect_left(self.bounds, duration)
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets, None]
-        row[0] += 1
-        row[1] += ex.req_bytes
-        row[2] += ex.resp_bytes
-        if index >= 0:
-            row[3] += duration
-            row[4][index] += 1
-            trace = ex.trace
-            if trace is not None and trace.sampled:
-                _exemplar(row, index, trace, duration, ex.t1)
-
-    def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
-        """Add the rows counted since the last fold to the tables."""
-        rows, self.rows = self.rows, {}
-        for table in self.tables:
-            into = table.rows
-            for key, row in rows.items():
-                _add_row(into, key, row)
-
-
-class RichMeter(Meter):
-    """The meter when ``metrics.otlp`` is on: it also feeds the semantic-convention
-    histograms.  What they group by beyond the Prometheus row is the meter's own (its route,
-    the scheme of its router's connections) or rare (an error type, HTTP/1.0: only then is the
-    row key longer); the request's backend attempt is counted for
-    ``http.client.request.duration``."""
-
-    __slots__ = ("route", "scheme")
-
-    def __init__(self, tables: list[Table], bounds: tuple[float, ...], route: str, scheme: str):
-        super().__init__(tables, bounds)
-        self.route = route
-        self.scheme = scheme
-
-    def start(self, ex: ExchangeView) -> None:
-        ex.timed = 1  # the exchange notes when its backend attempt starts (origin_t0)
+        """The exchange keeps its start (t0) and end (t1) times when observed; rich, it also
+        notes when its backend attempt starts (origin_t0)."""
+        if self.rich:
+            ex.timed = 1
 
     def finish(self, ex: ExchangeView) -> None:
         t1 = ex.t1
@@ -414,15 +384,16 @@ class RichMeter(Meter):
             key: tuple[Any, ...] = (101, ex.method, "websocket")
             index = -1
         else:
-            if ex.error_type or ex.http10:
+            if self.rich and (ex.error_type or ex.http10):
                 key = (status, ex.method, "http", ex.error_type, ex.http10)
             else:
                 key = (status, ex.method, "http")
             index = bisect_left(self.bounds, duration)
         row = self.rows.get(key)
         if row is None:
-            # a Meter row, and the backend attempts of its requests: (pool, status) -> counts
-            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets, None, {}]
+            row = self.rows[key] = [0, 0, 0, 0.0, [0] * self.nbuckets, None]
+            if self.rich:  # the backend attempts of its requests: server -> [sum, counts]
+                row.append({})
         row[0] += 1
         row[1] += ex.req_bytes
         row[2] += ex.resp_bytes
@@ -432,20 +403,37 @@ class RichMeter(Meter):
             trace = ex.trace
             if trace is not None and trace.sampled:
                 _exemplar(row, index, trace, duration, t1)
-            if ex.attempts:
+            if self.rich and ex.attempts:
                 # the attempt ends with the exchange (the response was relayed as it came);
                 # keyed by the server, and its status only when it is not the exchange's
                 origin = ex.origin_status
-                tally(
-                    row[6],
-                    ex.server if origin == status else (ex.server, origin),
-                    t1 - ex.origin_t0,
-                    self.bounds,
-                )
+                ckey = ex.server if origin == status else (ex.server, origin)
+                seconds = t1 - ex.origin_t0
+                entry = row[6].get(ckey)
+                if entry is None:
+                    entry = row[6][ckey] = [0.0, [0] * self.nbuckets]
+                entry[0] += seconds
+                entry[1][bisect_left(self.bounds, seconds)] += 1
 
-    def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
-        route, scheme = self.route, self.scheme
-        for key, row in self.rows.items():
+    def take(self) -> dict[tuple[Any, ...], list[Any]]:
+        """The rows since the last fold; the meter starts new ones."""
+        rows, self.rows = self.rows, {}
+        return rows
+
+    def snapshot(self) -> dict[tuple[Any, ...], list[Any]]:
+        return self.rows
+
+
+def spill(meter: Any, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
+    """Add a meter's rows counted since the last fold to its tables and, rich, to the
+    semantic-convention tables (``semconv``: the server histogram, ``clients``: the client
+    one)."""
+    rows = meter.take()
+    if not rows:
+        return
+    if meter.rich:
+        route, scheme = meter.route, meter.scheme
+        for key, row in rows.items():
             if key[2] != "http":
                 continue
             status, method = key[0], key[1]
@@ -455,7 +443,21 @@ class RichMeter(Meter):
                 server, origin = ckey if isinstance(ckey, tuple) else (ckey, status)
                 crow = [sum(buckets), 0, 0, total, buckets, None]
                 _add_row(clients, (method, server.pool, origin, error), crow)
-        super().spill(semconv, clients)
+    for table in meter.tables:
+        into = table.rows
+        for key, row in rows.items():
+            _add_row(into, key, row)
+
+
+class Meter(_meter.Meter):
+    """The metrics observer of a router (or of an entrypoint's unrouted requests): ``PyMeter``
+    compiled (no Python frame at each end of a request; a row's counts are C numbers, turned
+    into ``PyMeter``'s lists by ``take`` at the fold)."""
+
+    __slots__ = ()
+
+    def spill(self, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any]]) -> None:
+        spill(self, semconv, clients)
 
 
 def _layout(union: tuple[float, ...], bounds: tuple[float, ...]) -> list[int]:
@@ -551,9 +553,9 @@ class WorkerMetrics:
                 if prefix not in table.prefixes:
                     table.prefixes.append(prefix)
                 tables[(scope, labels)] = table
-        if self.otlp is not None:
-            return RichMeter(list(tables.values()), self.bounds, router or "", scheme)
-        return Meter(list(tables.values()), self.bounds)
+        return Meter(
+            list(tables.values()), self.bounds, self.otlp is not None, router or "", scheme
+        )
 
     def _child(self, name: str, labels: tuple[Any, ...]) -> Any:
         child = self.children.get((name, labels))
@@ -610,8 +612,7 @@ class WorkerMetrics:
         semconv: dict[Any, list[Any]] = {}
         clients: dict[Any, list[Any]] = {}
         for meter in self.meters.values():
-            if meter.rows:
-                meter.spill(semconv, clients)
+            meter.spill(semconv, clients)
         layouts = self.layouts
         for table in self.tables.values():
             if not table.rows:
