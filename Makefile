@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) bench/telemetry.py
 	$(PY) bench/exporter.py
 	$(PY) bench/tls.py
+	$(PY) bench/h2.py
 	$(PY) bench/middlewares.py
 	$(PY) bench/live.py
 

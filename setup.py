@@ -35,6 +35,12 @@ setup(
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         ),
         Extension(
+            "hopwire.http._h2",
+            ["server/hopwire/http/_h2.c"],
+            libraries=["nghttp2"],
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
+        ),
+        Extension(
             "hopwire.http._head",
             ["server/hopwire/http/_head.c"],
             extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],

@@ -31,6 +31,7 @@ REQUEST_PATH_MODULES = {
     "hopwire.http._head": "head scans",
     "hopwire.telemetry._context": "trace context",
     "hopwire.telemetry._meter": "metrics observer",
+    "hopwire.http._h2": "HTTP/2 codec",
 }
 
 
@@ -66,13 +67,15 @@ def main(argv: list[str] | None = None) -> int:
             print(USAGE, end="")
             return 0
         if arg == "--version":
+            from hopwire.http._h2 import LIBRARY
             from hopwire.telemetry.otlp import compiled_encoder
 
             built = "c (compiled), python" if not compiled_encoder() else "python (c not built)"
             print(
                 f"hopwire {__version__}\nOTLP span encoders: {built}\n"
                 "head scans: c (compiled, hopwire.http._head)\n"
-                "trace context: c (compiled, hopwire.telemetry._context)"
+                "trace context: c (compiled, hopwire.telemetry._context)\n"
+                f"HTTP/2 codec: libnghttp2 {LIBRARY} (hopwire.http._h2)"
             )
             return 0
         if arg == "--help-config":

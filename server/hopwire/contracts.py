@@ -212,8 +212,15 @@ class ReadFlow(Protocol):
 
 class Connection(Protocol):
     """What an exchange may use of the connection that carries it.  For HTTP/1.1 this is the
-    connection itself (``Downstream``); a protocol that carries several exchanges on one
-    connection gives each its own."""
+    connection itself (``Downstream``); HTTP/2 (``hopwire.http.h2``) gives each stream its own
+    (``Stream``), which turns what the exchange writes (an HTTP/1.1 head, then the body) into
+    HEADERS and DATA frames."""
+
+    @property
+    def framed(self) -> bool:
+        """True: the connection frames a body itself (HTTP/2's DATA); the exchange never
+        chunks one of unknown length."""
+        ...
 
     @property
     def worker(self) -> WorkerState: ...

@@ -56,6 +56,7 @@ class EntryPointRuntime:
     __slots__ = (
         "default_port",
         "denied",
+        "http2",
         "idle_timeout",
         "insecure",
         "internal_observers",
@@ -111,6 +112,7 @@ class EntryPointRuntime:
         self.max_header_bytes = cfg.http.maxHeaderBytes
         self.max_fields = cfg.http.maxHeaderFields
         self.sanitize = cfg.http.sanitizePath
+        self.http2 = cfg.http2  # the HTTP/2 settings (hopwire.http.h2)
         # a tracer observes some of its requests (set with the observers): the trace context
         # the request scan sets apart for it (hopwire.http.head's W3C | B3 mask), else 0
         self.traced = 0

@@ -515,7 +515,7 @@ class Exchange(RequestHead):
         close = down.closes(None, self.keep_alive, self.has_body and not self.req_complete)
         no_body = self.method == "HEAD" or status == 204 or status == 304
         self.resp_to_close = not no_body and cl is None and not up_chunked
-        if no_body or cl is not None:
+        if no_body or cl is not None or down.framed:
             self.resp_mode = PASS
         elif self.http10:
             self.resp_mode = PASS  # close-delimited: never chunked to HTTP/1.0 (RFC 9112 §7.1)

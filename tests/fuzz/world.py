@@ -48,6 +48,10 @@ class ClientTransport:
         self.aborted = False
         self.paused = False
         self.unwritten = 0  # what get_write_buffer_size says
+        self.protocol: Any = None  # the protocol that took the connection over (h2c)
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
 
     def set_write_buffer_limits(self, high: int, low: int) -> None:
         pass
@@ -228,13 +232,22 @@ class World:
         for chunk in chunks:
             if client.closed:
                 break
-            down.data_received(chunk)
-            self.check_buffers(down)
+            (client.protocol or down).data_received(chunk)
+            if client.protocol is None:
+                self.check_buffers(down)
             self.answer_backends()
-        if eof and not client.closed and not down.eof_received():
+        proto = client.protocol or down
+        if eof and not client.closed and not proto.eof_received():
             client.closed = True
         self.pooled = [c for c in self.pool.idle if not c.closed]  # what hopwire would reuse
-        down.connection_lost(None)
+        proto.connection_lost(None)
+        if client.protocol is not None:  # HTTP/2 (h2c): its own checks are the codec's
+            for backend in self.backends:
+                if not backend.closed:
+                    backend.conn.connection_lost(None)
+            if self.errors.records:
+                raise Violation(f"ERROR logged: {self.errors.records[0].getMessage()}")
+            return
         for backend in self.backends:
             if not backend.closed:
                 backend.conn.connection_lost(None)

@@ -160,6 +160,19 @@ class EntryPointHTTP:
     maxHeaderFields: int = setting(100, "Most request header fields (431 above).", check=positive)
 
 
+@dataclass(frozen=True, slots=True)
+class EntryPointHTTP2:
+    maxConcurrentStreams: int = setting(
+        250, "Streams a client may have open at once on one connection.", check=positive
+    )
+    maxDecoderHeaderTableSize: int = setting(
+        4096, "HPACK table size the client may use for its requests (bytes).", check=positive
+    )
+    maxEncoderHeaderTableSize: int = setting(
+        4096, "Largest HPACK table hopwire uses for its responses (bytes).", check=positive
+    )
+
+
 def switched_on(kind: str, router: Any, ep: Any) -> bool:
     """A router's own observability switch (``tracing``, ``metrics``, ``accessLogs``), else
     its entrypoint's, else on; the global section decides whether the feature exists at all.
@@ -501,6 +514,9 @@ class EntryPoint:
     transport: EntryPointTransport = setting(EntryPointTransport(), "Timeouts and life cycle.")
     forwardedHeaders: ForwardedHeaders = setting(ForwardedHeaders(), "X-Forwarded-* trust.")
     http: EntryPointHTTP = setting(EntryPointHTTP(), "Request size limits.")
+    http2: EntryPointHTTP2 = setting(
+        EntryPointHTTP2(), "HTTP/2 from clients (ALPN h2 on TLS, h2c by prior knowledge)."
+    )
     observability: Observability = setting(Observability(), "Per-entrypoint telemetry.")
     traceContext: TraceContext = setting(
         TraceContext(), "Whose inbound trace context decides sampling here (tracing on)."
@@ -622,7 +638,7 @@ class TLSOptions:
     sniStrict: bool = setting(False, "Refuse handshakes whose SNI matches no certificate.")
     alpnProtocols: tuple[str, ...] = setting(
         ("h2", "http/1.1", "acme-tls/1"),
-        "ALPN protocols; hopwire offers http/1.1 only (when listed) and logs the others.",
+        "ALPN protocols, in order of preference; hopwire offers h2 and http/1.1 (when listed) and logs the others.",
     )
     disableSessionTickets: bool = setting(False, "No TLS session tickets.")
     clientAuth: ClientAuth = setting(ClientAuth(), "Client certificates (mutual TLS).")

@@ -41,6 +41,8 @@ from hopwire.http.flow import (
     QUEUED,
     ReadFlow,
 )
+from hopwire.http.h2 import PREFACE as H2_PREFACE
+from hopwire.http.h2 import H2Connection
 from hopwire.http.tls import tls_fields
 
 if TYPE_CHECKING:
@@ -89,6 +91,8 @@ def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
 
 
 class Downstream(asyncio.Protocol):
+    framed = False  # bodies of unknown length are chunked (HTTP/2's streams frame their own)
+
     __slots__ = (
         "active",
         "after_large",
@@ -179,10 +183,21 @@ class Downstream(asyncio.Protocol):
             self.client_ip, self.client_port = peer[0], peer[1]
         self.client_ip_bytes = self.client_ip.encode()
         self.trusted = self.ep.is_trusted(self.client_ip)
+        if self.ep.tls:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                H2Connection(self.ep).take_over(transport, b"")
+                return
         self.worker.connections.add(self)
         self.set_deadline(self.ep.read_timeout, READ)
         if self.worker.draining:
             self.set_deadline(self.worker.drain_idle, IDLE)
+
+    def to_h2(self, data: bytes) -> None:
+        """Hand the connection to the HTTP/2 protocol (ALPN h2, or the h2c preface)."""
+        self.worker.connections.discard(self)
+        self.closed = True  # this object is done with it
+        H2Connection(self.ep).take_over(self.transport, data)
 
     def tls_fields(self) -> tuple[str, str, str | None] | None:
         """(TLSVersion, TLSCipher, TLSClientSubject) of a TLS connection, read once."""
@@ -380,6 +395,9 @@ class Downstream(asyncio.Protocol):
         except HttpParserInvalidMethodError as exc:
             unknown = exc  # re-parsed below, outside this handler (see unknown_method)
         except (HttpParserError, ProxyError) as exc:
+            if fresh and not completed and not self.ep.tls and data.startswith(H2_PREFACE[:16]):
+                self.to_h2(data)  # h2c by prior knowledge (RFC 9113 §3.3)
+                return
             kind, detail = (
                 (exc.kind, exc.detail) if isinstance(exc, ProxyError) else _parser_error_kind(exc)
             )

@@ -36,6 +36,15 @@ METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
 REQ = ("code", "method", "protocol")
+# hopwire.http.h2's counters (worker.counters["h2_" + kind])
+HTTP2_REFUSED = (
+    "connection_error",
+    "invalid_field",
+    "invalid_frame",
+    "oversized_head",
+    "client_reset",
+    "rapid_reset",
+)
 SCRAPE_ATTEMPTS = 5  # reads of the multiprocess files before a scrape gives up
 
 _families: dict[str, Any] = {}
@@ -202,6 +211,14 @@ def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, .
         "hopwire_otlp_export_errors",
         "Failed OTLP export requests of metrics and logs.",
         ("signal",),
+    )
+    _families["http2_refused"] = counter(
+        "hopwire_http2_refused",
+        "What HTTP/2 clients sent that was refused, by kind: connection_error (GOAWAY), "
+        "invalid_field (RFC 9113 §8.2: stream reset), invalid_frame, oversized_head, "
+        "client_reset (streams the client reset), rapid_reset (connections ended for resetting "
+        "streams faster than they were answered).",
+        ("kind",),
     )
     _families["cpu"] = gauge(
         "hopwire_process_cpu_seconds",
@@ -674,6 +691,12 @@ class WorkerMetrics:
             delta = counters.get(name, 0) - self.counters.get(name, 0)
             if delta:
                 self._child("requests_kept", (reason,)).inc(delta)
+                self.counters[name] = counters[name]
+        for kind in HTTP2_REFUSED:
+            name = f"h2_{kind}"
+            delta = counters.get(name, 0) - self.counters.get(name, 0)
+            if delta:
+                self._child("http2_refused", (kind,)).inc(delta)
                 self.counters[name] = counters[name]
         for signal in ("accesslog", "log"):
             name = f"otlp_dropped_{signal}"

@@ -82,7 +82,7 @@ SUITE_NAMES = {code: name for name, code in reversed(SUITES.items())}
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 
 
-ALPN = "http/1.1"  # the one protocol hopwire speaks
+ALPN = ("h2", "http/1.1")  # the protocols hopwire speaks, offered in alpnProtocols' order
 
 
 DEFAULT_OPTIONS = "default"
@@ -130,8 +130,9 @@ def make_context(options: Any, cert: Certificate | None, key: str, errors: list[
             ctx.set_ecdh_curve(CURVES[curve])
         except (ValueError, ssl.SSLError) as exc:
             errors.append(f"{key}.curvePreferences: {curve!r}: {exc}")
-    if ALPN in options.alpnProtocols:
-        ctx.set_alpn_protocols([ALPN])
+    spoken = [p for p in options.alpnProtocols if p in ALPN]
+    if spoken:
+        ctx.set_alpn_protocols(spoken)
     if options.disableSessionTickets:
         ctx.options |= ssl.OP_NO_TICKET
     auth = options.clientAuth
@@ -200,12 +201,13 @@ def _default_options() -> Any:
 def _explain(name: str, options: Any) -> None:
     """Say at start what hopwire does differently from Traefik for these options."""
     key = f"tls.options.{name}"
-    others = [p for p in options.alpnProtocols if p != ALPN]
+    others = [p for p in options.alpnProtocols if p not in ALPN]
     if others:
+        spoken = [p for p in options.alpnProtocols if p in ALPN]
         log.info(
-            "%s.alpnProtocols: hopwire speaks HTTP/1.1 only: offers %s, not %s",
+            "%s.alpnProtocols: hopwire speaks h2 and http/1.1: offers %s, not %s",
             key,
-            ALPN if ALPN in options.alpnProtocols else "nothing",
+            ", ".join(spoken) or "nothing",
             ", ".join(others),
         )
     auth = options.clientAuth

@@ -1,0 +1,467 @@
+"""HTTP/2 from clients, end to end: a real hopwire master with workers, real HTTP/1.1
+backends (h11), and real HTTP/2 clients: curl (--http2-prior-knowledge, --http2 over TLS with
+ALPN), h2load, nghttp, and python-hyper's h2 as the independent peer that can also send what
+a well-behaved client never would.  Each stream is an exchange: what the backend receives is
+checked, and the worker keeps serving after every hostile pattern."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import pytest
+
+from tests.certs import Authority
+from tests.harness import catch_all, free_port, request, wait_for
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("h2load") and shutil.which("nghttp")),
+    reason="tests/install-deps.sh installs curl and nghttp2-client",
+)
+
+
+class Client:
+    """An HTTP/2 client connection through python-hyper's h2 (validation switchable off)."""
+
+    def __init__(self, port: int, strict: bool = True, tls: ssl.SSLContext | None = None):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock: Any = tls.wrap_socket(raw, server_hostname="a.test") if tls else raw
+        cfg = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=strict,
+            normalize_outbound_headers=strict,
+            validate_inbound_headers=True,
+        )
+        self.h2 = h2.connection.H2Connection(cfg)
+        self.h2.initiate_connection()
+        self.flush()
+        self.events: list[Any] = []
+        self.held: set[int] = set()  # streams whose window is never reopened (a slow reader)
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(
+        self,
+        path: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        extra: Any = (),
+        length: bool = True,
+    ) -> int:
+        sid = self.h2.get_next_available_stream_id()
+        headers = [
+            (":method", method),
+            (":path", path),
+            (":scheme", "http"),
+            (":authority", "a.test"),
+            *extra,
+        ]
+        if body is not None and length:
+            headers.append(("content-length", str(len(body))))
+        self.h2.send_headers(sid, headers, end_stream=body is None)
+        self.flush()
+        if body is not None:
+            self.send_body(sid, body)
+        return sid
+
+    def send_body(self, sid: int, body: bytes) -> None:
+        """The body as the windows allow (WINDOW_UPDATE reopens them), then END_STREAM."""
+        while body:
+            room = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size)
+            if room <= 0:
+                self.pump(lambda: self.h2.local_flow_control_window(sid) > 0)
+                continue
+            self.h2.send_data(sid, body[:room])
+            body = body[room:]
+            self.flush()
+        self.h2.end_stream(sid)
+        self.flush()
+
+    def pump(self, until: Any, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"events so far: {self.events}")
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            data = self.sock.recv(65536)
+            if not data:
+                self.events.append("closed")
+                return
+            for event in self.h2.receive_data(data):
+                self.events.append(event)
+                if isinstance(event, h2.events.DataReceived):
+                    n = event.flow_controlled_length
+                    if event.stream_id in self.held:  # the connection's window only
+                        if n:
+                            self.h2.increment_flow_control_window(n)
+                    else:
+                        self.h2.acknowledge_received_data(n, event.stream_id)
+            self.flush()
+
+    def response(self, sid: int) -> tuple[int, dict[bytes, bytes], bytes]:
+        def ended() -> bool:
+            return "closed" in self.events or any(
+                isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)) and e.stream_id == sid
+                for e in self.events
+            )
+
+        self.pump(ended)
+        status, headers, body = 0, {}, b""
+        for e in self.events:
+            if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+                headers = dict(e.headers)
+                status = int(headers[b":status"])
+            elif isinstance(e, h2.events.DataReceived) and e.stream_id == sid:
+                body += e.data
+        return status, headers, body
+
+    def reset_code(self, sid: int) -> int | None:
+        for e in self.events:
+            if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
+                return int(e.error_code)
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def refused(hw: Any, kind: str) -> float:
+    text = request(hw.internal, "GET", "/metrics")[2].decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("hopwire_http2_refused_total") and f'kind="{kind}"' in line
+    )
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", *args], capture_output=True, text=True
+    )
+
+
+def test_h2c_prior_knowledge_is_served_as_http11_to_the_backend(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    out = curl("--http2-prior-knowledge", "-D", "-", f"http://127.0.0.1:{hw.port}/echo?x=1")
+    assert out.returncode == 0, out.stderr
+    head, _, body = out.stdout.partition("\n\n")
+    assert head.startswith("HTTP/2 200")
+    seen = json.loads(body)
+    assert seen["method"] == "GET" and seen["target"] == "/echo?x=1"
+    names = [n for n, _ in seen["headers"]]
+    # :authority became Host, first; the X-Forwarded set as for HTTP/1.1
+    assert seen["headers"][0] == ["host", f"127.0.0.1:{hw.port}"]
+    assert ["x-forwarded-proto", "http"] in seen["headers"]
+    assert not any(n.startswith(":") for n in names)
+    assert "connection" not in head.lower() and "keep-alive" not in head.lower()
+    # the same connection kind keeps HTTP/1.1 clients as they were
+    assert request(hw.port, "GET", "/echo")[0] == 200
+
+
+def test_h2_bodies_with_and_without_length_and_many_streams(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    c = Client(hw.port)
+    payload = bytes(range(256)) * 400  # 100 KiB: more than one window
+    sids = [
+        c.request("/echo", "POST", payload),
+        c.request("/echo", "POST", b"abc", length=False),  # chunked to the backend
+        *[c.request(f"/echo?n={i}") for i in range(20)],
+    ]
+    results = [c.response(s) for s in sids]
+    c.close()
+    assert all(r[0] == 200 for r in results), [r[0] for r in results]
+    assert json.loads(results[0][2])["body_length"] == len(payload)
+    second = json.loads(results[1][2])
+    assert second["body_length"] == 3
+    assert ["transfer-encoding", "chunked"] in second["headers"]
+    bodies = {r[3] for r in b.requests if r[0] == "POST"}
+    assert payload in bodies and b"abc" in bodies
+    assert sorted(json.loads(r[2])["target"] for r in results[2:]) == sorted(
+        f"/echo?n={i}" for i in range(20)
+    )
+
+
+def test_h2load_and_nghttp_through_hopwire(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    out = subprocess.run(
+        ["h2load", "-c", "4", "-m", "16", "-n", "2000", f"http://127.0.0.1:{hw.port}/12B"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "2000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout
+    assert "status codes: 2000 2xx" in out.stdout
+    out = subprocess.run(
+        ["nghttp", "-nv", f"http://127.0.0.1:{hw.port}/echo"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert ":status: 200" in out.stdout and "END_STREAM" in out.stdout
+
+
+def test_tls_alpn_h2_and_http11_clients(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    ca = Authority(tmp_path)
+    leaf = ca.leaf("a.test")
+    b = make_backend()
+    port = free_port()
+    hw = make_hopwire(
+        {
+            "entryPoints": {"websecure": {"address": f"127.0.0.1:{port}", "http": {"tls": {}}}},
+            "tls": {"certificates": [leaf.files()]},
+            "http": catch_all(b.url),
+        }
+    )
+    base = ["--cacert", str(ca.path), "--resolve", f"a.test:{port}:127.0.0.1"]
+    out = curl(*base, "--http2", "-D", "-", f"https://a.test:{port}/echo")
+    assert out.stdout.startswith("HTTP/2 200"), out.stderr + out.stdout
+    assert ["x-forwarded-proto", "https"] in json.loads(out.stdout.partition("\n\n")[2])["headers"]
+    out = curl(*base, "--http1.1", "-D", "-", f"https://a.test:{port}/echo")
+    assert out.stdout.startswith("HTTP/1.1 200"), out.stderr + out.stdout
+    ctx = ssl.create_default_context(cafile=str(ca.path))
+    ctx.set_alpn_protocols(["h2"])
+    c = Client(port, tls=ctx)
+    assert c.sock.selected_alpn_protocol() == "h2"
+    assert c.response(c.request("/12B"))[0] == 200
+    c.close()
+    assert hw.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [("connection", "close")],
+        [("transfer-encoding", "chunked")],
+        [("Upper", "x")],
+        [("x-bad", "a\r\nx-smuggled: 1")],
+        [("x-nul", "a\x00b")],
+        [("te", "gzip")],
+    ],
+    ids=["connection", "transfer-encoding", "uppercase", "crlf", "nul", "te"],
+)
+def test_rfc9113_field_rules_reset_the_stream_and_nothing_reaches_the_backend(
+    make_backend: Any, make_hopwire: Any, bad: list[tuple[str, str]]
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    c = Client(hw.port, strict=False)
+    sid = c.request("/echo", extra=bad)
+    status, _, _ = c.response(sid)
+    assert status == 0 and c.reset_code(sid) == 1  # PROTOCOL_ERROR, no answer
+    # the connection and the worker go on
+    ok = c.request("/echo")
+    assert c.response(ok)[0] == 200
+    c.close()
+    assert [r[1] for r in b.requests] == ["/echo"]
+    # counted once the worker folds (once a second)
+    wait_for(lambda: refused(hw, "invalid_field") >= 1)
+
+
+def test_content_length_disagreeing_with_data_is_never_a_complete_request(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    c = Client(hw.port, strict=False)
+    sid = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(
+        sid,
+        [
+            (":method", "POST"),
+            (":path", "/echo"),
+            (":scheme", "http"),
+            (":authority", "a"),
+            ("content-length", "10"),
+        ],
+    )
+    c.h2.send_data(sid, b"12345", end_stream=True)
+    c.flush()
+    c.response(sid)
+    assert c.reset_code(sid) == 1
+    assert c.response(c.request("/echo"))[0] == 200
+    c.close()
+    assert all(r[3] != b"12345" for r in b.requests if r[0] == "POST")
+
+
+def test_a_slow_reader_on_one_stream_does_not_stall_the_others(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    c = Client(hw.port)
+    # stream 1 asks for 4 MiB and never opens its window past the first 64 KiB
+    c.held.add(1)
+    big = c.request("/bytes/4194304")
+    small = [c.request(f"/echo?n={i}") for i in range(5)]
+    for sid in small:
+        assert c.response(sid)[0] == 200
+    got = sum(
+        len(e.data)
+        for e in c.events
+        if isinstance(e, h2.events.DataReceived) and e.stream_id == big
+    )
+    assert got <= 65535  # only what the stream's window allowed
+    c.close()
+    assert hw.proc.poll() is None
+    assert request(hw.port, "GET", "/echo")[0] == 200
+
+
+def test_graceful_stop_sends_goaway_and_lets_open_streams_finish(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": catch_all(b.url),
+            "entryPoints": {
+                "web": {
+                    "address": f"127.0.0.1:{free_port()}",
+                    "transport": {"lifeCycle": {"graceTimeOut": "5s"}},
+                }
+            },
+        }
+    )
+    port = int(hw.config["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
+    # nghttp, not h2: python-hyper's h2 closes on the shutdown notice's GOAWAY (last stream
+    # 2^31-1) instead of letting the open stream finish
+    client = subprocess.Popen(
+        ["nghttp", "-v", f"http://127.0.0.1:{port}/slow/1.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(0.5)
+    hw.signal(15)
+    out, _ = client.communicate(timeout=20)
+    assert "recv GOAWAY frame" in out
+    assert ":status: 200" in out and "slow done" in out
+    assert out.index("recv GOAWAY frame") < out.index("slow done")  # the notice came first
+    wait_for(lambda: hw.proc.poll() is not None, timeout=15)
+    assert hw.proc.returncode == 0
+
+
+def test_local_answers_and_a_client_gone_mid_body(make_backend: Any, make_hopwire: Any) -> None:
+    b = make_backend()
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/api`)", "service": "s"}},
+                "services": {"s": {"loadBalancer": {"servers": [{"url": b.url}]}}},
+            }
+        }
+    )
+    c = Client(hw.port)
+    status, headers, body = c.response(c.request("/nowhere"))
+    assert status == 404 and body  # answered by hopwire itself, over HTTP/2
+    assert b"connection" not in headers
+    # a request whose client resets it halfway through its body: nothing left behind
+    sid = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(
+        sid,
+        [
+            (":method", "POST"),
+            (":path", "/api/upload"),
+            (":scheme", "http"),
+            (":authority", "a"),
+            ("content-length", "100000"),
+        ],
+    )
+    c.h2.send_data(sid, b"x" * 1000)
+    c.h2.reset_stream(sid, 8)
+    c.flush()
+    assert c.response(c.request("/api/echo"))[0] == 200
+    c.close()
+    assert request(hw.port, "GET", "/api/echo")[0] == 200
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def test_continuation_flood_and_rapid_reset_are_bounded(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """CVE-2024-27316 (endless CONTINUATION) and CVE-2023-44487 (HEADERS then RST_STREAM,
+    over and over): each ends or is refused within bounds, and the worker keeps serving."""
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    # CONTINUATION frames without END_HEADERS, each a new 1 KiB literal field
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b""))
+        block = b"\x82\x86\x84\x41\x01a"  # GET, http, /, :authority a (HPACK)
+        sock.sendall(_frame(1, 0, 1, block))
+        field = b"\x00\x03x-a" + b"\x7f\x81\x07" + b"v" * 1024  # literal, 1024-byte value
+        sent = 0
+        closed = False
+        try:
+            for _ in range(4000):  # 4 MiB of field section, far past maxHeaderBytes
+                sock.sendall(_frame(9, 0, 1, field))
+                sent += 1
+        except OSError:
+            closed = True
+        sock.settimeout(5)
+        seen = b""
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                seen += data
+                if b"\x00\x00\x08\x07" in seen or len(seen) > 1 << 20:  # a GOAWAY frame head
+                    closed = True
+                    break
+        except OSError:
+            closed = True
+        assert closed, f"still open after {sent} CONTINUATION frames"
+    # HEADERS + RST_STREAM, over and over on one connection: ended with ENHANCE_YOUR_CALM
+    c = Client(hw.port)
+    try:
+        for _ in range(1000):
+            sid = c.h2.get_next_available_stream_id()
+            c.h2.send_headers(
+                sid,
+                [
+                    (":method", "GET"),
+                    (":path", "/slow/0.2"),
+                    (":scheme", "http"),
+                    (":authority", "a"),
+                ],
+                end_stream=True,
+            )
+            c.h2.reset_stream(sid, 8)
+            c.flush()
+        c.pump(lambda: any(isinstance(e, h2.events.ConnectionTerminated) for e in c.events))
+    except (OSError, h2.exceptions.ProtocolError):
+        pass  # closed under the client's feet: the GOAWAY went first
+    c.close()
+    assert hw.proc.poll() is None
+    assert request(hw.port, "GET", "/echo")[0] == 200
+    wait_for(lambda: refused(hw, "rapid_reset") == 1 and refused(hw, "client_reset") > 100)
+    assert len(b.requests) < 1000
