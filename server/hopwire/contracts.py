@@ -217,6 +217,12 @@ class Connection(Protocol):
     HEADERS and DATA frames."""
 
     @property
+    def version(self) -> str:
+        """The HTTP version its requests came in ("1.1", "2"; an HTTP/1.0 request says so
+        itself), for the spans' network.protocol.version."""
+        ...
+
+    @property
     def framed(self) -> bool:
         """True: the connection frames a body itself (HTTP/2's DATA); the exchange never
         chunks one of unknown length."""

@@ -465,3 +465,25 @@ def test_continuation_flood_and_rapid_reset_are_bounded(
     assert request(hw.port, "GET", "/echo")[0] == 200
     wait_for(lambda: refused(hw, "rapid_reset") == 1 and refused(hw, "client_reset") > 100)
     assert len(b.requests) < 1000
+
+
+def test_a_traced_stream_is_an_ordinary_server_span_with_version_2(
+    make_backend: Any, make_hopwire: Any, receiver: Any
+) -> None:
+    from tests.integration.test_tracing import tracing
+    from tests.otlp_receiver import attrs
+
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url), "tracing": tracing(receiver)}, workers=1)
+    c = Client(hw.port)
+    assert c.response(c.request("/traced"))[0] == 200
+    c.close()
+    spans = receiver.wait(2)
+    server = next(s for s in spans if s.kind == 2)
+    client = next(s for s in spans if s.kind == 3)
+    assert attrs(server)["network.protocol.version"] == "2"
+    assert attrs(server)["url.path"] == "/traced"
+    assert client.parent_span_id == server.span_id
+    [req] = [r for r in b.requests if r[1] == "/traced"]
+    sent = dict(req[2])["traceparent"]
+    assert sent.split("-")[2] == client.span_id.hex()  # the hop carries the CLIENT span

@@ -92,6 +92,7 @@ def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
 
 class Downstream(asyncio.Protocol):
     framed = False  # bodies of unknown length are chunked (HTTP/2's streams frame their own)
+    version = "1.1"  # network.protocol.version of its requests (HTTP/1.0 ones say so apart)
 
     __slots__ = (
         "active",

@@ -166,6 +166,7 @@ class Stream:
     )
 
     framed = True  # the exchange never chunks a body: DATA frames carry it
+    version = "2"  # network.protocol.version of its request (the spans)
 
     def __init__(self, conn: H2Connection, stream_id: int):
         self.conn = conn
