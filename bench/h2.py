@@ -48,11 +48,36 @@ def h2load(port: int, path: str, seconds: float) -> tuple[float, int]:
     return float(rps.group(1)), int(done.group(1))
 
 
+def chart(
+    per_cpu: dict[tuple[str, str], float], names: list[str], labels: list[str], out: str
+) -> None:
+    """Requests per CPU-second of each proxy and body, as bars (matplotlib, `.[bench]`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [per_cpu[(label, name)] for label in labels]
+        bars = ax.bar([j + i * width for j in range(len(labels))], values, width, label=name)
+        ax.bar_label(bars, fmt="{:,.0f}", fontsize=7)
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(labels))], labels)
+    ax.set_ylabel("requests per CPU-second of the proxy")
+    ax.set_xlabel("response body (HTTP/2 over TLS, h2load -c 10 -m 10)")
+    ax.set_title(f"HTTP/2, 1 worker each, {time.strftime('%Y-%m-%d')} on {platform.node()}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "h2.md"))
+    ap.add_argument("--chart", default=str(ROOT / "bench" / "results" / "h2.png"))
     ap.add_argument("--no-traefik", action="store_true")
     args = ap.parse_args()
     for tool in ("h2load", "nginx"):
@@ -193,6 +218,7 @@ log: {{level: ERROR}}
         table = "\n".join(lines)
         print("\n" + table)
         Path(args.out).write_text(table + "\n")
+        chart({k: med(k)[1] for k in runs}, list(targets), list(BODIES), args.chart)
     finally:
         stop(procs, tmp)
 

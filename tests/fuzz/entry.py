@@ -1,4 +1,4 @@
-"""The atheris entry point: ``python -m tests.fuzz.entry request|response CORPUS [libFuzzer
+"""The atheris entry point: ``python -m tests.fuzz.entry request|response|h2 CORPUS [libFuzzer
 flags]`` (``tests.fuzz.run`` builds the command)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ with atheris.instrument_imports(include=["hopwire"]):  # coverage of the request
     import hopwire.balancer
     import hopwire.errors
     import hopwire.http.downstream
+    import hopwire.http.h2
     import hopwire.http.head
     import hopwire.http.path
     import hopwire.http.pool
@@ -23,7 +24,11 @@ from tests.fuzz import targets
 
 def main() -> None:
     target = sys.argv.pop(1)
-    one = {"request": targets.request_input, "response": targets.response_input}[target]
+    one = {
+        "request": targets.request_input,
+        "response": targets.response_input,
+        "h2": targets.h2_input,
+    }[target]
     atheris.Setup(sys.argv, one)
     atheris.Fuzz()
 

@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of the request path with atheris (``make fuzz``).
 
-    python -m tests.fuzz.run [--seconds 600] [--seed N] [--target request|response|both]
+    python -m tests.fuzz.run [--seconds 600] [--seed N] [--target request|response|h2|all]
 
 Each target runs in its own process (atheris/libFuzzer), instrumenting hopwire for coverage,
 seeded with every request of tests/corpus/requests (the response target with a few valid and
@@ -62,7 +62,13 @@ def escape(data: bytes) -> str:
 def seeds(target: str, directory: Path) -> None:
     from tests.integration.test_corpus import CASES, load_case
 
-    if target == "request":
+    if target == "h2":
+        from tests.fuzz.targets import h2_seeds
+
+        for i, data in enumerate(h2_seeds()):
+            for flags in (0x00, 0x02, 0x85):  # whole, in 2-byte reads, in 16-byte reads + EOF
+                (directory / f"h2-{i}-{flags:02x}").write_bytes(bytes((flags,)) + data)
+    elif target == "request":
         for name in CASES:
             data, _ = load_case(name)
             for flags in (0x00, 0x01, 0x87):  # whole, byte by byte, by line with EOF
@@ -78,7 +84,11 @@ def seeds(target: str, directory: Path) -> None:
 def record(target: str, crash: Path) -> Path:
     data = crash.read_bytes()
     digest = hashlib.sha1(data).hexdigest()[:12]
-    if target == "request":
+    if target == "h2":
+        RESPONSES.parent.joinpath("h2").mkdir(parents=True, exist_ok=True)
+        path = RESPONSES.parent / "h2" / f"fuzz-{digest}.bin"
+        path.write_bytes(data)
+    elif target == "request":
         REQUESTS.mkdir(parents=True, exist_ok=True)
         path = REQUESTS / f"fuzz-{digest}.http"
         # the flag byte chose how the input was cut into reads; the corpus sends it whole
@@ -130,7 +140,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "600")))
     ap.add_argument("--seed", type=int, default=0, help="0: a new random seed")
-    ap.add_argument("--target", choices=("request", "response", "both"), default="both")
+    ap.add_argument("--target", choices=("request", "response", "h2", "all"), default="all")
     ap.add_argument(
         "--no-record", action="store_true", help="print findings, do not write corpus files"
     )
@@ -138,9 +148,11 @@ def main() -> int:
         "--runs", type=int, default=0, help="inputs in all (with --seed: a repeatable run)"
     )
     args = ap.parse_args()
-    targets = ["request", "response"] if args.target == "both" else [args.target]
-    # the request side gets most of the time: it is where the input is an attacker's
-    shares = {"request": 0.75, "response": 0.25} if len(targets) == 2 else {targets[0]: 1.0}
+    targets = ["request", "response", "h2"] if args.target == "all" else [args.target]
+    # the client sides get most of the time: they are where the input is an attacker's
+    shares = (
+        {"request": 0.6, "response": 0.2, "h2": 0.2} if len(targets) == 3 else {targets[0]: 1.0}
+    )
     status = 0
     for target in targets:
         seconds = max(1, int(args.seconds * shares[target]))

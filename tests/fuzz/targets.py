@@ -4,6 +4,10 @@
               into reads and whether the client half-closes; the backend answers well
     response  the input is what the backend answers to a fixed GET (or HEAD, by the first
               byte); a malformed answer must be a 502 and that backend connection dropped
+    h2        the input is the frames an HTTP/2 client sends after the h2c preface (cut into
+              reads by the first byte, as for request); whatever they are, nothing raises and
+              nothing is logged at ERROR, and what reaches the backend is a valid HTTP/1.1
+              request
 
 Run by ``python -m tests.fuzz.run`` (``make fuzz``), which gives atheris the seed corpus made
 from tests/corpus/requests and turns what it finds into corpus files.
@@ -44,6 +48,65 @@ def request_input(data: bytes) -> None:
     world = _world("request")
     world.response = OK_RESPONSE
     world.run(split(data[1:], data[0]), eof=bool(data[0] & 0x80))
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_input(data: bytes) -> None:
+    if not data:
+        return
+    world = _world("h2")
+    world.response = OK_RESPONSE
+    world.run([H2_PREFACE, *split(data[1:], data[0])], eof=bool(data[0] & 0x80))
+
+
+def h2_seeds() -> list[bytes]:
+    """Frames of well-formed HTTP/2 requests (python-hyper's h2 as the client): the h2 target's
+    seed corpus, each to be mutated."""
+    import h2.config
+    import h2.connection
+
+    out = []
+    cases: list[tuple[list[tuple[str, str]], bytes | None]] = [
+        ([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")], None),
+        (
+            [
+                (":method", "POST"),
+                (":path", "/up?x=1"),
+                (":scheme", "http"),
+                (":authority", "a"),
+                ("content-length", "5"),
+            ],
+            b"hello",
+        ),
+        (
+            [
+                (":method", "PUT"),
+                (":path", "/p"),
+                (":scheme", "https"),
+                (":authority", "a:8"),
+                ("cookie", "a=1"),
+                ("cookie", "b=2"),
+                ("x-long", "v" * 300),
+            ],
+            b"body of unknown length",
+        ),
+    ]
+    for headers, body in cases:
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        conn.initiate_connection()
+        conn.send_headers(1, headers, end_stream=body is None)
+        if body is not None:
+            conn.send_data(1, body, end_stream=True)
+        conn.send_headers(3, headers[:4], end_stream=True)
+        conn.reset_stream(3)
+        conn.ping(b"12345678")
+        frames = conn.data_to_send()[len(H2_PREFACE) :]
+        out.append(frames)
+    return out
 
 
 def response_input(data: bytes) -> None:

@@ -235,18 +235,22 @@ class World:
             (client.protocol or down).data_received(chunk)
             if client.protocol is None:
                 self.check_buffers(down)
+            else:  # HTTP/2 writes once per turn of the loop (H2Connection.soon): one turn
+                self.worker.loop.run_until_complete(asyncio.sleep(0))
             self.answer_backends()
         proto = client.protocol or down
         if eof and not client.closed and not proto.eof_received():
             client.closed = True
         self.pooled = [c for c in self.pool.idle if not c.closed]  # what hopwire would reuse
         proto.connection_lost(None)
-        if client.protocol is not None:  # HTTP/2 (h2c): its own checks are the codec's
+        if client.protocol is not None:  # HTTP/2 (h2c)
             for backend in self.backends:
                 if not backend.closed:
                     backend.conn.connection_lost(None)
             if self.errors.records:
                 raise Violation(f"ERROR logged: {self.errors.records[0].getMessage()}")
+            for backend in self.backends:  # what each backend got is one valid HTTP/1.1 request
+                check_request(bytes(backend.out))
             return
         for backend in self.backends:
             if not backend.closed:
@@ -297,6 +301,22 @@ class World:
 
     def answered(self) -> list[Any]:
         return [ex for ex in self.exchanges if ex.resp_head]
+
+
+def check_request(data: bytes) -> None:
+    """``data`` (what one backend connection got) opens with a valid HTTP/1.1 request, as h11
+    (strict) reads it; its body may be cut short (the stream was reset)."""
+    h = h11.Connection(h11.SERVER)
+    h.receive_data(data)
+    try:
+        while True:
+            event = h.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return
+    except h11.RemoteProtocolError as exc:
+        raise Violation(f"an invalid request reached a backend ({exc}): {data[:300]!r}")
 
 
 def parse_responses(data: bytes, methods: list[str]) -> list[int]:

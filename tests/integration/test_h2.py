@@ -487,3 +487,55 @@ def test_a_traced_stream_is_an_ordinary_server_span_with_version_2(
     [req] = [r for r in b.requests if r[1] == "/traced"]
     sent = dict(req[2])["traceparent"]
     assert sent.split("-")[2] == client.span_id.hex()  # the hop carries the CLIENT span
+
+
+def test_what_the_backend_receives_matches_traefik(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    """The same h2c requests through hopwire and the real Traefik 3.7 (h2c by prior knowledge
+    on a plain entrypoint): the backend gets the same method, target, Host, forwarded fields
+    and body from both."""
+    from tests.harness import Traefik
+
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    traefik = Traefik(tmp_path, {"http": catch_all(b.url)})
+    try:
+        traefik.wait_routed("/echo")
+        got = {}
+        for name, port in (("hopwire", hw.port), ("traefik", traefik.port)):
+            c = Client(port)
+            sids = [
+                c.request("/echo/a?q=1", extra=[("cookie", "a=1"), ("cookie", "b=2")]),
+                c.request("/echo/b", "POST", b"0123456789"),
+                c.request("/echo/c", "POST", b"xyz", length=False),
+            ]
+            assert [c.response(s)[0] for s in sids] == [200, 200, 200]
+            c.close()
+            got[name] = {r[1]: r for r in b.requests if r[1].startswith("/echo/")}
+            b.requests.clear()
+
+        def fields(req: Any) -> dict[str, str]:
+            # what each proxy sets its own way and both may: the peer's port, the tracing
+            # headers, Traefik's Accept-Encoding for a client without one
+            skip = {"x-forwarded-server", "x-forwarded-port", "accept-encoding", "user-agent"}
+            return {n: v for n, v in req[2] if n not in skip}
+
+        for target in ("/echo/a?q=1", "/echo/b", "/echo/c"):
+            ours, theirs = got["hopwire"][target], got["traefik"][target]
+            assert ours[0] == theirs[0] and ours[3] == theirs[3], target  # method, body
+            mine, other = fields(ours), fields(theirs)
+            for name in (
+                "host",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-real-ip",
+                "x-forwarded-for",
+                "cookie",
+                "content-length",
+            ):
+                assert mine.get(name, "").replace(str(hw.port), "P") == other.get(name, "").replace(
+                    str(traefik.port), "P"
+                ), (target, name, mine, other)
+    finally:
+        traefik.stop()

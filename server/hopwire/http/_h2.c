@@ -7,7 +7,10 @@
  * answers, reset streams, CONTINUATION).  This file moves bytes and calls the connection
  * (hopwire.http.h2.H2Connection) back with whole requests:
  *
- *     handler.h2_request(stream_id, fields, end_stream)   a request's head: [(name, value)]
+ *     handler.h2_request(stream_id, method, path, scheme, authority, fields, flags, size)
+ *                                                          a request's head: its pseudo-header
+ *                                                          fields apart, [(name, value)],
+ *                                                          F_* flags, its size
  *     handler.h2_data(stream_id, data)                     a piece of its body
  *     handler.h2_end(stream_id)                            its end (END_STREAM)
  *     handler.h2_closed(stream_id, error_code)             the stream is gone (either side)
@@ -25,6 +28,10 @@
 #include <string.h>
 
 static PyObject *H2Error;
+#define F_END 1     /* END_STREAM on the request's HEADERS: no body */
+#define F_HOST 2    /* a host field beside :authority */
+#define F_LENGTH 4  /* a content-length field */
+#define F_COOKIES 8 /* more than one cookie field (RFC 9113 §8.2.3: joined for HTTP/1.1) */
 static PyObject *s_request, *s_data, *s_end, *s_closed;
 
 /* what is queued for a stream's DATA frames; freed when the stream closes */
@@ -47,6 +54,11 @@ typedef struct {
     PyObject *fields;  /* the head being received: [(name, value)] */
     int32_t fields_stream;
     size_t fields_bytes;
+    /* the request's pseudo-header fields (:method, :path, :scheme, :authority), set apart
+       from its fields, and what the connection needs to know of those */
+    PyObject *pseudo[4];
+    int field_flags;  /* F_HOST | F_LENGTH | F_COOKIES */
+    Py_ssize_t head_size; /* names and values, +4 each (an HTTP/1.1 head's accounting) */
     size_t max_field_bytes;
     size_t low_water;
     int32_t *drained; /* streams whose queue fell under low_water */
@@ -120,6 +132,10 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     }
     s->fields_stream = frame->hd.stream_id;
     s->fields_bytes = 0;
+    s->field_flags = 0;
+    s->head_size = 0;
+    for (int i = 0; i < 4; i++)
+        Py_CLEAR(s->pseudo[i]);
     return 0;
 }
 
@@ -135,6 +151,31 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         Py_CLEAR(s->fields);
         /* the stream is reset; the connection goes on */
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    s->head_size += (Py_ssize_t)(namelen + valuelen + 4);
+    if (namelen > 1 && name[0] == ':') { /* nghttp2 has checked their names and order */
+        int i = namelen == 7 && memcmp(name, ":method", 7) == 0   ? 0
+                : namelen == 5 && memcmp(name, ":path", 5) == 0   ? 1
+                : namelen == 7 && memcmp(name, ":scheme", 7) == 0 ? 2
+                : namelen == 10 && memcmp(name, ":authority", 10) == 0 ? 3
+                                                                   : -1;
+        if (i >= 0) {
+            Py_XSETREF(s->pseudo[i], PyBytes_FromStringAndSize((const char *)value, (Py_ssize_t)valuelen));
+            if (s->pseudo[i] == NULL) {
+                s->failed = 1;
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+            }
+        }
+        return 0;
+    }
+    if (namelen == 4 && memcmp(name, "host", 4) == 0)
+        s->field_flags |= F_HOST;
+    else if (namelen == 14 && memcmp(name, "content-length", 14) == 0)
+        s->field_flags |= F_LENGTH;
+    else if (namelen == 6 && memcmp(name, "cookie", 6) == 0) {
+        if (s->field_flags & 16)
+            s->field_flags |= F_COOKIES;
+        s->field_flags |= 16; /* one cookie seen */
     }
     PyObject *pair = Py_BuildValue("(y#y#)", (const char *)name, (Py_ssize_t)namelen,
                                    (const char *)value, (Py_ssize_t)valuelen);
@@ -157,7 +198,32 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             id == s->fields_stream) {
             PyObject *fields = s->fields;
             s->fields = NULL;
-            return call_handler(s, s_request, Py_BuildValue("(iNO)", id, fields, end ? Py_True : Py_False));
+            PyObject *empty = PyBytes_FromStringAndSize("", 0);
+            PyObject *sid = PyLong_FromLong(id);
+            PyObject *flags = PyLong_FromLong((s->field_flags & 15) | (end ? F_END : 0));
+            PyObject *size = PyLong_FromSsize_t(s->head_size);
+            PyObject *r = NULL;
+            if (empty != NULL && sid != NULL && flags != NULL && size != NULL) {
+                PyObject *p[4];
+                for (int i = 0; i < 4; i++)
+                    p[i] = s->pseudo[i] ? s->pseudo[i] : empty;
+                /* h2_request(stream_id, method, path, scheme, authority, fields, flags, size) */
+                r = PyObject_CallMethodObjArgs(s->handler, s_request, sid, p[0], p[1], p[2], p[3],
+                                               fields, flags, size, NULL);
+            }
+            Py_DECREF(fields);
+            Py_XDECREF(empty);
+            Py_XDECREF(sid);
+            Py_XDECREF(flags);
+            Py_XDECREF(size);
+            for (int i = 0; i < 4; i++)
+                Py_CLEAR(s->pseudo[i]);
+            if (r == NULL) {
+                s->failed = 1;
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+            }
+            Py_DECREF(r);
+            return 0;
         }
         if (end) /* trailers (HCAT_HEADERS) end the body; their fields are not relayed yet */
             return call_handler(s, s_end, Py_BuildValue("(i)", id));
@@ -320,6 +386,8 @@ static int Session_traverse(Session *self, visitproc visit, void *arg) {
 static int Session_clear(Session *self) {
     Py_CLEAR(self->handler);
     Py_CLEAR(self->fields);
+    for (int i = 0; i < 4; i++)
+        Py_CLEAR(self->pseudo[i]);
     return 0;
 }
 

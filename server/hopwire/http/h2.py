@@ -11,7 +11,7 @@ Connection``).  The exchange runs its ordinary phases and writes its answer as i
 HTTP/1.1 (its one response path: a head of a status line and field lines, then the body);
 the stream submits the head as HEADERS (the connection-specific fields dropped) and the body
 as DATA, with the body never chunked (``framed``).  Memory stays bounded both ways: a stream's
-request body reopens the client's window only as the exchange passes it on (``StreamFlow``),
+request body reopens the client's window only as the exchange passes it on (``Stream.resume``),
 and a stream's response queue above ``STREAM_HIGH_WATER`` pauses reading from its backend
 until the client's windows have taken it down to ``STREAM_LOW_WATER``; one slow stream holds
 only itself.
@@ -54,6 +54,7 @@ ENHANCE_YOUR_CALM = 0xB
 RAPID_RESETS = 100
 IDLE = 2
 READ = 1
+F_END, F_HOST, F_LENGTH, F_COOKIES = 1, 2, 4, 8  # what the codec says of a request (_h2.c)
 # the codec's counters (Session.counters) by the kind hopwire_http2_refused_total names
 COUNTED = (
     ("invalid_frame", "invalid_frames"),
@@ -81,64 +82,12 @@ class _Version:
         return "1.1"
 
 
-class StreamFlow:
-    """A stream's read flow (``contracts.ReadFlow``): paused, the client's window for the
-    stream is not reopened for the body bytes received; resumed, it is."""
-
-    __slots__ = ("reasons", "stream")
-
-    def __init__(self, stream: Stream):
-        self.stream = stream
-        self.reasons = 0
-
-    def pause(self, reason: int) -> None:
-        self.reasons |= reason
-
-    def resume(self, reason: int) -> None:
-        self.reasons &= ~reason
-        if not self.reasons:
-            self.stream.reopen()
-
-
-class StreamTransport:
-    """What the exchange writes its answer to: the head becomes HEADERS, the rest DATA."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, stream: Stream):
-        self.stream = stream
-
-    def write(self, data: bytes) -> None:
-        self.stream.output(data)
-        self.stream.conn.soon()
-
-    def writelines(self, parts: Any) -> None:
-        output = self.stream.output
-        for part in parts:
-            output(part)
-        self.stream.conn.soon()
-
-    def get_write_buffer_size(self) -> int:
-        return self.stream.queued
-
-    def is_closing(self) -> bool:
-        return self.stream.closed
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.stream.conn.transport.get_extra_info(name, default)
-
-    def close(self) -> None:
-        self.stream.close()
-
-    def abort(self) -> None:
-        self.stream.abort()
-
-
 class Stream:
-    """One request and its answer on an HTTP/2 connection: the exchange's connection."""
+    """One request and its answer on an HTTP/2 connection: the exchange's connection, and
+    what it knows as that connection's transport (what it writes its answer to: the head
+    becomes HEADERS, the rest DATA) and read flow (paused, the client's window for the stream
+    is not reopened for the body bytes received; resumed, it is).  One object, not three:
+    a stream is made for every request."""
 
     __slots__ = (
         "active",
@@ -146,7 +95,6 @@ class Stream:
         "closed",
         "conn",
         "ended",
-        "flow",
         "full",
         "fwd_block",
         "fwd_host",
@@ -155,12 +103,12 @@ class Stream:
         "id",
         "method_override",
         "queued",
+        "reasons",
         "req_open",
         "served",
         "slow",
         "stall_at",
         "stall_mark",
-        "transport",
         "unconsumed",
         "writer",
     )
@@ -172,8 +120,7 @@ class Stream:
         self.conn = conn
         self.id = stream_id
         self.active: Any = None  # the exchange
-        self.transport = StreamTransport(self)
-        self.flow = StreamFlow(self)
+        self.reasons = 0  # why reading is paused (flow), 0: not
         self.closed = False  # reset, or the connection is gone
         self.ended = False  # the answer is complete (END_STREAM sent or queued)
         self.req_open = True  # the client may still send body bytes
@@ -191,6 +138,48 @@ class Stream:
         self.fwd_block = b""
 
     # -- what the exchange reads of its connection -----------------------------------------
+
+    @property
+    def transport(self) -> Stream:
+        return self
+
+    @property
+    def flow(self) -> Stream:
+        return self
+
+    # -- as its transport ------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.output(data)
+        self.conn.soon()
+
+    def writelines(self, parts: Any) -> None:
+        output = self.output
+        for part in parts:
+            output(part)
+        self.conn.soon()
+
+    def get_write_buffer_size(self) -> int:
+        return self.queued
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.conn.transport.get_extra_info(name, default)
+
+    # -- as its read flow ------------------------------------------------------------------
+
+    def pause(self, reason: int) -> None:
+        self.reasons |= reason
+
+    def resume(self, reason: int) -> None:
+        self.reasons &= ~reason
+        if not self.reasons:
+            self.reopen()
 
     @property
     def ep(self) -> Any:
@@ -234,50 +223,37 @@ class Stream:
 
     # -- the request -----------------------------------------------------------------------
 
-    def begin(self, fields: list[tuple[bytes, bytes]], end: bool) -> None:
-        """The request's head: pseudo-header fields to an HTTP/1.1 head (RFC 9113 §8.3.1:
-        :authority is the Host), then the exchange's phases."""
+    def begin(
+        self,
+        method: bytes,
+        path: bytes,
+        scheme: bytes,
+        authority: bytes,
+        headers: list[tuple[bytes, bytes]],
+        flags: int,
+        size: int,
+    ) -> None:
+        """The request's head (its pseudo-header fields set apart by the codec) as an
+        HTTP/1.1 head (RFC 9113 §8.3.1: :authority is the Host), then the exchange's phases."""
         conn = self.conn
         ep = conn.ep
         ex = ep.new_exchange(self)
         self.active = ex
-        method = b"GET"
-        path = b""
-        authority = b""
-        scheme = b""
-        host = None
-        length = False
-        headers = ex.headers
-        size = 0
-        for name, value in fields:
-            size += len(name) + len(value) + 4
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value
-                continue
-            if name == b"host":
-                host = value
-            elif name == b"content-length":
-                length = True
-            elif name == b"cookie" and headers and headers[-1][0] == b"cookie":
-                # RFC 9113 §8.2.3: split cookie fields are one field again for HTTP/1.1
-                headers[-1] = (b"cookie", headers[-1][1] + b"; " + value)
-                continue
-            headers.append((name, value))
-        if host is None and authority:
+        if not flags & F_HOST and authority:
             headers.insert(0, (b"host", authority))
-        if not end and not length:
+        if flags & F_COOKIES:  # RFC 9113 §8.2.3: split cookie fields are one field again
+            crumbs = [v for n, v in headers if n == b"cookie"]
+            at = next(i for i, (n, _) in enumerate(headers) if n == b"cookie")
+            headers[:] = [(n, v) for n, v in headers if n != b"cookie"]
+            headers.insert(at, (b"cookie", b"; ".join(crumbs)))
+        end = flags & F_END
+        if not end and not flags & F_LENGTH:
             headers.append((b"transfer-encoding", b"chunked"))  # the body's length is unknown
+        ex.headers = headers
         ex.head_size = size
         ex.head_done = True
         ex.target = path
-        view = _Version(method)
+        view = _Version(method or b"GET")
         try:
             if method == b"CONNECT":
                 raise ProxyError(errors.METHOD_NOT_ALLOWED, "CONNECT is not supported")
@@ -306,7 +282,7 @@ class Stream:
         ex.body(data)
         if ex.up_out:
             ex.flush_up()
-        if self.flow.reasons:
+        if self.reasons:
             self.unconsumed += n
         else:
             self.conn.session.consume(self.id, n)
@@ -316,6 +292,8 @@ class Stream:
         ex = self.active
         if ex is not None and not ex.done:
             ex.request_complete()
+            if ex.up_out:  # the last chunk, to an attached backend now (as Downstream does)
+                ex.flush_up()
 
     def reopen(self) -> None:
         """The exchange passed the held body on: the client may send as much again."""
@@ -399,8 +377,10 @@ class Stream:
                 return
             session.end(self.id)
             self.ended = True
-        if self.req_open:
-            session.reset(self.id, NO_ERROR)  # the answer is complete; the rest is not read
+        if self.req_open and not ex.req_complete:
+            # the answer is complete and the rest of the body is not read: RST_STREAM
+            # (NO_ERROR) once the answer is written (before, it would discard the answer)
+            self.conn.late.append(self)
         self.conn.soon()
 
     def reset(self, code: int) -> None:
@@ -470,6 +450,7 @@ class H2Connection(asyncio.Protocol):
         self.flushing = False  # a flush is due after this turn of the loop (soon)
         self.lost = False  # connection_lost: the session is gone
         self.ending = False  # draining and the last stream closed: the final GOAWAY is due
+        self.late: list[Stream] = []  # streams to reset (NO_ERROR) once their answer is out
         self.loop = self.worker.loop
         self.cut = 0  # streams the client reset before their answer
 
@@ -544,12 +525,23 @@ class H2Connection(asyncio.Protocol):
             log.debug("HTTP/2 send failed: %s", exc)
             self.abort()
             return
+        if self.late:  # streams answered before their body ended: reset once written
+            waiting: list[Stream] = []
+            for stream in self.late:
+                if stream.closed:
+                    continue
+                if session.queued(stream.id):
+                    waiting.append(stream)
+                else:
+                    session.reset(stream.id, NO_ERROR)
+            self.late = waiting
+            out += session.pending()
         if out and not self.transport.is_closing():
             self.transport.write(out)
         for stream_id in session.drained():
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                stream.drained()
+            low = self.streams.get(stream_id)
+            if low is not None:
+                low.drained()
         if self.ending and not self.closed:
             self.ending = False
             self.goaway_now()
@@ -559,14 +551,24 @@ class H2Connection(asyncio.Protocol):
 
     # -- the codec's callbacks -------------------------------------------------------------
 
-    def h2_request(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+    def h2_request(
+        self,
+        stream_id: int,
+        method: bytes,
+        path: bytes,
+        scheme: bytes,
+        authority: bytes,
+        fields: list[tuple[bytes, bytes]],
+        flags: int,
+        size: int,
+    ) -> None:
         if self.going_away:
             self.session.reset(stream_id, REFUSED_STREAM)
             return
         stream = Stream(self, stream_id)
         self.streams[stream_id] = stream
         self.deadline = 0.0  # the streams' exchanges have their own deadlines now
-        stream.begin(fields, end)
+        stream.begin(method, path, scheme, authority, fields, flags, size)
 
     def h2_data(self, stream_id: int, data: bytes) -> None:
         stream = self.streams.get(stream_id)
