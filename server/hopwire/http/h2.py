@@ -150,14 +150,22 @@ class Stream:
     # -- as its transport ------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        self.output(data)
-        self.conn.soon()
+        self.writelines((data,))
 
     def writelines(self, parts: Any) -> None:
         output = self.output
-        for part in parts:
-            output(part)
+        try:
+            for part in parts:
+                output(part)
+        except H2Error as exc:  # the codec has already closed the stream: nothing to write
+            self.gone(exc)
         self.conn.soon()
+
+    def gone(self, exc: Exception) -> None:
+        """A codec call for a stream the codec has closed meanwhile (a client's reset in
+        the same read): the stream is over; never the exchange's problem."""
+        log.debug("HTTP/2 stream %d: %s", self.id, exc)
+        self.closed = True
 
     def get_write_buffer_size(self) -> int:
         return self.queued
@@ -375,7 +383,11 @@ class Stream:
             if ex.error_type and not ex.resp_complete and ex.resp_head:
                 self.reset(INTERNAL_ERROR)  # a response cut short is never a complete one
                 return
-            session.end(self.id)
+            try:
+                session.end(self.id)
+            except H2Error as exc:
+                self.gone(exc)
+                return
             self.ended = True
         if self.req_open and not ex.req_complete:
             # the answer is complete and the rest of the body is not read: RST_STREAM
