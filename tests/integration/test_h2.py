@@ -539,3 +539,16 @@ def test_what_the_backend_receives_matches_traefik(
                 ), (target, name, mine, other)
     finally:
         traefik.stop()
+
+
+def test_an_upgrade_to_h2c_is_answered_over_http11(make_backend: Any, make_hopwire: Any) -> None:
+    """curl --http2 on http:// asks Upgrade: h2c: answered over HTTP/1.1 (as Traefik does),
+    and the Upgrade is not sent on (a backend could switch the connection to itself)."""
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    out = curl("--http2", "-D", "-", f"http://127.0.0.1:{hw.port}/echo")
+    head, _, body = out.stdout.partition("\n\n")
+    assert head.startswith("HTTP/1.1 200"), out.stdout + out.stderr
+    names = [n for n, _ in json.loads(body)["headers"]]
+    assert "upgrade" not in names and "http2-settings" not in names
+    assert "connection: close" not in head.lower()

@@ -234,7 +234,9 @@ def read_request(
         if tfields is not None:
             tfields = [f for f in tfields if f[0].lower() not in named] or None
     keep_alive = b"keep-alive" in tokens if http10 else b"close" not in tokens
-    if upgrade is not None and b"upgrade" in tokens and not http10:
+    if upgrade is not None and b"upgrade" in tokens and not http10 and upgrade.lower() != b"h2c":
+        # (Upgrade: h2c is answered over HTTP/1.1, as Traefik does: never sent on to a backend
+        # that could switch the client's connection to its own HTTP/2)
         head.upgrade = upgrade
         keep_alive = False  # after an upgrade the connection is a tunnel or closes
     head.keep_alive = keep_alive
