@@ -61,10 +61,6 @@ COUNTED = (
     ("oversized_head", "oversized_heads"),
     ("client_reset", "resets_in"),
 )
-# what the exchange must not send over HTTP/2 (RFC 9113 §8.2.2); also dropped in C
-_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
 
 
 class _Version:
