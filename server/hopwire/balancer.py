@@ -17,6 +17,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
+from hopwire.http.h2up import H2Pool
 from hopwire.http.pool import Pool
 
 log = logging.getLogger("hopwire.balancer")
@@ -53,7 +54,7 @@ class Server:
         "weight",
     )
 
-    def __init__(self, url: str, weight: int, pool: Pool, host_header: bytes, scheme: str):
+    def __init__(self, url: str, weight: int, pool: Pool | H2Pool, host_header: bytes, scheme: str):
         self.url = url
         self.url_base = url.rstrip("/")  # a CLIENT span's url.full is this plus the path
         self.weight = weight
@@ -94,7 +95,8 @@ class Service:
             default_port = (https and port == 443) or (not https and port == 80)
             shown = f"[{host}]" if ":" in host else host
             host_header = (shown if default_port else f"{shown}:{port}").encode()
-            pool = Pool(loop, host, port, ctx, transport, f"{name}:{s.url}")
+            kind = H2Pool if parts.scheme == "h2c" else Pool
+            pool = kind(loop, host, port, ctx, transport, f"{name}:{s.url}")
             self.servers.append(Server(s.url, s.weight, pool, host_header, parts.scheme))
         if len(self.servers) == 1:
             self.pick = self._pick_one

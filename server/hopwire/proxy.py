@@ -47,10 +47,13 @@ from hopwire.http.wire import (
 
 if TYPE_CHECKING:
     from hopwire.balancer import Server, Service
-    from hopwire.http.upstream import Upstream
+    from hopwire.http.h2up import BackendStream
+    from hopwire.http.upstream import Upstream as Upstream1
     from hopwire.routing import Route
     from hopwire.telemetry.observer import Observer
     from hopwire.telemetry.tracing import Trace
+
+    Upstream = Upstream1 | BackendStream  # a backend connection, HTTP/1.1 or an HTTP/2 stream
 
 log = logging.getLogger("hopwire.proxy")
 
@@ -108,6 +111,7 @@ class Exchange(RequestHead):
         "target",
         "timed",
         "trace",
+        "trailers",
         "tunnel_rest",
         "up_buffered",
         "up_head",
@@ -170,6 +174,7 @@ class Exchange(RequestHead):
         self.close_after = False
         self.out: list[bytes] = []
         self.resp_bytes = 0
+        self.trailers: list[tuple[bytes, bytes]] | None = None  # the response's, from HTTP/2
         self.tunnel_rest = b""
         # the outcome
         self.done = False
@@ -565,6 +570,19 @@ class Exchange(RequestHead):
         self.flush_down()
         self.end(None, self.close_after)
 
+    def response_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The response's trailer fields (an HTTP/2 backend's; gRPC's status travels in
+        them): relayed after the body, as a chunked body's trailer section to an HTTP/1.1
+        client, as HEADERS after the DATA to an HTTP/2 one."""
+        self.trailers = fields
+
+    def last_chunk(self) -> bytes:
+        """The end of a chunked response: the last chunk, with the trailers when any."""
+        trailers = self.trailers
+        if not trailers:
+            return LAST_CHUNK
+        return b"".join((b"0\r\n", *(b"%s: %s\r\n" % field for field in trailers), CRLF))
+
     def response_complete(self, upstream_keep_alive: bool) -> None:
         self.resp_complete = True
         if self.timed > 1:
@@ -578,7 +596,7 @@ class Exchange(RequestHead):
             filters.send_end()
             return
         if self.resp_mode == CHUNK:
-            self.out.append(LAST_CHUNK)
+            self.out.append(self.last_chunk())
         self.flush_down()
         conn = self.upstream
         if conn is not None:

@@ -542,7 +542,11 @@ class Router:
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    url: str = setting(REQUIRED, "Backend URL, http:// or https://.", check=check_server_url)
+    url: str = setting(
+        REQUIRED,
+        "Backend URL: http://, https://, or h2c:// (HTTP/2 without TLS, as gRPC servers speak).",
+        check=check_server_url,
+    )
     weight: int = setting(1, "Relative weight in weighted round robin.", check=not_negative)
 
 
@@ -589,6 +593,16 @@ class ForwardingTimeouts:
         1.0,
         "With Expect: 100-continue, how long the backend may take to answer 100 before hopwire "
         "tells the client to send its body anyway; 0 waits for the backend.",
+        DURATION,
+    )
+    readIdleTimeout: float = setting(
+        0.0,
+        "HTTP/2 backends: a PING after this long without a frame from the connection; 0: none.",
+        DURATION,
+    )
+    pingTimeout: float = setting(
+        15.0,
+        "HTTP/2 backends: the connection is closed when a PING goes unanswered this long.",
         DURATION,
     )
 
@@ -677,6 +691,10 @@ class ServersTransport:
     forwardingTimeouts: ForwardingTimeouts = setting(ForwardingTimeouts(), "Backend timeouts.")
     maxIdleConnsPerHost: int = setting(
         200, "Idle keep-alive connections kept per server.", check=not_negative
+    )
+    disableHTTP2: bool = setting(
+        False,
+        "Never HTTP/2 to https:// servers (ALPN offers only http/1.1); h2c:// is HTTP/2 still.",
     )
     insecureSkipVerify: bool = setting(False, "Do not verify backend TLS certificates.")
     rootCAs: tuple[str, ...] = setting((), "PEM files of CAs trusted for https:// backends.")

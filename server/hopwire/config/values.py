@@ -80,9 +80,9 @@ def check_server_url(value: str) -> str | None:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
-        return "expected an http:// or https:// URL with a valid port"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "expected an http:// or https:// URL such as http://10.0.0.5:8080"
+        return "expected an http://, https:// or h2c:// URL with a valid port"
+    if parts.scheme not in ("http", "https", "h2c") or not parts.hostname:
+        return "expected an http://, https:// or h2c:// URL such as http://10.0.0.5:8080"
     if parts.username or parts.password:
         return "credentials in a server URL are not supported"
     if parts.query or parts.fragment:

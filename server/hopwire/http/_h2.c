@@ -32,7 +32,8 @@ static PyObject *H2Error;
 #define F_HOST 2    /* a host field beside :authority */
 #define F_LENGTH 4  /* a content-length field */
 #define F_COOKIES 8 /* more than one cookie field (RFC 9113 §8.2.3: joined for HTTP/1.1) */
-static PyObject *s_request, *s_data, *s_end, *s_closed;
+static PyObject *s_request, *s_data, *s_end, *s_closed, *s_response, *s_trailers, *s_goaway,
+    *s_pong;
 
 /* what is queued for a stream's DATA frames; freed when the stream closes */
 typedef struct Out {
@@ -44,6 +45,7 @@ typedef struct Out {
     nghttp2_nv *trailers; /* sent after the last DATA (NULL: none) */
     size_t ntrailers;
     char *trailer_block;  /* the names and values the trailers point into */
+    int32_t id;           /* its stream */
     struct Out *prev, *next; /* every open queue of the session (freed with it) */
 } Out;
 
@@ -64,6 +66,7 @@ typedef struct {
     int32_t *drained; /* streams whose queue fell under low_water */
     size_t ndrained, capdrained;
     int failed; /* a Python callback raised: the exception is set */
+    int client; /* the client side of a backend connection (hopwire.http.h2up) */
     Out *outs;  /* the open queues */
     /* counters, read by the connection for its metrics */
     unsigned long long invalid_frames, invalid_fields, resets_in, oversized_heads;
@@ -101,6 +104,20 @@ static void drop_session(Session *s) {
         drop_out(s, s->outs);
 }
 
+/* a new queue for a stream's body, on the session's list (NULL: no memory, raised) */
+static Out *new_out(Session *self) {
+    Out *o = PyMem_RawCalloc(1, sizeof(Out));
+    if (o == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    o->next = self->outs;
+    if (self->outs != NULL)
+        self->outs->prev = o;
+    self->outs = o;
+    return o;
+}
+
 /* ---- callbacks from libnghttp2 ------------------------------------------------------------ */
 
 static int call_handler(Session *s, PyObject *name, PyObject *args) {
@@ -108,10 +125,28 @@ static int call_handler(Session *s, PyObject *name, PyObject *args) {
         s->failed = 1;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *r = PyObject_CallMethodObjArgs(s->handler, name, n > 0 ? PyTuple_GET_ITEM(args, 0) : NULL,
+                                             n > 1 ? PyTuple_GET_ITEM(args, 1) : NULL,
+                                             n > 2 ? PyTuple_GET_ITEM(args, 2) : NULL, NULL);
+    Py_DECREF(args);
+    if (r == NULL) {
+        s->failed = 1;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* the handler's method with the four arguments of ``args`` (a new tuple, or NULL) */
+static int call_handler4(Session *s, PyObject *name, PyObject *args) {
+    if (args == NULL) {
+        s->failed = 1;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     PyObject *r = PyObject_CallMethodObjArgs(s->handler, name, PyTuple_GET_ITEM(args, 0),
-                                             PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : NULL,
-                                             PyTuple_GET_SIZE(args) > 2 ? PyTuple_GET_ITEM(args, 2) : NULL,
-                                             NULL);
+                                             PyTuple_GET_ITEM(args, 1), PyTuple_GET_ITEM(args, 2),
+                                             PyTuple_GET_ITEM(args, 3), NULL);
     Py_DECREF(args);
     if (r == NULL) {
         s->failed = 1;
@@ -154,7 +189,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     }
     s->head_size += (Py_ssize_t)(namelen + valuelen + 4);
     if (namelen > 1 && name[0] == ':') { /* nghttp2 has checked their names and order */
-        int i = namelen == 7 && memcmp(name, ":method", 7) == 0   ? 0
+        int i = s->client ? (namelen == 7 && memcmp(name, ":status", 7) == 0 ? 0 : -1)
+                : namelen == 7 && memcmp(name, ":method", 7) == 0   ? 0
                 : namelen == 5 && memcmp(name, ":path", 5) == 0   ? 1
                 : namelen == 7 && memcmp(name, ":scheme", 7) == 0 ? 2
                 : namelen == 10 && memcmp(name, ":authority", 10) == 0 ? 3
@@ -186,6 +222,36 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     }
     Py_DECREF(pair);
     return 0;
+}
+
+/* a HEADERS frame other than a request's is complete: a response head (client side: it has
+   a :status; an interim 1xx, then the final one) or trailers (either side); ``end``:
+   END_STREAM came with it */
+static int headers_done(Session *s, int32_t id, int end) {
+    PyObject *fields = s->fields;
+    s->fields = NULL;
+    PyObject *status = s->client ? s->pseudo[0] : NULL;
+    int rv;
+    if (status != NULL) {
+        /* h2_response(stream_id, status, fields, end) */
+        long code = 0;
+        const char *p = PyBytes_AS_STRING(status);
+        Py_ssize_t n = PyBytes_GET_SIZE(status);
+        for (Py_ssize_t i = 0; i < n && i < 4; i++)
+            code = code * 10 + (p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : 0);
+        rv = call_handler4(s, s_response, Py_BuildValue("(ilOO)", id, code, fields, end ? Py_True : Py_False));
+        Py_CLEAR(s->pseudo[0]);
+        Py_DECREF(fields);
+        if (rv != 0 || !end)
+            return rv;
+    } else {
+        /* trailers: h2_trailers(stream_id, fields), then the end of the stream's body */
+        rv = call_handler(s, s_trailers, Py_BuildValue("(iO)", id, fields));
+        Py_DECREF(fields);
+        if (rv != 0)
+            return rv;
+    }
+    return end ? call_handler(s, s_end, Py_BuildValue("(i)", id)) : 0;
 }
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
@@ -225,15 +291,22 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             Py_DECREF(r);
             return 0;
         }
-        if (end) /* trailers (HCAT_HEADERS) end the body; their fields are not relayed yet */
-            return call_handler(s, s_end, Py_BuildValue("(i)", id));
-        return 0;
+        if (s->fields == NULL || id != s->fields_stream) /* refused as it arrived */
+            return 0;
+        return headers_done(s, id, end);
     case NGHTTP2_DATA:
         if (end)
             return call_handler(s, s_end, Py_BuildValue("(i)", id));
         return 0;
     case NGHTTP2_RST_STREAM:
         s->resets_in++;
+        return 0;
+    case NGHTTP2_GOAWAY: /* the peer takes no stream above last_stream_id */
+        return call_handler(s, s_goaway, Py_BuildValue("(iI)", frame->goaway.last_stream_id,
+                                                        frame->goaway.error_code));
+    case NGHTTP2_PING:
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+            return call_handler(s, s_pong, PyTuple_New(0));
         return 0;
     default:
         return 0;
@@ -321,12 +394,13 @@ static ssize_t read_out(nghttp2_session *session, int32_t stream_id, uint8_t *bu
 static int Session_init(Session *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"handler", "max_concurrent_streams", "decoder_table_size",
                          "encoder_table_size", "initial_window", "max_field_bytes",
-                         "low_water", NULL};
+                         "low_water", "client", NULL};
     PyObject *handler;
     unsigned int streams = 250, decoder = 4096, encoder = 4096, window = 65535;
     Py_ssize_t max_field_bytes = 1 << 20, low_water = 16384;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|IIIInn", kw, &handler, &streams, &decoder,
-                                     &encoder, &window, &max_field_bytes, &low_water))
+    int client = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|IIIInnp", kw, &handler, &streams, &decoder,
+                                     &encoder, &window, &max_field_bytes, &low_water, &client))
         return -1;
     if (self->session != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Session: already initialised");
@@ -351,15 +425,18 @@ static int Session_init(Session *self, PyObject *args, PyObject *kwds) {
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, encoder);
     nghttp2_option_set_max_send_header_block_length(opt, 256 * 1024);
     nghttp2_session *session;
-    int rv = nghttp2_session_server_new2(&session, cbs, self, opt);
+    int rv = client ? nghttp2_session_client_new2(&session, cbs, self, opt)
+                    : nghttp2_session_server_new2(&session, cbs, self, opt);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
     if (rv != 0) {
-        PyErr_Format(H2Error, "nghttp2_session_server_new2: %s", nghttp2_strerror(rv));
+        PyErr_Format(H2Error, "nghttp2_session_new: %s", nghttp2_strerror(rv));
         return -1;
     }
+    /* a client's first entry: no server push (it would have nothing to go to) */
     nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, streams},
+        client ? (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0}
+               : (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, streams},
         {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, decoder},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)max_field_bytes},
@@ -374,6 +451,7 @@ static int Session_init(Session *self, PyObject *args, PyObject *kwds) {
     self->handler = Py_NewRef(handler);
     self->max_field_bytes = (size_t)max_field_bytes;
     self->low_water = (size_t)low_water;
+    self->client = client;
     return 0;
 }
 
@@ -570,11 +648,11 @@ static PyObject *Session_respond(Session *self, PyObject *args) {
     } else if (end) {
         rv = nghttp2_submit_response(self->session, id, nv, count, NULL);
     } else {
-        Out *o = PyMem_RawCalloc(1, sizeof(Out));
+        Out *o = new_out(self);
         if (o == NULL) {
             PyMem_RawFree(nv);
             PyMem_RawFree(block);
-            return PyErr_NoMemory();
+            return NULL;
         }
         nghttp2_data_provider prd;
         prd.source.ptr = o;
@@ -582,13 +660,10 @@ static PyObject *Session_respond(Session *self, PyObject *args) {
         rv = nghttp2_submit_response(self->session, id, nv, count, &prd);
         if (rv == 0) {
             nghttp2_session_set_stream_user_data(self->session, id, o);
-            o->next = self->outs;
-            if (self->outs != NULL)
-                self->outs->prev = o;
-            self->outs = o;
-        } else {
-            free_out(o);
+            o->id = id;
         }
+        else
+            drop_out(self, o);
     }
     /* nghttp2 copies the names and values when it submits */
     PyMem_RawFree(nv);
@@ -600,8 +675,124 @@ static PyObject *Session_respond(Session *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static Out *out_of(Session *self, int32_t id) {
+/* request(method, scheme, authority, path, fields, end) -> stream_id: a request to the
+   backend (client side).  ``fields``: [(name, value)] as the exchange wrote them for
+   HTTP/1.1; the connection-specific ones, Host (now :authority) and a TE other than
+   "trailers" are left out (RFC 9113 §8.2.2, §8.3.1), names are lowercased.  ``end``: no
+   body follows; else send() and end() give it. */
+static PyObject *Session_request(Session *self, PyObject *args) {
+    const char *pv[4];
+    Py_ssize_t pn[4];
+    PyObject *fields;
+    int end;
+    if (!ready(self) || !PyArg_ParseTuple(args, "y#y#y#y#Op", &pv[0], &pn[0], &pv[1], &pn[1],
+                                          &pv[2], &pn[2], &pv[3], &pn[3], &fields, &end))
+        return NULL;
+    if (!self->client) {
+        PyErr_SetString(H2Error, "request: not a client session");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(fields, "fields: a list of (name, value)");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq), total = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "fields: (bytes, bytes) pairs");
+            return NULL;
+        }
+        total += PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 0));
+    }
+    char *names = PyMem_RawMalloc((size_t)total + 1);
+    nghttp2_nv *nv = PyMem_RawMalloc(((size_t)k + 4) * sizeof(nghttp2_nv));
+    if (names == NULL || nv == NULL) {
+        PyMem_RawFree(names);
+        PyMem_RawFree(nv);
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    static const char *const pseudo[4] = {":method", ":scheme", ":authority", ":path"};
+    size_t count = 0;
+    for (int i = 0; i < 4; i++)
+        nv[count++] = (nghttp2_nv){(uint8_t *)pseudo[i], (uint8_t *)pv[i], strlen(pseudo[i]),
+                                   (size_t)pn[i], NGHTTP2_NV_FLAG_NONE};
+    char *at = names;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        size_t nl = (size_t)PyBytes_GET_SIZE(name), vl = (size_t)PyBytes_GET_SIZE(value);
+        const char *n = PyBytes_AS_STRING(name), *v = PyBytes_AS_STRING(value);
+        if (is_connection_field(n, nl) || (nl == 4 && strncasecmp(n, "host", 4) == 0) ||
+            (nl == 2 && strncasecmp(n, "te", 2) == 0 && !(vl == 8 && strncasecmp(v, "trailers", 8) == 0)))
+            continue;
+        for (size_t j = 0; j < nl; j++)
+            at[j] = (char)(n[j] >= 'A' && n[j] <= 'Z' ? n[j] + 32 : n[j]);
+        nv[count++] = (nghttp2_nv){(uint8_t *)at, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE};
+        at += nl;
+    }
+    Out *o = NULL;
+    nghttp2_data_provider prd;
+    if (!end) {
+        o = new_out(self);
+        if (o == NULL) {
+            PyMem_RawFree(names);
+            PyMem_RawFree(nv);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        prd.source.ptr = o;
+        prd.read_callback = read_out;
+    }
+    /* nghttp2 copies the names and values */
+    int32_t id = nghttp2_submit_request(self->session, NULL, nv, count, end ? NULL : &prd, o);
+    PyMem_RawFree(names);
+    PyMem_RawFree(nv);
+    Py_DECREF(seq);
+    if (id < 0) {
+        drop_out(self, o);
+        PyErr_Format(H2Error, "request: %s", nghttp2_strerror(id));
+        return NULL;
+    }
+    if (o != NULL)
+        o->id = id;
+    return PyLong_FromLong(id);
+}
+
+/* ping(): a PING to the peer (its ACK: handler.h2_pong()) */
+static PyObject *Session_ping(Session *self, PyObject *unused) {
+    if (!ready(self))
+        return NULL;
+    int rv = nghttp2_submit_ping(self->session, NGHTTP2_FLAG_NONE, NULL);
+    if (rv != 0) {
+        PyErr_Format(H2Error, "ping: %s", nghttp2_strerror(rv));
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* remote_limit(): the peer's SETTINGS_MAX_CONCURRENT_STREAMS */
+static PyObject *Session_remote_limit(Session *self, PyObject *unused) {
+    if (!ready(self))
+        return NULL;
+    return PyLong_FromUnsignedLong(nghttp2_session_get_remote_settings(
+        self->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
+}
+
+/* the queue of a stream's body, or NULL */
+static Out *find_out(Session *self, int32_t id) {
     Out *o = nghttp2_session_get_stream_user_data(self->session, id);
+    if (o == NULL) { /* a request not yet sent: its stream is made as its HEADERS go out */
+        for (o = self->outs; o != NULL && o->id != id; o = o->next)
+            ;
+    }
+    return o;
+}
+
+static Out *out_of(Session *self, int32_t id) {
+    Out *o = find_out(self, id);
     if (o == NULL)
         PyErr_Format(H2Error, "stream %d has no response body open", id);
     return o;
@@ -655,7 +846,7 @@ static PyObject *Session_watch(Session *self, PyObject *arg) {
     int32_t id = (int32_t)PyLong_AsLong(arg);
     if (PyErr_Occurred() || !ready(self))
         return NULL;
-    Out *o = nghttp2_session_get_stream_user_data(self->session, id);
+    Out *o = find_out(self, id);
     if (o != NULL)
         o->watched = 1;
     Py_RETURN_NONE;
@@ -807,7 +998,7 @@ static PyObject *Session_queued(Session *self, PyObject *arg) {
     int32_t id = (int32_t)PyLong_AsLong(arg);
     if (PyErr_Occurred() || !ready(self))
         return NULL;
-    Out *o = nghttp2_session_get_stream_user_data(self->session, id);
+    Out *o = find_out(self, id);
     return PyLong_FromSize_t(o ? o->len - o->at : 0);
 }
 
@@ -834,6 +1025,11 @@ static PyMethodDef Session_methods[] = {
     {"counters", (PyCFunction)Session_counters, METH_NOARGS, "What was refused, counted."},
     {"queued", (PyCFunction)Session_queued, METH_O, "queued(stream_id): body bytes waiting"},
     {"close", (PyCFunction)Session_close, METH_NOARGS, "Drop the session."},
+    {"request", (PyCFunction)Session_request, METH_VARARGS,
+     "request(method, scheme, authority, path, fields, end) -> stream_id (client side)"},
+    {"ping", (PyCFunction)Session_ping, METH_NOARGS, "A PING (its ACK: h2_pong)."},
+    {"remote_limit", (PyCFunction)Session_remote_limit, METH_NOARGS,
+     "The peer's SETTINGS_MAX_CONCURRENT_STREAMS."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -843,7 +1039,8 @@ static PyTypeObject SessionType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Session(handler, max_concurrent_streams=250, decoder_table_size=4096, "
               "encoder_table_size=4096, initial_window=65535, max_field_bytes=1MiB, "
-              "low_water=16KiB): one HTTP/2 server connection's framing (libnghttp2).",
+              "low_water=16KiB, client=False): one HTTP/2 connection's framing (libnghttp2): a "
+              "client's (server side), or a backend's (client side).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Session_init,
     .tp_traverse = (traverseproc)Session_traverse,
@@ -861,7 +1058,11 @@ PyMODINIT_FUNC PyInit__h2(void) {
     if ((s_request = PyUnicode_InternFromString("h2_request")) == NULL ||
         (s_data = PyUnicode_InternFromString("h2_data")) == NULL ||
         (s_end = PyUnicode_InternFromString("h2_end")) == NULL ||
-        (s_closed = PyUnicode_InternFromString("h2_closed")) == NULL)
+        (s_closed = PyUnicode_InternFromString("h2_closed")) == NULL ||
+        (s_response = PyUnicode_InternFromString("h2_response")) == NULL ||
+        (s_trailers = PyUnicode_InternFromString("h2_trailers")) == NULL ||
+        (s_goaway = PyUnicode_InternFromString("h2_goaway")) == NULL ||
+        (s_pong = PyUnicode_InternFromString("h2_pong")) == NULL)
         return NULL;
     if (PyType_Ready(&SessionType) < 0)
         return NULL;

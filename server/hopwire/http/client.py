@@ -147,6 +147,9 @@ class Call:
             return
         self.body.append(data)
 
+    def response_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """An HTTP/2 backend's trailers: a side call has no use for them."""
+
     def response_complete(self, keep_alive: bool) -> None:
         self.resp_complete = True
         conn = self.conn

@@ -380,7 +380,7 @@ class Stream:
                 self.reset(INTERNAL_ERROR)  # a response cut short is never a complete one
                 return
             try:
-                session.end(self.id)
+                session.end(self.id, ex.trailers)
             except H2Error as exc:
                 self.gone(exc)
                 return
