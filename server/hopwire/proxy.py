@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from hopwire import errors
+from hopwire import errors, grpc
 from hopwire.contracts import BodyFilter, BodySink, Connection, ParserView, RetryState
 from hopwire.errors import ErrorKind
 from hopwire.http._head import field_lines, forward_head
@@ -570,6 +570,13 @@ class Exchange(RequestHead):
         self.flush_down()
         self.end(None, self.close_after)
 
+    def answer_within(self, seconds: float) -> None:
+        """The request's own deadline (gRPC's ``grpc-timeout``): the response head is due
+        within ``seconds``, or sooner if responseHeaderTimeout says so."""
+        at = self.down.worker.clock.now + seconds
+        if not self.deadline or at < self.deadline:
+            self.deadline = at
+
     def response_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
         """The response's trailer fields (an HTTP/2 backend's; gRPC's status travels in
         them): relayed after the body, as a chunked body's trailer section to an HTTP/1.1
@@ -745,15 +752,21 @@ class Exchange(RequestHead):
         self.resp_head = self.resp_complete = True
         if body is None:
             body = kind.name.encode() + b"\n"
-        self.resp_bytes = len(body)
         extra: list[bytes] | None = None
         trace = self.trace
         if trace is not None and trace.tracer.responds:
             extra = []
             trace.tracer.respond(self, extra, ())
-        self.out.append(
-            simple_response(down.worker.clock, kind.status, body, close, content_type, extra)
-        )
+        if grpc.is_grpc(self.kept):  # a gRPC status, not a page (logged with kind's status)
+            if close:
+                extra = [*(extra or ()), CONN_CLOSE]
+            self.resp_bytes = 0
+            self.out.append(grpc.answer(kind, kind.name, extra))
+        else:
+            self.resp_bytes = len(body)
+            self.out.append(
+                simple_response(down.worker.clock, kind.status, body, close, content_type, extra)
+            )
         self.flush_down()
         self.end(kind, close, detail)
 

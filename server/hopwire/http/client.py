@@ -147,6 +147,9 @@ class Call:
             return
         self.body.append(data)
 
+    def answer_within(self, seconds: float) -> None:
+        """A gRPC deadline: a side call keeps its own timeout."""
+
     def response_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
         """An HTTP/2 backend's trailers: a side call has no use for them."""
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from hopwire import grpc
 from hopwire.http._h2 import H2Error, Session
 from hopwire.http.flow import PEER_FULL
 
@@ -177,6 +178,9 @@ class BackendStream:
         )
         self.sent_head = True
         self.conn.streams[self.id] = self
+        limit = grpc.timeout(fields)
+        if limit is not None and self.ex is not None:  # the call's deadline bounds the wait
+            self.ex.answer_within(limit)
         self.out_fields = []
         if not end:
             self.send_body()

@@ -1,0 +1,265 @@
+"""gRPC and HTTP/2 backends, end to end: a real grpcio server behind ``h2c://``, real grpcio
+clients in front (h2c by prior knowledge, and TLS with ALPN), a real hopwire master with
+workers between.  Every call kind, status and trailing metadata intact, cancellation reaching
+the backend, proxy-side failures answered as gRPC statuses, and the trailers relayed to an
+HTTP/1.1 client as a chunked body's trailer section (h11 as the strict peer)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import h11
+import pytest
+
+from tests.certs import Authority
+from tests.harness import catch_all, free_port, wait_for
+
+
+class Service:
+    """A gRPC service of raw-bytes methods (no generated code), and what it saw."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.metadata: list[dict[str, str]] = []
+        self.cancelled = threading.Event()
+        self.port = port or free_port()
+        handler = grpc.method_handlers_generic_handler(
+            "t.S",
+            {
+                "U": grpc.unary_unary_rpc_method_handler(self.unary),
+                "SS": grpc.unary_stream_rpc_method_handler(self.server_stream),
+                "CS": grpc.stream_unary_rpc_method_handler(self.client_stream),
+                "B": grpc.stream_stream_rpc_method_handler(self.bidi),
+                "Slow": grpc.unary_stream_rpc_method_handler(self.slow),
+            },
+        )
+        self.server = grpc.server(futures.ThreadPoolExecutor(8))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        self.server.start()
+
+    @property
+    def url(self) -> str:
+        return f"h2c://127.0.0.1:{self.port}"
+
+    def unary(self, request: bytes, ctx: Any) -> bytes:
+        self.metadata.append(dict(ctx.invocation_metadata()))
+        if request == b"fail":
+            ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+        ctx.set_trailing_metadata((("x-trail", "t1"),))
+        return b"echo:" + request
+
+    def server_stream(self, request: bytes, ctx: Any) -> Iterator[bytes]:
+        for i in range(int(request)):
+            yield b"m%d" % i
+
+    def client_stream(self, requests: Iterator[bytes], ctx: Any) -> bytes:
+        return b"|".join(requests)
+
+    def bidi(self, requests: Iterator[bytes], ctx: Any) -> Iterator[bytes]:
+        for message in requests:
+            yield message.upper()
+
+    def slow(self, request: bytes, ctx: Any) -> Iterator[bytes]:
+        ctx.add_callback(self.cancelled.set)  # called when the call ends, cancelled or not
+        yield b"first"
+        for _ in range(300):
+            if not ctx.is_active():
+                return
+            time.sleep(0.1)
+        yield b"late"
+
+    def close(self) -> None:
+        self.server.stop(0)
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    s = Service()
+    yield s
+    s.close()
+
+
+def calls(channel: grpc.Channel, service: Service) -> None:
+    """Every call kind through ``channel``, checked."""
+    unary = channel.unary_unary("/t.S/U")
+    reply, call = unary.with_call(b"hello", metadata=(("x-mine", "v"),), timeout=10)
+    assert reply == b"echo:hello"
+    assert ("x-trail", "t1") in [(m.key, m.value) for m in call.trailing_metadata()]
+    assert service.metadata[-1]["x-mine"] == "v"
+    assert service.metadata[-1]["x-forwarded-for"] == "127.0.0.1"  # a proxied call
+    with pytest.raises(grpc.RpcError) as failed:
+        unary(b"fail", timeout=10)
+    assert failed.value.code() == grpc.StatusCode.NOT_FOUND
+    assert failed.value.details() == "no such thing"
+    assert list(channel.unary_stream("/t.S/SS")(b"5", timeout=10)) == [
+        b"m0",
+        b"m1",
+        b"m2",
+        b"m3",
+        b"m4",
+    ]
+    assert channel.stream_unary("/t.S/CS")(iter([b"a", b"b", b"c"]), timeout=10) == b"a|b|c"
+    assert list(channel.stream_stream("/t.S/B")(iter([b"x", b"y", b"z"]), timeout=10)) == [
+        b"X",
+        b"Y",
+        b"Z",
+    ]
+
+
+def test_every_call_kind_over_h2c_and_tls(
+    service: Service, make_hopwire: Any, tmp_path: Path
+) -> None:
+    ca = Authority(tmp_path)
+    leaf = ca.leaf("a.test")
+    tls_port = free_port()
+    hw = make_hopwire(
+        {
+            "entryPoints": {"websecure": {"address": f"127.0.0.1:{tls_port}", "http": {"tls": {}}}},
+            "tls": {"certificates": [leaf.files()]},
+            "http": catch_all(service.url),
+        }
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+        calls(channel, service)
+    creds = grpc.ssl_channel_credentials(ca.path.read_bytes())
+    options = (("grpc.ssl_target_name_override", "a.test"),)
+    with grpc.secure_channel(f"127.0.0.1:{tls_port}", creds, options) as channel:
+        calls(channel, service)
+    # many calls at once on one client connection: the backend connection carries them all
+    with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+        unary = channel.unary_unary("/t.S/U")
+        with futures.ThreadPoolExecutor(16) as pool:
+            replies = list(pool.map(lambda i: unary(b"%d" % i, timeout=20), range(200)))
+    assert replies == [b"echo:%d" % i for i in range(200)]
+    assert hw.proc.poll() is None
+
+
+def test_cancellation_reaches_the_backend(service: Service, make_hopwire: Any) -> None:
+    hw = make_hopwire({"http": catch_all(service.url)})
+    with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+        call = channel.unary_stream("/t.S/Slow")(b"", timeout=30)
+        assert next(call) == b"first"
+        call.cancel()
+        # the client's RST_STREAM ends the exchange, which resets the backend's stream
+        assert service.cancelled.wait(10), "the backend never heard of the cancellation"
+        # and the backend connection goes on carrying calls
+        assert channel.unary_unary("/t.S/U")(b"again", timeout=10) == b"echo:again"
+
+
+def test_proxy_side_failures_are_grpc_statuses(service: Service, make_hopwire: Any) -> None:
+    closed = free_port()  # nothing listens here
+    silent = socket.socket()  # accepts, and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    quiet = f"h2c://127.0.0.1:{silent.getsockname()[1]}"
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {
+                    "down": {"rule": "PathPrefix(`/t.S/U`)", "service": "down"},
+                    "slow": {"rule": "PathPrefix(`/t.S/Slow`)", "service": "slow"},
+                },
+                "services": {
+                    "down": {"loadBalancer": {"servers": [{"url": f"h2c://127.0.0.1:{closed}"}]}},
+                    "slow": {
+                        "loadBalancer": {"servers": [{"url": quiet}], "serversTransport": "quick"}
+                    },
+                },
+                "serversTransports": {
+                    "quick": {"forwardingTimeouts": {"responseHeaderTimeout": "1s"}}
+                },
+            }
+        }
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+            with pytest.raises(grpc.RpcError) as down:
+                channel.unary_unary("/t.S/U")(b"x", timeout=10)
+            assert down.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert down.value.details() == "connect_failed"  # hopwire's answer
+            with pytest.raises(grpc.RpcError) as unrouted:
+                channel.unary_unary("/t.Other/M")(b"x", timeout=10)
+            assert unrouted.value.code() == grpc.StatusCode.UNIMPLEMENTED  # 404: no route
+            with pytest.raises(grpc.RpcError) as late:
+                list(channel.unary_stream("/t.S/Slow")(b"", timeout=20))
+            assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert late.value.details() == "response_timeout"
+    finally:
+        silent.close()
+    assert hw.proc.poll() is None
+
+
+def test_trailers_reach_an_http11_client_as_a_chunked_trailer_section(
+    service: Service, make_hopwire: Any
+) -> None:
+    hw = make_hopwire({"http": catch_all(service.url)})
+    message = b"hello"
+    body = b"\x00" + struct.pack(">I", len(message)) + message  # one gRPC message frame
+    conn = h11.Connection(h11.CLIENT)
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+        sock.sendall(
+            conn.send(
+                h11.Request(
+                    method="POST",
+                    target="/t.S/U",
+                    headers=[
+                        ("host", "a.test"),
+                        ("content-type", "application/grpc"),
+                        ("te", "trailers"),
+                        ("content-length", str(len(body))),
+                    ],
+                )
+            )
+            + conn.send(h11.Data(data=body))
+            + conn.send(h11.EndOfMessage())
+        )
+        events: list[Any] = []
+        while not events or not isinstance(events[-1], h11.EndOfMessage):
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+                continue
+            events.append(event)
+    response, end = events[0], events[-1]
+    assert response.status_code == 200
+    data = b"".join(e.data for e in events if isinstance(e, h11.Data))
+    assert data[5:] == b"echo:hello"
+    trailers = dict(end.headers)
+    assert trailers[b"grpc-status"] == b"0"
+    assert trailers[b"x-trail"] == b"t1"
+
+
+def test_backend_connection_loss_fails_the_open_calls_and_recovers(
+    service: Service, make_hopwire: Any
+) -> None:
+    hw = make_hopwire({"http": catch_all(service.url)})
+    with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+        call = channel.unary_stream("/t.S/Slow")(b"", timeout=30)
+        assert next(call) == b"first"
+        service.server.stop(0)  # the backend goes away mid-call
+        with pytest.raises(grpc.RpcError) as cut:
+            list(call)
+        assert cut.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE)
+    again = Service(service.port)  # back on the same port
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+            unary = channel.unary_unary("/t.S/U")
+
+            def served() -> bool:
+                try:
+                    return bool(unary(b"back", timeout=5) == b"echo:back")
+                except grpc.RpcError:
+                    return False
+
+            assert wait_for(served, timeout=15)
+    finally:
+        again.close()
+    assert hw.proc.poll() is None
