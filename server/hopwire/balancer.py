@@ -23,11 +23,13 @@ from hopwire.http.pool import Pool
 log = logging.getLogger("hopwire.balancer")
 
 
-def ssl_context(transport: Any) -> ssl.SSLContext:
-    """The client context of a serversTransport: trusted CAs, versions, client certificates."""
+def ssl_context(transport: Any, h2: bool = False) -> ssl.SSLContext:
+    """The client context of a serversTransport: trusted CAs, versions, client certificates;
+    ALPN offers ``h2`` first when ``h2`` (HTTP/2 to https:// servers that choose it)."""
     from hopwire.http.tls import VERSIONS
 
     ctx = ssl.create_default_context()
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if h2 else ["http/1.1"])
     for ca in transport.rootCAs:
         ctx.load_verify_locations(cafile=ca)
     ctx.minimum_version = VERSIONS[transport.minVersion]
@@ -38,6 +40,17 @@ def ssl_context(transport: Any) -> ssl.SSLContext:
     if transport.insecureSkipVerify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def context(
+    contexts: dict[tuple[int, bool], ssl.SSLContext], transport: Any, h2: bool
+) -> ssl.SSLContext:
+    """A serversTransport's client context (one per transport and ALPN offer, shared)."""
+    key = (id(transport), h2)
+    ctx = contexts.get(key)
+    if ctx is None:
+        ctx = contexts[key] = ssl_context(transport, h2)
     return ctx
 
 
@@ -75,7 +88,7 @@ class Service:
         lb: Any,
         transport: Any,
         loop: asyncio.AbstractEventLoop,
-        contexts: dict[int, ssl.SSLContext],
+        contexts: dict[tuple[int, bool], ssl.SSLContext],
     ):
         self.name = name
         self.pass_host = lb.passHostHeader
@@ -87,16 +100,20 @@ class Service:
             https = parts.scheme == "https"
             port = parts.port or (443 if https else 80)
             host = parts.hostname or ""
-            ctx = None
+            ctx = check_ctx = None
+            h2 = https and not transport.disableHTTP2
             if https:
-                ctx = contexts.get(id(transport))
-                if ctx is None:
-                    ctx = contexts[id(transport)] = ssl_context(transport)
+                check_ctx = context(contexts, transport, False)
+                ctx = context(contexts, transport, True) if h2 else check_ctx
             default_port = (https and port == 443) or (not https and port == 80)
             shown = f"[{host}]" if ":" in host else host
             host_header = (shown if default_port else f"{shown}:{port}").encode()
-            kind = H2Pool if parts.scheme == "h2c" else Pool
-            pool = kind(loop, host, port, ctx, transport, f"{name}:{s.url}")
+            label = f"{name}:{s.url}"
+            pool: Pool | H2Pool
+            if parts.scheme == "h2c" or h2:  # h2 to https: if the server chooses it (ALPN)
+                pool = H2Pool(loop, host, port, ctx, transport, label, check_ctx)
+            else:
+                pool = Pool(loop, host, port, ctx, transport, label)
             self.servers.append(Server(s.url, s.weight, pool, host_header, parts.scheme))
         if len(self.servers) == 1:
             self.pick = self._pick_one
@@ -160,8 +177,9 @@ class Service:
         writer = None
         try:
             async with asyncio.timeout(check.timeout):
+                # HTTP/1.1 (ALPN http/1.1 where the pool would offer h2)
                 reader, writer = await asyncio.open_connection(
-                    pool.host, pool.port, ssl=pool.ssl, server_hostname=pool.server_hostname
+                    pool.host, pool.port, ssl=pool.check_ssl, server_hostname=pool.server_hostname
                 )
                 writer.write(
                     b"GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: hopwire-healthcheck\r\n"

@@ -307,7 +307,7 @@ class Worker:
         state."""
         services: dict[str, Service] = {}
         keys: dict[str, Any] = {}
-        contexts: dict[int, ssl.SSLContext] = {}
+        contexts: dict[tuple[int, bool], ssl.SSLContext] = {}
         for name, svc in config.http.services.items():
             transport_name = svc.loadBalancer.serversTransport
             transport = (

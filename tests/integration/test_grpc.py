@@ -26,7 +26,7 @@ from tests.harness import catch_all, free_port, wait_for
 class Service:
     """A gRPC service of raw-bytes methods (no generated code), and what it saw."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls: Any = None) -> None:
         self.metadata: list[dict[str, str]] = []
         self.cancelled = threading.Event()
         self.port = port or free_port()
@@ -42,7 +42,11 @@ class Service:
         )
         self.server = grpc.server(futures.ThreadPoolExecutor(8))
         self.server.add_generic_rpc_handlers((handler,))
-        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if tls is None:
+            self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        else:  # a Leaf: gRPC over TLS chooses h2 by ALPN, and refuses anything else
+            creds = grpc.ssl_server_credentials([(tls.key.read_bytes(), tls.cert.read_bytes())])
+            self.server.add_secure_port(f"127.0.0.1:{self.port}", creds)
         self.server.start()
 
     @property
@@ -140,6 +144,47 @@ def test_every_call_kind_over_h2c_and_tls(
             replies = list(pool.map(lambda i: unary(b"%d" % i, timeout=20), range(200)))
     assert replies == [b"echo:%d" % i for i in range(200)]
     assert hw.proc.poll() is None
+
+
+def test_https_backend_chosen_h2_by_alpn_and_disable_http2(
+    make_hopwire: Any, tmp_path: Path
+) -> None:
+    ca = Authority(tmp_path)
+    service = Service(tls=ca.leaf("a.test"))
+    url = f"https://127.0.0.1:{service.port}"
+    transport = {"serverName": "a.test", "rootCAs": [str(ca.path)]}
+    try:
+        hw = make_hopwire(
+            {
+                "http": {
+                    "routers": {
+                        "h2": {"rule": "PathPrefix(`/t.S`)", "service": "h2"},
+                        "h1": {"rule": "PathPrefix(`/t.Old`)", "service": "h1"},
+                    },
+                    "services": {
+                        "h2": {
+                            "loadBalancer": {"servers": [{"url": url}], "serversTransport": "t"}
+                        },
+                        "h1": {
+                            "loadBalancer": {"servers": [{"url": url}], "serversTransport": "old"}
+                        },
+                    },
+                    "serversTransports": {
+                        "t": transport,
+                        "old": {**transport, "disableHTTP2": True},
+                    },
+                }
+            }
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+            calls(channel, service)
+            # disableHTTP2: ALPN offers http/1.1 only, which a gRPC server refuses
+            with pytest.raises(grpc.RpcError) as refused:
+                channel.unary_unary("/t.Old/U")(b"x", timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert hw.proc.poll() is None
+    finally:
+        service.close()
 
 
 def test_cancellation_reaches_the_backend(service: Service, make_hopwire: Any) -> None:

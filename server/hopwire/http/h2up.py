@@ -30,6 +30,8 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from hopwire import grpc
 from hopwire.http._h2 import H2Error, Session
 from hopwire.http.flow import PEER_FULL
+from hopwire.http.pool import Pool
+from hopwire.http.upstream import Upstream
 
 if TYPE_CHECKING:
     from hopwire.contracts import UpstreamHooks as Exchange
@@ -361,6 +363,7 @@ class H2Backend(asyncio.Protocol):
         self.loop = pool.loop
         self.idle_since = 0.0
         self.heard = 0.0  # the last read (readIdleTimeout)
+        self.handed: Upstream | None = None  # the HTTP/1.1 connection it became (ALPN)
         self.ping_at = 0.0  # when the unanswered PING was sent, 0: none
 
     def stream(self) -> BackendStream:
@@ -371,6 +374,13 @@ class H2Backend(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        if self.pool.ssl is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                # the server chose HTTP/1.1 (or nothing): the connection is an Upstream's
+                self.closed = True
+                self.handed = self.pool.speaks_http11(transport)
+                return
         self.heard = monotonic()
         self.flush()  # the preface and SETTINGS
 
@@ -488,6 +498,8 @@ class H2Backend(asyncio.Protocol):
             stream.gone(-1)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.handed is not None:
+            return
         self.closed = True
         self.pool.discard(self)
         self.session.close()
@@ -505,10 +517,13 @@ class H2Pool:
     ``take`` and ``connect`` give a new stream on a connection."""
 
     __slots__ = (
+        "check_ssl",
+        "config",
         "conns",
         "dial_timeout",
         "dialing",
         "expect_continue_timeout",
+        "h1",
         "host",
         "idle_timeout",
         "label",
@@ -531,11 +546,17 @@ class H2Pool:
         ssl_context: ssl.SSLContext | None,
         transport: Any,
         label: str,
+        check_ssl: ssl.SSLContext | None = None,
     ):
         self.loop = loop
         self.host = host
         self.port = port
         self.ssl = ssl_context
+        # https:// only: the context offering only http/1.1 (the health checks', and the
+        # connections' once the server has chosen HTTP/1.1)
+        self.check_ssl = check_ssl
+        self.config = transport
+        self.h1: Pool | None = None  # the server chose HTTP/1.1: its connections are these
         self.scheme = b"https" if ssl_context is not None else b"http"
         self.server_hostname = (transport.serverName or host) if ssl_context is not None else None
         timeouts = transport.forwardingTimeouts
@@ -547,10 +568,28 @@ class H2Pool:
         self.ping_timeout = timeouts.pingTimeout
         self.label = label
         self.conns: list[H2Backend] = []
-        self.dialing: asyncio.Future[H2Backend] | None = None
+        self.dialing: asyncio.Future[H2Backend | None] | None = None
         self.retired = False
 
-    def take(self) -> BackendStream | None:
+    def speaks_http11(self, transport: Any) -> Upstream:
+        """A TLS connection on which the server chose HTTP/1.1: an Upstream of the HTTP/1.1
+        pool this pool now hands out (the server offers no h2: as Traefik falls back)."""
+        h1 = self.h1
+        if h1 is None:
+            log.info("backend %s chose HTTP/1.1 by ALPN", self.label)
+            h1 = self.h1 = Pool(
+                self.loop, self.host, self.port, self.check_ssl, self.config, self.label
+            )
+            if self.retired:
+                h1.retire()
+        conn = Upstream(h1)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        return conn
+
+    def take(self) -> Any:
+        if self.h1 is not None:
+            return self.h1.take()
         for conn in self.conns:
             if conn.usable():
                 return conn.stream()
@@ -565,9 +604,11 @@ class H2Pool:
         except ValueError:
             pass
 
-    async def connect(self) -> BackendStream:
+    async def connect(self) -> Any:
         """A stream on a new connection; one dial at a time (the exchanges that wait share it).
-        Raises TimeoutError or OSError."""
+        Raises TimeoutError or OSError.  An Upstream when the server chose HTTP/1.1."""
+        if self.h1 is not None:
+            return await self.h1.connect()
         dialing = self.dialing
         if dialing is None:
             dialing = self.dialing = self.loop.create_future()
@@ -588,16 +629,23 @@ class H2Pool:
                 dialing.exception()  # retrieved: those waiting raise it themselves
                 raise
             self.dialing = None
+            if conn.handed is not None:  # HTTP/1.1: those waiting dial their own
+                dialing.set_result(None)
+                return conn.handed
             if self.retired:
                 conn.going_away = True
             else:
                 self.conns.append(conn)
             dialing.set_result(conn)
             return conn.stream()
-        conn = await asyncio.shield(dialing)
-        return conn.stream()
+        shared = await asyncio.shield(dialing)
+        if shared is None:
+            return await self.connect()
+        return shared.stream()
 
     def sweep(self, now: float) -> None:
+        if self.h1 is not None:
+            self.h1.sweep(now)
         for conn in list(self.conns):
             conn.watch(now, self.read_idle_timeout, self.ping_timeout)
             if (
@@ -609,6 +657,8 @@ class H2Pool:
                 conn.close()
 
     def close_all(self) -> None:
+        if self.h1 is not None:
+            self.h1.close_all()
         for conn in list(self.conns):
             if not conn.streams:
                 conn.close()
@@ -617,6 +667,8 @@ class H2Pool:
         """No longer used by new requests: idle connections close now, busy ones when their
         last stream closes."""
         self.retired = True
+        if self.h1 is not None:
+            self.h1.retire()
         for conn in list(self.conns):
             conn.going_away = True
             if not conn.streams:

@@ -15,6 +15,7 @@ from hopwire.http.upstream import Upstream
 
 class Pool:
     __slots__ = (
+        "check_ssl",
         "dial_timeout",
         "expect_continue_timeout",
         "host",
@@ -42,6 +43,7 @@ class Pool:
         self.host = host
         self.port = port
         self.ssl = ssl_context
+        self.check_ssl = ssl_context  # the health checks' (HTTP/1.1 as the requests)
         # SNI and the name verified: serversTransport.serverName, else the server's host
         self.server_hostname = (transport.serverName or host) if ssl_context is not None else None
         timeouts = transport.forwardingTimeouts
