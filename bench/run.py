@@ -195,8 +195,11 @@ def ref_tree(rev: str, tree_dir: Path) -> Path:
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     for source in (tree_dir / "server").rglob("*.c"):
         target = source.with_name(source.stem + suffix)
+        # the libraries it binds (setup.py's: libnghttp2 for the HTTP/2 codec)
+        libraries = ["-lnghttp2"] if "<nghttp2/" in source.read_text() else []
         subprocess.run(
-            ["cc", "-shared", "-fPIC", "-O2", f"-I{include}", str(source), "-o", str(target)],
+            ["cc", "-shared", "-fPIC", "-O2", f"-I{include}", str(source), "-o", str(target)]
+            + libraries,
             check=True,
         )
     return tree_dir / "server"
