@@ -198,8 +198,17 @@ def ref_tree(rev: str, tree_dir: Path) -> Path:
         # the libraries it binds (setup.py's: libnghttp2 for the HTTP/2 codec)
         libraries = ["-lnghttp2"] if "<nghttp2/" in source.read_text() else []
         subprocess.run(
-            ["cc", "-shared", "-fPIC", "-O2", f"-I{include}", str(source), "-o", str(target)]
-            + libraries,
+            [
+                "cc",
+                "-shared",
+                "-fPIC",
+                "-O2",
+                f"-I{include}",
+                str(source),
+                "-o",
+                str(target),
+                *libraries,
+            ],
             check=True,
         )
     return tree_dir / "server"

@@ -99,6 +99,8 @@ def calls(channel: grpc.Channel, service: Service) -> None:
     assert ("x-trail", "t1") in [(m.key, m.value) for m in call.trailing_metadata()]
     assert service.metadata[-1]["x-mine"] == "v"
     assert service.metadata[-1]["x-forwarded-for"] == "127.0.0.1"  # a proxied call
+    big = bytes(range(256)) * 4096  # 1 MiB each way: many windows, both directions
+    assert unary(big, timeout=20) == b"echo:" + big
     with pytest.raises(grpc.RpcError) as failed:
         unary(b"fail", timeout=10)
     assert failed.value.code() == grpc.StatusCode.NOT_FOUND

@@ -25,11 +25,10 @@ import ssl
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
-
 from hopwire import grpc
 from hopwire.http._h2 import H2Error, Session
 from hopwire.http.flow import PEER_FULL
+from hopwire.http.head import split_fields
 from hopwire.http.pool import Pool
 from hopwire.http.upstream import Upstream
 
@@ -82,18 +81,15 @@ class BackendStream:
         "headers",
         "id",
         "idle_since",
+        "left",
         "narrowed",
-        "out_fields",
-        "parser",
         "pool",
         "reason",
         "req_ended",
-        "req_head",
         "resp_ended",
         "sent_head",
         "tunnel",
         "unconsumed",
-        "url",
         "waiting",
     )
 
@@ -113,10 +109,7 @@ class BackendStream:
         self.narrowed = False
         self.flow = _Flow(self)
         self.unconsumed = 0  # response bytes received while paused: the window given back later
-        self.parser = HttpRequestParser(self)  # reads the exchange's request back
-        self.url = b""
-        self.out_fields: list[tuple[bytes, bytes]] = []
-        self.req_head = False  # the request's head is read (and submitted once the write ends)
+        self.left = 0  # request body bytes still to come (-1: chunked)
         self.sent_head = False
         self.body: list[bytes] = []  # body pieces read in this write
         self.req_ended = False
@@ -130,25 +123,93 @@ class BackendStream:
     # -- what the exchange writes: its HTTP/1.1 request, read back ------------------------
 
     def write(self, data: bytes) -> None:
+        """The exchange writes what it built (``Exchange.build_head``), whole: the head in
+        one write, then complete chunks or body pieces of a known length."""
         if self.closed or self.req_ended:
             return
         try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade:
-            self.fail("an Upgrade request cannot go to an HTTP/2 backend")
-            return
-        except HttpParserError as exc:  # the exchange wrote it: a bug, never the client's
-            self.fail(f"request to the backend unreadable: {exc}")
-            return
-        try:
-            if self.req_head and not self.sent_head:
-                self.submit()
-            elif self.sent_head and (self.body or self.req_ended):
+            if not self.sent_head:
+                self.submit(data)
+            elif self.left < 0:
+                self.dechunk(data, 0)
+            else:
+                self.counted(data)
+            if self.body or self.req_ended:
                 self.send_body()
-        except H2Error as exc:
+        except (ValueError, H2Error) as exc:
             self.fail(f"HTTP/2 request: {exc}")
             return
         self.conn.soon()
+
+    def submit(self, data: bytes) -> None:
+        """The request's HEADERS, and what of its body this write holds."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            raise ValueError("the request head is incomplete")
+        line_end = data.find(b"\r\n")
+        method, _, target = data[:line_end].partition(b" ")
+        if data[line_end - 9 : line_end] != b" HTTP/1.1":
+            raise ValueError("not an HTTP/1.1 request line")
+        path = target[:-9]
+        fields = split_fields(data[: end + 4], line_end + 2)
+        authority = b""
+        self.left = 0  # no body unless its length or chunks say otherwise
+        for name, value in fields:
+            n = len(name)
+            if n == 4 and name.lower() == b"host":
+                authority = value
+            elif n == 14 and name.lower() == b"content-length":
+                self.left = int(value)
+            elif n == 17 and name.lower() == b"transfer-encoding":
+                self.left = -1  # chunked (the exchange's only coding)
+        if method == b"CONNECT" or any(
+            len(name) == 7 and name.lower() == b"upgrade" for name, _ in fields
+        ):
+            raise ValueError("an Upgrade or CONNECT request cannot go to an HTTP/2 backend")
+        # hopwire takes the response's trailers (and relays them): it says so, as gRPC
+        # servers require (RFC 9113 §8.2.2: "trailers" is the one TE value in HTTP/2)
+        fields.append((b"te", b"trailers"))
+        rest = end + 4
+        if self.left < 0:
+            self.dechunk(data, rest)
+        elif self.left:
+            self.counted(data[rest:])
+        else:
+            self.req_ended = True
+        end_stream = self.req_ended and not self.body
+        session = self.conn.session
+        self.id = session.request(method, self.pool.scheme, authority, path, fields, end_stream)
+        self.sent_head = True
+        self.conn.streams[self.id] = self
+        if end_stream:
+            self.body = []
+        limit = grpc.timeout(fields)
+        if limit is not None and self.ex is not None:  # the call's deadline bounds the wait
+            self.ex.answer_within(limit)
+
+    def counted(self, data: bytes) -> None:
+        if data:
+            self.body.append(data)
+            self.left -= len(data)
+        if self.left <= 0:
+            self.req_ended = True
+
+    def dechunk(self, data: bytes, pos: int) -> None:
+        """Complete chunks (as the exchange frames them), from ``pos``: their data goes to
+        the body; the last chunk ends it (its trailer section, empty, is dropped)."""
+        body = self.body
+        n = len(data)
+        while pos < n:
+            eol = data.find(b"\r\n", pos)
+            if eol < 0:
+                raise ValueError("a chunk size line is incomplete")
+            size = int(data[pos:eol].partition(b";")[0], 16)
+            if size == 0:
+                self.req_ended = True
+                return
+            start = eol + 2
+            body.append(data[start : start + size])
+            pos = start + size + 2
 
     def writelines(self, parts: Any) -> None:
         self.write(b"".join(parts))
@@ -162,37 +223,13 @@ class BackendStream:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.conn.transport.get_extra_info(name, default)
 
-    def submit(self) -> None:
-        """The request's HEADERS (and what of its body this write held)."""
-        fields = self.out_fields
-        authority = b""
-        for name, value in fields:
-            if len(name) == 4 and name.lower() == b"host":
-                authority = value
-                break
-        # hopwire takes the response's trailers (and relays them): it says so, as gRPC
-        # servers require (RFC 9113 §8.2.2: "trailers" is the one TE value in HTTP/2)
-        fields.append((b"te", b"trailers"))
-        method = self.parser.get_method()
-        end = self.req_ended and not self.body
-        self.id = self.conn.session.request(
-            method, self.pool.scheme, authority, self.url, fields, end
-        )
-        self.sent_head = True
-        self.conn.streams[self.id] = self
-        limit = grpc.timeout(fields)
-        if limit is not None and self.ex is not None:  # the call's deadline bounds the wait
-            self.ex.answer_within(limit)
-        self.out_fields = []
-        if not end:
-            self.send_body()
-
     def send_body(self) -> None:
         session = self.conn.session
         queued = 0
-        for piece in self.body:
-            queued = session.send(self.id, piece)
-        self.body = []
+        if self.body:
+            for piece in self.body:
+                queued = session.send(self.id, piece)
+            self.body = []
         if self.req_ended:
             session.end(self.id)
             self.drained()
@@ -211,22 +248,6 @@ class BackendStream:
             ex = self.ex
             if ex is not None:
                 ex.down.flow.resume(PEER_FULL)
-
-    # httptools callbacks (the exchange's request)
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.out_fields.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.req_head = True
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.req_ended = True
 
     # -- the response ----------------------------------------------------------------------
 
