@@ -72,13 +72,10 @@ def answer(kind: errors.ErrorKind, message: str, extra: list[bytes] | None = Non
     )
 
 
-def timeout(fields: Iterable[tuple[bytes, bytes]]) -> float | None:
-    """The call's ``grpc-timeout`` in seconds (up to 8 digits and a unit), or None: absent or
-    malformed (a malformed one is the backend's to refuse)."""
-    for name, value in fields:
-        if len(name) == 12 and name.lower() == b"grpc-timeout":
-            digits, unit = value[:-1].strip(), value[-1:]
-            if not digits.isdigit() or len(digits) > 8 or unit not in _UNITS:
-                return None
-            return int(digits) * _UNITS[unit]
-    return None
+def timeout(value: bytes) -> float | None:
+    """A ``grpc-timeout`` value in seconds (up to 8 digits and a unit), or None when it is
+    malformed (the backend's to refuse)."""
+    digits, unit = value[:-1].strip(), value[-1:]
+    if not digits.isdigit() or len(digits) > 8 or unit not in _UNITS:
+        return None
+    return int(digits) * _UNITS[unit]

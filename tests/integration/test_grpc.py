@@ -6,6 +6,7 @@ HTTP/1.1 client as a chunked body's trailer section (h11 as the strict peer)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -310,3 +311,122 @@ def test_backend_connection_loss_fails_the_open_calls_and_recovers(
     finally:
         again.close()
     assert hw.proc.poll() is None
+
+
+class H2Backend:
+    """An h2c server on python-hyper's h2 (the independent reference): it answers every
+    request with a JSON echo of what it received (pseudo-header fields, fields, body) and a
+    trailer field, and keeps what it saw."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[dict[str, Any]] = []
+        self.connections = 0
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"h2c://127.0.0.1:{self.port}"
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn: socket.socket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        h2c = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        h2c.initiate_connection()
+        conn.sendall(h2c.data_to_send())
+        heads: dict[int, list[tuple[str, str]]] = {}
+        bodies: dict[int, bytes] = {}
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for event in h2c.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        heads[event.stream_id] = list(event.headers)
+                        bodies[event.stream_id] = b""
+                    elif isinstance(event, h2.events.DataReceived):
+                        bodies[event.stream_id] += event.data
+                        h2c.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        sid = event.stream_id
+                        seen = {"headers": heads[sid], "body": bodies[sid].decode("latin-1")}
+                        self.seen.append(seen)
+                        answer = json.dumps(seen).encode()
+                        h2c.send_headers(sid, [(":status", "200"), ("x-h2", "yes")])
+                        h2c.send_data(sid, answer)
+                        h2c.send_headers(sid, [("x-checksum", str(len(answer)))], end_stream=True)
+                conn.sendall(h2c.data_to_send())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_http11_clients_through_an_h2c_backend(make_hopwire: Any) -> None:
+    """GET, a body of known length, a chunked body, from a strict HTTP/1.1 client (h11): what
+    the HTTP/2 backend receives (RFC 9113 §8.3.1: :authority from Host, no
+    connection-specific field) and the answer (no length: chunked, trailers relayed)."""
+    backend = H2Backend()
+    try:
+        hw = make_hopwire({"http": catch_all(backend.url)})
+        cases = [
+            ("GET", [], b"", None),
+            ("POST", [("content-length", "5")], b"hello", None),
+            ("POST", [("transfer-encoding", "chunked")], b"", [b"abc", b"defgh"]),
+        ]
+        for method, extra, body, chunks in cases:
+            conn = h11.Connection(h11.CLIENT)
+            with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+                headers = [
+                    ("host", "a.test:81"),
+                    ("connection", "keep-alive"),
+                    ("te", "trailers"),
+                    ("x-mine", "v"),
+                    *extra,
+                ]
+                out = conn.send(h11.Request(method=method, target="/p?q=1", headers=headers))
+                for piece in chunks or ([body] if body else []):
+                    out += conn.send(h11.Data(data=piece))
+                out += conn.send(h11.EndOfMessage())
+                sock.sendall(out)
+                events: list[Any] = []
+                while not events or not isinstance(events[-1], h11.EndOfMessage):
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        conn.receive_data(sock.recv(65536))
+                        continue
+                    events.append(event)
+            response = events[0]
+            assert response.status_code == 200
+            assert (b"transfer-encoding", b"chunked") in response.headers  # no length given
+            echo = json.loads(b"".join(e.data for e in events if isinstance(e, h11.Data)))
+            got = dict(echo["headers"])
+            assert got[":method"] == method and got[":path"] == "/p?q=1"
+            assert got[":authority"] == "a.test:81" and got[":scheme"] == "http"
+            assert "host" not in got and "connection" not in got
+            assert "transfer-encoding" not in got and got["te"] == "trailers"
+            assert got["x-mine"] == "v" and got["x-forwarded-for"] == "127.0.0.1"
+            assert echo["body"] == (body or b"".join(chunks or [])).decode()
+            assert dict(events[-1].headers)[b"x-checksum"].isdigit()  # the trailer
+        assert backend.connections <= 2  # one per worker: its streams share it
+    finally:
+        backend.close()

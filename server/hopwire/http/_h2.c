@@ -67,6 +67,10 @@ typedef struct {
     size_t ndrained, capdrained;
     int failed; /* a Python callback raised: the exception is set */
     int client; /* the client side of a backend connection (hopwire.http.h2up) */
+    /* client side: the head being received as HTTP/1.1 field lines ("name: value\r\n") */
+    char *hbuf;
+    size_t hlen, hcap;
+    int has_length; /* ... with a content-length field */
     Out *outs;  /* the open queues */
     /* counters, read by the connection for its metrics */
     unsigned long long invalid_frames, invalid_fields, resets_in, oversized_heads;
@@ -167,11 +171,55 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     }
     s->fields_stream = frame->hd.stream_id;
     s->fields_bytes = 0;
+    s->hlen = 0;
+    s->has_length = 0;
     s->field_flags = 0;
     s->head_size = 0;
     for (int i = 0; i < 4; i++)
         Py_CLEAR(s->pseudo[i]);
     return 0;
+}
+
+/* one "name: value\r\n" line more in the head being received; 0: no memory */
+static int hbuf_line(Session *s, const uint8_t *name, size_t nlen, const uint8_t *value,
+                     size_t vlen) {
+    size_t need = s->hlen + nlen + vlen + 4;
+    if (need > s->hcap) {
+        size_t cap = s->hcap ? s->hcap : 1024;
+        while (cap < need)
+            cap *= 2;
+        char *more = PyMem_RawRealloc(s->hbuf, cap);
+        if (more == NULL)
+            return 0;
+        s->hbuf = more;
+        s->hcap = cap;
+    }
+    char *at = s->hbuf + s->hlen;
+    memcpy(at, name, nlen);
+    at[nlen] = ':';
+    at[nlen + 1] = ' ';
+    memcpy(at + nlen + 2, value, vlen);
+    at[nlen + 2 + vlen] = '\r';
+    at[nlen + 3 + vlen] = '\n';
+    s->hlen = need;
+    return 1;
+}
+
+/* the lines of hbuf as [(name, value)] (a client's trailers) */
+static PyObject *hbuf_fields(Session *s) {
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list != NULL && i < s->hlen;) {
+        const char *line = s->hbuf + i;
+        const char *eol = memchr(line, '\r', s->hlen - i);
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        PyObject *pair = Py_BuildValue("(y#y#)", line, (Py_ssize_t)(colon - line), colon + 2,
+                                       (Py_ssize_t)(eol - colon - 2));
+        if (pair == NULL || PyList_Append(list, pair) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(pair);
+        i = (size_t)(eol - s->hbuf) + 2;
+    }
+    return list;
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
@@ -204,6 +252,16 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         }
         return 0;
     }
+    if (s->client) { /* a response's field lines, as HTTP/1.1 writes them */
+        if (!hbuf_line(s, name, namelen, value, valuelen)) {
+            s->failed = 1;
+            PyErr_NoMemory();
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        if (namelen == 14 && memcmp(name, "content-length", 14) == 0)
+            s->has_length = 1;
+        return 0;
+    }
     if (namelen == 4 && memcmp(name, "host", 4) == 0)
         s->field_flags |= F_HOST;
     else if (namelen == 14 && memcmp(name, "content-length", 14) == 0)
@@ -233,19 +291,46 @@ static int headers_done(Session *s, int32_t id, int end) {
     PyObject *status = s->client ? s->pseudo[0] : NULL;
     int rv;
     if (status != NULL) {
-        /* h2_response(stream_id, status, fields, end) */
+        /* h2_response(stream_id, status, head, end): the head as HTTP/1.1 writes it */
         long code = 0;
         const char *p = PyBytes_AS_STRING(status);
         Py_ssize_t n = PyBytes_GET_SIZE(status);
         for (Py_ssize_t i = 0; i < n && i < 4; i++)
             code = code * 10 + (p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : 0);
-        rv = call_handler4(s, s_response, Py_BuildValue("(ilOO)", id, code, fields, end ? Py_True : Py_False));
+        /* END_STREAM with the head (gRPC's Trailers-Only answer): a body of length 0, which
+           an HTTP/2 client gets as one HEADERS frame again */
+        int zero = end && code >= 200 && !s->has_length;
+        size_t size = 15 + s->hlen + (zero ? 19 : 0) + 2;
+        PyObject *head = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+        if (head == NULL) {
+            Py_DECREF(fields);
+            s->failed = 1;
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        char *at = PyBytes_AS_STRING(head);
+        snprintf(at, 16, "HTTP/1.1 %03ld \r\n", code % 1000);
+        memcpy(at + 15, s->hbuf ? s->hbuf : "", s->hlen);
+        at += 15 + s->hlen;
+        if (zero) {
+            memcpy(at, "content-length: 0\r\n", 19);
+            at += 19;
+        }
+        memcpy(at, "\r\n", 2);
+        rv = call_handler4(s, s_response, Py_BuildValue("(ilNO)", id, code, head, end ? Py_True : Py_False));
         Py_CLEAR(s->pseudo[0]);
         Py_DECREF(fields);
         if (rv != 0 || !end)
             return rv;
     } else {
         /* trailers: h2_trailers(stream_id, fields), then the end of the stream's body */
+        if (s->client) {
+            Py_DECREF(fields);
+            fields = hbuf_fields(s);
+            if (fields == NULL) {
+                s->failed = 1;
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+            }
+        }
         rv = call_handler(s, s_trailers, Py_BuildValue("(iO)", id, fields));
         Py_DECREF(fields);
         if (rv != 0)
@@ -475,6 +560,7 @@ static void Session_dealloc(Session *self) {
     drop_session(self);
     Session_clear(self);
     PyMem_RawFree(self->drained);
+    PyMem_RawFree(self->hbuf);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -761,6 +847,149 @@ static PyObject *Session_request(Session *self, PyObject *args) {
     return PyLong_FromLong(id);
 }
 
+/* request_head(head, scheme, pending) -> (stream_id, left, grpc_timeout): a request to the
+   backend (client side) from the HTTP/1.1 head the exchange wrote ("METHOD target HTTP/1.1",
+   field lines, the empty line: ``head`` holds at least that).  :authority is its Host; the
+   connection-specific fields, Host and TE are left out and "te: trailers" is said (hopwire
+   takes the trailers); names are lowercased.  ``left``: the body's Content-Length, -1 when
+   chunked, 0 when it has none (END_STREAM with the HEADERS unless ``pending``: body bytes in
+   hand).  ``grpc_timeout``: that field's value, or None.  ValueError: a head that cannot go
+   over HTTP/2 (CONNECT, an Upgrade, no request line). */
+static PyObject *Session_request_head(Session *self, PyObject *args) {
+    Py_buffer view;
+    const char *scheme;
+    Py_ssize_t scheme_len;
+    int pending;
+    if (!ready(self) || !PyArg_ParseTuple(args, "y*y#p", &view, &scheme, &scheme_len, &pending))
+        return NULL;
+    if (!self->client) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(H2Error, "request_head: not a client session");
+        return NULL;
+    }
+    const char *src = view.buf;
+    size_t n = (size_t)view.len;
+    const char *stop = NULL;
+    for (size_t i = 0; i + 3 < n; i++) {
+        if (src[i] == '\r' && src[i + 1] == '\n' && src[i + 2] == '\r' && src[i + 3] == '\n') {
+            stop = src + i + 2; /* the empty line */
+            break;
+        }
+    }
+    char *block = stop ? PyMem_RawMalloc((size_t)(stop - src)) : NULL;
+    size_t lines = 0;
+    if (block != NULL) {
+        memcpy(block, src, (size_t)(stop - src));
+        for (const char *p = src; p < stop; p++)
+            lines += *p == '\n';
+    }
+    PyBuffer_Release(&view);
+    if (stop == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the request head is incomplete");
+        return NULL;
+    }
+    if (block == NULL)
+        return PyErr_NoMemory();
+    char *end = block + (stop - src);
+    nghttp2_nv *nv = PyMem_RawMalloc((lines + 5) * sizeof(nghttp2_nv));
+    if (nv == NULL) {
+        PyMem_RawFree(block);
+        return PyErr_NoMemory();
+    }
+    PyObject *out = NULL, *timeout = NULL;
+    const char *why = NULL;
+    /* the request line: METHOD SP target SP HTTP/1.1 */
+    char *eol = memchr(block, '\r', (size_t)(end - block));
+    char *sp1 = eol ? memchr(block, ' ', (size_t)(eol - block)) : NULL;
+    if (eol == NULL || sp1 == NULL || eol - block < 10 || memcmp(eol - 9, " HTTP/1.1", 9) != 0 ||
+        eol - 9 <= sp1 + 1) {
+        why = "not an HTTP/1.1 request line";
+        goto done;
+    }
+    if (sp1 - block == 7 && memcmp(block, "CONNECT", 7) == 0) {
+        why = "a CONNECT request cannot go to an HTTP/2 backend";
+        goto done;
+    }
+    size_t k = 0;
+    nv[k++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)block, 7, (size_t)(sp1 - block), 0};
+    nv[k++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, (size_t)scheme_len, 0};
+    size_t authority_at = k++;
+    nv[authority_at] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)"", 10, 0, 0};
+    nv[k++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)(sp1 + 1), 5, (size_t)(eol - 9 - sp1 - 1), 0};
+    long long left = 0;
+    for (char *p = eol + 2; p < end;) {
+        char *le = memchr(p, '\r', (size_t)(end - p));
+        if (le == NULL)
+            le = end;
+        char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon == NULL || colon == p) {
+            why = "a field line without a name";
+            goto done;
+        }
+        size_t nlen = (size_t)(colon - p);
+        for (size_t i = 0; i < nlen; i++)
+            if (p[i] >= 'A' && p[i] <= 'Z')
+                p[i] = (char)(p[i] + 32);
+        char *v = colon + 1, *ve = le;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t vlen = (size_t)(ve - v);
+        if (nlen == 4 && memcmp(p, "host", 4) == 0) {
+            nv[authority_at].value = (uint8_t *)v;
+            nv[authority_at].valuelen = vlen;
+        } else if (nlen == 14 && memcmp(p, "content-length", 14) == 0) {
+            left = 0;
+            for (char *d = v; d < ve; d++)
+                left = left * 10 + (*d >= '0' && *d <= '9' ? *d - '0' : 0);
+            nv[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, vlen, 0};
+        } else if (nlen == 17 && memcmp(p, "transfer-encoding", 17) == 0) {
+            left = -1; /* chunked: the exchange's only coding */
+        } else if (nlen == 7 && memcmp(p, "upgrade", 7) == 0) {
+            why = "an Upgrade request cannot go to an HTTP/2 backend";
+            goto done;
+        } else if (nlen == 2 && memcmp(p, "te", 2) == 0) {
+            /* said below */
+        } else if (!is_connection_field(p, nlen)) {
+            if (nlen == 12 && memcmp(p, "grpc-timeout", 12) == 0 && timeout == NULL) {
+                timeout = PyBytes_FromStringAndSize(v, (Py_ssize_t)vlen);
+                if (timeout == NULL)
+                    goto done;
+            }
+            nv[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, vlen, 0};
+        }
+        p = le + 2;
+    }
+    nv[k++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
+    int end_stream = left == 0 && !pending;
+    Out *o = NULL;
+    nghttp2_data_provider prd;
+    if (!end_stream) {
+        o = new_out(self);
+        if (o == NULL)
+            goto done;
+        prd.source.ptr = o;
+        prd.read_callback = read_out;
+    }
+    int32_t id = nghttp2_submit_request(self->session, NULL, nv, k, end_stream ? NULL : &prd, o);
+    if (id < 0) {
+        drop_out(self, o);
+        PyErr_Format(H2Error, "request: %s", nghttp2_strerror(id));
+        goto done;
+    }
+    if (o != NULL)
+        o->id = id;
+    out = Py_BuildValue("(iLO)", id, left, timeout ? timeout : Py_None);
+done:
+    if (why != NULL)
+        PyErr_SetString(PyExc_ValueError, why);
+    Py_XDECREF(timeout);
+    PyMem_RawFree(nv);
+    PyMem_RawFree(block);
+    return out;
+}
+
 /* ping(): a PING to the peer (its ACK: handler.h2_pong()) */
 static PyObject *Session_ping(Session *self, PyObject *unused) {
     if (!ready(self))
@@ -1028,6 +1257,8 @@ static PyMethodDef Session_methods[] = {
     {"request", (PyCFunction)Session_request, METH_VARARGS,
      "request(method, scheme, authority, path, fields, end) -> stream_id (client side)"},
     {"ping", (PyCFunction)Session_ping, METH_NOARGS, "A PING (its ACK: h2_pong)."},
+    {"request_head", (PyCFunction)Session_request_head, METH_VARARGS,
+     "request_head(head, scheme, pending) -> (stream_id, left, grpc_timeout) (client side)"},
     {"remote_limit", (PyCFunction)Session_remote_limit, METH_NOARGS,
      "The peer's SETTINGS_MAX_CONCURRENT_STREAMS."},
     {NULL, NULL, 0, NULL},

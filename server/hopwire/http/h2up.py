@@ -75,6 +75,7 @@ class BackendStream:
         "conn",
         "ex",
         "fields_at",
+        "finished",
         "flow",
         "fresh",
         "head",
@@ -102,7 +103,7 @@ class BackendStream:
         self.closed = False  # reset, or its connection is gone
         self.head = b""  # the response head, written for HTTP/1.1
         self.fields_at = 0
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[tuple[bytes, bytes]] | None = None
         self.reason = b""
         self.idle_since = 0.0
         self.tunnel = None  # never a byte tunnel
@@ -110,6 +111,7 @@ class BackendStream:
         self.flow = _Flow(self)
         self.unconsumed = 0  # response bytes received while paused: the window given back later
         self.left = 0  # request body bytes still to come (-1: chunked)
+        self.finished = False  # the request's END_STREAM is queued
         self.sent_head = False
         self.body: list[bytes] = []  # body pieces read in this write
         self.req_ended = False
@@ -142,50 +144,23 @@ class BackendStream:
         self.conn.soon()
 
     def submit(self, data: bytes) -> None:
-        """The request's HEADERS, and what of its body this write holds."""
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            raise ValueError("the request head is incomplete")
-        line_end = data.find(b"\r\n")
-        method, _, target = data[:line_end].partition(b" ")
-        if data[line_end - 9 : line_end] != b" HTTP/1.1":
-            raise ValueError("not an HTTP/1.1 request line")
-        path = target[:-9]
-        fields = split_fields(data[: end + 4], line_end + 2)
-        authority = b""
-        self.left = 0  # no body unless its length or chunks say otherwise
-        for name, value in fields:
-            n = len(name)
-            if n == 4 and name.lower() == b"host":
-                authority = value
-            elif n == 14 and name.lower() == b"content-length":
-                self.left = int(value)
-            elif n == 17 and name.lower() == b"transfer-encoding":
-                self.left = -1  # chunked (the exchange's only coding)
-        if method == b"CONNECT" or any(
-            len(name) == 7 and name.lower() == b"upgrade" for name, _ in fields
-        ):
-            raise ValueError("an Upgrade or CONNECT request cannot go to an HTTP/2 backend")
-        # hopwire takes the response's trailers (and relays them): it says so, as gRPC
-        # servers require (RFC 9113 §8.2.2: "trailers" is the one TE value in HTTP/2)
-        fields.append((b"te", b"trailers"))
-        rest = end + 4
+        """The request's HEADERS (the codec reads the head), and what of its body this write
+        holds."""
+        rest = data.find(b"\r\n\r\n") + 4
+        session = self.conn.session
+        self.id, self.left, limit = session.request_head(data, self.pool.scheme, len(data) > rest)
+        self.sent_head = True
+        self.conn.streams[self.id] = self
         if self.left < 0:
             self.dechunk(data, rest)
         elif self.left:
             self.counted(data[rest:])
-        else:
-            self.req_ended = True
-        end_stream = self.req_ended and not self.body
-        session = self.conn.session
-        self.id = session.request(method, self.pool.scheme, authority, path, fields, end_stream)
-        self.sent_head = True
-        self.conn.streams[self.id] = self
-        if end_stream:
-            self.body = []
-        limit = grpc.timeout(fields)
+        else:  # no body: END_STREAM went with the HEADERS
+            self.req_ended = self.finished = True
         if limit is not None and self.ex is not None:  # the call's deadline bounds the wait
-            self.ex.answer_within(limit)
+            seconds = grpc.timeout(limit)
+            if seconds is not None:
+                self.ex.answer_within(seconds)
 
     def counted(self, data: bytes) -> None:
         if data:
@@ -230,7 +205,8 @@ class BackendStream:
             for piece in self.body:
                 queued = session.send(self.id, piece)
             self.body = []
-        if self.req_ended:
+        if self.req_ended and not self.finished:
+            self.finished = True
             session.end(self.id)
             self.drained()
         elif queued > SEND_HIGH_WATER and not self.waiting:
@@ -251,21 +227,16 @@ class BackendStream:
 
     # -- the response ----------------------------------------------------------------------
 
-    def response(self, status: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+    def response(self, status: int, head: bytes, end: bool) -> None:
+        """The response's HEADERS, as the codec wrote them for HTTP/1.1 (a status line, the
+        field lines; ``content-length: 0`` added when END_STREAM came with them)."""
         ex = self.ex
         if ex is None:
             return
         self.fresh = False
-        lines = [b"HTTP/1.1 %d \r\n" % status]
-        lines += [b"%s: %s\r\n" % field for field in fields]
-        if end and status >= 200 and not any(n == b"content-length" for n, _ in fields):
-            # END_STREAM with the head (gRPC's trailers-only answer): a body of length 0,
-            # which an HTTP/2 client gets as one HEADERS frame again
-            lines.append(b"content-length: 0\r\n")
-        lines.append(b"\r\n")
-        self.head = b"".join(lines)
-        self.fields_at = len(lines[0])
-        self.headers = fields
+        self.head = head
+        self.fields_at = 15  # after "HTTP/1.1 200 \r\n"
+        self.headers = None
         if status < 200:
             if status != 101:
                 ex.response_interim(status, self)
@@ -331,7 +302,11 @@ class BackendStream:
     # -- the Upstream contract -------------------------------------------------------------
 
     def fields(self) -> list[tuple[bytes, bytes]]:
-        return self.headers
+        """The response's fields, split from its head once asked for."""
+        headers = self.headers
+        if headers is None:
+            headers = self.headers = split_fields(self.head, self.fields_at)
+        return headers
 
     def release(self, reuse: bool, now: float) -> None:
         """The exchange is done with it: a stream still open is cancelled (RST_STREAM), so that
@@ -443,12 +418,10 @@ class H2Backend(asyncio.Protocol):
 
     # -- the codec's callbacks -------------------------------------------------------------
 
-    def h2_response(
-        self, stream_id: int, status: int, fields: list[tuple[bytes, bytes]], end: bool
-    ) -> None:
+    def h2_response(self, stream_id: int, status: int, head: bytes, end: bool) -> None:
         stream = self.streams.get(stream_id)
         if stream is not None:
-            stream.response(status, fields, end)
+            stream.response(status, head, end)
 
     def h2_data(self, stream_id: int, data: bytes) -> None:
         stream = self.streams.get(stream_id)
