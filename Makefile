@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) bench/exporter.py
 	$(PY) bench/tls.py
 	$(PY) bench/h2.py
+	$(PY) bench/grpc_cost.py
 	$(PY) bench/middlewares.py
 	$(PY) bench/live.py
 
