@@ -552,3 +552,130 @@ def test_an_upgrade_to_h2c_is_answered_over_http11(make_backend: Any, make_hopwi
     names = [n for n, _ in json.loads(body)["headers"]]
     assert "upgrade" not in names and "http2-settings" not in names
     assert "connection: close" not in head.lower()
+
+
+def test_httpx_http2_client_over_tls_and_h2c(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    """httpx as applications use it for HTTP/2: ALPN h2 over TLS, and h2c by prior knowledge
+    (http1=False); many requests on one connection, bodies both ways."""
+    import httpx
+
+    ca = Authority(tmp_path)
+    leaf = ca.leaf("a.test")
+    b = make_backend()
+    port = free_port()
+    hw = make_hopwire(
+        {
+            "entryPoints": {"websecure": {"address": f"127.0.0.1:{port}", "http": {"tls": {}}}},
+            "tls": {"certificates": [leaf.files()]},
+            "http": catch_all(b.url),
+        }
+    )
+    ctx = ssl.create_default_context(cafile=str(ca.path))
+    for client, base, extensions in (
+        # the certificate's name, dialled at 127.0.0.1
+        (
+            httpx.Client(http2=True, verify=ctx),
+            f"https://127.0.0.1:{port}",
+            {"sni_hostname": "a.test"},
+        ),
+        (httpx.Client(http1=False, http2=True), f"http://127.0.0.1:{hw.port}", {}),
+    ):
+        with client:
+            for i in range(20):
+                r = client.post(
+                    f"{base}/echo?i={i}",
+                    content=b"x" * (i * 1000),
+                    headers={"host": "a.test"},
+                    extensions=extensions,
+                )
+                assert r.http_version == "HTTP/2", r.http_version
+                assert r.status_code == 200
+                assert r.json()["body_length"] == i * 1000
+    assert len([r for r in b.requests if r[0] == "POST"]) == 40
+    assert hw.proc.poll() is None
+
+
+def _flood(port: int, frames: bytes, seconds: float = 3.0) -> tuple[int, bool]:
+    """Send ``frames`` over and over without reading for up to ``seconds``: (bytes sent,
+    whether hopwire ended the connection)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b""))
+    sock.setblocking(False)
+    sent = 0
+    ended = False
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            sent += sock.send(frames)
+        except BlockingIOError:
+            time.sleep(0.01)  # TCP pushes back: hopwire reads no faster than it answers
+        except OSError:
+            ended = True
+            break
+    sock.setblocking(True)
+    sock.settimeout(5)
+    try:
+        while sock.recv(1 << 20):
+            pass
+        ended = True
+    except OSError:
+        ended = ended or True
+    sock.close()
+    return sent, ended
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_settings_and_ping_floods_and_an_hpack_bomb_are_bounded(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """SETTINGS and PING floods (each asks for an ACK: a client that never reads them makes
+    the answers pile up) end the connection; an HPACK bomb (one 4000-byte entry in the
+    dynamic table, then 16,000 one-byte references to it: 64 MB of fields from 20 KB) is
+    refused at the field-section limit; the worker's memory stays flat and it keeps
+    serving."""
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)}, workers=1)
+    worker = hw.worker_pids()[0]
+    before = rss_kib(worker)
+    ping = _frame(6, 0, 0, b"12345678") * 200
+    settings = _frame(4, 0, 0, (3).to_bytes(2, "big") + (100).to_bytes(4, "big")) * 200
+    for name, frames in (("ping", ping), ("settings", settings)):
+        sent, ended = _flood(hw.port, frames)
+        assert ended, f"{name} flood: still open after {sent} bytes"
+    wait_for(lambda: refused(hw, "connection_error") >= 2)
+    # the HPACK bomb: GET / of a.test, then x: v*4000 into the dynamic table (index 62)...
+    block = b"\x82\x86\x84\x41\x01a" + b"\x40\x01x\x7f\xa1\x1e" + b"v" * 4000
+    block += b"\xbe" * 16000  # ... and 16,000 references to it
+    pieces = [block[i : i + 16384] for i in range(0, len(block), 16384)]
+    frames = _frame(1, 0x1 | (0x4 if len(pieces) == 1 else 0), 1, pieces[0])  # END_STREAM
+    for i, piece in enumerate(pieces[1:], 1):
+        frames += _frame(9, 0x4 if i == len(pieces) - 1 else 0, 1, piece)
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b"") + frames)
+        seen = b""
+        sock.settimeout(5)
+        try:
+            while (
+                b"\x03\x00\x00\x00\x00\x01" not in seen and b"\x07\x00\x00\x00\x00\x00" not in seen
+            ):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                seen += data
+        except OSError:
+            pass
+        # RST_STREAM on stream 1 (or the connection's GOAWAY): never a request
+        assert b"\x03\x00\x00\x00\x00\x01" in seen or b"\x07\x00\x00\x00\x00\x00" in seen
+    assert not [r for r in b.requests if r[1] == "/"]
+    wait_for(lambda: refused(hw, "oversized_head") >= 1, timeout=5)
+    assert rss_kib(worker) - before < 32 * 1024, (before, rss_kib(worker))
+    assert request(hw.port, "GET", "/echo")[0] == 200
+    assert hw.proc.poll() is None
