@@ -430,3 +430,55 @@ def test_http11_clients_through_an_h2c_backend(make_hopwire: Any) -> None:
         assert backend.connections <= 2  # one per worker: its streams share it
     finally:
         backend.close()
+
+
+def test_grpc_beside_traefik(service: Service, make_hopwire: Any, tmp_path: Path) -> None:
+    """The same calls through hopwire and the real Traefik 3.7 (an h2c:// server, h2c by prior
+    knowledge on a plain entrypoint): the same answers, statuses and trailing metadata, and
+    the backend receives the same metadata from both (less what each proxy names itself)."""
+    from tests.harness import Traefik
+
+    closed = free_port()
+    dynamic = {
+        "http": {
+            "routers": {
+                "g": {"rule": "PathPrefix(`/t.S/`)", "service": "g"},
+                "down": {"rule": "PathPrefix(`/t.Down/`)", "service": "down"},
+            },
+            "services": {
+                "g": {"loadBalancer": {"servers": [{"url": service.url}]}},
+                "down": {"loadBalancer": {"servers": [{"url": f"h2c://127.0.0.1:{closed}"}]}},
+            },
+        }
+    }
+    hw = make_hopwire(dynamic)
+    traefik = Traefik(tmp_path, dynamic)
+    try:
+        traefik.wait_routed("/t.S/U")
+        seen: dict[str, Any] = {}
+        for name, port in (("hopwire", hw.port), ("traefik", traefik.port)):
+            service.metadata.clear()
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                calls(channel, service)
+                outcomes = []
+                for method in ("/t.Down/M", "/t.Nowhere/M"):
+                    try:
+                        channel.unary_unary(method)(b"x", timeout=10)
+                        outcomes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as exc:
+                        outcomes.append(exc.code())
+            seen[name] = (dict(service.metadata[0]), outcomes)
+        ours, theirs = seen["hopwire"], seen["traefik"]
+        # a backend that cannot be reached, no route: the same status to the client
+        assert ours[1] == theirs[1] == [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED]
+        # each proxy names itself its own way; Go's transport asks for gzip on its own
+        skip = {"x-forwarded-server", "x-forwarded-port", "user-agent", "accept-encoding"}
+        mine = {k: v for k, v in ours[0].items() if k not in skip}
+        other = {k: v for k, v in theirs[0].items() if k not in skip}
+        assert mine.keys() == other.keys(), (mine, other)
+        for key in mine:
+            assert mine[key].replace(str(hw.port), "P") == other[key].replace(
+                str(traefik.port), "P"
+            ), (key, mine, other)
+    finally:
+        traefik.stop()
