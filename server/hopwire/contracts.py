@@ -523,6 +523,9 @@ class ExchangeView(Protocol):
     @property
     def http10(self) -> bool: ...
 
+    # a gRPC call's status as the metrics count it (None: not a gRPC call)
+    grpc: int | None
+
     @property
     def host(self) -> str: ...
 

@@ -52,6 +52,14 @@ def is_grpc(fields: Iterable[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+def status_in(fields: Iterable[tuple[bytes, bytes]], default: int) -> int:
+    """The ``grpc-status`` of a call's trailers (or of a Trailers-Only head), else ``default``."""
+    for name, value in fields:
+        if len(name) == 11 and name.lower() == b"grpc-status":
+            return int(value) if value.isdigit() and len(value) < 4 else UNKNOWN
+    return default
+
+
 def status_of(kind: errors.ErrorKind) -> int:
     """The gRPC status of a failure hopwire answers itself."""
     return _BY_KIND.get(kind.name) or _BY_HTTP.get(kind.status, UNKNOWN)

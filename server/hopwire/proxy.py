@@ -81,6 +81,7 @@ class Exchange(RequestHead):
         "error_type",
         "filters",
         "framing",
+        "grpc",
         "head_done",
         "head_sent",
         "head_size",
@@ -175,6 +176,7 @@ class Exchange(RequestHead):
         self.out: list[bytes] = []
         self.resp_bytes = 0
         self.trailers: list[tuple[bytes, bytes]] | None = None  # the response's, from HTTP/2
+        self.grpc: int | None = None  # a gRPC call's status (metrics), None: not a gRPC call
         self.tunnel_rest = b""
         # the outcome
         self.done = False
@@ -480,6 +482,8 @@ class Exchange(RequestHead):
         self.status = self.origin_status = status
         self.deadline = 0.0
         self.continue_at = 0.0
+        if self.grpc is not None:  # a Trailers-Only answer carries the status in its head
+            self.grpc = grpc.status_in(conn.fields(), self.grpc)
         route = self.route
         edit = route.target.response if route is not None else None
         first = STATUS_LINE.get(status) or status_line(status, conn.reason)
@@ -582,6 +586,8 @@ class Exchange(RequestHead):
         them): relayed after the body, as a chunked body's trailer section to an HTTP/1.1
         client, as HEADERS after the DATA to an HTTP/2 one."""
         self.trailers = fields
+        if self.grpc is not None:
+            self.grpc = grpc.status_in(fields, self.grpc)
 
     def last_chunk(self) -> bytes:
         """The end of a chunked response: the last chunk, with the trailers when any."""
@@ -758,6 +764,7 @@ class Exchange(RequestHead):
             extra = []
             trace.tracer.respond(self, extra, ())
         if grpc.is_grpc(self.kept):  # a gRPC status, not a page (logged with kind's status)
+            self.grpc = grpc.status_of(kind)
             if close:
                 extra = [*(extra or ()), CONN_CLOSE]
             self.resp_bytes = 0

@@ -21,7 +21,7 @@ import h11
 import pytest
 
 from tests.certs import Authority
-from tests.harness import catch_all, free_port, wait_for
+from tests.harness import catch_all, free_port, request, wait_for
 
 
 class Service:
@@ -188,6 +188,52 @@ def test_https_backend_chosen_h2_by_alpn_and_disable_http2(
         assert hw.proc.poll() is None
     finally:
         service.close()
+
+
+def test_grpc_calls_are_counted_as_traefik_counts_them(service: Service, make_hopwire: Any) -> None:
+    """protocol="grpc" and the call's gRPC status as the code (Traefik's labels): from the
+    trailers (OK), from a Trailers-Only answer (NOT_FOUND), from hopwire's own answer
+    (UNAVAILABLE: no server)."""
+    closed = free_port()
+    hw = make_hopwire(
+        {
+            "metrics": {"prometheus": {"addRoutersLabels": True}},
+            "http": {
+                "routers": {
+                    "g": {"rule": "PathPrefix(`/t.S/`)", "service": "g"},
+                    "down": {"rule": "PathPrefix(`/t.Down/`)", "service": "down"},
+                },
+                "services": {
+                    "g": {"loadBalancer": {"servers": [{"url": service.url}]}},
+                    "down": {"loadBalancer": {"servers": [{"url": f"h2c://127.0.0.1:{closed}"}]}},
+                },
+            },
+        }
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{hw.port}") as channel:
+        unary = channel.unary_unary("/t.S/U")
+        for _ in range(3):
+            assert unary(b"x", timeout=10) == b"echo:x"
+        with pytest.raises(grpc.RpcError):
+            unary(b"fail", timeout=10)
+        with pytest.raises(grpc.RpcError):
+            channel.unary_unary("/t.Down/M")(b"x", timeout=10)
+
+    def counted() -> dict[tuple[str, str], float]:
+        text = request(hw.internal, "GET", "/metrics")[2].decode()
+        out: dict[tuple[str, str], float] = {}
+        for line in text.splitlines():
+            if line.startswith("hopwire_router_requests_total{") and 'protocol="grpc"' in line:
+                code = line.split('code="', 1)[1].split('"', 1)[0]
+                router = line.split('router="', 1)[1].split('"', 1)[0]
+                out[(router, code)] = out.get((router, code), 0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    expected = {("g", "0"): 3.0, ("g", "5"): 1.0, ("down", "14"): 1.0}
+    try:
+        wait_for(lambda: counted() == expected, timeout=10)
+    except AssertionError:
+        raise AssertionError(f"counted {counted()}, expected {expected}") from None
 
 
 def test_cancellation_reaches_the_backend(service: Service, make_hopwire: Any) -> None:

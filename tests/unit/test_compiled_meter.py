@@ -24,6 +24,7 @@ class Slots:
     __slots__ = (
         "attempts",
         "error_type",
+        "grpc",
         "http10",
         "method",
         "origin_status",
@@ -76,6 +77,7 @@ def exchanges(draw: Any) -> dict[str, Any]:
         "trace": draw(st.sampled_from(TRACES)),
         "error_type": draw(st.sampled_from(["", "", "", "timeout", "connection_refused"])),
         "http10": draw(st.booleans()),
+        "grpc": draw(st.sampled_from([None, None, None, 0, 2, 14])),
         "attempts": draw(st.integers(0, 3)),
         "origin_status": draw(st.sampled_from([0, 200, 404, 502])),
         "server": draw(st.sampled_from(SERVERS)),
@@ -140,6 +142,7 @@ def test_compiled_meter_spills_as_the_reference() -> None:
             trace=trace,
             error_type="",
             http10=False,
+            grpc=None,
             attempts=1,
             origin_status=502,
             server=SERVERS[0],
@@ -155,6 +158,25 @@ def test_compiled_meter_spills_as_the_reference() -> None:
         got.append((semconv, clients))
     assert got[0] == got[1]
     assert table.rows and all(row[0] == 2 for row in table.rows.values())
+
+
+def test_a_grpc_call_is_counted_with_its_grpc_status() -> None:
+    """Traefik's labels for a gRPC call: protocol "grpc", its gRPC status as the code; the
+    semantic-convention histogram keeps its HTTP status."""
+    for kind in (metrics.PyMeter, metrics.Meter):
+        table = metrics.Table("router", ("r", "s"))
+        meter = kind([table], (0.1, 1.0), True, "r", "http")
+        ex = Slots(
+            t0=1.0, t1=1.2, status=200, method="POST", req_bytes=17, resp_bytes=17,
+            trace=None, error_type="", http10=False, grpc=5, attempts=1, origin_status=200,
+            server=SERVERS[0], origin_t0=1.1, timed=0,
+        )  # fmt: skip
+        meter.start(ex)
+        meter.finish(ex)
+        semconv: dict[Any, Any] = {}
+        metrics.spill(meter, semconv, {})
+        assert [key[:3] for key in table.rows] == [(5, "POST", "grpc")]
+        assert [key[2] for key in semconv] == [200]  # (route, scheme, status, ...)
 
 
 @pytest.mark.parametrize("bad", [("1", "0.5"), (0.5, 0.1)])

@@ -27,7 +27,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from hopwire import errors
+from hopwire import errors, grpc
 from hopwire.errors import ErrorKind, ProxyError
 from hopwire.http._h2 import H2Error, Session
 from hopwire.http.flow import PEER_FULL, ReadFlow
@@ -250,6 +250,11 @@ class Stream:
             at = next(i for i, (n, _) in enumerate(headers) if n == b"cookie")
             headers[:] = [(n, v) for n, v in headers if n != b"cookie"]
             headers.insert(at, (b"cookie", b"; ".join(crumbs)))
+        for name, value in headers:  # a gRPC call: counted as one (its status at the end)
+            if name == b"content-type":
+                if value[:16] == b"application/grpc" and value[16:20] != b"-web":
+                    ex.grpc = grpc.UNKNOWN
+                break
         end = flags & F_END
         if not end and not flags & F_LENGTH:
             headers.append((b"transfer-encoding", b"chunked"))  # the body's length is unknown

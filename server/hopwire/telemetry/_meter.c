@@ -15,15 +15,16 @@
 
 enum {
     A_T0, A_T1, A_STATUS, A_METHOD, A_REQ_BYTES, A_RESP_BYTES, A_TRACE, A_SAMPLED,
-    A_ERROR_TYPE, A_HTTP10, A_ATTEMPTS, A_ORIGIN_STATUS, A_SERVER, A_ORIGIN_T0, A_TIMED, A_COUNT
+    A_ERROR_TYPE, A_HTTP10, A_ATTEMPTS, A_ORIGIN_STATUS, A_SERVER, A_ORIGIN_T0, A_TIMED, A_GRPC,
+    A_COUNT
 };
 static const char *NAMES[A_COUNT] = {
     "t0", "t1", "status", "method", "req_bytes", "resp_bytes", "trace", "sampled",
-    "error_type", "http10", "attempts", "origin_status", "server", "origin_t0", "timed",
+    "error_type", "http10", "attempts", "origin_status", "server", "origin_t0", "timed", "grpc",
 };
 static PyObject *names[A_COUNT];
 static SlotCache slots[A_COUNT];
-static PyObject *s_http, *s_websocket, *one, *i101;
+static PyObject *s_http, *s_websocket, *s_grpc, *one, *i101;
 
 /* ---- a row: the counts of one key since the last fold, as C numbers ---------------------- */
 
@@ -371,7 +372,7 @@ done:
 
 static PyObject *Meter_finish(Meter *self, PyObject *ex) {
     PyObject *status = NULL, *method = NULL, *key = NULL, *error = NULL, *http10 = NULL;
-    PyObject *trace = NULL, *sampled = NULL, *attempts = NULL, *out = NULL;
+    PyObject *trace = NULL, *sampled = NULL, *attempts = NULL, *out = NULL, *grpc = NULL;
     double t0, t1;
     if (number(ex, A_T0, &t0) < 0 || number(ex, A_T1, &t1) < 0)
         return NULL;
@@ -388,6 +389,11 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
     if (websocket) {
         key = PyTuple_Pack(3, i101, method, s_websocket);
     } else {
+        /* a gRPC call's status (None: not one), as Traefik counts it: protocol "grpc", its
+           gRPC status as the code (and, rich, its HTTP status last, for the OTLP histogram) */
+        grpc = get(ex, A_GRPC);
+        if (grpc == NULL)
+            goto done;
         int longer = 0;
         if (self->rich) {
             error = get(ex, A_ERROR_TYPE);
@@ -400,7 +406,10 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
             longer = e || h;
         }
         index = bucket(self, duration);
-        if (longer)
+        if (grpc != Py_None)
+            key = self->rich ? PyTuple_Pack(6, grpc, method, s_grpc, error, http10, status)
+                             : PyTuple_Pack(3, grpc, method, s_grpc);
+        else if (longer)
             key = PyTuple_Pack(5, status, method, s_http, error, http10);
         else if (self->last_row && same(status, self->last_status) &&
                  same(method, self->last_method))
@@ -423,7 +432,7 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
             if (set < 0)
                 goto done;
         }
-        if (PyTuple_GET_SIZE(key) == 3 && !websocket) {
+        if (PyTuple_GET_SIZE(key) == 3 && !websocket && grpc == Py_None) {
             Py_XSETREF(self->last_status, Py_NewRef(status));
             Py_XSETREF(self->last_method, Py_NewRef(method));
             Py_XSETREF(self->last_row, (Row *)Py_NewRef(row));
@@ -474,6 +483,7 @@ done:
     Py_XDECREF(trace);
     Py_XDECREF(sampled);
     Py_XDECREF(attempts);
+    Py_XDECREF(grpc);
     return out;
 }
 
@@ -569,6 +579,7 @@ PyMODINIT_FUNC PyInit__meter(void) {
     }
     if ((s_http == NULL && (s_http = PyUnicode_InternFromString("http")) == NULL) ||
         (s_websocket == NULL && (s_websocket = PyUnicode_InternFromString("websocket")) == NULL) ||
+        (s_grpc == NULL && (s_grpc = PyUnicode_InternFromString("grpc")) == NULL) ||
         (one == NULL && (one = PyLong_FromLong(1)) == NULL) ||
         (i101 == NULL && (i101 = PyLong_FromLong(101)) == NULL))
         return NULL;

@@ -6,7 +6,8 @@ histogram even with bound children.  So the request path never touches it: a rou
 labelled family (entrypoint, router, service), and the worker's tick folds the rows into the
 library's values once a second (``WorkerMetrics.fold``).  Labels are bounded by the config:
 entrypoint, router and service names, the status code, a method from a fixed list
-(anything else is ``OTHER``) and the protocol (``http`` or ``websocket``).
+(anything else is ``OTHER``) and the protocol (``http``, ``websocket``, or ``grpc``: a gRPC
+call, counted with its gRPC status as the code, as Traefik counts it).
 
 The multiprocess directory is created fresh by the master for this instance.  When a process
 dies, the master folds its counter and histogram files into one archive file per type
@@ -401,7 +402,13 @@ class PyMeter:
             key: tuple[Any, ...] = (101, ex.method, "websocket")
             index = -1
         else:
-            if self.rich and (ex.error_type or ex.http10):
+            grpc = ex.grpc
+            if grpc is not None:  # a gRPC call: its gRPC status as the code (Traefik's)
+                if self.rich:  # and its HTTP status last, for the OTLP histogram
+                    key = (grpc, ex.method, "grpc", ex.error_type, ex.http10, status)
+                else:
+                    key = (grpc, ex.method, "grpc")
+            elif self.rich and (ex.error_type or ex.http10):
                 key = (status, ex.method, "http", ex.error_type, ex.http10)
             else:
                 key = (status, ex.method, "http")
@@ -451,9 +458,10 @@ def spill(meter: Any, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any
     if meter.rich:
         route, scheme = meter.route, meter.scheme
         for key, row in rows.items():
-            if key[2] != "http":
+            protocol = key[2]
+            if protocol == "websocket":
                 continue
-            status, method = key[0], key[1]
+            status, method = (key[5] if protocol == "grpc" else key[0]), key[1]
             error, http10 = (key[3], key[4]) if len(key) > 3 else ("", False)
             _add_row(semconv, (route, scheme, status, method, error, http10), row)
             for ckey, (total, buckets) in row[6].items():
@@ -650,7 +658,7 @@ class WorkerMetrics:
                     self._child(f"{prefix}{scope}_requests", labels).inc(count)
                     self._child(f"{prefix}{scope}_req_bytes", labels).inc(req)
                     self._child(f"{prefix}{scope}_resp_bytes", labels).inc(resp)
-                    if protocol == "http":
+                    if protocol != "websocket":
                         layout, size = layouts[prefix]
                         self._histogram(f"{prefix}{scope}_duration", labels, row, layout, size)
         layout, size = layouts[OTLP]
