@@ -679,3 +679,25 @@ def test_settings_and_ping_floods_and_an_hpack_bomb_are_bounded(
     assert rss_kib(worker) - before < 32 * 1024, (before, rss_kib(worker))
     assert request(hw.port, "GET", "/echo")[0] == 200
     assert hw.proc.poll() is None
+
+
+def test_request_trailers_and_a_client_goaway(make_backend: Any, make_hopwire: Any) -> None:
+    """A request with trailer fields after its body is served (the trailers are read and
+    dropped, as HTTP/1.1's); a client that says GOAWAY as it leaves is no error."""
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    c = Client(hw.port)
+    sid = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(
+        sid, [(":method", "POST"), (":path", "/echo"), (":scheme", "http"), (":authority", "a")]
+    )
+    c.h2.send_data(sid, b"hello")
+    c.h2.send_headers(sid, [("x-checksum", "5")], end_stream=True)  # trailers
+    c.flush()
+    status, _, body = c.response(sid)
+    assert status == 200 and json.loads(body)["body_length"] == 5
+    c.h2.close_connection()
+    c.flush()
+    c.close()
+    assert request(hw.port, "GET", "/echo")[0] == 200
+    assert refused(hw, "connection_error") == 0

@@ -13,7 +13,14 @@
  *                                                          F_* flags, its size
  *     handler.h2_data(stream_id, data)                     a piece of its body
  *     handler.h2_end(stream_id)                            its end (END_STREAM)
+ *     handler.h2_trailers(stream_id, fields)               its trailer fields, [(name, value)]
  *     handler.h2_closed(stream_id, error_code)             the stream is gone (either side)
+ *
+ * A client Session (``client=True``: a backend connection, hopwire.http.h2up.H2Backend) sends
+ * requests (``request_head`` reads the head the exchange wrote for HTTP/1.1) and calls back
+ * with the answers: h2_response(stream_id, status, head, end) with the head written as
+ * HTTP/1.1, h2_data, h2_trailers, h2_end, h2_closed, h2_goaway(last_stream_id, code) and
+ * h2_pong() (the ACK of ``ping``).
  *
  * Responses go the other way: ``respond`` takes the head the exchange wrote for HTTP/1.1 (a
  * status line and field lines: the exchange's one response path) and submits it as HEADERS,
@@ -386,11 +393,13 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_RST_STREAM:
         s->resets_in++;
         return 0;
-    case NGHTTP2_GOAWAY: /* the peer takes no stream above last_stream_id */
+    case NGHTTP2_GOAWAY: /* client side: the backend takes no stream above last_stream_id */
+        if (!s->client)
+            return 0;
         return call_handler(s, s_goaway, Py_BuildValue("(iI)", frame->goaway.last_stream_id,
                                                         frame->goaway.error_code));
-    case NGHTTP2_PING:
-        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+    case NGHTTP2_PING: /* client side: the answer to hopwire's PING (readIdleTimeout) */
+        if (s->client && (frame->hd.flags & NGHTTP2_FLAG_ACK))
             return call_handler(s, s_pong, PyTuple_New(0));
         return 0;
     default:

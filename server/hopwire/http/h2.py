@@ -590,6 +590,10 @@ class H2Connection(asyncio.Protocol):
             return
         stream.body(data)
 
+    def h2_trailers(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
+        """A request's trailer fields: read and dropped, as an HTTP/1.1 request's are (the
+        stream's end follows)."""
+
     def h2_end(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
         if stream is not None:
