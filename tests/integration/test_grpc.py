@@ -528,3 +528,61 @@ def test_grpc_beside_traefik(service: Service, make_hopwire: Any, tmp_path: Path
             ), (key, mine, other)
     finally:
         traefik.stop()
+
+
+def test_a_silent_backend_connection_is_pinged_then_closed(make_hopwire: Any) -> None:
+    """forwardingTimeouts.readIdleTimeout and pingTimeout: a backend that takes a request and
+    then falls silent (no answer, no PING ACK, its socket still open) is sent a PING; when
+    it goes unanswered the connection is closed and the waiting exchange fails (502) rather
+    than waiting for ever (no responseHeaderTimeout here)."""
+    import h2.config
+    import h2.connection
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    held: list[socket.socket] = []
+
+    def frozen() -> None:
+        conn, _ = sock.accept()
+        held.append(conn)
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2c.initiate_connection()
+        conn.sendall(h2c.data_to_send())
+        conn.settimeout(5)
+        try:
+            while not any(
+                type(e).__name__ == "RequestReceived" for e in h2c.receive_data(conn.recv(65536))
+            ):
+                conn.sendall(h2c.data_to_send())
+            conn.sendall(h2c.data_to_send())
+        except OSError:
+            return
+        # from now on: silent, and never reads (a peer gone behind a NAT)
+
+    threading.Thread(target=frozen, daemon=True).start()
+    transport = {"forwardingTimeouts": {"readIdleTimeout": "1s", "pingTimeout": "1s"}}
+    hw = make_hopwire(
+        {
+            "http": {
+                "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s"}},
+                "services": {
+                    "s": {
+                        "loadBalancer": {
+                            "servers": [{"url": f"h2c://127.0.0.1:{sock.getsockname()[1]}"}],
+                            "serversTransport": "t",
+                        }
+                    }
+                },
+                "serversTransports": {"t": transport},
+            }
+        }
+    )
+    try:
+        status = request(hw.port, "GET", "/waits", timeout=30)[0]
+        assert status == 502
+        assert "closing" in hw.logs() and "PING unanswered" in hw.logs()
+    finally:
+        for conn in held:
+            conn.close()
+        sock.close()

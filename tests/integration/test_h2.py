@@ -701,3 +701,25 @@ def test_request_trailers_and_a_client_goaway(make_backend: Any, make_hopwire: A
     c.close()
     assert request(hw.port, "GET", "/echo")[0] == 200
     assert refused(hw, "connection_error") == 0
+
+
+def test_access_log_says_http2(make_backend: Any, make_hopwire: Any, tmp_path: Path) -> None:
+    """RequestProtocol is HTTP/2.0 for a stream, HTTP/1.1 beside it, as Traefik writes them."""
+    b = make_backend()
+    log = tmp_path / "access.json"
+    hw = make_hopwire(
+        {"accessLog": {"filePath": str(log), "format": "json"}, "http": catch_all(b.url)}
+    )
+    c = Client(hw.port)
+    assert c.response(c.request("/echo/h2"))[0] == 200
+    c.close()
+    assert request(hw.port, "GET", "/echo/h1")[0] == 200
+
+    def protocols() -> dict[str, str]:
+        if not log.exists():
+            return {}
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line]
+        return {d["RequestPath"]: d["RequestProtocol"] for d in lines}
+
+    wait_for(lambda: len(protocols()) == 2)
+    assert protocols() == {"/echo/h2": "HTTP/2.0", "/echo/h1": "HTTP/1.1"}

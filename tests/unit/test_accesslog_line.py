@@ -91,6 +91,7 @@ def ended(draw: Any) -> tuple[Any, Any, float]:
         client_port=draw(st.integers(0, 65535)),
         ep=SimpleNamespace(tls=tls, scheme_str="https" if tls else "http"),
         tls=fields,
+        version=draw(st.sampled_from(["1.1", "2"])),  # an HTTP/1.1 connection or an HTTP/2 stream
     )
     down.tls_fields = lambda: fields
     attempts = draw(st.integers(0, 4))
@@ -215,7 +216,7 @@ def test_a_bad_exchange_fails_its_batch_and_the_writer_keeps_the_others() -> Non
     one and counts the bad one as dropped."""
     good = made(
         True, t0=1.0, t1=2.0, attempts=0, server=None, origin_status=0, origin_duration=0.0,
-        down=SimpleNamespace(client_ip="1.2.3.4", client_port=1, ep=SimpleNamespace(
+        down=SimpleNamespace(client_ip="1.2.3.4", client_port=1, version="1.1", ep=SimpleNamespace(
             tls=False, scheme_str="http")), trace=None, method="GET", path_query=b"/",
         http10=False, host="h", req_bytes=0, status=200, resp_bytes=2, headers=[],
     )  # fmt: skip
@@ -253,7 +254,7 @@ def test_every_escape_at_every_place_of_a_word() -> None:
                 host = "".join(special if i == at else "abcdefgh"[i % 8] for i in range(length))
                 ex = made(
                     True, t0=1.0, t1=2.0, attempts=0, server=None, origin_status=0,
-                    origin_duration=0.0, down=SimpleNamespace(client_ip="1.2.3.4", client_port=1,
+                    origin_duration=0.0, down=SimpleNamespace(client_ip="1.2.3.4", client_port=1, version="1.1",
                     ep=SimpleNamespace(tls=False, scheme_str="http")), trace=None, method="GET",
                     path_query=host.encode("utf-8"), http10=False, host=host, req_bytes=0,
                     status=200, resp_bytes=2, headers=[],
@@ -320,6 +321,7 @@ def test_the_compiled_observer_queues_and_formats_a_batch() -> None:
     down = SimpleNamespace(
         client_ip="1.2.3.4",
         client_port=1,
+        version="1.1",
         ep=SimpleNamespace(tls=True, scheme_str="https"),
         tls_fields=lambda: read.append(1) or ("1.3", "TLS_AES_128_GCM_SHA256", None),
     )

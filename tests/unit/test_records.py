@@ -160,7 +160,7 @@ def test_access_record_fields(tmp_path: Path) -> None:
     rec = AccessRecord._make(raw)
     assert (rec.entrypoint, rec.router, rec.service) == ("web", "api", "svc")
     assert (rec.client_host, rec.client_port, rec.method) == ("10.0.0.7", 5555, "POST")
-    assert (rec.path_query, rec.http10, rec.host) == (b"/p?a=1", True, "a.test")
+    assert (rec.path_query, rec.protocol, rec.host) == (b"/p?a=1", "HTTP/1.0", "a.test")
     assert (rec.request_size, rec.status, rec.response_size) == (5, 201, 7)
     assert rec.service_url is None and rec.origin_status is None and rec.retries == 0
     assert rec.trace_id is None and rec.span_id is None  # no tracing here

@@ -135,13 +135,13 @@ enum {
     A_T0, A_T1, A_ATTEMPTS, A_SERVER, A_URL, A_ORIGIN_STATUS, A_ORIGIN_DURATION, A_DOWN,
     A_TRACE, A_SAMPLED, A_TID, A_SPAN_RAW, A_CLIENT_IP, A_CLIENT_PORT, A_METHOD, A_PATH_QUERY,
     A_HTTP10, A_HOST, A_REQ_BYTES, A_STATUS, A_RESP_BYTES, A_EP, A_SCHEME_STR, A_TLS,
-    A_TLS_FIELDS, A_ENTRYPOINT, A_ROUTER, A_SERVICE, A_TIMED, A_FORMAT, A_COUNT
+    A_TLS_FIELDS, A_ENTRYPOINT, A_ROUTER, A_SERVICE, A_TIMED, A_FORMAT, A_VERSION, A_COUNT
 };
 static const char *NAMES[A_COUNT] = {
     "t0", "t1", "attempts", "server", "url", "origin_status", "origin_duration", "down",
     "trace", "sampled", "tid", "span_raw", "client_ip", "client_port", "method", "path_query",
     "http10", "host", "req_bytes", "status", "resp_bytes", "ep", "scheme_str", "tls",
-    "tls_fields", "entrypoint", "router", "service", "timed", "format",
+    "tls_fields", "entrypoint", "router", "service", "timed", "format", "version",
 };
 static PyObject *names[A_COUNT];
 
@@ -414,7 +414,15 @@ static int fields(Out *o, Held *h, PyObject *ex, PyObject *logger, double offset
     GET(path_query, ex, A_PATH_QUERY);
     PUT(f_latin1(o, KEY("RequestPath"), path_query));
     GET(http10, ex, A_HTTP10);
-    PUT(f_utf8(o, KEY("RequestProtocol"), PyObject_IsTrue(http10) ? "HTTP/1.0" : "HTTP/1.1", 8));
+    const char *protocol = "HTTP/1.0";
+    if (!PyObject_IsTrue(http10)) { /* the connection's version: "2" for an HTTP/2 stream */
+        GET(version, down, A_VERSION);
+        protocol = PyUnicode_Check(version) && PyUnicode_GET_LENGTH(version) == 1 &&
+                           PyUnicode_READ_CHAR(version, 0) == '2'
+                       ? "HTTP/2.0"
+                       : "HTTP/1.1";
+    }
+    PUT(f_utf8(o, KEY("RequestProtocol"), protocol, 8));
     GET(host, ex, A_HOST);
     PUT(f_str(o, KEY("RequestHost"), host));
     GET(req_bytes, ex, A_REQ_BYTES);

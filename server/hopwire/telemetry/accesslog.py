@@ -64,6 +64,13 @@ BATCH = 256  # lines written together (bufferingSize, when set)
 FORMAT_BATCH = 32  # ended exchanges formatted together
 
 
+def protocol_of(ex: ExchangeView) -> str:
+    """RequestProtocol, as Traefik writes it: HTTP/1.0, HTTP/1.1, or HTTP/2.0 for a stream."""
+    if ex.http10:
+        return "HTTP/1.0"
+    return "HTTP/2.0" if ex.down.version == "2" else "HTTP/1.1"
+
+
 class Writer:
     """The worker's access-log file and its pending lines."""
 
@@ -340,7 +347,7 @@ class Writer:
             "ClientPort": down.client_port,
             "RequestMethod": ex.method,
             "RequestPath": ex.path_query.decode("latin-1"),
-            "RequestProtocol": "HTTP/1.0" if ex.http10 else "HTTP/1.1",
+            "RequestProtocol": protocol_of(ex),
             "RequestHost": ex.host,
             "RequestContentSize": ex.req_bytes,
             "DownstreamStatus": ex.status,
@@ -391,7 +398,7 @@ class Writer:
             down.client_port,
             ex.method,
             ex.path_query,
-            ex.http10,
+            protocol_of(ex),
             ex.host,
             ex.req_bytes,
             ex.status,
@@ -420,7 +427,7 @@ class Writer:
             client_port,
             method,
             path_query,
-            http10,
+            protocol,
             host,
             request_size,
             status,
@@ -448,7 +455,7 @@ class Writer:
             client_port,
             method,
             path_query.decode("latin-1"),
-            "HTTP/1.0" if http10 else "HTTP/1.1",
+            protocol,
             host,
             request_size,
             status,

@@ -124,7 +124,7 @@ class AccessRecord(NamedTuple):
     client_port: int
     method: str
     path_query: bytes
-    http10: bool
+    protocol: str  # RequestProtocol: HTTP/1.0, HTTP/1.1 or HTTP/2.0
     host: str
     request_size: int
     status: int
