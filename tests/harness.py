@@ -79,6 +79,7 @@ class Backend:
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.connections = 0
         self.requests: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
+        self.trailers: list[list[tuple[str, str]]] = []
         self.healthy = True
         self.drop_reused = False  # close without answering a 2nd request on a connection
         self.answers_continue = True  # answer Expect: 100-continue with 100 (False: never)
@@ -152,11 +153,13 @@ class Backend:
                 elif isinstance(event, h11.Data):
                     body += event.data
                 elif isinstance(event, h11.EndOfMessage):
+                    trailers = [(n.decode(), v.decode("latin-1")) for n, v in event.headers]
                     break
             assert req is not None
             headers = [(n.decode(), v.decode("latin-1")) for n, v in req.headers]
             with self.lock:
                 self.requests.append((req.method.decode(), req.target.decode(), headers, body))
+                self.trailers.append(trailers)  # a chunked body's trailer fields, per request
             served += 1
             self.respond(conn, h, req, body)
             if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:

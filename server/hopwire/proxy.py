@@ -67,6 +67,28 @@ PASS = 0  # response body bytes go to the client as they are
 CHUNK = 1  # response body is re-framed as chunked for an HTTP/1.1 client
 
 
+# fields a trailer section never carries on (RFC 9110 §6.5.1: framing, routing, the
+# connection's own)
+UNTRAILED = frozenset(
+    (
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+    )
+)
+
+
+def trailer_section(fields: list[tuple[bytes, bytes]]) -> bytes:
+    """The last chunk of a chunked body with its trailer fields."""
+    return b"".join((b"0\r\n", *(b"%s: %s\r\n" % field for field in fields), CRLF))
+
+
 class Exchange(RequestHead):
     __slots__ = (
         "attempts",
@@ -96,6 +118,7 @@ class Exchange(RequestHead):
         "replay",
         "req_bytes",
         "req_complete",
+        "req_trailers",
         "resp_bytes",
         "resp_complete",
         "resp_head",
@@ -119,6 +142,9 @@ class Exchange(RequestHead):
         "up_out",
         "upstream",
     )
+
+    # set only when the request has trailer fields (request_trailer): nothing else pays
+    req_trailers: list[tuple[bytes, bytes]]
 
     def __init__(self, down: Connection):
         _head_init(self)
@@ -449,7 +475,22 @@ class Exchange(RequestHead):
             self.sink.complete()
             return
         if self.chunked and not self.done:
-            self.up_out.append(LAST_CHUNK)  # trailers are dropped (RFC 9112 §7.1.2)
+            # the last chunk, with the request's trailer fields when it had some (set only
+            # then: no request pays for the slot)
+            trailers = getattr(self, "req_trailers", None)
+            self.up_out.append(trailer_section(trailers) if trailers else LAST_CHUNK)
+
+    def request_trailer(self, name: bytes, value: bytes) -> None:
+        """A trailer field of the request (after a chunked body, or an HTTP/2 request's
+        trailers; the connection bounds their size): relayed after the body unless it is
+        one the framing or the connection owns (RFC 9110 §6.5.1)."""
+        if name.lower() in UNTRAILED:
+            return
+        trailers: list[tuple[bytes, bytes]] | None = getattr(self, "req_trailers", None)
+        if trailers is None:
+            trailers = []
+            self.req_trailers = trailers
+        trailers.append((name, value))
 
     def flush_up(self) -> None:
         conn = self.upstream
@@ -592,9 +633,7 @@ class Exchange(RequestHead):
     def last_chunk(self) -> bytes:
         """The end of a chunked response: the last chunk, with the trailers when any."""
         trailers = self.trailers
-        if not trailers:
-            return LAST_CHUNK
-        return b"".join((b"0\r\n", *(b"%s: %s\r\n" % field for field in trailers), CRLF))
+        return trailer_section(trailers) if trailers else LAST_CHUNK
 
     def response_complete(self, upstream_keep_alive: bool) -> None:
         self.resp_complete = True

@@ -398,6 +398,7 @@ class H2Backend:
         conn.sendall(h2c.data_to_send())
         heads: dict[int, list[tuple[str, str]]] = {}
         bodies: dict[int, bytes] = {}
+        trailers: dict[int, list[tuple[str, str]]] = {}
         with conn:
             while True:
                 try:
@@ -413,9 +414,15 @@ class H2Backend:
                     elif isinstance(event, h2.events.DataReceived):
                         bodies[event.stream_id] += event.data
                         h2c.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        trailers[event.stream_id] = list(event.headers)
                     elif isinstance(event, h2.events.StreamEnded):
                         sid = event.stream_id
-                        seen = {"headers": heads[sid], "body": bodies[sid].decode("latin-1")}
+                        seen = {
+                            "headers": heads[sid],
+                            "body": bodies[sid].decode("latin-1"),
+                            "trailers": trailers.get(sid, []),
+                        }
                         self.seen.append(seen)
                         answer = json.dumps(seen).encode()
                         h2c.send_headers(sid, [(":status", "200"), ("x-h2", "yes")])
@@ -452,7 +459,7 @@ def test_http11_clients_through_an_h2c_backend(make_hopwire: Any) -> None:
                 out = conn.send(h11.Request(method=method, target="/p?q=1", headers=headers))
                 for piece in chunks or ([body] if body else []):
                     out += conn.send(h11.Data(data=piece))
-                out += conn.send(h11.EndOfMessage())
+                out += conn.send(h11.EndOfMessage(headers=[("x-sum", "9")] if chunks else []))
                 sock.sendall(out)
                 events: list[Any] = []
                 while not events or not isinstance(events[-1], h11.EndOfMessage):
@@ -472,6 +479,8 @@ def test_http11_clients_through_an_h2c_backend(make_hopwire: Any) -> None:
             assert "transfer-encoding" not in got and got["te"] == "trailers"
             assert got["x-mine"] == "v" and got["x-forwarded-for"] == "127.0.0.1"
             assert echo["body"] == (body or b"".join(chunks or [])).decode()
+            # a chunked body's trailer section: HEADERS after the DATA
+            assert echo["trailers"] == ([["x-sum", "9"]] if chunks else [])
             assert dict(events[-1].headers)[b"x-checksum"].isdigit()  # the trailer
         assert backend.connections <= 2  # one per worker: its streams share it
     finally:

@@ -682,8 +682,9 @@ def test_settings_and_ping_floods_and_an_hpack_bomb_are_bounded(
 
 
 def test_request_trailers_and_a_client_goaway(make_backend: Any, make_hopwire: Any) -> None:
-    """A request with trailer fields after its body is served (the trailers are read and
-    dropped, as HTTP/1.1's); a client that says GOAWAY as it leaves is no error."""
+    """A request with trailer fields after its body: they follow the body to the backend (as
+    a chunked body's trailer section to an HTTP/1.1 one); a client that says GOAWAY as it
+    leaves is no error."""
     b = make_backend()
     hw = make_hopwire({"http": catch_all(b.url)})
     c = Client(hw.port)
@@ -696,6 +697,7 @@ def test_request_trailers_and_a_client_goaway(make_backend: Any, make_hopwire: A
     c.flush()
     status, _, body = c.response(sid)
     assert status == 200 and json.loads(body)["body_length"] == 5
+    assert b.trailers[-1] == [("x-checksum", "5")]  # after the chunked body to HTTP/1.1
     c.h2.close_connection()
     c.flush()
     c.close()
@@ -723,3 +725,34 @@ def test_access_log_says_http2(make_backend: Any, make_hopwire: Any, tmp_path: P
 
     wait_for(lambda: len(protocols()) == 2)
     assert protocols() == {"/echo/h2": "HTTP/2.0", "/echo/h1": "HTTP/1.1"}
+
+
+def test_http11_request_trailers_are_relayed(make_backend: Any, make_hopwire: Any) -> None:
+    """A chunked request's trailer fields reach the backend after its body, less those the
+    framing or the connection owns (RFC 9110 §6.5.1)."""
+    import h11
+
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    conn = h11.Connection(h11.CLIENT)
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+        sock.sendall(
+            conn.send(
+                h11.Request(
+                    method="POST",
+                    target="/echo",
+                    headers=[("host", "a.test"), ("transfer-encoding", "chunked")],
+                )
+            )
+            + conn.send(h11.Data(data=b"hello"))
+            + conn.send(h11.EndOfMessage(headers=[("x-checksum", "5"), ("host", "evil.test")]))
+        )
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                break
+    assert b.requests[-1][3] == b"hello"
+    assert b.trailers[-1] == [("x-checksum", "5")]

@@ -476,12 +476,13 @@ class Downstream(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.req
-        if req.head_done:
-            return  # a trailer field: never becomes a header (RFC 9112 §7.1.2)
-        req.headers.append((name, value))
         req.head_size += len(name) + len(value) + 4
         if req.head_size > self.ep.max_header_bytes:
             raise ProxyError(errors.HEADERS_TOO_LARGE, "request header section over the limit")
+        if req.head_done:  # a trailer field: never a header (RFC 9112 §7.1.2), relayed after
+            req.request_trailer(name, value)
+            return
+        req.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         req = self.req

@@ -591,8 +591,13 @@ class H2Connection(asyncio.Protocol):
         stream.body(data)
 
     def h2_trailers(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
-        """A request's trailer fields: read and dropped, as an HTTP/1.1 request's are (the
-        stream's end follows)."""
+        """A request's trailer fields (the codec bounded their size): relayed after its body
+        (the stream's end follows)."""
+        stream = self.streams.get(stream_id)
+        ex = stream.active if stream is not None else None
+        if ex is not None and not ex.done:
+            for name, value in fields:
+                ex.request_trailer(name, value)
 
     def h2_end(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)

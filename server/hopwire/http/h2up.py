@@ -87,6 +87,7 @@ class BackendStream:
         "pool",
         "reason",
         "req_ended",
+        "req_trailers",
         "resp_ended",
         "sent_head",
         "tunnel",
@@ -112,6 +113,7 @@ class BackendStream:
         self.unconsumed = 0  # response bytes received while paused: the window given back later
         self.left = 0  # request body bytes still to come (-1: chunked)
         self.finished = False  # the request's END_STREAM is queued
+        self.req_trailers: list[tuple[bytes, bytes]] | None = None  # the request's, if any
         self.sent_head = False
         self.body: list[bytes] = []  # body pieces read in this write
         self.req_ended = False
@@ -179,7 +181,10 @@ class BackendStream:
             if eol < 0:
                 raise ValueError("a chunk size line is incomplete")
             size = int(data[pos:eol].partition(b";")[0], 16)
-            if size == 0:
+            if size == 0:  # the last chunk, and the trailer section (HEADERS after the DATA)
+                end = data.find(b"\r\n\r\n", eol)
+                if end > eol:
+                    self.req_trailers = split_fields(data[eol + 2 : end + 4], 0)
                 self.req_ended = True
                 return
             start = eol + 2
@@ -207,7 +212,7 @@ class BackendStream:
             self.body = []
         if self.req_ended and not self.finished:
             self.finished = True
-            session.end(self.id)
+            session.end(self.id, self.req_trailers)
             self.drained()
         elif queued > SEND_HIGH_WATER and not self.waiting:
             # the backend reads slower than the client sends: the client waits
