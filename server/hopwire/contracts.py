@@ -429,6 +429,8 @@ class UpstreamHooks(Protocol):
 
     def answer_within(self, seconds: float) -> None: ...
 
+    def grpc_status(self, fields: list[tuple[bytes, bytes]]) -> None: ...
+
     def response_complete(self, upstream_keep_alive: bool) -> None: ...
 
     def response_upgraded(self, conn: Any, rest: bytes) -> None: ...
@@ -525,8 +527,8 @@ class ExchangeView(Protocol):
     @property
     def http10(self) -> bool: ...
 
-    # a gRPC call's status as the metrics count it (None: not a gRPC call)
-    grpc: int | None
+    # a gRPC call's status as the metrics count it (set on gRPC calls only)
+    grpc: int
 
     @property
     def host(self) -> str: ...

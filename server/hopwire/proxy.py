@@ -143,8 +143,12 @@ class Exchange(RequestHead):
         "upstream",
     )
 
-    # set only when the request has trailer fields (request_trailer): nothing else pays
+    # set only where they apply, so that no other request pays for them (read with getattr):
+    # the request's trailer fields (request_trailer), the response's (response_trailers, an
+    # HTTP/2 backend's), and a gRPC call's status as the metrics count it (a gRPC call only)
     req_trailers: list[tuple[bytes, bytes]]
+    trailers: list[tuple[bytes, bytes]]
+    grpc: int
 
     def __init__(self, down: Connection):
         _head_init(self)
@@ -201,8 +205,6 @@ class Exchange(RequestHead):
         self.close_after = False
         self.out: list[bytes] = []
         self.resp_bytes = 0
-        self.trailers: list[tuple[bytes, bytes]] | None = None  # the response's, from HTTP/2
-        self.grpc: int | None = None  # a gRPC call's status (metrics), None: not a gRPC call
         self.tunnel_rest = b""
         # the outcome
         self.done = False
@@ -523,8 +525,6 @@ class Exchange(RequestHead):
         self.status = self.origin_status = status
         self.deadline = 0.0
         self.continue_at = 0.0
-        if self.grpc is not None:  # a Trailers-Only answer carries the status in its head
-            self.grpc = grpc.status_in(conn.fields(), self.grpc)
         route = self.route
         edit = route.target.response if route is not None else None
         first = STATUS_LINE.get(status) or status_line(status, conn.reason)
@@ -627,12 +627,18 @@ class Exchange(RequestHead):
         them): relayed after the body, as a chunked body's trailer section to an HTTP/1.1
         client, as HEADERS after the DATA to an HTTP/2 one."""
         self.trailers = fields
-        if self.grpc is not None:
-            self.grpc = grpc.status_in(fields, self.grpc)
+        self.grpc_status(fields)
+
+    def grpc_status(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """A gRPC call's status, from its trailers or its Trailers-Only head (for the
+        metrics); nothing for any other exchange."""
+        code = getattr(self, "grpc", None)
+        if code is not None:
+            self.grpc = grpc.status_in(fields, code)
 
     def last_chunk(self) -> bytes:
         """The end of a chunked response: the last chunk, with the trailers when any."""
-        trailers = self.trailers
+        trailers = getattr(self, "trailers", None)
         return trailer_section(trailers) if trailers else LAST_CHUNK
 
     def response_complete(self, upstream_keep_alive: bool) -> None:

@@ -147,6 +147,9 @@ class Call:
             return
         self.body.append(data)
 
+    def grpc_status(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """A gRPC status: a side call does not count one."""
+
     def answer_within(self, seconds: float) -> None:
         """A gRPC deadline: a side call keeps its own timeout."""
 

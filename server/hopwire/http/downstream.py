@@ -92,7 +92,6 @@ def _parser_error_kind(exc: Exception) -> tuple[ErrorKind, str]:
 
 class Downstream(asyncio.Protocol):
     framed = False  # bodies of unknown length are chunked (HTTP/2's streams frame their own)
-    version = "1.1"  # network.protocol.version of its requests (HTTP/1.0 ones say so apart)
 
     __slots__ = (
         "active",
@@ -125,6 +124,7 @@ class Downstream(asyncio.Protocol):
         "transport",
         "trusted",
         "tunnel",
+        "version",
         "worker",
         "writer",
     )
@@ -132,6 +132,9 @@ class Downstream(asyncio.Protocol):
     def __init__(self, ep: EntryPoint):
         self.ep = ep  # the entrypoint runtime of this config generation
         self.worker = ep.worker
+        # network.protocol.version of its requests (HTTP/1.0 ones say so apart); an instance
+        # field, as the access log reads it for every request
+        self.version = "1.1"
         self.parser = HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.flow: ReadFlow = None  # type: ignore[assignment]

@@ -385,7 +385,7 @@ class Stream:
                 self.reset(INTERNAL_ERROR)  # a response cut short is never a complete one
                 return
             try:
-                session.end(self.id, ex.trailers)
+                session.end(self.id, getattr(ex, "trailers", None))
             except H2Error as exc:
                 self.gone(exc)
                 return

@@ -246,6 +246,8 @@ class BackendStream:
             if status != 101:
                 ex.response_interim(status, self)
             return
+        if end:  # a Trailers-Only answer: a gRPC call's status is in its head
+            ex.grpc_status(self.fields())
         ex.response_head(status, self)
         if ex.out:
             ex.flush_down()

@@ -286,6 +286,25 @@ static int same(PyObject *a, PyObject *b) {
 
 static PyObject *get(PyObject *o, int name) { return slot_get(&slots[name], o, names[name]); }
 
+/* a new reference to o.<name>, or None when it was never set (an attribute set only where
+   it applies, such as a gRPC call's status) */
+static PyObject *get_or_none(PyObject *o, int name) {
+    SlotCache *c = &slots[name];
+    PyTypeObject *type = Py_TYPE(o);
+    if (c->type != type || c->version != type->tp_version_tag)
+        slot_learn(c, type, names[name]);
+    if (c->type == type && c->offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)o + c->offset);
+        return Py_NewRef(v != NULL ? v : Py_None);
+    }
+    PyObject *v = PyObject_GetAttr(o, names[name]);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return Py_NewRef(Py_None);
+    }
+    return v;
+}
+
 static int number(PyObject *o, int name, double *out) {
     PyObject *v = get(o, name);
     if (v == NULL)
@@ -391,7 +410,7 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
     } else {
         /* a gRPC call's status (None: not one), as Traefik counts it: protocol "grpc", its
            gRPC status as the code (and, rich, its HTTP status last, for the OTLP histogram) */
-        grpc = get(ex, A_GRPC);
+        grpc = get_or_none(ex, A_GRPC);
         if (grpc == NULL)
             goto done;
         int longer = 0;

@@ -402,7 +402,7 @@ class PyMeter:
             key: tuple[Any, ...] = (101, ex.method, "websocket")
             index = -1
         else:
-            grpc = ex.grpc
+            grpc = getattr(ex, "grpc", None)  # set on gRPC calls only
             if grpc is not None:  # a gRPC call: its gRPC status as the code (Traefik's)
                 if self.rich:  # and its HTTP status last, for the OTLP histogram
                     key = (grpc, ex.method, "grpc", ex.error_type, ex.http10, status)
