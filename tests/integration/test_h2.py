@@ -756,3 +756,43 @@ def test_http11_request_trailers_are_relayed(make_backend: Any, make_hopwire: An
                 break
     assert b.requests[-1][3] == b"hello"
     assert b.trailers[-1] == [("x-checksum", "5")]
+
+
+def test_otlp_server_histogram_says_http2(make_backend: Any, make_hopwire: Any) -> None:
+    """http.server.request.duration's network.protocol.version: "2" for a stream, "1.1"
+    beside it (the span and the access log say the same)."""
+    from tests.otlp_receiver import HttpReceiver, attr_value
+
+    rx = HttpReceiver()
+    try:
+        b = make_backend()
+        hw = make_hopwire(
+            {
+                "http": catch_all(b.url),
+                "metrics": {
+                    "otlp": {
+                        "http": {"endpoint": f"{rx.base}/v1/metrics"},
+                        "pushInterval": "500ms",
+                    }
+                },
+            }
+        )
+        c = Client(hw.port)
+        assert c.response(c.request("/echo"))[0] == 200
+        c.close()
+        assert request(hw.port, "GET", "/echo")[0] == 200
+
+        def versions() -> dict[str, int]:
+            out: dict[str, int] = {}
+            for _, m in rx.metrics():
+                if m.name != "http.server.request.duration":
+                    continue
+                for p in m.histogram.data_points:
+                    a = {kv.key: attr_value(kv.value) for kv in p.attributes}
+                    out[a["network.protocol.version"]] = p.count  # cumulative: the last
+            return out
+
+        wait_for(lambda: versions() == {"2": 1, "1.1": 1}, timeout=15)
+        hw.stop()
+    finally:
+        rx.close()

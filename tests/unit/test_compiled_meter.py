@@ -23,6 +23,7 @@ from hopwire.telemetry import metrics
 class Slots:
     __slots__ = (
         "attempts",
+        "down",
         "error_type",
         "grpc",
         "http10",
@@ -58,7 +59,17 @@ class Server:
         self.pool = pool
 
 
+class Down:
+    """The connection an exchange came on: its network.protocol.version."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, version: str):
+        self.version = version
+
+
 SERVERS = [Server(f"pool{i}") for i in range(3)]
+DOWNS = [Down("1.1"), Down("1.1"), Down("2")]  # an HTTP/1.1 connection, an HTTP/2 stream
 TRACES = [None, Trace(True), Trace(False)]
 TIME = st.floats(0, 1e6, allow_nan=False)
 
@@ -77,6 +88,7 @@ def exchanges(draw: Any) -> dict[str, Any]:
         "trace": draw(st.sampled_from(TRACES)),
         "error_type": draw(st.sampled_from(["", "", "", "timeout", "connection_refused"])),
         "http10": draw(st.booleans()),
+        "down": draw(st.sampled_from(DOWNS)),
         "grpc": draw(st.sampled_from([None, None, None, 0, 2, 14])),
         "attempts": draw(st.integers(0, 3)),
         "origin_status": draw(st.sampled_from([0, 200, 404, 502])),
@@ -145,6 +157,7 @@ def test_compiled_meter_spills_as_the_reference() -> None:
             trace=trace,
             error_type="",
             http10=False,
+            down=DOWNS[0],
             attempts=1,
             origin_status=502,
             server=SERVERS[0],
@@ -170,7 +183,7 @@ def test_a_grpc_call_is_counted_with_its_grpc_status() -> None:
         meter = kind([table], (0.1, 1.0), True, "r", "http")
         ex = Slots(
             t0=1.0, t1=1.2, status=200, method="POST", req_bytes=17, resp_bytes=17,
-            trace=None, error_type="", http10=False, grpc=5, attempts=1, origin_status=200,
+            trace=None, error_type="", http10=False, down=DOWNS[2], grpc=5, attempts=1, origin_status=200,
             server=SERVERS[0], origin_t0=1.1, timed=0,
         )  # fmt: skip
         meter.start(ex)
@@ -178,7 +191,8 @@ def test_a_grpc_call_is_counted_with_its_grpc_status() -> None:
         semconv: dict[Any, Any] = {}
         metrics.spill(meter, semconv, {})
         assert [key[:3] for key in table.rows] == [(5, "POST", "grpc")]
-        assert [key[2] for key in semconv] == [200]  # (route, scheme, status, ...)
+        # (route, scheme, status, method, error, version): its HTTP status, on an HTTP/2 stream
+        assert [(key[2], key[5]) for key in semconv] == [(200, "2")]
 
 
 @pytest.mark.parametrize("bad", [("1", "0.5"), (0.5, 0.1)])

@@ -16,15 +16,16 @@
 enum {
     A_T0, A_T1, A_STATUS, A_METHOD, A_REQ_BYTES, A_RESP_BYTES, A_TRACE, A_SAMPLED,
     A_ERROR_TYPE, A_HTTP10, A_ATTEMPTS, A_ORIGIN_STATUS, A_SERVER, A_ORIGIN_T0, A_TIMED, A_GRPC,
-    A_COUNT
+    A_DOWN, A_VERSION, A_COUNT
 };
 static const char *NAMES[A_COUNT] = {
     "t0", "t1", "status", "method", "req_bytes", "resp_bytes", "trace", "sampled",
     "error_type", "http10", "attempts", "origin_status", "server", "origin_t0", "timed", "grpc",
+    "down", "version",
 };
 static PyObject *names[A_COUNT];
 static SlotCache slots[A_COUNT];
-static PyObject *s_http, *s_websocket, *s_grpc, *one, *i101;
+static PyObject *s_http, *s_websocket, *s_grpc, *s_v10, *s_v11, *one, *i101;
 
 /* ---- a row: the counts of one key since the last fold, as C numbers ---------------------- */
 
@@ -392,6 +393,7 @@ done:
 static PyObject *Meter_finish(Meter *self, PyObject *ex) {
     PyObject *status = NULL, *method = NULL, *key = NULL, *error = NULL, *http10 = NULL;
     PyObject *trace = NULL, *sampled = NULL, *attempts = NULL, *out = NULL, *grpc = NULL;
+    PyObject *down = NULL, *version = NULL;
     double t0, t1;
     if (number(ex, A_T0, &t0) < 0 || number(ex, A_T1, &t1) < 0)
         return NULL;
@@ -415,21 +417,34 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
             goto done;
         int longer = 0;
         if (self->rich) {
+            /* the error kind and network.protocol.version: "1.0" for an HTTP/1.0 request,
+               else its connection's ("1.1", "2" for an HTTP/2 stream) */
             error = get(ex, A_ERROR_TYPE);
             http10 = error ? get(ex, A_HTTP10) : NULL;
             if (http10 == NULL)
                 goto done;
-            int e = PyObject_IsTrue(error), h = e ? 1 : PyObject_IsTrue(http10);
+            int e = PyObject_IsTrue(error), h = PyObject_IsTrue(http10);
             if (e < 0 || h < 0)
                 goto done;
-            longer = e || h;
+            if (h) {
+                version = Py_NewRef(s_v10);
+            } else {
+                down = get(ex, A_DOWN);
+                version = down ? get(down, A_VERSION) : NULL;
+                if (version == NULL)
+                    goto done;
+            }
+            int plain = version == s_v11 ? 1 : PyObject_RichCompareBool(version, s_v11, Py_EQ);
+            if (plain < 0)
+                goto done;
+            longer = e || !plain;
         }
         index = bucket(self, duration);
         if (grpc != Py_None)
-            key = self->rich ? PyTuple_Pack(6, grpc, method, s_grpc, error, http10, status)
+            key = self->rich ? PyTuple_Pack(6, grpc, method, s_grpc, error, version, status)
                              : PyTuple_Pack(3, grpc, method, s_grpc);
         else if (longer)
-            key = PyTuple_Pack(5, status, method, s_http, error, http10);
+            key = PyTuple_Pack(5, status, method, s_http, error, version);
         else if (self->last_row && same(status, self->last_status) &&
                  same(method, self->last_method))
             row = self->last_row;
@@ -503,6 +518,8 @@ done:
     Py_XDECREF(sampled);
     Py_XDECREF(attempts);
     Py_XDECREF(grpc);
+    Py_XDECREF(down);
+    Py_XDECREF(version);
     return out;
 }
 
@@ -599,6 +616,8 @@ PyMODINIT_FUNC PyInit__meter(void) {
     if ((s_http == NULL && (s_http = PyUnicode_InternFromString("http")) == NULL) ||
         (s_websocket == NULL && (s_websocket = PyUnicode_InternFromString("websocket")) == NULL) ||
         (s_grpc == NULL && (s_grpc = PyUnicode_InternFromString("grpc")) == NULL) ||
+        (s_v10 == NULL && (s_v10 = PyUnicode_InternFromString("1.0")) == NULL) ||
+        (s_v11 == NULL && (s_v11 = PyUnicode_InternFromString("1.1")) == NULL) ||
         (one == NULL && (one = PyLong_FromLong(1)) == NULL) ||
         (i101 == NULL && (i101 = PyLong_FromLong(101)) == NULL))
         return NULL;

@@ -403,13 +403,16 @@ class PyMeter:
             index = -1
         else:
             grpc = getattr(ex, "grpc", None)  # set on gRPC calls only
+            # rich: network.protocol.version, "1.0" for an HTTP/1.0 request, else its
+            # connection's ("1.1", or "2" for an HTTP/2 stream)
+            version = ("1.0" if ex.http10 else ex.down.version) if self.rich else "1.1"
             if grpc is not None:  # a gRPC call: its gRPC status as the code (Traefik's)
                 if self.rich:  # and its HTTP status last, for the OTLP histogram
-                    key = (grpc, ex.method, "grpc", ex.error_type, ex.http10, status)
+                    key = (grpc, ex.method, "grpc", ex.error_type, version, status)
                 else:
                     key = (grpc, ex.method, "grpc")
-            elif self.rich and (ex.error_type or ex.http10):
-                key = (status, ex.method, "http", ex.error_type, ex.http10)
+            elif self.rich and (ex.error_type or version != "1.1"):
+                key = (status, ex.method, "http", ex.error_type, version)
             else:
                 key = (status, ex.method, "http")
             index = bisect_left(self.bounds, duration)
@@ -462,8 +465,8 @@ def spill(meter: Any, semconv: dict[Any, list[Any]], clients: dict[Any, list[Any
             if protocol == "websocket":
                 continue
             status, method = (key[5] if protocol == "grpc" else key[0]), key[1]
-            error, http10 = (key[3], key[4]) if len(key) > 3 else ("", False)
-            _add_row(semconv, (route, scheme, status, method, error, http10), row)
+            error, version = (key[3], key[4]) if len(key) > 3 else ("", "1.1")
+            _add_row(semconv, (route, scheme, status, method, error, version), row)
             for ckey, (total, buckets) in row[6].items():
                 server, origin = ckey if isinstance(ckey, tuple) else (ckey, status)
                 crow = [sum(buckets), 0, 0, total, buckets, None]
@@ -662,13 +665,13 @@ class WorkerMetrics:
                         layout, size = layouts[prefix]
                         self._histogram(f"{prefix}{scope}_duration", labels, row, layout, size)
         layout, size = layouts[OTLP]
-        for (route, scheme, status, method, error, http10), row in semconv.items():
+        for (route, scheme, status, method, error, version), row in semconv.items():
             labels = (
                 method if method in METHODS else "_OTHER",
                 scheme,
                 str(status),
                 _server_error(status, error),
-                "1.0" if http10 else "1.1",
+                version,
                 route,
             )
             self._histogram("server_duration", labels, row, layout, size)
