@@ -202,6 +202,12 @@ class Backend:
         elif "/status/" in path:  # also under a router's prefix: /a/status/404
             status = int(path.rsplit("/status/", 1)[1])
             payload = b"" if status in (204, 304) else b"status"
+        elif path == "/trailers":
+            # a chunked body with a trailer section after it
+            conn.sendall(h.send(h11.Response(status_code=200, headers=[("x-server", self.name)])))
+            conn.sendall(h.send(h11.Data(data=b"body")))
+            conn.sendall(h.send(h11.EndOfMessage(headers=[("x-sum", "42"), ("x-more", "a b")])))
+            return
         elif path == "/upload":
             payload = json.dumps(
                 {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}

@@ -796,3 +796,36 @@ def test_otlp_server_histogram_says_http2(make_backend: Any, make_hopwire: Any) 
         hw.stop()
     finally:
         rx.close()
+
+
+def test_an_http11_backends_trailers_reach_both_kinds_of_client(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """A chunked response's trailer section from an HTTP/1.1 backend: to an HTTP/1.1 client
+    as the trailer section of its chunked answer, to an HTTP/2 client as HEADERS after the
+    DATA."""
+    import h11
+
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    c = Client(hw.port)
+    sid = c.request("/trailers")
+    status, _, body = c.response(sid)
+    assert (status, body) == (200, b"body")
+    got = [e for e in c.events if isinstance(e, h2.events.TrailersReceived) and e.stream_id == sid]
+    assert got and dict(got[0].headers) == {b"x-sum": b"42", b"x-more": b"a b"}
+    c.close()
+    conn = h11.Connection(h11.CLIENT)
+    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
+        sock.sendall(
+            conn.send(h11.Request(method="GET", target="/trailers", headers=[("host", "a")]))
+            + conn.send(h11.EndOfMessage())
+        )
+        events: list[Any] = []
+        while not events or not isinstance(events[-1], h11.EndOfMessage):
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+                continue
+            events.append(event)
+    assert dict(events[-1].headers) == {b"x-sum": b"42", b"x-more": b"a b"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from httptools import (
@@ -53,6 +54,7 @@ class Upstream(asyncio.Protocol):
     __slots__ = (
         "body_left",
         "buf",
+        "chunked",
         "closed",
         "ex",
         "fields_at",
@@ -100,6 +102,7 @@ class Upstream(asyncio.Protocol):
         self.body_left = 0
         self.keep = False
         self.interim = False
+        self.chunked = False  # the response's body is chunked: its trailers are read at its end
         self.idle_since = 0.0
         self.tunnel: Downstream | None = None  # the downstream connection after a 101
         self.closed = False
@@ -336,6 +339,8 @@ class Upstream(asyncio.Protocol):
             raise _HeadOnly()
         if length > 0 and status != 204 and status != 304:
             self.length = length  # if the body goes on past this read, it is counted
+        elif length < 0:  # no Content-Length: chunked, or to the close (rarer than either)
+            self.chunked = b"chunked" in self.head.lower()
 
     def on_body(self, body: bytes) -> None:
         if self.interim:  # RFC 9110 §15.2: a 1xx response has no content
@@ -350,8 +355,47 @@ class Upstream(asyncio.Protocol):
             self.interim = False
             return
         ex = self.ex
+        if self.chunked:
+            self.chunked = False
+            if ex is not None:
+                trailers = trailer_fields(self.buf)
+                if trailers:
+                    ex.response_trailers(trailers)
         if ex is not None and not ex.resp_complete:
             ex.response_complete(self.parser.should_keep_alive())
+
+
+_LAST_CHUNK = re.compile(rb"(?:^|\r\n)0+(?:;[^\r\n]*)?\r\n")
+
+
+def trailer_fields(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The trailer fields of a chunked body that ends in ``data`` (the read in which llhttp
+    completed it, and validated it): the field lines after its last chunk.  A trailer
+    section begun in an earlier read is not found (it is rare: a backend writes its last
+    chunk and its trailers together); then none are relayed."""
+    if not data.endswith(b"\r\n\r\n") or data.endswith(b"\r\n0\r\n\r\n"):
+        return []  # no trailer section (the common end), or not where it can be read
+    at = len(data) - 4
+    while True:
+        # the last chunk line closest to the end whose lines after it are all fields
+        found = None
+        for match in _LAST_CHUNK.finditer(data, max(0, at - 16384)):
+            if match.end() <= at + 2:
+                found = match
+        if found is None:
+            return []
+        block = data[found.end() : len(data) - 2]
+        fields = []
+        for line in block.split(b"\r\n")[:-1]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name.strip() != name:
+                break
+            fields.append((name, value.strip(b" \t")))
+        else:
+            return fields
+        at = found.start() - 1
+        if at <= 0:
+            return []
 
 
 class SlowReader(asyncio.BufferedProtocol):
