@@ -657,6 +657,38 @@ static int is_connection_field(const char *name, size_t n) {
     return 0;
 }
 
+/* The field line of an HTTP/1.1 head (written by the exchange) that starts at ``p``, before
+   ``end``: its name, lowercased in place, and its value without the whitespace around it.
+   1: a field; 0: the empty line, or the end; -1: a line without a name.  *next: where the
+   next line starts. */
+static int field_line(char *p, char *end, size_t *nlen, char **value, size_t *vlen,
+                      char **next) {
+    if (p >= end)
+        return 0;
+    char *le = memchr(p, '\n', (size_t)(end - p));
+    if (le == NULL)
+        le = end;
+    char *line_end = le > p && le[-1] == '\r' ? le - 1 : le;
+    *next = le < end ? le + 1 : end;
+    if (line_end == p)
+        return 0;
+    char *colon = memchr(p, ':', (size_t)(line_end - p));
+    if (colon == NULL || colon == p)
+        return -1;
+    *nlen = (size_t)(colon - p);
+    for (size_t i = 0; i < *nlen; i++)
+        if (p[i] >= 'A' && p[i] <= 'Z')
+            p[i] = (char)(p[i] + 32);
+    char *v = colon + 1, *ve = line_end;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    *value = v;
+    *vlen = (size_t)(ve - v);
+    return 1;
+}
+
 /* the fields of an HTTP/1.1 head ("HTTP/1.1 200 OK\r\nName: value\r\n...\r\n"), as nghttp2
    name/value pairs pointing into ``block`` (names lowercased there); *status: the code */
 static nghttp2_nv *head_fields(char *block, size_t n, size_t *count, int *status,
@@ -680,37 +712,18 @@ static nghttp2_nv *head_fields(char *block, size_t n, size_t *count, int *status
     }
     size_t k = 0;
     nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status_text, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    char *p = eol + 1, *end = block + n;
-    while (p < end) {
-        char *le = memchr(p, '\n', (size_t)(end - p));
-        if (le == NULL)
-            le = end;
-        char *line_end = le > p && le[-1] == '\r' ? le - 1 : le;
-        if (line_end == p) /* the empty line: the end of the head */
-            break;
-        char *colon = memchr(p, ':', (size_t)(line_end - p));
-        if (colon == NULL || colon == p) {
-            PyMem_RawFree(nv);
-            PyErr_SetString(PyExc_ValueError, "respond: a field line without a name");
-            return NULL;
-        }
-        size_t nlen = (size_t)(colon - p);
-        char *v = colon + 1;
-        while (v < line_end && (*v == ' ' || *v == '\t'))
-            v++;
-        char *ve = line_end;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        if (!is_connection_field(p, nlen)) {
-            for (size_t i = 0; i < nlen; i++) {
-                char c = p[i];
-                if (c >= 'A' && c <= 'Z')
-                    p[i] = (char)(c + 32);
-            }
-            nv[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, (size_t)(ve - v),
-                                   NGHTTP2_NV_FLAG_NONE};
-        }
-        p = le + 1;
+    char *p = eol + 1, *end = block + n, *v, *next;
+    size_t nlen, vlen;
+    int got;
+    while ((got = field_line(p, end, &nlen, &v, &vlen, &next)) > 0) {
+        if (!is_connection_field(p, nlen))
+            nv[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+        p = next;
+    }
+    if (got < 0) {
+        PyMem_RawFree(nv);
+        PyErr_SetString(PyExc_ValueError, "respond: a field line without a name");
+        return NULL;
     }
     *count = k;
     return nv;
@@ -768,92 +781,6 @@ static PyObject *Session_respond(Session *self, PyObject *args) {
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-/* request(method, scheme, authority, path, fields, end) -> stream_id: a request to the
-   backend (client side).  ``fields``: [(name, value)] as the exchange wrote them for
-   HTTP/1.1; the connection-specific ones, Host (now :authority) and a TE other than
-   "trailers" are left out (RFC 9113 §8.2.2, §8.3.1), names are lowercased.  ``end``: no
-   body follows; else send() and end() give it. */
-static PyObject *Session_request(Session *self, PyObject *args) {
-    const char *pv[4];
-    Py_ssize_t pn[4];
-    PyObject *fields;
-    int end;
-    if (!ready(self) || !PyArg_ParseTuple(args, "y#y#y#y#Op", &pv[0], &pn[0], &pv[1], &pn[1],
-                                          &pv[2], &pn[2], &pv[3], &pn[3], &fields, &end))
-        return NULL;
-    if (!self->client) {
-        PyErr_SetString(H2Error, "request: not a client session");
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(fields, "fields: a list of (name, value)");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq), total = 0;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_TypeError, "fields: (bytes, bytes) pairs");
-            return NULL;
-        }
-        total += PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 0));
-    }
-    char *names = PyMem_RawMalloc((size_t)total + 1);
-    nghttp2_nv *nv = PyMem_RawMalloc(((size_t)k + 4) * sizeof(nghttp2_nv));
-    if (names == NULL || nv == NULL) {
-        PyMem_RawFree(names);
-        PyMem_RawFree(nv);
-        Py_DECREF(seq);
-        return PyErr_NoMemory();
-    }
-    static const char *const pseudo[4] = {":method", ":scheme", ":authority", ":path"};
-    size_t count = 0;
-    for (int i = 0; i < 4; i++)
-        nv[count++] = (nghttp2_nv){(uint8_t *)pseudo[i], (uint8_t *)pv[i], strlen(pseudo[i]),
-                                   (size_t)pn[i], NGHTTP2_NV_FLAG_NONE};
-    char *at = names;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
-        size_t nl = (size_t)PyBytes_GET_SIZE(name), vl = (size_t)PyBytes_GET_SIZE(value);
-        const char *n = PyBytes_AS_STRING(name), *v = PyBytes_AS_STRING(value);
-        if (is_connection_field(n, nl) || (nl == 4 && strncasecmp(n, "host", 4) == 0) ||
-            (nl == 2 && strncasecmp(n, "te", 2) == 0 && !(vl == 8 && strncasecmp(v, "trailers", 8) == 0)))
-            continue;
-        for (size_t j = 0; j < nl; j++)
-            at[j] = (char)(n[j] >= 'A' && n[j] <= 'Z' ? n[j] + 32 : n[j]);
-        nv[count++] = (nghttp2_nv){(uint8_t *)at, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE};
-        at += nl;
-    }
-    Out *o = NULL;
-    nghttp2_data_provider prd;
-    if (!end) {
-        o = new_out(self);
-        if (o == NULL) {
-            PyMem_RawFree(names);
-            PyMem_RawFree(nv);
-            Py_DECREF(seq);
-            return NULL;
-        }
-        prd.source.ptr = o;
-        prd.read_callback = read_out;
-    }
-    /* nghttp2 copies the names and values */
-    int32_t id = nghttp2_submit_request(self->session, NULL, nv, count, end ? NULL : &prd, o);
-    PyMem_RawFree(names);
-    PyMem_RawFree(nv);
-    Py_DECREF(seq);
-    if (id < 0) {
-        drop_out(self, o);
-        PyErr_Format(H2Error, "request: %s", nghttp2_strerror(id));
-        return NULL;
-    }
-    if (o != NULL)
-        o->id = id;
-    return PyLong_FromLong(id);
 }
 
 /* request_head(head, scheme, pending) -> (stream_id, left, grpc_timeout): a request to the
@@ -926,25 +853,11 @@ static PyObject *Session_request_head(Session *self, PyObject *args) {
     nv[authority_at] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)"", 10, 0, 0};
     nv[k++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)(sp1 + 1), 5, (size_t)(eol - 9 - sp1 - 1), 0};
     long long left = 0;
-    for (char *p = eol + 2; p < end;) {
-        char *le = memchr(p, '\r', (size_t)(end - p));
-        if (le == NULL)
-            le = end;
-        char *colon = memchr(p, ':', (size_t)(le - p));
-        if (colon == NULL || colon == p) {
-            why = "a field line without a name";
-            goto done;
-        }
-        size_t nlen = (size_t)(colon - p);
-        for (size_t i = 0; i < nlen; i++)
-            if (p[i] >= 'A' && p[i] <= 'Z')
-                p[i] = (char)(p[i] + 32);
-        char *v = colon + 1, *ve = le;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        size_t vlen = (size_t)(ve - v);
+    char *p = eol + 2, *v, *next;
+    size_t nlen, vlen;
+    int got;
+    for (; (got = field_line(p, end, &nlen, &v, &vlen, &next)) > 0; p = next) {
+        char *ve = v + vlen;
         if (nlen == 4 && memcmp(p, "host", 4) == 0) {
             nv[authority_at].value = (uint8_t *)v;
             nv[authority_at].valuelen = vlen;
@@ -968,7 +881,10 @@ static PyObject *Session_request_head(Session *self, PyObject *args) {
             }
             nv[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nlen, vlen, 0};
         }
-        p = le + 2;
+    }
+    if (got < 0) {
+        why = "a field line without a name";
+        goto done;
     }
     nv[k++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
     int end_stream = left == 0 && !pending;
@@ -1009,14 +925,6 @@ static PyObject *Session_ping(Session *self, PyObject *unused) {
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-/* remote_limit(): the peer's SETTINGS_MAX_CONCURRENT_STREAMS */
-static PyObject *Session_remote_limit(Session *self, PyObject *unused) {
-    if (!ready(self))
-        return NULL;
-    return PyLong_FromUnsignedLong(nghttp2_session_get_remote_settings(
-        self->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
 }
 
 /* the queue of a stream's body, or NULL */
@@ -1263,13 +1171,9 @@ static PyMethodDef Session_methods[] = {
     {"counters", (PyCFunction)Session_counters, METH_NOARGS, "What was refused, counted."},
     {"queued", (PyCFunction)Session_queued, METH_O, "queued(stream_id): body bytes waiting"},
     {"close", (PyCFunction)Session_close, METH_NOARGS, "Drop the session."},
-    {"request", (PyCFunction)Session_request, METH_VARARGS,
-     "request(method, scheme, authority, path, fields, end) -> stream_id (client side)"},
     {"ping", (PyCFunction)Session_ping, METH_NOARGS, "A PING (its ACK: h2_pong)."},
     {"request_head", (PyCFunction)Session_request_head, METH_VARARGS,
      "request_head(head, scheme, pending) -> (stream_id, left, grpc_timeout) (client side)"},
-    {"remote_limit", (PyCFunction)Session_remote_limit, METH_NOARGS,
-     "The peer's SETTINGS_MAX_CONCURRENT_STREAMS."},
     {NULL, NULL, 0, NULL},
 };
 
