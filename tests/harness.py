@@ -545,6 +545,23 @@ def exchange(
     return status, resp_headers, data
 
 
+def h11_round(port: int, *events: Any) -> list[Any]:
+    """Send the h11 client ``events`` (a Request, its Data, its EndOfMessage with trailer
+    fields or not) on a fresh connection; the response's events, through its EndOfMessage
+    (whose headers are its trailer section)."""
+    conn = h11.Connection(h11.CLIENT)
+    got: list[Any] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"".join(conn.send(e) or b"" for e in events))
+        while not got or not isinstance(got[-1], h11.EndOfMessage):
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+                continue
+            got.append(event)
+    return got
+
+
 def header(headers: list[tuple[str, str]], name: str) -> str | None:
     for n, v in headers:
         if n.lower() == name:

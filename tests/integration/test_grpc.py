@@ -21,7 +21,7 @@ import h11
 import pytest
 
 from tests.certs import Authority
-from tests.harness import catch_all, free_port, request, wait_for
+from tests.harness import catch_all, free_port, h11_round, request, wait_for
 
 
 class Service:
@@ -297,31 +297,21 @@ def test_trailers_reach_an_http11_client_as_a_chunked_trailer_section(
     hw = make_hopwire({"http": catch_all(service.url)})
     message = b"hello"
     body = b"\x00" + struct.pack(">I", len(message)) + message  # one gRPC message frame
-    conn = h11.Connection(h11.CLIENT)
-    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
-        sock.sendall(
-            conn.send(
-                h11.Request(
-                    method="POST",
-                    target="/t.S/U",
-                    headers=[
-                        ("host", "a.test"),
-                        ("content-type", "application/grpc"),
-                        ("te", "trailers"),
-                        ("content-length", str(len(body))),
-                    ],
-                )
-            )
-            + conn.send(h11.Data(data=body))
-            + conn.send(h11.EndOfMessage())
-        )
-        events: list[Any] = []
-        while not events or not isinstance(events[-1], h11.EndOfMessage):
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(sock.recv(65536))
-                continue
-            events.append(event)
+    events = h11_round(
+        hw.port,
+        h11.Request(
+            method="POST",
+            target="/t.S/U",
+            headers=[
+                ("host", "a.test"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("content-length", str(len(body))),
+            ],
+        ),
+        h11.Data(data=body),
+        h11.EndOfMessage(),
+    )
     response, end = events[0], events[-1]
     assert response.status_code == 200
     data = b"".join(e.data for e in events if isinstance(e, h11.Data))
@@ -447,27 +437,19 @@ def test_http11_clients_through_an_h2c_backend(make_hopwire: Any) -> None:
             ("POST", [("transfer-encoding", "chunked")], b"", [b"abc", b"defgh"]),
         ]
         for method, extra, body, chunks in cases:
-            conn = h11.Connection(h11.CLIENT)
-            with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
-                headers = [
-                    ("host", "a.test:81"),
-                    ("connection", "keep-alive"),
-                    ("te", "trailers"),
-                    ("x-mine", "v"),
-                    *extra,
-                ]
-                out = conn.send(h11.Request(method=method, target="/p?q=1", headers=headers))
-                for piece in chunks or ([body] if body else []):
-                    out += conn.send(h11.Data(data=piece))
-                out += conn.send(h11.EndOfMessage(headers=[("x-sum", "9")] if chunks else []))
-                sock.sendall(out)
-                events: list[Any] = []
-                while not events or not isinstance(events[-1], h11.EndOfMessage):
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        conn.receive_data(sock.recv(65536))
-                        continue
-                    events.append(event)
+            headers = [
+                ("host", "a.test:81"),
+                ("connection", "keep-alive"),
+                ("te", "trailers"),
+                ("x-mine", "v"),
+                *extra,
+            ]
+            events = h11_round(
+                hw.port,
+                h11.Request(method=method, target="/p?q=1", headers=headers),
+                *(h11.Data(data=piece) for piece in chunks or ([body] if body else [])),
+                h11.EndOfMessage(headers=[("x-sum", "9")] if chunks else []),
+            )
             response = events[0]
             assert response.status_code == 200
             assert (b"transfer-encoding", b"chunked") in response.headers  # no length given

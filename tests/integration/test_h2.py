@@ -23,7 +23,7 @@ import h2.settings
 import pytest
 
 from tests.certs import Authority
-from tests.harness import catch_all, free_port, request, wait_for
+from tests.harness import catch_all, free_port, h11_round, request, wait_for
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("curl") and shutil.which("h2load") and shutil.which("nghttp")),
@@ -734,26 +734,16 @@ def test_http11_request_trailers_are_relayed(make_backend: Any, make_hopwire: An
 
     b = make_backend()
     hw = make_hopwire({"http": catch_all(b.url)})
-    conn = h11.Connection(h11.CLIENT)
-    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
-        sock.sendall(
-            conn.send(
-                h11.Request(
-                    method="POST",
-                    target="/echo",
-                    headers=[("host", "a.test"), ("transfer-encoding", "chunked")],
-                )
-            )
-            + conn.send(h11.Data(data=b"hello"))
-            + conn.send(h11.EndOfMessage(headers=[("x-checksum", "5"), ("host", "evil.test")]))
-        )
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(sock.recv(65536))
-                continue
-            if isinstance(event, h11.EndOfMessage):
-                break
+    h11_round(
+        hw.port,
+        h11.Request(
+            method="POST",
+            target="/echo",
+            headers=[("host", "a.test"), ("transfer-encoding", "chunked")],
+        ),
+        h11.Data(data=b"hello"),
+        h11.EndOfMessage(headers=[("x-checksum", "5"), ("host", "evil.test")]),
+    )
     assert b.requests[-1][3] == b"hello"
     assert b.trailers[-1] == [("x-checksum", "5")]
 
@@ -815,17 +805,9 @@ def test_an_http11_backends_trailers_reach_both_kinds_of_client(
     got = [e for e in c.events if isinstance(e, h2.events.TrailersReceived) and e.stream_id == sid]
     assert got and dict(got[0].headers) == {b"x-sum": b"42", b"x-more": b"a b"}
     c.close()
-    conn = h11.Connection(h11.CLIENT)
-    with socket.create_connection(("127.0.0.1", hw.port), timeout=10) as sock:
-        sock.sendall(
-            conn.send(h11.Request(method="GET", target="/trailers", headers=[("host", "a")]))
-            + conn.send(h11.EndOfMessage())
-        )
-        events: list[Any] = []
-        while not events or not isinstance(events[-1], h11.EndOfMessage):
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(sock.recv(65536))
-                continue
-            events.append(event)
+    events = h11_round(
+        hw.port,
+        h11.Request(method="GET", target="/trailers", headers=[("host", "a")]),
+        h11.EndOfMessage(),
+    )
     assert dict(events[-1].headers) == {b"x-sum": b"42", b"x-more": b"a b"}
