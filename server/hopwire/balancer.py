@@ -67,7 +67,7 @@ class Server:
         "weight",
     )
 
-    def __init__(self, url: str, weight: int, pool: Pool | H2Pool, host_header: bytes, scheme: str):
+    def __init__(self, url: str, weight: int, pool: Pool, host_header: bytes, scheme: str):
         self.url = url
         self.url_base = url.rstrip("/")  # a CLIENT span's url.full is this plus the path
         self.weight = weight
@@ -109,7 +109,7 @@ class Service:
             shown = f"[{host}]" if ":" in host else host
             host_header = (shown if default_port else f"{shown}:{port}").encode()
             label = f"{name}:{s.url}"
-            pool: Pool | H2Pool
+            pool: Pool
             if parts.scheme == "h2c" or h2:  # h2 to https: if the server chooses it (ALPN)
                 pool = H2Pool(loop, host, port, ctx, transport, label, check_ctx)
             else:

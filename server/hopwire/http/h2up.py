@@ -513,30 +513,19 @@ class H2Backend(asyncio.Protocol):
         pass
 
 
-class H2Pool:
-    """The connections to one HTTP/2 backend server (``hopwire.http.pool.Pool``'s contract):
-    ``take`` and ``connect`` give a new stream on a connection."""
+class H2Pool(Pool):
+    """The connections to one HTTP/2 backend server: a ``Pool``'s settings, but ``take`` and
+    ``connect`` give a new stream on a connection (one carries many)."""
 
     __slots__ = (
-        "check_ssl",
         "config",
         "conns",
-        "dial_timeout",
         "dialing",
-        "expect_continue_timeout",
         "h1",
-        "host",
-        "idle_timeout",
-        "label",
-        "loop",
         "ping_timeout",
-        "port",
         "read_idle_timeout",
-        "response_header_timeout",
         "retired",
         "scheme",
-        "server_hostname",
-        "ssl",
     )
 
     def __init__(
@@ -549,25 +538,16 @@ class H2Pool:
         label: str,
         check_ssl: ssl.SSLContext | None = None,
     ):
-        self.loop = loop
-        self.host = host
-        self.port = port
-        self.ssl = ssl_context
+        super().__init__(loop, host, port, ssl_context, transport, label)
         # https:// only: the context offering only http/1.1 (the health checks', and the
         # connections' once the server has chosen HTTP/1.1)
         self.check_ssl = check_ssl
         self.config = transport
         self.h1: Pool | None = None  # the server chose HTTP/1.1: its connections are these
         self.scheme = b"https" if ssl_context is not None else b"http"
-        self.server_hostname = (transport.serverName or host) if ssl_context is not None else None
         timeouts = transport.forwardingTimeouts
-        self.dial_timeout = timeouts.dialTimeout or None
-        self.idle_timeout = timeouts.idleConnTimeout
-        self.response_header_timeout = timeouts.responseHeaderTimeout
-        self.expect_continue_timeout = timeouts.expectContinueTimeout
         self.read_idle_timeout = timeouts.readIdleTimeout
         self.ping_timeout = timeouts.pingTimeout
-        self.label = label
         self.conns: list[H2Backend] = []
         self.dialing: asyncio.Future[H2Backend | None] | None = None
         self.retired = False
