@@ -86,7 +86,7 @@ UNTRAILED = frozenset(
 
 def trailer_section(fields: list[tuple[bytes, bytes]]) -> bytes:
     """The last chunk of a chunked body with its trailer fields."""
-    return b"".join((b"0\r\n", *(b"%s: %s\r\n" % field for field in fields), CRLF))
+    return b"".join((b"0\r\n", field_lines(fields), CRLF))
 
 
 class Exchange(RequestHead):
