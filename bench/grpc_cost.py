@@ -8,9 +8,10 @@ answering the same gRPC message from a file with ``grpc-status: 0`` as a trailer
 fast enough to load the worker as the HTTP/1.1 case does); and nginx serving a 16 KiB file
 over HTTP/1.1.  The gRPC calls are driven by ``h2load -c 10 -m 10`` over h2c (POST,
 ``content-type: application/grpc``, one 12-byte message); the HTTP/1.1 requests by
-``h2load --h1 -c 10``.  Interleaved rounds; reported: medians of requests/s and of hopwire's
-CPU (master and worker) per request, and the gRPC/HTTP/1.1 ratios against the target (a
-gRPC call no dearer than the 16 KiB request).
+``h2load --h1 -c 10``, to nginx and to ``bench/slow_backend.py`` (as slow as the grpcio
+server: the same regime, for the grpcio row).  Interleaved rounds; reported: medians of
+requests/s and of hopwire's CPU (master and worker) per request, and the gRPC/HTTP/1.1
+ratios against the target (a gRPC call no dearer than the 16 KiB request).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main() -> None:
     body.write_bytes(b"\x00" + struct.pack(">I", len(MESSAGE)) + MESSAGE)
     (docroot / "bench.N").mkdir()
     (docroot / "bench.N" / "Echo").write_bytes(body.read_bytes())  # the answer, framed
-    be, gb, ng, hw, hw_int = (free_port() for _ in range(5))
+    be, gb, ng, sb, hw, hw_int = (free_port() for _ in range(6))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(
@@ -89,6 +90,11 @@ def main() -> None:
                 [sys.executable, str(ROOT / "bench" / "grpc_backend.py"), "--port", str(gb)]
             )
         )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "slow_backend.py"), "--port", str(sb)]
+            )
+        )
         (tmp / "hopwire.yml").write_text(f"""
 workers: 1
 entryPoints:
@@ -98,15 +104,17 @@ http:
   routers:
     grpc: {{rule: "PathPrefix(`/bench.B/`)", service: grpc}}
     fast: {{rule: "PathPrefix(`/bench.N/`)", service: fast}}
+    slow: {{rule: "PathPrefix(`/slow/`)", service: slow}}
     files: {{rule: "PathPrefix(`/`)", service: files}}
   services:
     grpc: {{loadBalancer: {{servers: [{{url: "h2c://127.0.0.1:{gb}"}}]}}}}
     fast: {{loadBalancer: {{servers: [{{url: "h2c://127.0.0.1:{ng}"}}]}}}}
     files: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{be}"}}]}}}}
+    slow: {{loadBalancer: {{servers: [{{url: "http://127.0.0.1:{sb}"}}]}}}}
 """)
         hopwire = start_hopwire(tmp / "hopwire.yml")
         procs.append(hopwire)
-        for port in (be, gb, ng, hw):
+        for port in (be, gb, ng, sb, hw):
             wait_port(port)
         time.sleep(1.0)
         call = [
@@ -117,6 +125,7 @@ http:
             "gRPC unary, grpcio backend": [*call, f"http://127.0.0.1:{hw}/bench.B/Echo"],
             "gRPC unary, fast h2c backend": [*call, f"http://127.0.0.1:{hw}/bench.N/Echo"],
             "HTTP/1.1 16 KiB": ["--h1", "-c", "10", f"http://127.0.0.1:{hw}/16KiB"],
+            "HTTP/1.1 16 KiB, slow backend": ["--h1", "-c", "10", f"http://127.0.0.1:{hw}/slow/"],
         }
         for argv in kinds.values():  # warm up
             h2load(argv, 1)
@@ -140,7 +149,8 @@ http:
             f"Python {platform.python_version()}; 1 hopwire worker; {args.rounds} interleaved "
             f"rounds of {args.seconds:g}s, medians. gRPC: h2load -c 10 -m 10 over h2c, 12-byte "
             "messages, to a grpcio server or to nginx answering the same message with its "
-            "trailer (both h2c://); HTTP/1.1: h2load --h1 -c 10 to nginx serving 16 KiB.",
+            "trailer (both h2c://); HTTP/1.1: h2load --h1 -c 10 to nginx serving 16 KiB, or "
+            "to a Python backend spending 150 µs on each request (bench/slow_backend.py).",
             "",
             "| request | req/s | hopwire CPU per request |",
             "| --- | ---: | ---: |",
@@ -153,6 +163,13 @@ http:
             ratio = med[name][1] / http_us
             verdict = "met" if ratio <= 1.0 else "missed"
             lines.append(f"| {name.partition(', ')[2]} | {ratio:.2f} | at most 1.00: {verdict} |")
+        slow = med["gRPC unary, grpcio backend"][1] / med["HTTP/1.1 16 KiB, slow backend"][1]
+        lines += [
+            "",
+            "In the same regime (each backend answering a few thousand requests a second, so "
+            "that hopwire wakes for nearly every answer), a gRPC call behind grpcio costs "
+            f"{slow:.2f}× a 16 KiB HTTP/1.1 request behind the slow HTTP/1.1 backend.",
+        ]
         text = "\n".join(lines) + "\n"
         Path(args.out).write_text(text)
         print(text)

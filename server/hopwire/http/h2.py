@@ -373,6 +373,7 @@ class Stream:
         """The exchange has ended: end the stream (reset it when its answer was cut short)."""
         self.served += 1
         self.writer = None
+        self.active = None  # the exchange points at its stream: no cycle left for the collector
         if self.closed:
             return
         session = self.conn.session

@@ -44,26 +44,6 @@ SEND_LOW_WATER = 64 * 1024
 HEAD_LIMIT = 1 << 20  # bytes of a response head (as hopwire.http.upstream)
 
 
-class _Flow:
-    """``BackendStream.flow``: paused, the stream's window is not reopened for the bytes the
-    backend sends (the slow client's backpressure, as ReadFlow pauses a socket)."""
-
-    __slots__ = ("reasons", "stream")
-
-    def __init__(self, stream: BackendStream):
-        self.stream = stream
-        self.reasons = 0
-
-    def pause(self, reason: int) -> None:
-        self.reasons |= reason
-
-    def resume(self, reason: int) -> None:
-        if self.reasons & reason:
-            self.reasons &= ~reason
-            if not self.reasons:
-                self.stream.reopen()
-
-
 class BackendStream:
     """One exchange's request and response on a backend's HTTP/2 connection: a backend
     connection as the exchange knows one (the Upstream contract), and that connection's
@@ -76,7 +56,6 @@ class BackendStream:
         "ex",
         "fields_at",
         "finished",
-        "flow",
         "fresh",
         "head",
         "headers",
@@ -86,6 +65,7 @@ class BackendStream:
         "narrowed",
         "pool",
         "reason",
+        "reasons",
         "req_ended",
         "req_trailers",
         "resp_ended",
@@ -109,7 +89,7 @@ class BackendStream:
         self.idle_since = 0.0
         self.tunnel = None  # never a byte tunnel
         self.narrowed = False
-        self.flow = _Flow(self)
+        self.reasons = 0  # why the response's window is held (flow), 0: not
         self.unconsumed = 0  # response bytes received while paused: the window given back later
         self.left = 0  # request body bytes still to come (-1: chunked)
         self.finished = False  # the request's END_STREAM is queued
@@ -123,6 +103,22 @@ class BackendStream:
     @property
     def transport(self) -> BackendStream:
         return self
+
+    @property
+    def flow(self) -> BackendStream:
+        """Paused, the stream's window is not reopened for the bytes the backend sends (the
+        slow client's backpressure, as ReadFlow pauses a socket).  The stream itself, as
+        ``Stream.flow`` is: a separate object would make a reference cycle per request."""
+        return self
+
+    def pause(self, reason: int) -> None:
+        self.reasons |= reason
+
+    def resume(self, reason: int) -> None:
+        if self.reasons & reason:
+            self.reasons &= ~reason
+            if not self.reasons:
+                self.reopen()
 
     # -- what the exchange writes: its HTTP/1.1 request, read back ------------------------
 
@@ -260,7 +256,7 @@ class BackendStream:
         ex.response_body(data)
         if ex.out:
             ex.flush_down()
-        if self.flow.reasons:
+        if self.reasons:
             self.unconsumed += len(data)
         else:
             self.conn.session.consume(self.id, len(data))
