@@ -202,11 +202,17 @@ class Backend:
         elif "/status/" in path:  # also under a router's prefix: /a/status/404
             status = int(path.rsplit("/status/", 1)[1])
             payload = b"" if status in (204, 304) else b"status"
-        elif path == "/trailers":
-            # a chunked body with a trailer section after it
+        elif path == "/trailers" or path.startswith("/trailers/"):
+            # a chunked body with a trailer section after it; /trailers/N/K: a body of N bytes,
+            # and the last chunk and trailer section written in pieces of K bytes, 20 ms apart
+            size, piece = (int(x) for x in path[10:].split("/")) if path != "/trailers" else (4, 0)
             conn.sendall(h.send(h11.Response(status_code=200, headers=[("x-server", self.name)])))
-            conn.sendall(h.send(h11.Data(data=b"body")))
-            conn.sendall(h.send(h11.EndOfMessage(headers=[("x-sum", "42"), ("x-more", "a b")])))
+            conn.sendall(h.send(h11.Data(data=b"body" if size == 4 else b"b" * size)))
+            end = h.send(h11.EndOfMessage(headers=[("x-sum", "42"), ("x-more", "a b")]))
+            for at in range(0, len(end), piece or len(end)):
+                conn.sendall(end[at : at + (piece or len(end))])
+                if piece:
+                    time.sleep(0.02)
             return
         elif path == "/upload":
             payload = json.dumps(

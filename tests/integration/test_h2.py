@@ -811,3 +811,32 @@ def test_an_http11_backends_trailers_reach_both_kinds_of_client(
         h11.EndOfMessage(),
     )
     assert dict(events[-1].headers) == {b"x-sum": b"42", b"x-more": b"a b"}
+
+
+@pytest.mark.parametrize("piece", [1, 5, 13])
+def test_an_http11_backends_trailers_written_in_pieces(
+    make_backend: Any, make_hopwire: Any, piece: int
+) -> None:
+    """A trailer section that arrives over several reads (the backend writes the last
+    chunk and each trailer line apart, down to a byte at a time), after a body of several
+    reads, is relayed whole; then the connection serves the next request."""
+    import h11
+
+    b = make_backend()
+    hw = make_hopwire({"http": catch_all(b.url)})
+    for size in (4, 300_000):
+        events = h11_round(
+            hw.port,
+            h11.Request(method="GET", target=f"/trailers/{size}/{piece}", headers=[("host", "a")]),
+            h11.EndOfMessage(),
+        )
+        body = b"".join(e.data for e in events if isinstance(e, h11.Data))
+        assert len(body) == size
+        assert dict(events[-1].headers) == {b"x-sum": b"42", b"x-more": b"a b"}
+    c = Client(hw.port)
+    sid = c.request(f"/trailers/70000/{piece}")
+    status, _, body = c.response(sid)
+    assert (status, len(body)) == (200, 70000)
+    got = [e for e in c.events if isinstance(e, h2.events.TrailersReceived) and e.stream_id == sid]
+    assert got and dict(got[0].headers) == {b"x-sum": b"42", b"x-more": b"a b"}
+    c.close()

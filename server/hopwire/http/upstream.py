@@ -73,6 +73,7 @@ class Upstream(asyncio.Protocol):
         "partial",
         "pool",
         "reason",
+        "tail",
         "transport",
         "tunnel",
     )
@@ -103,6 +104,7 @@ class Upstream(asyncio.Protocol):
         self.keep = False
         self.interim = False
         self.chunked = False  # the response's body is chunked: its trailers are read at its end
+        self.tail: list[bytes] = []  # a chunked body's latest reads: its trailers may begin there
         self.idle_since = 0.0
         self.tunnel: Downstream | None = None  # the downstream connection after a 101
         self.closed = False
@@ -226,6 +228,8 @@ class Upstream(asyncio.Protocol):
                 if left >= COUNTED:  # counted from now on (counted_body)
                     self.body_left = left
                     self.keep = self.parser.should_keep_alive()  # meaningful until its end
+            elif self.chunked:  # a chunked body goes on: its trailer section may begin here
+                self.keep_tail(data)
             self.buf = b""
         except HttpParserUpgrade as exc:
             if self.ex is not None:
@@ -274,6 +278,19 @@ class Upstream(asyncio.Protocol):
                 self.polluted()
         if ex.out:
             ex.flush_down()
+
+    def keep_tail(self, data: bytes) -> None:
+        """Keep the reads (references, not copies) that hold a chunked body's last
+        ``TRAILER_LIMIT`` bytes so far: a trailer section that begins in one of them and ends
+        in a later read is read whole at the body's end (``trailer_fields``)."""
+        tail = self.tail
+        tail.append(data)
+        size = 0
+        for n, piece in enumerate(reversed(tail)):
+            size += len(piece)
+            if size >= TRAILER_LIMIT:
+                del tail[: len(tail) - n - 1]
+                return
 
     def keep_partial(self) -> None:
         partial = self.buf[self.head_at :]
@@ -357,29 +374,36 @@ class Upstream(asyncio.Protocol):
         ex = self.ex
         if self.chunked:
             self.chunked = False
+            data = self.buf
+            tail = self.tail
+            if tail:
+                self.tail = []
+                if data != b"0\r\n\r\n" and not data.endswith(b"\r\n0\r\n\r\n"):
+                    # not the common end without trailers: they may have begun earlier
+                    data = b"".join([tail[0][-TRAILER_LIMIT:], *tail[1:], data])
             if ex is not None:
-                trailers = trailer_fields(self.buf)
+                trailers = trailer_fields(data)
                 if trailers:
                     ex.response_trailers(trailers)
         if ex is not None and not ex.resp_complete:
             ex.response_complete(self.parser.should_keep_alive())
 
 
-_LAST_CHUNK = re.compile(rb"(?:^|\r\n)0+(?:;[^\r\n]*)?\r\n")
+TRAILER_LIMIT = 16384  # a trailer section longer than this is not relayed
+_LAST_CHUNK = re.compile(rb"\r\n0+(?:;[^\r\n]*)?\r\n")  # after the head or a chunk
 
 
 def trailer_fields(data: bytes) -> list[tuple[bytes, bytes]]:
     """The trailer fields of a chunked body that ends in ``data`` (the read in which llhttp
-    completed it, and validated it): the field lines after its last chunk.  A trailer
-    section begun in an earlier read is not found (it is rare: a backend writes its last
-    chunk and its trailers together); then none are relayed."""
+    completed it, and validated it, after the last ``TRAILER_LIMIT`` bytes of the reads
+    before it): the field lines after its last chunk."""
     if not data.endswith(b"\r\n\r\n") or data.endswith(b"\r\n0\r\n\r\n"):
         return []  # no trailer section (the common end), or not where it can be read
     at = len(data) - 4
     while True:
         # the last chunk line closest to the end whose lines after it are all fields
         found = None
-        for match in _LAST_CHUNK.finditer(data, max(0, at - 16384)):
+        for match in _LAST_CHUNK.finditer(data, max(0, at - TRAILER_LIMIT)):
             if match.end() <= at + 2:
                 found = match
         if found is None:
