@@ -34,6 +34,8 @@ from hopwire import config as config_mod
 from hopwire.checks import validate
 from hopwire.config import Config, ConfigError
 from hopwire.http import tls
+from hopwire.kube.provider import NAMES as PROVIDER_NAMES
+from hopwire.kube.provider import run_provider
 from hopwire.live import POLL, Channel, Watcher
 from hopwire.middlewares import limits
 from hopwire.supervise import STACK_SIGNAL, Stuck, Supervisor
@@ -58,6 +60,8 @@ SIGNALS = (
     signal.SIGCHLD,
 )
 BOOT_TIMEOUT = 30.0
+PROVIDERS = ("kubernetesCRD", "kubernetesIngress")  # forked provider processes, by index
+PROVIDER_WAIT = 10.0  # at start, how long the workers wait for the providers' first reading
 BACKOFF_MAX = 5.0
 HEALTHY_BEAT = 8 * TICK  # a worker that missed eight ticks is not serving
 
@@ -89,9 +93,10 @@ class Source:
     path: str | None
     flags: list[str]
     environ: dict[str, str] = field(default_factory=dict)
+    snapshots: list[str] = field(default_factory=list)  # the provider processes' files
 
     def load(self) -> Config:
-        return checks.load(self.path, self.flags, self.environ)
+        return checks.load(self.path, self.flags, self.environ, self.snapshots)
 
 
 def bind(address: str, reuse_port: bool) -> socket.socket:
@@ -120,6 +125,10 @@ class Arbiter:
         # the two kinds of children, each with its supervisor and its own backoff
         self.worker_sup: Supervisor[WorkerProc] = Supervisor()
         self.exporter_sup: Supervisor[int] = Supervisor()  # pid -> index
+        self.provider_sup: Supervisor[int] = Supervisor()  # pid -> index in PROVIDERS
+        self.retired_providers: set[int] = set()
+        self.provider_refused = False
+        self.provider_dir: str | None = None
         self.stuck = Stuck()
         self.generation = 0
         self.count = config.worker_count
@@ -216,9 +225,14 @@ class Arbiter:
             tuple(otlp_metrics.explicitBoundaries) if otlp_metrics is not None else (),
         )
         metrics.family("last_reload").set(time.time())
-        for role in ("worker", "exporter"):
+        for role in ("worker", "exporter", "provider"):
             metrics.family("restarts").labels(role)  # 0 until one dies: a series to alert on
         self.channel = Channel()
+        if self.start_providers() and not self.wait_providers():
+            log.error("a Kubernetes provider was refused by the API server; stopping")
+            self.kill_all(signal.SIGTERM)
+            self.reap(block=True)
+            return 2
         self.watch(self.config)
         for sig in SIGNALS:
             signal.signal(sig, self.enqueue)
@@ -318,6 +332,127 @@ class Arbiter:
         )
         self.workers[pid] = WorkerProc(pid, slot, self.generation, heartbeat, time.monotonic())
         return pid
+
+    # -- Kubernetes providers ----------------------------------------------------------------
+
+    @property
+    def providers(self) -> dict[int, int]:  # pid -> index in PROVIDERS
+        return self.provider_sup.children
+
+    def start_providers(self) -> bool:
+        """Fork a process per configured Kubernetes provider; each writes its snapshot
+        file, which every load of the configuration merges (``Source.snapshots``)."""
+        wanted = [i for i, name in enumerate(PROVIDERS) if getattr(self.config.providers, name)]
+        if self.provider_dir is None and wanted:
+            self.provider_dir = tempfile.mkdtemp(prefix="hopwire-providers-")
+        self.source.snapshots = [self.snapshot(i) for i in wanted]
+        for index in wanted:
+            self.spawn_provider(index)
+        return bool(wanted)
+
+    def snapshot(self, index: int) -> str:
+        assert self.provider_dir is not None
+        return os.path.join(self.provider_dir, f"{PROVIDER_NAMES[PROVIDERS[index]]}.json")
+
+    def spawn_provider(self, index: int) -> None:
+        path = self.snapshot(index)
+        src = self.source
+        others = [p for p in src.snapshots if p != path]  # the other provider's objects
+
+        def base() -> Config:
+            """The configuration without this provider's objects, as it is on disk now."""
+            return checks.load(src.path, src.flags, src.environ, others)
+
+        pid = self.fork(
+            "provider",
+            run_provider,
+            self.config,
+            PROVIDERS[index],
+            path,
+            path[:-5] + "-files",
+            base,
+        )
+        self.providers[pid] = index
+
+    def wait_providers(self) -> bool:
+        """Before the first workers: their first reading of the cluster, for at most
+        PROVIDER_WAIT seconds (a cluster that cannot be reached does not keep the file
+        provider's routes from serving; its objects are applied once they are read).
+        False: a provider was refused by the API server (it logged why): start-up stops."""
+        deadline = time.monotonic() + PROVIDER_WAIT
+        while time.monotonic() < deadline:
+            self.reap(block=False, during_boot=True)
+            if self.provider_refused:
+                return False
+            if all(os.path.exists(p) for p in self.source.snapshots):
+                break
+            time.sleep(0.05)
+        else:
+            log.warning(
+                "the Kubernetes provider(s) read nothing in %gs: serving without their "
+                "objects until they do (see their log lines)",
+                PROVIDER_WAIT,
+            )
+            return True
+        try:
+            new = self.source.load()
+            store = tls.build(new)
+        except ConfigError as exc:
+            self.rejected(exc.errors)
+            return True
+        except tls.TLSError as exc:
+            self.rejected(exc.errors)
+            return True
+        self.config, self.tls_store = new, store
+        self.shared = limits.shared_state(new)
+        return True
+
+    def restart_providers(self, before: Config, new: Config) -> None:
+        """A reload that changed a provider's options (or the log's) starts it again."""
+        old = {index: pid for pid, index in self.providers.items()}
+        for index, name in enumerate(PROVIDERS):
+            options = getattr(new.providers, name)
+            pid = old.get(index)
+            same = options == getattr(before.providers, name) and new.log == before.log
+            if pid is not None and same:
+                continue
+            if pid is not None:
+                del self.providers[pid]
+                self.retired_providers.add(pid)
+                self.signal(pid, signal.SIGTERM)
+            if options is None and self.provider_dir is not None:
+                path = self.snapshot(index)
+                if os.path.exists(path):
+                    os.unlink(path)  # its objects leave with it (the watcher sees the change)
+        wanted = [i for i, name in enumerate(PROVIDERS) if getattr(new.providers, name)]
+        if wanted and self.provider_dir is None:
+            self.provider_dir = tempfile.mkdtemp(prefix="hopwire-providers-")
+        self.source.snapshots = [self.snapshot(i) for i in wanted]
+        running = set(self.providers.values())
+        for index in wanted:
+            if index not in running:
+                self.spawn_provider(index)
+
+    def provider_exited(self, pid: int, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if pid in self.retired_providers:
+            self.retired_providers.discard(pid)
+            return
+        index = self.providers.pop(pid)
+        if self.stopping:
+            return
+        if code == 2 and self.generation == 0:  # refused before any worker: start-up stops
+            self.provider_refused = True
+            return
+        metrics.family("restarts").labels("provider").inc()
+        delay = self.provider_sup.died(index, time.monotonic())
+        log.error(
+            "%s provider (pid %d) died (%s); restarting it in %.3fs",
+            PROVIDERS[index],
+            pid,
+            f"signal {-code}" if code < 0 else f"exit {code}",
+            delay,
+        )
 
     # -- span exporters ----------------------------------------------------------------------
 
@@ -444,7 +579,7 @@ class Arbiter:
                         self.exporters_stopping = True
                         self.retire_exporters()
                         self.stop_deadline = time.monotonic() + 8.0
-                elif not self.workers:
+                elif not self.workers and not self.providers and not self.retired_providers:
                     self.cleanup()
                     self.notifier.notify("STATUS=stopped")
                     log.info("hopwire %d stopped", self.pid)
@@ -461,7 +596,14 @@ class Arbiter:
             self.sample()
 
     def reap(self, block: bool, during_boot: bool = False) -> None:
-        while self.workers or self.exporters or self.retired_exporters or self.draining_exporters:
+        while (
+            self.workers
+            or self.exporters
+            or self.retired_exporters
+            or self.draining_exporters
+            or self.providers
+            or self.retired_providers
+        ):
             try:
                 pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
             except ChildProcessError:
@@ -471,6 +613,9 @@ class Arbiter:
             if pid == 0:
                 return
             self.archive_metrics(pid)
+            if pid in self.providers or pid in self.retired_providers:
+                self.provider_exited(pid, status)
+                continue
             proc = self.workers.pop(pid, None)
             self.stuck.forget(pid)
             if proc is None:
@@ -538,6 +683,8 @@ class Arbiter:
         now = time.monotonic()
         for index in self.exporter_sup.due(now):
             self.spawn_exporter(index)
+        for index in self.provider_sup.due(now):
+            self.spawn_provider(index)
         for slot in self.worker_sup.due(now):
             if slot < self.count:
                 self.spawn(slot)
@@ -626,11 +773,11 @@ class Arbiter:
 
     def kill_all(self, sig: int) -> None:
         exporters = [*self.exporters, *self.retired_exporters, *self.draining_exporters]
-        for pid in [*self.workers, *exporters]:
+        for pid in [*self.workers, *exporters, *self.providers, *self.retired_providers]:
             self.signal(pid, sig)
 
     def cleanup(self) -> None:
-        for path in (self.span_dir, self.metrics_dir):
+        for path in (self.span_dir, self.metrics_dir, self.provider_dir):
             if path:
                 shutil.rmtree(path, ignore_errors=True)
         if self.channel is not None:
@@ -652,6 +799,8 @@ class Arbiter:
             for ln in self.listeners.values():
                 ln.sock.close()  # workers hold their own copies until they stop accepting
         self.stopping = True
+        for pid in self.providers:  # they hold no request: they stop at once
+            self.signal(pid, signal.SIGTERM)
         if immediate:
             self.exporters_stopping = True
             self.kill_all(signal.SIGINT)
@@ -700,7 +849,9 @@ class Arbiter:
         except ConfigError as exc:
             self.rejected(exc.errors)
             return
+        before = self.config
         if self.reload(new):
+            self.restart_providers(before, new)
             self.watch(new)
 
     def rejected(self, errors: list[str]) -> None:
@@ -720,13 +871,16 @@ class Arbiter:
     # -- live configuration ----------------------------------------------------------------
 
     def watch(self, config: Config) -> None:
-        """Watch the main file and the file provider's files when ``watch`` is on."""
+        """Watch the main file and the file provider's files when ``watch`` is on, and the
+        Kubernetes providers' files when they run."""
         provider = config.providers.file
-        if provider is None or not provider.watch:
+        if provider is not None and not provider.watch:
+            provider = None
+        if provider is None and not self.source.snapshots:
             self.watcher = None
             return
         throttle = config.providers.providersThrottleDuration
-        self.watcher = Watcher(self.source.path, provider, throttle)
+        self.watcher = Watcher(self.source.path, provider, throttle, self.source.snapshots)
 
     def files_changed(self) -> None:
         """A watched file changed: apply its dynamic part, in the running workers if it can be."""

@@ -50,9 +50,10 @@ class Watcher:
     poll (a half-written file is not read as a config) and ``throttle`` seconds after the
     last change applied."""
 
-    def __init__(self, main: str | None, provider: Any, throttle: float = 0.0):
+    def __init__(self, main: str | None, provider: Any, throttle: float = 0.0, extra: Any = ()):
         self.main = main
-        self.provider = provider
+        self.provider = provider  # providers.file, or None: not watched
+        self.extra = list(extra)  # the Kubernetes providers' files
         self.throttle = throttle
         self.digest = self.content()  # what the running config was built from
         self.stats = self.stat_all()
@@ -60,11 +61,13 @@ class Watcher:
         self.last_applied = -throttle
 
     def paths(self) -> list[str]:
-        try:
-            dynamic = provider_paths(self.provider.filename, self.provider.directory)
-        except ConfigError:
-            dynamic = []  # the directory is gone: its files are gone (load says why)
-        return [p for p in (self.main, *dynamic) if p]
+        dynamic: list[str] = []
+        if self.provider is not None:
+            try:
+                dynamic = provider_paths(self.provider.filename, self.provider.directory)
+            except ConfigError:
+                pass  # the directory is gone: its files are gone (load says why)
+        return [p for p in (self.main, *dynamic, *self.extra) if p]
 
     def stat_all(self) -> tuple[Any, ...]:
         out: list[tuple[Any, ...]] = []

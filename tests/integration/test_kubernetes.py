@@ -1,188 +1,268 @@
-"""deploy/kubernetes: every overlay rendered by the real `kubectl kustomize`, validated by
-kubernetes-validate for a current Kubernetes, its hopwire configuration accepted by hopwire,
-and the two-tier overlay run here as two hopwire instances giving one trace."""
+"""The Kubernetes providers against a faithful fake API server (tests/kubeapi.py): objects
+listed and watched, translated, checked one by one and served live."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+import base64
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
-from hopwire.checks import load
-from tests.harness import ROOT, Hopwire, free_port, header, request
-from tests.otlp_receiver import GrpcReceiver
-
-KUBE = ROOT / "deploy" / "kubernetes"
-OVERLAYS = ["base", "overlays/tracing", "overlays/two-tier"]
-KUBERNETES_VERSION = "1.33.0"  # a current release; kubernetes-validate knows up to 1.37
+from tests.harness import Backend, request, wait_for
+from tests.kubeapi import FakeApiServer
 
 
-def render(overlay: str) -> list[dict[str, Any]]:
-    assert shutil.which("kubectl"), "kubectl missing: tests/install-deps.sh (kubernetes-client)"
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(KUBE / overlay)], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer(bookmark_every=0.5)
+    yield server
+    server.stop()
 
 
-def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def named(docs: list[dict[str, Any]], kind: str, prefix: str) -> dict[str, Any]:
-    found = [d for d in of_kind(docs, kind) if d["metadata"]["name"].startswith(prefix)]
-    assert len(found) == 1, (kind, prefix, [d["metadata"]["name"] for d in of_kind(docs, kind)])
-    return found[0]
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_renders_and_validates(overlay: str, tmp_path: Path) -> None:
-    docs = render(overlay)
-    kinds = {d["kind"] for d in docs}
-    assert {
-        "Deployment",
-        "ConfigMap",
-        "Service",
-        "PodDisruptionBudget",
-        "HorizontalPodAutoscaler",
-        "ServiceMonitor",
-    } <= kinds
-    core = [d for d in docs if d["kind"] != "ServiceMonitor"]  # a CRD: checked below
-    path = tmp_path / "rendered.yaml"
-    path.write_text(yaml.safe_dump_all(core))
-    tool = Path(sys.executable).parent / "kubernetes-validate"
-    out = subprocess.run(
-        [str(tool), "--strict", "-k", KUBERNETES_VERSION, str(path)],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count(" passed for resource ") == len(core), out.stdout
-    for monitor in of_kind(docs, "ServiceMonitor"):  # selects its Service, by a port it has
-        services = [
-            s
-            for s in of_kind(docs, "Service")
-            if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
-        ]
-        assert len(services) == 1
-        ports = {p["name"] for p in services[0]["spec"]["ports"]}
-        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
-
-
-def pod_configs(docs: list[dict[str, Any]], deployment: dict[str, Any], tmp: Path) -> Path:
-    """Write the ConfigMaps as the pod mounts them under ``tmp``; the static file's path."""
-    spec = deployment["spec"]["template"]["spec"]
-    container = spec["containers"][0]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    for volume in spec["volumes"]:
-        if "configMap" not in volume:
-            continue
-        cm = named(docs, "ConfigMap", volume["configMap"]["name"])
-        where = tmp / mounts[volume["name"]].lstrip("/")
-        where.mkdir(parents=True, exist_ok=True)
-        for name, text in cm["data"].items():
-            (where / name).write_text(text)
-    config = tmp / container["args"][container["args"].index("--config") + 1].lstrip("/")
-    raw = yaml.safe_load(config.read_text())
-    provider = raw["providers"]["file"]
-    provider["directory"] = str(tmp / provider["directory"].lstrip("/"))
-    config.write_text(yaml.safe_dump(raw))
-    return config
-
-
-def environment(docs: list[dict[str, Any]], deployment: dict[str, Any]) -> dict[str, str]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {"HOPWIRE_WORKERS": "2"}  # the CPU limit (resourceFieldRef) of the pod
-    for source in container.get("envFrom", []):
-        env.update(named(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
-    return env
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_pods_are_safe_and_their_config_is_valid(overlay: str, tmp_path: Path) -> None:
-    docs = render(overlay)
-    for deployment in of_kind(docs, "Deployment"):
-        name = deployment["metadata"]["name"]
-        spec = deployment["spec"]["template"]["spec"]
-        container = spec["containers"][0]
-        config_path = pod_configs(docs, deployment, tmp_path / name)
-        config = load(str(config_path), environ=environment(docs, deployment))
-        # probes on /ping of the internal entrypoint's port
-        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert config.ping.entryPoint == "internal"
-        internal = int(config.entryPoints["internal"].address.rsplit(":", 1)[1])
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            get = container[probe]["httpGet"]
-            assert get["path"] == "/ping" and ports[get["port"]] == internal
-        assert ports["web"] == int(config.entryPoints["web"].address.rsplit(":", 1)[1])
-        # Kubernetes counts the preStop wait inside terminationGracePeriodSeconds
-        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-        life = [ep.transport.lifeCycle for ep in config.entryPoints.values()]
-        budget = (
-            pre_stop
-            + max(lc.requestAcceptGraceTimeout for lc in life)
-            + max(lc.graceTimeOut for lc in life)
+def k8s_service(
+    name: str, *backends: Backend, ns: str = "default", port: int = 80
+) -> list[dict[str, Any]]:
+    """A Service with one named port and its EndpointSlice of ready endpoints (the backends:
+    all on 127.0.0.1, so one slice per backend port)."""
+    objs: list[dict[str, Any]] = [
+        {
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": port}]},
+        }
+    ]
+    for i, b in enumerate(backends):
+        objs.append(
+            {
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{name}-{i}",
+                    "namespace": ns,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": b.port, "protocol": "TCP"}],
+                "endpoints": [
+                    {"addresses": ["127.0.0.1"], "conditions": {"ready": True, "serving": True}}
+                ],
+            }
         )
-        assert spec["terminationGracePeriodSeconds"] > budget
-        # non-root, read-only, no privileges, bounded
-        assert spec["securityContext"]["runAsNonRoot"] is True
-        assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-        assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]
-        # the dynamic directory is a whole-ConfigMap mount (a subPath mount never updates)
-        assert all("subPath" not in m for m in container["volumeMounts"])
-        assert config.providers.file is not None and config.providers.file.watch
-        if overlay != "base":
-            assert config.tracing is not None and config.tracing.otlp.grpc is not None
+    return objs
 
 
-def test_two_tier_is_one_trace(make_backend: Any, tmp_path: Path) -> None:
-    """The two-tier overlay's rendered configs, run here: its Service names become local
-    ports and the collector the test's OTLP receiver; the edge starts the trace, the inner
-    tier continues it."""
-    docs = render("overlays/two-tier")
-    app = make_backend("app")
-    rx = GrpcReceiver()
-    started: list[Hopwire] = []
-    try:
-        ports = {"inner-hopwire": free_port(), "edge-hopwire": free_port()}
-        for tier in ("inner", "edge"):  # the inner first: the edge's backend
-            deployment = named(docs, "Deployment", f"{tier}-")
-            config_path = pod_configs(docs, deployment, tmp_path / tier)
-            raw = yaml.safe_load(config_path.read_text())
-            internal = free_port()
-            raw["entryPoints"]["web"]["address"] = f"127.0.0.1:{ports[f'{tier}-hopwire']}"
-            raw["entryPoints"]["internal"]["address"] = f"127.0.0.1:{internal}"
-            raw["tracing"] = {"batch": {"scheduleDelay": "100ms"}}
-            config_path.write_text(yaml.safe_dump(raw))
-            dynamic = Path(raw["providers"]["file"]["directory"]) / "dynamic.yml"
-            text = dynamic.read_text()
-            text = text.replace("http://app:8080", app.url)
-            text = text.replace(
-                "http://inner-hopwire:80", f"http://127.0.0.1:{ports['inner-hopwire']}"
-            )
-            dynamic.write_text(text)
-            env = environment(docs, deployment)
-            env["PROXY_TRACING_ENDPOINT"] = rx.endpoint
-            if tier == "edge":
-                env["PROXY_TRACING_SAMPLE_RATE"] = "1"  # every request, for the test
-            hw = Hopwire(tmp_path / tier, {}, env=env)
-            hw.path, hw.port, hw.internal = config_path, ports[f"{tier}-hopwire"], internal
-            started.append(hw.start())
-        status, headers, _ = request(ports["edge-hopwire"], "GET", "/two-tier")
-        assert status == 200 and header(headers, "x-server") == "app"
-        spans = rx.wait(4)  # edge SERVER + CLIENT, inner SERVER + CLIENT
-        assert len({s.trace_id for s in spans}) == 1
-        received = dict(app.requests[-1][2])
-        assert received["traceparent"].split("-")[1] == spans[0].trace_id.hex()
-    finally:
-        for hw in started:
-            hw.stop()
-        rx.close()
+def route(name: str, match: str, service: str, ns: str = "default", **extra: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "match": match,
+        "kind": "Rule",
+        "services": [{"name": service, "port": 80}],
+    }
+    r.update(extra)
+    return {
+        "kind": "IngressRoute",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"entryPoints": ["web"], "routes": [r]},
+    }
+
+
+def crd_config(api: FakeApiServer, **options: Any) -> dict[str, Any]:
+    return {"providers": {"kubernetesCRD": {"endpoint": api.url, **options}}}
+
+
+def served_by(port: int, path: str, host: str = "a.test") -> str | None:
+    status, headers, _ = request(port, "GET", path, host=host)
+    if status != 200:
+        return None
+    return dict((k.lower(), v) for k, v in headers).get("x-server")
+
+
+def test_an_ingressroute_is_served_and_follows_changes(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    one, two = make_backend("one"), make_backend("two")
+    for obj in [*k8s_service("whoami", one), route("web", "PathPrefix(`/`)", "whoami")]:
+        api.apply(obj)
+    hw = make_hopwire(crd_config(api))
+    assert served_by(hw.port, "/") == "one"
+    # an endpoint change moves the traffic
+    api.apply(k8s_service("whoami", two)[1])
+    wait_for(lambda: served_by(hw.port, "/") == "two", timeout=5)
+
+
+def basic_auth_secret(name: str, user: str, password: str, ns: str = "default") -> dict[str, Any]:
+    return {
+        "kind": "Secret",
+        "type": "kubernetes.io/basic-auth",
+        "metadata": {"name": name, "namespace": ns},
+        "data": {
+            "username": base64.b64encode(user.encode()).decode(),
+            "password": base64.b64encode(password.encode()).decode(),
+        },
+    }
+
+
+def middleware(name: str, spec: dict[str, Any], ns: str = "default") -> dict[str, Any]:
+    return {"kind": "Middleware", "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def metric(hw: Any, name: str) -> float:
+    _, _, body = request(hw.internal, "GET", "/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_objects_added_modified_and_deleted_take_effect_live(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    one, two = make_backend("one"), make_backend("two")
+    for obj in [*k8s_service("one", one), *k8s_service("two", two)]:
+        api.apply(obj)
+    api.apply(route("a", "Host(`a.test`)", "one"))
+    hw = make_hopwire(crd_config(api))
+    assert served_by(hw.port, "/", "a.test") == "one"
+    assert request(hw.port, "GET", "/", host="b.test")[0] == 404
+    api.apply(route("b", "Host(`b.test`)", "two"))  # added
+    wait_for(lambda: served_by(hw.port, "/", "b.test") == "two", timeout=5)
+    api.apply(route("b", "Host(`c.test`)", "two"))  # modified: its rule
+    wait_for(lambda: served_by(hw.port, "/", "c.test") == "two", timeout=5)
+    assert request(hw.port, "GET", "/", host="b.test")[0] == 404
+    api.delete("IngressRoute", "b")  # deleted
+    wait_for(lambda: request(hw.port, "GET", "/", host="c.test")[0] == 404, timeout=5)
+    assert served_by(hw.port, "/", "a.test") == "one"
+    logs = hw.logs()
+    assert "default-b-" in logs or "configuration written" in logs
+
+
+def test_middleware_objects_and_secrets(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend("one")
+    for obj in [
+        *k8s_service("whoami", b),
+        basic_auth_secret("users", "ann", "s3cret"),
+        middleware("strip", {"stripPrefix": {"prefixes": ["/api"]}}),
+        middleware("auth", {"basicAuth": {"secret": "users"}}),
+        middleware("both", {"chain": {"middlewares": [{"name": "auth"}, {"name": "strip"}]}}),
+        route(
+            "web",
+            "PathPrefix(`/api`)",
+            "whoami",
+            middlewares=[{"name": "both"}],
+        ),
+    ]:
+        api.apply(obj)
+    hw = make_hopwire(crd_config(api))
+    assert request(hw.port, "GET", "/api/x")[0] == 401
+    creds = "Basic " + base64.b64encode(b"ann:s3cret").decode()
+    status, _, _ = request(hw.port, "GET", "/api/x", headers=[("authorization", creds)])
+    assert status == 200
+    assert b.requests[-1][1] == "/x"  # the chain's stripPrefix
+    # a changed Secret is a changed middleware
+    api.apply(basic_auth_secret("users", "ann", "n3w"))
+    wait_for(
+        lambda: request(hw.port, "GET", "/api/x", headers=[("authorization", creds)])[0] == 401,
+        timeout=5,
+    )
+
+
+def test_a_bad_object_is_rejected_alone(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    """A route to a Service that does not exist, a Middleware hopwire cannot build and a
+    route using it are not served, logged and counted; the rest is served."""
+    b = make_backend("one")
+    for obj in [
+        *k8s_service("whoami", b),
+        route("good", "PathPrefix(`/good`)", "whoami"),
+        route("lost", "PathPrefix(`/lost`)", "nowhere"),
+        middleware("odd", {"digestAuth": {"users": ["a:b:c"]}}),
+        route("odd", "PathPrefix(`/odd`)", "whoami", middlewares=[{"name": "odd"}]),
+        route("bad-rule", "PathPrefix(`/bad`) &&", "whoami"),
+    ]:
+        api.apply(obj)
+    hw = make_hopwire({**crd_config(api), "metrics": {"prometheus": {}}})
+    assert served_by(hw.port, "/good") == "one"
+    for path in ("/lost", "/odd", "/bad"):
+        assert request(hw.port, "GET", path)[0] == 404
+    logs = hw.logs()
+    assert "IngressRoute default/lost route 0 rejected" in logs
+    assert "kubernetes service not found: default/nowhere" in logs
+    assert "Middleware default/odd rejected" in logs
+    assert "IngressRoute default/bad-rule route 0 rejected" in logs
+    wait_for(lambda: metric(hw, "hopwire_provider_rejected_objects_total") == 4, timeout=5)
+    # the Service appears: the lost route is served, the count does not move
+    api.apply(route("lost", "PathPrefix(`/lost`)", "whoami"))
+    wait_for(lambda: served_by(hw.port, "/lost") == "one", timeout=5)
+    assert metric(hw, "hopwire_provider_rejected_objects_total") == 4
+
+
+def test_gone_and_an_api_server_restart_converge(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    one, two, three = make_backend("one"), make_backend("two"), make_backend("three")
+    for obj in [*k8s_service("whoami", one), route("web", "PathPrefix(`/`)", "whoami")]:
+        api.apply(obj)
+    hw = make_hopwire(crd_config(api))
+    assert served_by(hw.port, "/") == "one"
+    lists = api.count("/endpointslices", limit="500")
+    # 410 inside the open watches: every kind is listed again, and changes still arrive
+    api.expire_watches()
+    api.apply(k8s_service("whoami", two)[1])
+    wait_for(lambda: served_by(hw.port, "/") == "two", timeout=5)
+    assert api.count("/endpointslices", limit="500") > lists
+    # the API server goes away, its history with it; a change made meanwhile arrives
+    api.stop()
+    api.compact()
+    api.apply(k8s_service("whoami", three)[1])
+    assert served_by(hw.port, "/") == "two"  # the last known state serves meanwhile
+    time.sleep(1.0)
+    api.start()
+    wait_for(lambda: served_by(hw.port, "/") == "three", timeout=15)
+    assert "listing again" in hw.logs()
+
+
+def test_a_refused_token_stops_start_up(api: FakeApiServer, make_hopwire: Any) -> None:
+    api.token = "right"
+    hw = make_hopwire(crd_config(api, token="wrong"), start=False).start(wait=False)
+    assert hw.proc.wait(20) == 2
+    logs = hw.logs()
+    assert "providers.kubernetesCRD: the API server at" in logs
+    assert "401 Unauthorized" in logs
+    hw2 = make_hopwire(crd_config(api, token="right"))
+    assert hw2.ping() == 200
+
+
+def test_no_endpoint_outside_a_cluster_is_a_config_error(make_hopwire: Any) -> None:
+    hw = make_hopwire(
+        {"providers": {"kubernetesCRD": {}}},
+        start=False,
+        env={"KUBERNETES_SERVICE_HOST": ""},
+    ).start(wait=False)
+    assert hw.proc.wait(20) == 2
+    assert "providers.kubernetesCRD.endpoint: endpoint is not set" in hw.logs()
+
+
+def test_namespaces_and_label_selector_restrict_what_is_served(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend("one")
+    for ns in ("team-a", "team-b"):
+        for obj in k8s_service("whoami", b, ns=ns):
+            api.apply(obj)
+    a = route("web", "Host(`a.test`)", "whoami", ns="team-a")
+    a["metadata"]["labels"] = {"edge": "public"}
+    api.apply(a)
+    api.apply(route("web", "Host(`b.test`)", "whoami", ns="team-b"))
+    unlabelled = route("other", "Host(`c.test`)", "whoami", ns="team-a")
+    api.apply(unlabelled)
+    hw = make_hopwire(crd_config(api, namespaces=["team-a"], labelSelector="edge=public"))
+    assert served_by(hw.port, "/", "a.test") == "one"
+    assert request(hw.port, "GET", "/", host="b.test")[0] == 404  # another namespace
+    assert request(hw.port, "GET", "/", host="c.test")[0] == 404  # not selected
+    assert all(
+        "/namespaces/team-a/" in path for _, path, _ in api.requests if "ingressroutes" in path
+    )

@@ -1113,15 +1113,82 @@ class FileProvider:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesCRDProvider:
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {
+            "allowEmptyServices": "not supported: a route whose Service has no ready endpoint "
+            "is not served (and logged)",
+            "nativeLBByDefault": "not supported: set nativeLB on each service reference",
+            "disableClusterScopeResources": "not supported: hopwire reads no cluster-scoped "
+            "resource of this provider",
+            "crossProviderNamespaces": "not supported",
+        }
+    )
+    endpoint: str = setting(
+        "",
+        "The API server's URL; empty: the pod's own (KUBERNETES_SERVICE_HOST/_PORT), with its "
+        "service account's token and CA.",
+    )
+    token: str = setting("", "Bearer token; empty: the pod's service-account token, if any.")
+    certAuthFilePath: str = setting("", "PEM file of the API server's CA; empty: the pod's.")
+    namespaces: tuple[str, ...] = setting((), "Namespaces read; empty: all.")
+    labelSelector: str = setting("", "Label selector of the traefik.io objects read.")
+    ingressClass: str = setting(
+        "", "Serve only IngressRoutes of this class; empty: those of class traefik or none."
+    )
+    allowCrossNamespace: bool = setting(
+        False, "Let objects refer to Services, Middlewares... of other namespaces."
+    )
+    allowExternalNameServices: bool = setting(False, "Let routes go to ExternalName Services.")
+    throttleDuration: float = setting(
+        0.0, "Wait after a change so that a burst of changes is one configuration.", DURATION
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesIngressProvider:
+    REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
+        {
+            "ingressEndpoint": "not supported: hopwire does not write the Ingress status",
+            "allowEmptyServices": "not supported: a path whose Service has no ready endpoint "
+            "is not served (and logged)",
+            "nativeLBByDefault": "not supported: use the service.nativelb annotation",
+            "disableClusterScopeResources": "not supported",
+            "strictPrefixMatching": "not supported",
+        }
+    )
+    endpoint: str = setting(
+        "",
+        "The API server's URL; empty: the pod's own (KUBERNETES_SERVICE_HOST/_PORT), with its "
+        "service account's token and CA.",
+    )
+    token: str = setting("", "Bearer token; empty: the pod's service-account token, if any.")
+    certAuthFilePath: str = setting("", "PEM file of the API server's CA; empty: the pod's.")
+    namespaces: tuple[str, ...] = setting((), "Namespaces read; empty: all.")
+    labelSelector: str = setting("", "Label selector of the Ingresses read.")
+    ingressClass: str = setting(
+        "",
+        "Serve only Ingresses of this class (or whose IngressClass has this name); empty: "
+        "those of Traefik's controller, of class traefik, or of none.",
+    )
+    disableIngressClassLookup: bool = setting(
+        False, "Do not read IngressClasses (match ingressClass by name only)."
+    )
+    allowExternalNameServices: bool = setting(False, "Let paths go to ExternalName Services.")
+    throttleDuration: float = setting(
+        0.0, "Wait after a change so that a burst of changes is one configuration.", DURATION
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Providers:
     REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
         {
-            name: "not supported: hopwire reads its dynamic configuration from providers.file"
+            name: "not supported: hopwire reads its dynamic configuration from providers.file, "
+            "providers.kubernetesCRD and providers.kubernetesIngress"
             for name in (
                 "docker",
                 "swarm",
-                "kubernetesIngress",
-                "kubernetesCRD",
                 "kubernetesGateway",
                 "consulCatalog",
                 "nomad",
@@ -1137,6 +1204,12 @@ class Providers:
     )
     file: FileProvider | None = setting(
         None, "Routers, services, middlewares, serversTransports and tls from files."
+    )
+    kubernetesCRD: KubernetesCRDProvider | None = setting(
+        None, "IngressRoute, Middleware, TraefikService... objects from the Kubernetes API."
+    )
+    kubernetesIngress: KubernetesIngressProvider | None = setting(
+        None, "Ingress objects from the Kubernetes API."
     )
     providersThrottleDuration: float = setting(
         0.0, "Least time between two applied changes of the dynamic configuration.", DURATION

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 import yaml
 
 from hopwire.config.schema import Config
@@ -42,13 +43,20 @@ def read_file(path: str) -> dict[str, Any]:
     try:
         if ext == ".toml":
             loaded: Any = tomllib.loads(data.decode("utf-8"))
+        elif ext == ".json":  # what the Kubernetes providers write
+            loaded = orjson.loads(data)
         elif ext in (".yml", ".yaml"):
             loaded = yaml.safe_load(data)
         else:
             raise ConfigError(
                 [f"config file {path}: unknown extension {ext!r}: expected .yml, .yaml or .toml"]
             )
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (
+        yaml.YAMLError,
+        tomllib.TOMLDecodeError,
+        UnicodeDecodeError,
+        orjson.JSONDecodeError,
+    ) as exc:
         raise ConfigError([f"config file {path}: cannot parse: {exc}"])
     if loaded is None:
         return {}
@@ -468,9 +476,12 @@ def load(
     flags: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
     checks: Sequence[Callable[[Config], list[str]]] = (),
+    snapshots: Sequence[str] = (),
 ) -> Config:
     """Load and validate; raise ConfigError with every problem found.  ``checks``: more
-    checks of the built Config, by the runtime's compilers (``hopwire.checks.CHECKS``)."""
+    checks of the built Config, by the runtime's compilers (``hopwire.checks.CHECKS``);
+    ``snapshots``: the Kubernetes providers' files (those that exist), merged as dynamic
+    files."""
     errors: list[str] = []
     raw: dict[str, Any] = read_file(path) if path else {}
     environ = os.environ if environ is None else environ
@@ -502,6 +513,7 @@ def load(
             errors.extend(exc.errors)
         else:
             merge_dynamic(raw, paths, errors)
+    merge_dynamic(raw, [p for p in snapshots if os.path.exists(p)], errors)
     _drop_provider_suffixes(raw)
     config = build_struct(Config, raw, "", errors)
     if not errors:

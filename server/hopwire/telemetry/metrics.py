@@ -179,8 +179,20 @@ def init(directory: str, buckets: tuple[float, ...], otlp_bounds: tuple[float, .
     )
     _families["restarts"] = counter(
         "hopwire_process_restarts",
-        "Workers and span exporters that died unexpectedly and were started again, by role.",
+        "Workers, span exporters and Kubernetes providers that died unexpectedly and were "
+        "started again, by role.",
         ("role",),
+    )
+    _families["provider_rejected"] = counter(
+        "hopwire_provider_rejected_objects",
+        "Objects a Kubernetes provider could not serve (each logged with why), by provider; "
+        "counted once per object and reason.",
+        ("provider",),
+    )
+    _families["provider_api_errors"] = counter(
+        "hopwire_provider_api_errors",
+        "Failed requests of a Kubernetes provider to the API server, by provider.",
+        ("provider",),
     )
     _families["workers"] = gauge(
         "hopwire_workers", "Worker processes by state.", ("state",), multiprocess_mode="livesum"
