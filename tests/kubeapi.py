@@ -190,6 +190,8 @@ class FakeApiServer:
                 fake.handle(self)
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # every watch of two proxies' providers connects at once
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that went away (hopwire stopping, a watch cut)
 

@@ -363,6 +363,10 @@ class Arbiter:
             """The configuration without this provider's objects, as it is on disk now."""
             return checks.load(src.path, src.flags, src.environ, others)
 
+        files = self.config.providers.file
+        # what the base is read from: a change there is checked again (a route may refer to
+        # a middleware of the file provider, or of the other Kubernetes provider)
+        watched = Watcher(src.path, files if files is not None and files.watch else None, 0, others)
         pid = self.fork(
             "provider",
             run_provider,
@@ -371,6 +375,7 @@ class Arbiter:
             path,
             path[:-5] + "-files",
             base,
+            watched,
         )
         self.providers[pid] = index
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Backend, request, wait_for
+from tests.harness import Backend, Traefik, request, wait_for
 from tests.kubeapi import FakeApiServer
 
 
@@ -266,3 +266,256 @@ def test_namespaces_and_label_selector_restrict_what_is_served(
     assert all(
         "/namespaces/team-a/" in path for _, path, _ in api.requests if "ingressroutes" in path
     )
+
+
+def test_the_same_objects_route_as_in_traefik(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any, tmp_path: Any
+) -> None:
+    """Traefik 3.7 reads the same fake API server: every request gets the same status from
+    both, reaches the same backend with the same path, Host and added fields."""
+    one, two = make_backend("one"), make_backend("two")
+    other_ns = route("far", "Host(`far.test`)", "whoami", ns="elsewhere")
+    other_ns["spec"]["routes"][0]["services"][0]["namespace"] = "default"
+    classed = route("classed", "Host(`classed.test`)", "whoami")
+    classed["spec"]["ingressClassName"] = "other"
+    site = route("site", "Host(`a.test`)", "whoami")
+    site["spec"]["routes"].append(
+        {
+            "match": "Host(`a.test`) && PathPrefix(`/api`)",
+            "kind": "Rule",
+            "middlewares": [{"name": "strip"}, {"name": "env"}],
+            "services": [{"name": "api", "port": 80, "passHostHeader": False}],
+        }
+    )
+    split = route("split", "Host(`split.test`)", "whoami")
+    split["spec"]["routes"][0]["services"] = [
+        {"name": "whoami", "port": 80, "weight": 3},
+        {"name": "api", "port": 80, "weight": 1},
+    ]
+    for obj in [
+        *k8s_service("whoami", one),
+        *k8s_service("api", two),
+        basic_auth_secret("users", "ann", "s3cret"),
+        middleware("strip", {"stripPrefix": {"prefixes": ["/api"]}}),
+        middleware("env", {"headers": {"customRequestHeaders": {"X-Env": "k8s"}}}),
+        middleware("auth", {"basicAuth": {"secret": "users", "realm": "k8s"}}),
+        {
+            "kind": "TraefikService",
+            "metadata": {"name": "pair", "namespace": "default"},
+            "spec": {
+                "weighted": {
+                    "services": [{"name": "whoami", "port": 80}, {"name": "api", "port": 80}]
+                }
+            },
+        },
+        site,
+        split,
+        route("lost", "Host(`lost.test`)", "nowhere"),
+        route("private", "Host(`private.test`)", "whoami", middlewares=[{"name": "auth"}]),
+        other_ns,
+        classed,
+        {
+            "kind": "IngressRoute",
+            "metadata": {"name": "ts", "namespace": "default"},
+            "spec": {
+                "entryPoints": ["web"],
+                "routes": [
+                    {
+                        "match": "Host(`ts.test`)",
+                        "kind": "Rule",
+                        "services": [{"name": "pair", "kind": "TraefikService"}],
+                    }
+                ],
+            },
+        },
+    ]:
+        api.apply(obj)
+    hw = make_hopwire(crd_config(api), workers=1)
+    traefik = Traefik(tmp_path, {}, static={"providers": {"kubernetesCRD": {"endpoint": api.url}}})
+    try:
+        creds = [("authorization", "Basic " + base64.b64encode(b"ann:s3cret").decode())]
+        cases = [
+            ("a.test", "/", []),
+            ("a.test", "/api/users", []),
+            ("lost.test", "/", []),
+            ("private.test", "/", []),
+            ("private.test", "/", creds),
+            ("far.test", "/", []),
+            ("classed.test", "/", []),
+            ("nowhere.test", "/", []),
+        ]
+        seen = agree(hw.port, traefik.port, cases, (one, two))
+        assert seen[("a.test", "/", False)][1][0][0] == "one"
+        assert seen[("a.test", "/api/users", False)][1][0][:2] == ("two", "/users")
+        assert seen[("private.test", "/", False)][0] == 401
+        assert seen[("lost.test", "/", False)][0] == 404
+        for host in ("split.test", "ts.test"):
+            shares = []
+            for port in (hw.port, traefik.port):
+                names = [served_by(port, "/", host) for _ in range(40)]
+                shares.append((names.count("one"), names.count("two")))
+            assert shares[0] == shares[1], (host, shares)
+    finally:
+        traefik.stop()
+
+
+def _status(port: int, path: str, host: str) -> int:
+    try:
+        return request(port, "GET", path, host=host, timeout=1.0)[0]
+    except OSError:
+        return 0
+
+
+def _fields(headers: list[tuple[Any, Any]]) -> dict[str, str]:
+    """What the backend saw that both proxies must agree on."""
+    keep = {"host", "x-env", "x-forwarded-host", "x-forwarded-prefix", "authorization"}
+    out = {}
+    for k, v in headers:
+        name = (k.decode() if isinstance(k, bytes) else k).lower()
+        if name in keep:
+            out[name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def ingress(
+    name: str, rules: list[dict[str, Any]], ns: str = "default", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns, "annotations": spec.pop("annotations", {})},
+        "spec": {"rules": rules, **spec},
+    }
+
+
+def http_rule(host: str, *paths: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "host": host,
+        "http": {
+            "paths": [
+                {
+                    "path": path,
+                    "pathType": kind,
+                    "backend": {"service": {"name": service, "port": {"number": 80}}},
+                }
+                for path, kind, service in paths
+            ]
+        },
+    }
+
+
+def test_ingresses_route_as_in_traefik(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any, tmp_path: Any
+) -> None:
+    """Ingresses (with an IngressClass, Traefik's router annotations, a middleware of the
+    CRD provider, path types, a default backend) through hopwire and Traefik 3.7."""
+    one, two = make_backend("one"), make_backend("two")
+    for obj in [
+        *k8s_service("whoami", one),
+        *k8s_service("api", two),
+        {
+            "kind": "IngressClass",
+            "metadata": {"name": "traefik"},
+            "spec": {"controller": "traefik.io/ingress-controller"},
+        },
+        {
+            "kind": "IngressClass",
+            "metadata": {"name": "nginx"},
+            "spec": {"controller": "k8s.io/ingress-nginx"},
+        },
+        middleware("strip", {"stripPrefix": {"prefixes": ["/api"]}}),
+        ingress(
+            "site",
+            [http_rule("a.test", ("/exact", "Exact", "whoami"), ("/api", "Prefix", "api"))],
+            ingressClassName="traefik",
+            annotations={
+                "traefik.ingress.kubernetes.io/router.middlewares": "default-strip@kubernetescrd",
+                "traefik.ingress.kubernetes.io/router.entrypoints": "web",
+            },
+        ),
+        ingress(
+            "theirs", [http_rule("b.test", ("/", "Prefix", "whoami"))], ingressClassName="nginx"
+        ),
+        ingress(
+            "annotated",
+            [http_rule("c.test", ("/", "Prefix", "whoami"))],
+            annotations={"kubernetes.io/ingress.class": "traefik"},
+        ),
+        ingress(
+            "fallback",
+            [],
+            ingressClassName="traefik",
+            defaultBackend={"service": {"name": "api", "port": {"number": 80}}},
+        ),
+        ingress(
+            "lost", [http_rule("d.test", ("/", "Prefix", "nowhere"))], ingressClassName="traefik"
+        ),
+    ]:
+        api.apply(obj)
+    providers = {"kubernetesCRD": {"endpoint": api.url}, "kubernetesIngress": {"endpoint": api.url}}
+    hw = make_hopwire({"providers": providers}, workers=1)
+    traefik = Traefik(tmp_path, {}, static={"providers": providers})
+    try:
+        cases = [
+            ("a.test", "/exact", []),
+            ("a.test", "/exact/more", []),
+            ("a.test", "/api/v1", []),
+            ("b.test", "/", []),
+            ("c.test", "/x", []),
+            ("d.test", "/", []),
+            ("z.test", "/anything", []),
+        ]
+        seen = agree(hw.port, traefik.port, cases, (one, two))
+        assert seen[("a.test", "/exact", False)][1][0][:2] == ("one", "/exact")
+        assert (
+            seen[("a.test", "/exact/more", False)][1][0][0] == "two"
+        )  # Exact: the default backend
+        assert seen[("a.test", "/api/v1", False)][1][0][:2] == ("two", "/v1")  # the CRD middleware
+        assert seen[("b.test", "/", False)][1][0][0] == "two"  # another class: the default backend
+        assert seen[("c.test", "/x", False)][1][0][0] == "one"  # the class annotation
+        assert "Ingress default/lost" in hw.logs()
+    finally:
+        traefik.stop()
+
+
+def observe(port: int, cases: list[Any], backends: tuple[Backend, ...]) -> list[Any]:
+    """Per request: the status, the backend reached with the path and fields it saw, and a
+    challenge if any."""
+    seen = []
+    for host, path, headers in cases:
+        before = {b.name: len(b.requests) for b in backends}
+        try:
+            status, resp_headers, _ = request(port, "GET", path, headers=headers, host=host)
+        except OSError:
+            status, resp_headers = 0, []
+        got = [
+            (b.name, b.requests[-1][1], _fields(b.requests[-1][2]))
+            for b in backends
+            if len(b.requests) > before[b.name]
+        ]
+        challenge = dict((k.lower(), v) for k, v in resp_headers).get("www-authenticate")
+        seen.append((host, path, status, got, challenge))
+    return seen
+
+
+def agree(
+    hw: int, traefik: int, cases: list[Any], backends: tuple[Backend, ...]
+) -> dict[tuple[str, str, bool], Any]:
+    """Both proxies give the same answers once each has read the cluster (each provider
+    converges on its own: a reference to another provider's object resolves when that
+    one's configuration arrives, in Traefik as in hopwire)."""
+    last: list[Any] = []
+
+    def same() -> bool:
+        last[:] = [observe(hw, cases, backends), observe(traefik, cases, backends)]
+        return last[0] == last[1] and all(status for _, _, status, _, _ in last[0])
+
+    try:
+        wait_for(same, timeout=30, interval=0.5)
+    except AssertionError:
+        for a, b in zip(*last, strict=True):
+            assert a == b, (a, b)
+        raise
+    return {
+        (host, path, bool(h)): (status, got)
+        for (host, path, status, got, _), (_, _, h) in zip(last[0], cases, strict=True)
+    }

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("hopwire.throttle",)),
     ("config", ("hopwire.config",)),
     ("live configuration", ("hopwire.live",)),
+    ("kubernetes objects", ("hopwire.kube",)),
     ("rules", ("hopwire.routing",)),
     ("http", ("hopwire.http",)),
     ("telemetry", ("hopwire.telemetry",)),
@@ -31,7 +32,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("phases", ("hopwire.proxy",)),
     ("runtime", ("hopwire.entrypoints", "hopwire.worker")),
     ("composition", ("hopwire.checks",)),
-    ("processes", ("hopwire.systemd", "hopwire.supervise", "hopwire.arbiter")),
+    (
+        "processes",
+        ("hopwire.systemd", "hopwire.supervise", "hopwire.kube.provider", "hopwire.arbiter"),
+    ),
     ("command", ("hopwire.cli", "hopwire.__main__")),
 ]
 

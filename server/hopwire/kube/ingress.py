@@ -37,7 +37,7 @@ CONTROLLER = "traefik.io/ingress-controller"
 DEFAULT_CLASS = "traefik"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 PREFIX = "traefik.ingress.kubernetes.io/"
-LOWEST = -(2**31)  # the default backend's priority, as Traefik's math.MinInt32
+LOWEST = 1  # the default backend's priority: below every other (Traefik: math.MinInt32)
 
 ROUTER_KEYS = {
     "router.entrypoints",

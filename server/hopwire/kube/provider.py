@@ -36,6 +36,7 @@ from hopwire.kube import crd, ingress
 from hopwire.kube.api import Api, ApiError, credentials
 from hopwire.kube.objects import Cluster
 from hopwire.kube.reflector import Reflector, Resource
+from hopwire.live import POLL, Watcher
 from hopwire.telemetry import logs, metrics
 
 log = logging.getLogger("hopwire.kubernetes")
@@ -139,8 +140,15 @@ def merge(into: dict[str, Any], fragment: Mapping[str, Any]) -> None:
 
 class Provider:
     def __init__(
-        self, config: Config, which: str, out_path: str, files: str, base: Callable[[], Config]
+        self,
+        config: Config,
+        which: str,
+        out_path: str,
+        files: str,
+        base: Callable[[], Config],
+        watched: Watcher | None = None,
     ):
+        self.watched = watched  # the files the base is read from
         self.config = config
         self.base = base  # the configuration without this provider's objects, read again
         self.base_config = config
@@ -207,6 +215,8 @@ class Provider:
         log.info("%s: every resource listed; serving its objects", self.name)
         if self.which == "kubernetesCRD":
             tasks.append(asyncio.create_task(self.log_ignored()))
+        if self.watched is not None:
+            tasks.append(asyncio.create_task(self.watch_base()))
         throttle = self.options.throttleDuration
         while True:
             await self.dirty.wait()
@@ -216,6 +226,16 @@ class Provider:
             for task in tasks:
                 if task.done() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+
+    async def watch_base(self) -> None:
+        """The configuration files and the other provider's snapshot: when they change, this
+        provider's objects are checked again (one may refer to what arrived there)."""
+        assert self.watched is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(POLL)
+            if self.watched.poll(loop.time()):
+                self.dirty.set()
 
     async def log_ignored(self) -> None:
         """The TCP and UDP kinds: counted once, never served."""
@@ -300,7 +320,12 @@ class Provider:
 
 
 def run_provider(
-    config: Config, which: str, out_path: str, files: str, base: Callable[[], Config]
+    config: Config,
+    which: str,
+    out_path: str,
+    files: str,
+    base: Callable[[], Config],
+    watched: Watcher | None = None,
 ) -> int:
     """Entry point of a provider process (after fork)."""
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
@@ -311,7 +336,7 @@ def run_provider(
     os.makedirs(files, mode=0o700, exist_ok=True)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    provider = Provider(config, which, out_path, files, base)
+    provider = Provider(config, which, out_path, files, base, watched)
     main = loop.create_task(provider.run())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
