@@ -8,6 +8,15 @@ file provider watched:
     every 5 s      a worker is SIGKILLed (the master starts another)
     every 10 s     the OTLP receiver is stopped and started again
 
+With ``--kubernetes`` the routes come from the Kubernetes CRD provider instead, read from the
+tests' fake API server (tests/kubeapi.py), and the file changes are replaced by cluster ones:
+
+    every 200 ms   the IngressRoute's middleware changes (a header value); an extra
+                   IngressRoute comes and goes
+    every 1 s      the Service's EndpointSlice moves to the other of two backend ports
+    every 5 s      every open watch ends with 410 Gone (the providers list again)
+    every 10 s     the API server restarts, its history forgotten
+
 Clients: ``--clients`` threads, each on its own keep-alive connection, checking every answer
 (status 200, the whole body).  A request whose connection was closed before any byte of an
 answer (a killed worker's connections, a keep-alive connection closed by a draining worker
@@ -37,6 +46,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ROOT, free_port, start_nginx, stop, wait_port
+
+sys.path.insert(0, str(ROOT))
 
 BODY = 4096
 
@@ -102,6 +113,76 @@ def dynamic(backend: int, n: int) -> str:
 """
 
 
+class Cluster:
+    """``--kubernetes``: the fake API server, and the objects it changes."""
+
+    def __init__(self, backends: tuple[int, int]):
+        from tests.kubeapi import FakeApiServer
+
+        self.api = FakeApiServer(bookmark_every=1.0)
+        self.backends = backends
+        self.api.apply(
+            {
+                "kind": "Service",
+                "metadata": {"name": "be", "namespace": "default"},
+                "spec": {"ports": [{"name": "http", "port": 80}]},
+            }
+        )
+        self.endpoints(0)
+        self.route(0)
+
+    def endpoints(self, n: int) -> None:
+        self.api.apply(
+            {
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": "be-1",
+                    "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "be"},
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": self.backends[n % 2], "protocol": "TCP"}],
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            }
+        )
+
+    def route(self, n: int) -> None:
+        self.api.apply(
+            {
+                "kind": "Middleware",
+                "metadata": {"name": "tag", "namespace": "default"},
+                "spec": {"headers": {"customRequestHeaders": {"X-Soak": str(n)}}},
+            }
+        )
+        main = {
+            "match": "PathPrefix(`/`)",
+            "kind": "Rule",
+            "middlewares": [{"name": "tag"}],
+            "services": [{"name": "be", "port": 80}],
+        }
+        self.api.apply(
+            {
+                "kind": "IngressRoute",
+                "metadata": {"name": "all", "namespace": "default"},
+                "spec": {"routes": [main]},
+            }
+        )
+        if n % 2:
+            extra = {**main, "match": "PathPrefix(`/extra`)", "middlewares": []}
+            self.api.apply(
+                {
+                    "kind": "IngressRoute",
+                    "metadata": {"name": "extra", "namespace": "default"},
+                    "spec": {"routes": [extra]},
+                }
+            )
+        elif n:
+            self.api.delete("IngressRoute", "extra")
+
+    def close(self) -> None:
+        self.api.stop()
+
+
 def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(".tmp-" + path.name)
     tmp.write_text(text)
@@ -149,27 +230,41 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 300)))
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.md"))
+    ap.add_argument(
+        "--kubernetes", action="store_true", help="routes from the CRD provider, changed live"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hopwire-soak-"))
     tmp.chmod(0o755)
     (tmp / "www").mkdir()
     (tmp / "www" / "data").write_bytes(b"s" * BODY)
-    be, hw, internal, otlp = (free_port() for _ in range(4))
+    be, be2, hw, internal, otlp = (free_port() for _ in range(5))
     procs: list[subprocess.Popen[bytes]] = []
     sink = start_sink(otlp)
+    cluster: Cluster | None = None
     try:
         procs.append(
-            start_nginx(tmp, "backend", f"server {{ listen 127.0.0.1:{be}; root {tmp / 'www'}; }}")
+            start_nginx(
+                tmp,
+                "backend",
+                f"server {{ listen 127.0.0.1:{be}; listen 127.0.0.1:{be2}; root {tmp / 'www'}; }}",
+            )
         )
         dyn = tmp / "dynamic.yml"
         write_atomically(dyn, dynamic(be, 0))
+        providers = f'{{file: {{filename: "{dyn}", watch: true}}}}'
+        if args.kubernetes:
+            cluster = Cluster((be, be2))
+            write_atomically(dyn, "")
+            providers = f'{{kubernetesCRD: {{endpoint: "{cluster.api.url}"}}}}'
+
         config = tmp / "hopwire.yml"
         config.write_text(f"""
 workers: 2
 entryPoints:
   web: {{address: "127.0.0.1:{hw}", transport: {{lifeCycle: {{graceTimeOut: 5s}}}}}}
   internal: {{address: "127.0.0.1:{internal}"}}
-providers: {{file: {{filename: "{dyn}", watch: true}}}}
+providers: {providers}
 tracing:
   sampleRate: 1.0
   otlp: {{grpc: {{endpoint: "127.0.0.1:{otlp}", insecure: true}}}}
@@ -191,6 +286,9 @@ log: {{level: INFO}}
         clients.start()
         start = time.monotonic()
         events = {"dynamic": 0, "sighup": 0, "kills": 0, "receiver_restarts": 0}
+        if cluster is not None:
+            events.update({"endpoint_moves": 0, "watches_expired": 0, "api_restarts": 0})
+        next_move, next_expire, next_api = (start + d for d in (1, 5, 10))
         samples: dict[str, list[int]] = {"rss": [], "fds": []}
         next_dyn, next_hup, next_kill, next_rx, next_sample = (
             start + d for d in (0.2, 1, 5, 10, 1)
@@ -198,8 +296,23 @@ log: {{level: INFO}}
         while (now := time.monotonic()) < start + args.seconds:
             if now >= next_dyn:
                 events["dynamic"] += 1
-                write_atomically(dyn, dynamic(be, events["dynamic"]))
+                if cluster is not None:
+                    cluster.route(events["dynamic"])
+                else:
+                    write_atomically(dyn, dynamic(be, events["dynamic"]))
                 next_dyn += 0.2
+            if cluster is not None and now >= next_move:
+                events["endpoint_moves"] += 1
+                cluster.endpoints(events["endpoint_moves"])
+                next_move += 1
+            if cluster is not None and now >= next_expire:
+                events["watches_expired"] += 1
+                cluster.api.expire_watches()
+                next_expire += 5
+            if cluster is not None and now >= next_api:
+                events["api_restarts"] += 1
+                cluster.api.restart(down_for=0.3, forget=True)
+                next_api += 10
             if now >= next_hup:
                 master.send_signal(signal.SIGHUP)
                 events["sighup"] += 1
@@ -229,7 +342,9 @@ log: {{level: INFO}}
         time.sleep(2.0)  # the exporters' last batches
         exported = metric(internal, "hopwire_tracing_spans_exported_total")
         dropped = metric(internal, "hopwire_tracing_spans_dropped_total")
+        reloads = metric(internal, "hopwire_config_reloads_total")
         summary = {
+            "mode": "kubernetes" if cluster is not None else "file",
             "seconds": args.seconds,
             "requests": clients.requests,
             "failed": clients.failed,
@@ -238,6 +353,7 @@ log: {{level: INFO}}
             **events,
             "spans_exported": exported,
             "spans_dropped": dropped,
+            "config_reloads": reloads,
             "worker_rss_mib": [
                 round(min(samples["rss"], default=0) / 2**20, 1),
                 round(max(samples["rss"], default=0) / 2**20, 1),
@@ -253,6 +369,8 @@ log: {{level: INFO}}
         sink.terminate()
         sink.wait(10)
         stop(procs, tmp)
+        if cluster is not None:
+            cluster.close()
 
 
 def exporter_pids(log: Path) -> set[int]:

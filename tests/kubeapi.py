@@ -12,7 +12,9 @@ one does it (no cluster can run here).
   ``sendInitialEvents=true`` (client-go's streaming list) sends every object as ADDED, then
   a bookmark marked ``k8s.io/initial-events-end``.
 - One global resourceVersion, as etcd's revision; objects get uid, resourceVersion,
-  generation and creationTimestamp.
+  generation and creationTimestamp.  The API's own kinds (Service, EndpointSlice, Secret,
+  Ingress, IngressClass) are validated against its schema (kubernetes-validate, strict) as
+  they are applied, so that the tests' objects have the shapes a cluster gives.
 - A bearer token, when set: anything else is ``401``.
 - ``restart``: the server goes away (open watches cut) and comes back on the same port;
   with ``forget=True`` its history is gone too (a resumed watch gets 410).
@@ -31,6 +33,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import kubernetes_validate
 
 PLURALS = {
     "IngressRoute": ("traefik.io/v1alpha1", "ingressroutes"),
@@ -117,6 +121,8 @@ class FakeApiServer:
         obj.setdefault("apiVersion", api)
         meta = obj.setdefault("metadata", {})
         ns = "" if plural in CLUSTER_SCOPED else meta.setdefault("namespace", "default")
+        if not api.startswith("traefik.io/"):  # the API's own kinds: as the server checks them
+            kubernetes_validate.validate(obj, "1.31", strict=True)
         key = (ns, meta["name"])
         with self.lock:
             table = self.objects.setdefault(plural, {})

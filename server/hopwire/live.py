@@ -48,16 +48,17 @@ copyreg.pickle(types.MappingProxyType, _mappingproxy)  # the config's read-only 
 class Watcher:
     """Whether the watched files changed, once their content has stayed the same for one
     poll (a half-written file is not read as a config) and ``throttle`` seconds after the
-    last change applied."""
+    last change applied.  The ``extra`` files (the Kubernetes providers' snapshots) are
+    always replaced whole (rename): a change of theirs is complete when it is seen."""
 
     def __init__(self, main: str | None, provider: Any, throttle: float = 0.0, extra: Any = ()):
         self.main = main
         self.provider = provider  # providers.file, or None: not watched
         self.extra = list(extra)  # the Kubernetes providers' files
         self.throttle = throttle
-        self.digest = self.content()  # what the running config was built from
+        self.files, self.snapshots = self.content()  # what the running config was built from
         self.stats = self.stat_all()
-        self.pending: str | None = None  # content seen once, not yet twice
+        self.pending: str | None = None  # the files' content seen once, not yet twice
         self.last_applied = -throttle
 
     def paths(self) -> list[str]:
@@ -67,11 +68,11 @@ class Watcher:
                 dynamic = provider_paths(self.provider.filename, self.provider.directory)
             except ConfigError:
                 pass  # the directory is gone: its files are gone (load says why)
-        return [p for p in (self.main, *dynamic, *self.extra) if p]
+        return [p for p in (self.main, *dynamic) if p]
 
     def stat_all(self) -> tuple[Any, ...]:
         out: list[tuple[Any, ...]] = []
-        for path in self.paths():
+        for path in (*self.paths(), *self.extra):
             try:
                 st = os.stat(path)
                 out.append((path, st.st_ino, st.st_mtime_ns, st.st_size))
@@ -79,10 +80,11 @@ class Watcher:
                 out.append((path, None))
         return tuple(out)
 
-    def content(self) -> str:
-        """A digest of every watched file, names included."""
+    @staticmethod
+    def digest(paths: list[str]) -> str:
+        """A digest of these files, names included."""
         h = hashlib.sha256()
-        for path in self.paths():
+        for path in paths:
             h.update(path.encode() + b"\0")
             try:
                 with open(path, "rb") as fh:
@@ -92,23 +94,27 @@ class Watcher:
             h.update(b"\0")
         return h.hexdigest()
 
+    def content(self) -> tuple[str, str]:
+        """The digests of the configuration files and of the snapshots."""
+        return self.digest(self.paths()), self.digest(self.extra)
+
     def poll(self, now: float) -> bool:
         """True: the files changed and their new content is complete; load them."""
         stats = self.stat_all()
         if stats == self.stats and self.pending is None:
             return False
         self.stats = stats
-        seen = self.content()
-        if seen == self.digest:
+        files, snapshots = self.content()
+        if files == self.files and snapshots == self.snapshots:
             self.pending = None
             return False
-        if seen != self.pending:
-            self.pending = seen  # look again next poll: still being written?
+        if files != self.files and files != self.pending:
+            self.pending = files  # look again next poll: still being written?
             return False
         if now - self.last_applied < self.throttle:
             return False
         self.pending = None
-        self.digest = seen
+        self.files, self.snapshots = files, snapshots
         self.last_applied = now
         return True
 
