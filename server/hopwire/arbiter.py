@@ -361,7 +361,7 @@ class Arbiter:
 
         def base() -> Config:
             """The configuration without this provider's objects, as it is on disk now."""
-            return checks.load(src.path, src.flags, src.environ, others)
+            return checks.load(src.path, src.flags, src.environ, others, quiet=True)
 
         files = self.config.providers.file
         # what the base is read from: a change there is checked again (a route may refer to

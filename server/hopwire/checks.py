@@ -34,11 +34,12 @@ def load(
     flags: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
     snapshots: Sequence[str] = (),
+    quiet: bool = False,
 ) -> Config:
     """Read the sources, build the Config and check it; raise ConfigError with every
     problem found (the command line's exit 2, a reload's rejection).  ``snapshots``: the
     Kubernetes providers' files, merged as the file provider's are."""
-    return config_mod.load(path, flags, environ, CHECKS, snapshots)
+    return config_mod.load(path, flags, environ, CHECKS, snapshots, quiet)
 
 
 def validate(config: Config) -> list[str]:

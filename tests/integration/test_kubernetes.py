@@ -4,13 +4,16 @@ listed and watched, translated, checked one by one and served live."""
 from __future__ import annotations
 
 import base64
+import json
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.harness import Backend, Traefik, request, wait_for
+from tests.harness import Backend, Traefik, free_port, request, wait_for
 from tests.kubeapi import FakeApiServer
 
 
@@ -519,3 +522,133 @@ def agree(
         (host, path, bool(h)): (status, got)
         for (host, path, status, got, _), (_, _, h) in zip(last[0], cases, strict=True)
     }
+
+
+def tls_secret(name: str, leaf: Any, ns: str = "default") -> dict[str, Any]:
+    return {
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": ns},
+        "data": {
+            "tls.crt": base64.b64encode(leaf.cert.read_bytes()).decode(),
+            "tls.key": base64.b64encode(leaf.key.read_bytes()).decode(),
+        },
+    }
+
+
+def test_certificates_and_tls_options_from_the_cluster(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any, tmp_path: Any
+) -> None:
+    """An IngressRoute's tls.secretName is served by SNI with its TLSOption; a renewed
+    Secret is served to new handshakes (new workers: certificates are built before them)."""
+    from tests.certs import Authority
+    from tests.integration.test_tls import client_context, https
+
+    ca = Authority(tmp_path)
+    first, renewed = ca.leaf("a.test", file="first"), ca.leaf("a.test", file="renewed")
+    b = make_backend("one")
+    secure = route("secure", "Host(`a.test`)", "whoami")
+    secure["spec"]["entryPoints"] = ["websecure"]
+    secure["spec"]["tls"] = {"secretName": "a-cert", "options": {"name": "modern"}}
+    for obj in [
+        *k8s_service("whoami", b),
+        tls_secret("a-cert", first),
+        {
+            "kind": "TLSOption",
+            "metadata": {"name": "modern", "namespace": "default"},
+            "spec": {"minVersion": "VersionTLS13"},
+        },
+        secure,
+    ]:
+        api.apply(obj)
+    port = free_port()
+    hw = make_hopwire(
+        {**crd_config(api), "entryPoints": {"websecure": {"address": f"127.0.0.1:{port}"}}}
+    )
+    status, headers, _, serial = https(port, "a.test", client_context(ca))
+    assert (status, serial) == (200, first.serial)
+    assert dict(headers).get("x-server") == "one"
+    with pytest.raises(ssl.SSLError):  # the TLSOption: TLS 1.3 only
+        https(port, "a.test", client_context(ca, version=ssl.TLSVersion.TLSv1_2))
+    api.apply(tls_secret("a-cert", renewed))
+    wait_for(lambda: https(port, "a.test", client_context(ca))[3] == renewed.serial, timeout=20)
+    assert "tls changed" in hw.logs()
+
+
+def test_per_route_observability(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any, tmp_path: Any
+) -> None:
+    """A route's observability switches (here the access log) hold as in a file router."""
+    b = make_backend("one")
+    quiet = route("quiet", "PathPrefix(`/quiet`)", "whoami")
+    quiet["spec"]["routes"][0]["observability"] = {"accessLogs": False}
+    for obj in [*k8s_service("whoami", b), route("loud", "PathPrefix(`/loud`)", "whoami"), quiet]:
+        api.apply(obj)
+    log = tmp_path / "access.log"
+    hw = make_hopwire({**crd_config(api), "accessLog": {"filePath": str(log), "format": "json"}})
+    for path in ("/loud", "/quiet", "/loud"):
+        assert request(hw.port, "GET", path)[0] == 200
+    lines = wait_for(
+        lambda: [ln for ln in log.read_text().splitlines() if ln] if log.exists() else []
+    )
+    time.sleep(0.5)
+    paths = [json.loads(ln)["RequestPath"] for ln in log.read_text().splitlines() if ln]
+    assert lines and paths == ["/loud", "/loud"]
+    assert all(
+        json.loads(ln)["RouterName"].endswith("@kubernetescrd")
+        for ln in log.read_text().splitlines()
+        if ln
+    )
+
+
+def test_providers_refer_to_each_other(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any, tmp_path: Any
+) -> None:
+    """A file router to a Kubernetes Service's balancer with a Kubernetes middleware, and an
+    IngressRoute with a middleware of the file provider, by Traefik's @provider names."""
+    b = make_backend("one")
+    uses_file = route(
+        "uses-file", "PathPrefix(`/k`)", "whoami", middlewares=[{"name": "shout@file"}]
+    )
+    for obj in [
+        *k8s_service("whoami", b),
+        middleware("strip", {"stripPrefix": {"prefixes": ["/f"]}}),
+        uses_file,
+    ]:
+        api.apply(obj)
+    dynamic = tmp_path / "dynamic.yml"
+    dynamic.write_text(
+        yaml.safe_dump(
+            {
+                "http": {
+                    "routers": {
+                        "from-file": {
+                            "rule": "PathPrefix(`/f`)",
+                            "service": "default-whoami-80@kubernetescrd",
+                            "middlewares": ["default-strip@kubernetescrd"],
+                        }
+                    },
+                    "middlewares": {
+                        "shout": {"headers": {"customRequestHeaders": {"X-Shout": "yes"}}}
+                    },
+                }
+            }
+        )
+    )
+    hw = make_hopwire(
+        {
+            "providers": {
+                "kubernetesCRD": {"endpoint": api.url},
+                "file": {"filename": str(dynamic)},
+            }
+        }
+    )
+    assert served_by(hw.port, "/f/x") == "one"
+    assert b.requests[-1][1] == "/x"
+    assert served_by(hw.port, "/k") == "one"
+    assert any(k.lower() in ("x-shout", b"x-shout") for k, _ in b.requests[-1][2])
+    # the Kubernetes middleware is deleted: the file router waits for it, the rest serves
+    api.delete("Middleware", "strip")
+    wait_for(lambda: request(hw.port, "GET", "/f/x")[0] == 404, timeout=5)
+    assert served_by(hw.port, "/k") == "one"
+    assert "http.routers.from-file is not served until default-strip@kubernetescrd" in hw.logs()

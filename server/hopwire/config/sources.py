@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import re
 import tomllib
@@ -30,6 +31,11 @@ from hopwire.config.validate import (
     with_defaults,
 )
 from hopwire.config.values import check_host_port
+
+log = logging.getLogger("hopwire.config")
+
+KUBERNETES_SUFFIXES = ("@kubernetescrd", "@kubernetes")
+KUBERNETES_PROVIDERS = ("kubernetesCRD", "kubernetesIngress")
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -213,6 +219,63 @@ def _drop_provider_suffixes(raw: dict[str, Any]) -> None:
     for ep in each("entryPoints"):
         fix(_ci_get(ep, "http"), "middlewares")
         fix(_ci_get(ep, "http", "tls"), "options")
+
+
+def wait_for_kubernetes(raw: dict[str, Any]) -> list[str]:
+    """Leave out what refers to a Kubernetes provider's object that is not there (yet, or
+    any more): a router, a chain or errors middleware, or a service's transport naming
+    ``...@kubernetescrd`` or ``...@kubernetes``, and what refers to what was left out.  The
+    rest is served; the left-out parts are served once the names exist, as Traefik's
+    routers in error are.  The reasons, one line each."""
+    http = _ci_get(raw, "http")
+    if not isinstance(http, dict):
+        return []
+    tables = {
+        t: _ci_get(http, t) for t in ("routers", "middlewares", "services", "serversTransports")
+    }
+    tables = {t: v for t, v in tables.items() if isinstance(v, dict)}
+
+    def refs(table: str, item: Any) -> list[tuple[str, str]]:
+        """(table referred to, name) of one entry."""
+        out: list[tuple[str, str]] = []
+        if not isinstance(item, dict):
+            return out
+        if table == "routers":
+            out.append(("services", str(_ci_get(item, "service") or "")))
+            out += [("middlewares", str(m)) for m in _ci_get(item, "middlewares") or ()]
+        elif table == "middlewares":
+            chain = _ci_get(item, "chain")
+            if isinstance(chain, dict):
+                out += [("middlewares", str(m)) for m in _ci_get(chain, "middlewares") or ()]
+            errors = _ci_get(item, "errors")
+            if isinstance(errors, dict):
+                out.append(("services", str(_ci_get(errors, "service") or "")))
+        elif table == "services":
+            lb = _ci_get(item, "loadBalancer")
+            if isinstance(lb, dict) and _ci_get(lb, "serversTransport"):
+                out.append(("serversTransports", str(_ci_get(lb, "serversTransport"))))
+        return out
+
+    left: list[str] = []
+    dropped: set[tuple[str, str]] = set()
+    changed = True
+    while changed:
+        changed = False
+        for table, items in tables.items():
+            for name in list(items):
+                for target, ref in refs(table, items[name]):
+                    missing = ref.endswith(KUBERNETES_SUFFIXES) and ref not in tables.get(
+                        target, {}
+                    )
+                    if missing or (target, ref) in dropped:
+                        del items[name]
+                        dropped.add((table, str(name)))
+                        left.append(
+                            f"http.{table}.{name} is not served until {ref} exists (http.{target})"
+                        )
+                        changed = True
+                        break
+    return left
 
 
 def _resolve(segments: list[str], origin: str, errors: list[str]) -> list[str | int] | None:
@@ -477,11 +540,13 @@ def load(
     environ: Mapping[str, str] | None = None,
     checks: Sequence[Callable[[Config], list[str]]] = (),
     snapshots: Sequence[str] = (),
+    quiet: bool = False,
 ) -> Config:
     """Load and validate; raise ConfigError with every problem found.  ``checks``: more
     checks of the built Config, by the runtime's compilers (``hopwire.checks.CHECKS``);
     ``snapshots``: the Kubernetes providers' files (those that exist), merged as dynamic
-    files."""
+    files; ``quiet``: what waits for a Kubernetes object is not logged (a provider's own
+    reading of the rest of the configuration)."""
     errors: list[str] = []
     raw: dict[str, Any] = read_file(path) if path else {}
     environ = os.environ if environ is None else environ
@@ -515,6 +580,10 @@ def load(
             merge_dynamic(raw, paths, errors)
     merge_dynamic(raw, [p for p in snapshots if os.path.exists(p)], errors)
     _drop_provider_suffixes(raw)
+    if any(_ci_get(raw, "providers", name) is not None for name in KUBERNETES_PROVIDERS):
+        for line in wait_for_kubernetes(raw):
+            if not quiet:
+                log.warning("%s", line)
     config = build_struct(Config, raw, "", errors)
     if not errors:
         config = with_defaults(config)
