@@ -46,6 +46,8 @@ SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 SECRETS = Resource("", "v1", "secrets", "Secret")
 
 NAMES = {"kubernetesCRD": crd.PROVIDER, "kubernetesIngress": ingress.PROVIDER}
+# as Traefik: Helm's release records are Secrets too, large and never a certificate
+SELECTORS = {"Secret": "owner!=helm"}
 
 
 def kinds(provider: str) -> dict[str, Resource]:
@@ -78,8 +80,14 @@ class Checker:
 
     def accept(self, units: list[crd.Unit]) -> tuple[dict[str, Any], dict[str, str]]:
         """The accepted units merged (a dynamic file's content) and the rejected ones, by
-        label, with why.  A unit that refers to one checked after it (a chain to a
-        middleware later in the order) is tried again after each pass that accepted any."""
+        label, with why.  All of them are checked together first; when that fails, one by
+        one: a unit that refers to one checked after it (a chain to a middleware later in
+        the order) is tried again after each pass that accepted any."""
+        whole = crd.Unit("all", {})
+        if all(merge(whole.fragment, unit.fragment) for unit in units):
+            _, errors = self.check(self.base, whole)
+            if not errors:  # the usual case, checked once rather than once per object
+                return whole.fragment, {}
         config = self.base
         merged: dict[str, Any] = {}
         rejected: dict[str, str] = {}
@@ -128,14 +136,21 @@ class Checker:
         return candidate, checks.validate(candidate)
 
 
-def merge(into: dict[str, Any], fragment: Mapping[str, Any]) -> None:
+def merge(into: dict[str, Any], fragment: Mapping[str, Any]) -> bool:
+    """Add a unit's fragment; False when it defines a name already there differently."""
+    same = True
     for section, tables in fragment.items():
         target = into.setdefault(section, {})
         for table, items in tables.items():
             if isinstance(items, list):
                 target.setdefault(table, []).extend(items)
-            else:
-                target.setdefault(table, {}).update(items)
+                continue
+            have = target.setdefault(table, {})
+            for name, value in items.items():
+                if name in have and have[name] != value:
+                    same = False
+                have[name] = value
+    return same
 
 
 class Provider:
@@ -175,7 +190,7 @@ class Provider:
                     self.api,
                     resource,
                     ns,
-                    selector if kind in own else "",
+                    selector if kind in own else SELECTORS.get(kind, ""),
                     self.dirty.set,
                     self.api_failed,
                 )
