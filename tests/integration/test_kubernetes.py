@@ -290,6 +290,8 @@ def test_the_same_objects_route_as_in_traefik(
             "services": [{"name": "api", "port": 80, "passHostHeader": False}],
         }
     )
+    ext_route = route("ext", "Host(`ext.test`)", "ext")
+    ext_route["spec"]["routes"][0]["services"][0]["port"] = one.port
     split = route("split", "Host(`split.test`)", "whoami")
     split["spec"]["routes"][0]["services"] = [
         {"name": "whoami", "port": 80, "weight": 3},
@@ -315,6 +317,27 @@ def test_the_same_objects_route_as_in_traefik(
         split,
         route("lost", "Host(`lost.test`)", "nowhere"),
         route("private", "Host(`private.test`)", "whoami", middlewares=[{"name": "auth"}]),
+        middleware(
+            "pages",
+            {
+                "errors": {
+                    "status": ["500-599"],
+                    "service": {"name": "api", "port": 80},
+                    "query": "/{status}.html",
+                }
+            },
+        ),
+        route("err", "Host(`err.test`)", "whoami", middlewares=[{"name": "pages"}]),
+        {
+            "kind": "Service",
+            "metadata": {"name": "ext", "namespace": "default"},
+            "spec": {
+                "type": "ExternalName",
+                "externalName": "localhost",
+                "ports": [{"name": "http", "port": one.port}],
+            },
+        },
+        ext_route,
         other_ns,
         classed,
         {
@@ -333,8 +356,9 @@ def test_the_same_objects_route_as_in_traefik(
         },
     ]:
         api.apply(obj)
-    hw = make_hopwire(crd_config(api), workers=1)
-    traefik = Traefik(tmp_path, {}, static={"providers": {"kubernetesCRD": {"endpoint": api.url}}})
+    options = {"endpoint": api.url, "allowExternalNameServices": True}
+    hw = make_hopwire({"providers": {"kubernetesCRD": options}}, workers=1)
+    traefik = Traefik(tmp_path, {}, static={"providers": {"kubernetesCRD": options}})
     try:
         creds = [("authorization", "Basic " + base64.b64encode(b"ann:s3cret").decode())]
         cases = [
@@ -346,8 +370,12 @@ def test_the_same_objects_route_as_in_traefik(
             ("far.test", "/", []),
             ("classed.test", "/", []),
             ("nowhere.test", "/", []),
+            ("err.test", "/status/503", []),
+            ("ext.test", "/", []),
         ]
         seen = agree(hw.port, traefik.port, cases, (one, two))
+        assert seen[("err.test", "/status/503", False)][1][-1][:2] == ("two", "/503.html")
+        assert seen[("ext.test", "/", False)][1][0][0] == "one"
         assert seen[("a.test", "/", False)][1][0][0] == "one"
         assert seen[("a.test", "/api/users", False)][1][0][:2] == ("two", "/users")
         assert seen[("private.test", "/", False)][0] == 401
@@ -652,3 +680,34 @@ def test_providers_refer_to_each_other(
     wait_for(lambda: request(hw.port, "GET", "/f/x")[0] == 404, timeout=5)
     assert served_by(hw.port, "/k") == "one"
     assert "http.routers.from-file is not served until default-strip@kubernetescrd" in hw.logs()
+
+
+def test_a_burst_of_changes_is_one_configuration(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    """throttleDuration: ten changes within a second are written as one configuration, the
+    last one; the endpoints that change after it are served once the throttle has passed."""
+    b = make_backend("one")
+    tagged = route("web", "PathPrefix(`/`)", "whoami", middlewares=[{"name": "tag"}])
+    for obj in [*k8s_service("whoami", b), tagged, middleware("tag", _tag(0))]:
+        api.apply(obj)
+    hw = make_hopwire(crd_config(api, throttleDuration="2s"))
+    written = hw.logs().count("configuration written")
+    for n in range(1, 11):
+        api.apply(middleware("tag", _tag(n)))
+        time.sleep(0.1)
+    wait_for(lambda: request(hw.port, "GET", "/")[0] == 200 and _tag_seen(b) == "10", timeout=10)
+    time.sleep(2.5)  # a second write would have come by now
+    assert hw.logs().count("configuration written") == written + 1
+
+
+def _tag(n: int) -> dict[str, Any]:
+    return {"headers": {"customRequestHeaders": {"X-Tag": str(n)}}}
+
+
+def _tag_seen(b: Backend) -> str | None:
+    for k, v in b.requests[-1][2]:
+        name = k.decode() if isinstance(k, bytes) else k
+        if name.lower() == "x-tag":
+            return v.decode() if isinstance(v, bytes) else v
+    return None
