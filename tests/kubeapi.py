@@ -14,7 +14,8 @@ one does it (no cluster can run here).
 - One global resourceVersion, as etcd's revision; objects get uid, resourceVersion,
   generation and creationTimestamp.  The API's own kinds (Service, EndpointSlice, Secret,
   Ingress, IngressClass) are validated against its schema (kubernetes-validate, strict) as
-  they are applied, so that the tests' objects have the shapes a cluster gives.
+  they are applied, and Traefik's kinds against their CRDs' shapes (tests/crd_shapes.py),
+  so that the tests' objects have the shapes a cluster accepts.
 - A bearer token, when set: anything else is ``401``.
 - ``restart``: the server goes away (open watches cut) and comes back on the same port;
   with ``forget=True`` its history is gone too (a resumed watch gets 410).
@@ -35,6 +36,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
+
+from tests import crd_shapes
 
 PLURALS = {
     "IngressRoute": ("traefik.io/v1alpha1", "ingressroutes"),
@@ -121,7 +124,9 @@ class FakeApiServer:
         obj.setdefault("apiVersion", api)
         meta = obj.setdefault("metadata", {})
         ns = "" if plural in CLUSTER_SCOPED else meta.setdefault("namespace", "default")
-        if not api.startswith("traefik.io/"):  # the API's own kinds: as the server checks them
+        if api.startswith("traefik.io/"):  # as the API server checks them against the CRDs
+            crd_shapes.validate(obj)
+        else:  # the API's own kinds
             kubernetes_validate.validate(obj, "1.31", strict=True)
         key = (ns, meta["name"])
         with self.lock:
@@ -355,21 +360,24 @@ class FakeApiServer:
                 )
             while True:
                 with self.lock:
+                    if self.version <= since and self.epoch == epoch and self.expired == expired:
+                        self.lock.wait(timeout=0.1)
+                    # the events after ``since`` and the version they run to, read together:
+                    # every event of this watch up to ``current`` is sent, so a bookmark may
+                    # name it
                     pending = [
-                        (rv, t, o)
+                        (t, o)
                         for rv, p, t, o in self.history
                         if rv > since and p == plural and self.selected(o, namespace, selector)
                     ]
-                    if not pending and self.epoch == epoch and self.expired == expired:
-                        self.lock.wait(timeout=0.1)
                     stopped = self.epoch != epoch
                     newly_expired = self.expired != expired
                     current = self.version
                 if stopped:
                     return
-                for rv, t, o in pending:
+                for t, o in pending:
                     send({"type": t, "object": copy.deepcopy(o)})
-                    since = rv
+                since = current
                 if newly_expired:
                     send(
                         {
@@ -383,7 +391,6 @@ class FakeApiServer:
                     break
                 if bookmarks and now >= next_mark:
                     next_mark = now + self.bookmark_every
-                    since = max(since, current)
                     send(
                         {
                             "type": "BOOKMARK",

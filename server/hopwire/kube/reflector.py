@@ -152,6 +152,7 @@ class Reflector:
             if kind == "BOOKMARK":
                 self.version = version or self.version
                 continue
+            log.debug("%s: %s %s %s", self.path, kind, key_of(obj), version)
             if kind in ("ADDED", "MODIFIED"):
                 self.objects[key_of(obj)] = obj
             elif kind == "DELETED":
