@@ -432,11 +432,15 @@ class Arbiter:
         wanted = [i for i, name in enumerate(PROVIDERS) if getattr(new.providers, name)]
         if wanted and self.provider_dir is None:
             self.provider_dir = tempfile.mkdtemp(prefix="hopwire-providers-")
+        read = self.source.snapshots
         self.source.snapshots = [self.snapshot(i) for i in wanted]
         running = set(self.providers.values())
         for index in wanted:
             if index not in running:
                 self.spawn_provider(index)
+        if set(read) - set(self.source.snapshots):
+            # the configuration just applied was read with the removed provider's objects
+            self.files_changed()
 
     def provider_exited(self, pid: int, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)

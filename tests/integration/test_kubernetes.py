@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import ssl
 import time
 from collections.abc import Iterator
@@ -711,3 +712,22 @@ def _tag_seen(b: Backend) -> str | None:
         if name.lower() == "x-tag":
             return v.decode() if isinstance(v, bytes) else v
     return None
+
+
+def test_a_provider_added_and_removed_on_sighup(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    """SIGHUP with the provider in the static file starts it; without, stops it and its
+    objects go with it."""
+    b = make_backend("one")
+    for obj in [*k8s_service("whoami", b), route("web", "Host(`k.test`)", "whoami")]:
+        api.apply(obj)
+    hw = make_hopwire({"http": {"routers": {}, "services": {}}})
+    assert request(hw.port, "GET", "/", host="k.test")[0] == 404
+    hw.write({**hw.config, **crd_config(api)})
+    hw.signal(signal.SIGHUP)
+    wait_for(lambda: served_by(hw.port, "/", "k.test") == "one", timeout=15)
+    hw.write({k: v for k, v in hw.config.items() if k != "providers"})
+    hw.signal(signal.SIGHUP)
+    wait_for(lambda: request(hw.port, "GET", "/", host="k.test")[0] == 404, timeout=15)
+    assert hw.proc.poll() is None

@@ -176,7 +176,9 @@ class Cluster:
         so that the configuration that names it changes too)."""
         digest = hashlib.sha256(data).hexdigest()[:24]
         path = os.path.join(self.files, f"{digest}{suffix}")
-        if not os.path.exists(path):
+        if os.path.exists(path):
+            os.utime(path)  # in use: kept (Provider.tidy)
+        else:
             tmp = f"{path}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:

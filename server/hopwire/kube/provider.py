@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -46,6 +47,7 @@ SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 SECRETS = Resource("", "v1", "secrets", "Secret")
 
 NAMES = {"kubernetesCRD": crd.PROVIDER, "kubernetesIngress": ingress.PROVIDER}
+FILES_KEPT = 86400.0  # seconds a Secret's file outlives its last use
 # as Traefik: Helm's release records are Secrets too, large and never a certificate
 SELECTORS = {"Secret": "owner!=helm"}
 
@@ -179,7 +181,6 @@ class Provider:
         self.reflectors: dict[str, list[Reflector]] = {}
         self.rejected: dict[str, str] = {}  # label -> why, as last logged
         self.written = b""
-        self.files_before: set[str] = set()
         namespaces = list(self.options.namespaces) or [""]
         selector = self.options.labelSelector
         own = crd.RESOURCES if which == "kubernetesCRD" else ingress.RESOURCES
@@ -293,17 +294,17 @@ class Provider:
         return merged, rejected
 
     def tidy(self, used: set[str]) -> None:
-        """Remove the Secrets' files no longer named by this snapshot nor the one before
-        (which the running configuration may still read)."""
-        keep = used | self.files_before
+        """Remove the Secrets' files that no snapshot has named for FILES_KEPT seconds: a
+        configuration the master still runs (a later one it rejected) may name them, and
+        a worker started again reads them."""
+        old = time.time() - FILES_KEPT
         for entry in os.listdir(self.files):
             path = os.path.join(self.files, entry)
-            if path not in keep:
-                try:
+            try:
+                if path not in used and os.stat(path).st_mtime < old:
                     os.unlink(path)
-                except OSError:
-                    pass
-        self.files_before = used
+            except OSError:
+                pass
 
     def publish(self) -> None:
         merged, rejected = self.build()
