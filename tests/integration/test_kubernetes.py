@@ -731,3 +731,55 @@ def test_a_provider_added_and_removed_on_sighup(
     hw.signal(signal.SIGHUP)
     wait_for(lambda: request(hw.port, "GET", "/", host="k.test")[0] == 404, timeout=15)
     assert hw.proc.poll() is None
+
+
+def test_bookmarks_spare_a_relist_after_a_restart(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    """While other kinds change, bookmarks move every watch's resourceVersion on; so when
+    the API server comes back with only recent history, every watch resumes where it was
+    and nothing is listed again (without bookmarks the quiet kinds' versions would be too
+    old: 410, then a LIST)."""
+    b = make_backend("one")
+    for obj in [*k8s_service("whoami", b), route("web", "PathPrefix(`/`)", "whoami")]:
+        api.apply(obj)
+    hw = make_hopwire(crd_config(api))
+    assert served_by(hw.port, "/") == "one"
+    for n in range(5):  # the Service changes; the traefik.io kinds do not
+        api.apply(
+            {
+                **k8s_service("whoami", b)[0],
+                "metadata": {"name": "whoami", "namespace": "default", "labels": {"n": str(n)}},
+            }
+        )
+    time.sleep(1.5)  # bookmarks every 0.5 s
+    lists = len([r for r in api.requests if "watch" not in r[2]])
+    api.stop()
+    api.compact()  # the history before now is gone
+    api.start()
+    two = make_backend("two")
+    api.apply(k8s_service("whoami", two)[1])
+    wait_for(lambda: served_by(hw.port, "/") == "two", timeout=15)
+    assert len([r for r in api.requests if "watch" not in r[2]]) == lists
+    assert "listing again" not in hw.logs()
+
+
+def test_cross_namespace_references_when_allowed(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any
+) -> None:
+    b = make_backend("one")
+    for obj in k8s_service("whoami", b, ns="apps"):
+        api.apply(obj)
+    api.apply(middleware("strip", {"stripPrefix": {"prefixes": ["/x"]}}, ns="shared"))
+    far = route(
+        "far",
+        "PathPrefix(`/x`)",
+        "whoami",
+        ns="edge",
+        middlewares=[{"name": "strip", "namespace": "shared"}],
+    )
+    far["spec"]["routes"][0]["services"][0]["namespace"] = "apps"
+    api.apply(far)
+    hw = make_hopwire(crd_config(api, allowCrossNamespace=True))
+    assert served_by(hw.port, "/x/y") == "one"
+    assert b.requests[-1][1] == "/y"
