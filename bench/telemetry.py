@@ -55,6 +55,9 @@ HOPWIRE: dict[str, tuple[str, float | None, str]] = {
     # tracing.keep.errors at the low rates: no dearer than without (the requests all succeed)
     "tracing rate 0 keep": ("KEEP", 0.0, "tracing rate 0"),
     "tracing rate 0.01 keep": ("KEEP", 0.01, "tracing rate 0.01"),
+    # a second instance of the same configuration: how far apart two processes measure (the
+    # keep rows' differences are read against it)
+    "tracing rate 0 again": ("", 0.0, "tracing rate 0"),
     # traceVerbosity detailed (Router and Service spans): shown, not targeted
     "tracing rate 1 detailed": ("DETAILED", 1.0, "tracing rate 1"),
 }
@@ -255,7 +258,9 @@ def main() -> None:
             if n in instances
         ]
         for rnd in range(args.rounds):
-            for inst, mode in plan:
+            # every other round in the reverse order: a setting's place in the round (what
+            # ran just before it, the machine warming up or not) is not a bias of its figure
+            for inst, mode in plan if rnd % 2 == 0 else plan[::-1]:
                 pids = tree(inst.proc.pid)
                 cpu0 = cpu_seconds(pids)
                 parent = PARENTS[mode]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import h11
+import pytest
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 
 from tests.harness import Traefik, exchange, request, service, wait_for
@@ -234,23 +235,27 @@ def test_sample_rate_per_router(make_backend: Any, make_hopwire: Any, receiver: 
         assert tp.endswith("-" + flag)
 
 
+@pytest.mark.parametrize("metered", [True, False], ids=["by the meter", "by a Keeper"])
 def test_unsampled_errors_and_slow_requests_are_kept(
-    make_backend: Any, make_hopwire: Any, receiver: Any
+    make_backend: Any, make_hopwire: Any, receiver: Any, metered: bool
 ) -> None:
     """At sample rate 0 with keep.errors and keep.slowerThan: every 5xx, every failed
     attempt and every slow request exports its SERVER and CLIENT spans once, with the ids
-    the backend got and the unsampled flags, marked with why; nothing else is exported."""
+    the backend got and the unsampled flags, marked with why; nothing else is exported.
+    The routers' metrics observer decides at the end of an unsampled request; without one
+    (metrics off for the routers), a Keeper does."""
     backend = make_backend()
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
     dead_port = dead.getsockname()[1]
     dead.close()  # nothing listens there: connect_failed
+    observed = {} if metered else {"observability": {"metrics": False}}
     hw = make_hopwire(
         {
             "http": {
                 "routers": {
-                    "api": {"rule": "PathPrefix(`/`)", "service": "s"},
-                    "gone": {"rule": "PathPrefix(`/gone`)", "service": "dead"},
+                    "api": {"rule": "PathPrefix(`/`)", "service": "s", **observed},
+                    "gone": {"rule": "PathPrefix(`/gone`)", "service": "dead", **observed},
                 },
                 "services": {
                     "s": service(backend.url),

@@ -110,13 +110,23 @@ BOUNDS = st.lists(st.floats(0.001, 20, allow_nan=False), max_size=12, unique=Tru
     run=st.lists(exchanges(), min_size=1, max_size=25),
     rich=st.booleans(),
     slots=st.booleans(),
+    keep=st.sampled_from([None, (True, 0.0), (False, 2.0), (True, 2.0)]),
 )
 def test_compiled_meter_makes_the_reference_rows(
-    bounds: tuple[float, ...], run: list[dict[str, Any]], rich: bool, slots: bool
+    bounds: tuple[float, ...],
+    run: list[dict[str, Any]],
+    rich: bool,
+    slots: bool,
+    keep: tuple[bool, float] | None,
 ) -> None:
+    """... and, with tracing.keep (``keeping``), hands the same unsampled exchanges back."""
     ref_table, table = metrics.Table("router", ("r", "s")), metrics.Table("router", ("r", "s"))
     ref = metrics.PyMeter([ref_table], bounds, rich, "r", "https")
     compiled = metrics.Meter([table], bounds, rich, "r", "https")
+    kept: tuple[list[Any], list[Any]] = ([], [])
+    if keep is not None:
+        ref.keeping(kept[0].append, *keep)
+        compiled.keeping(kept[1].append, *keep)
     assert compiled.nbuckets == ref.nbuckets and compiled.bounds == bounds
     spilled: list[Any] = [({}, {}), ({}, {})]
     for i, fields in enumerate(run):
@@ -136,6 +146,9 @@ def test_compiled_meter_makes_the_reference_rows(
         ref.finish(a)
         compiled.finish(b)
         assert compiled.snapshot() == ref.snapshot(), i
+        assert [x is a for x in kept[0]] == [x is b for x in kept[1]], i
+        kept[0].clear()
+        kept[1].clear()
     assert table.rows == ref_table.rows
     assert spilled[0] == spilled[1]
 

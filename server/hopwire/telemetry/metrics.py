@@ -382,7 +382,18 @@ class PyMeter:
     backend attempt per server for ``http.client.request.duration``.
     """
 
-    __slots__ = ("bounds", "nbuckets", "rich", "route", "rows", "scheme", "tables")
+    __slots__ = (
+        "bounds",
+        "keep",
+        "keep_errors",
+        "keep_slower",
+        "nbuckets",
+        "rich",
+        "route",
+        "rows",
+        "scheme",
+        "tables",
+    )
 
     def __init__(
         self,
@@ -399,6 +410,15 @@ class PyMeter:
         self.route = route
         self.scheme = scheme
         self.rows: dict[tuple[Any, ...], list[Any]] = {}
+        self.keep: Any = None
+        self.keep_errors = False
+        self.keep_slower = 0.0
+
+    def keeping(self, keep: Any, errors: bool, slower: float) -> None:
+        """tracing.keep: end an unsampled exchange as the tracer's Keeper would, handing a
+        failed (5xx, an error kind) or slow one to ``keep(ex)``; the meter reads the trace,
+        status and duration anyway, where a Keeper among the observers is one more call."""
+        self.keep, self.keep_errors, self.keep_slower = keep, errors, slower
 
     def start(self, ex: ExchangeView) -> None:
         """The exchange keeps its start (t0) and end (t1) times when observed; rich, it also
@@ -453,6 +473,12 @@ class PyMeter:
                     entry = row[6][ckey] = [0.0, [0] * self.nbuckets]
                 entry[0] += seconds
                 entry[1][bisect_left(self.bounds, seconds)] += 1
+        if self.keep is not None:  # None: keeping off (keeping(None, ...))
+            trace = ex.trace
+            if trace is not None and not trace.sampled:
+                failed = self.keep_errors and (status >= 500 or bool(ex.error_type))
+                if failed or (self.keep_slower > 0 and duration > self.keep_slower):
+                    self.keep(ex)
 
     def take(self) -> dict[tuple[Any, ...], list[Any]]:
         """The rows since the last fold; the meter starts new ones."""

@@ -19,11 +19,19 @@ def observers_of(tracer: Tracer | None, *others: Observer | None) -> tuple[Obser
     """The observers of a router, in the order the exchange calls them: the tracer first (so
     that the others see the trace), then metrics and the access log; those that are off
     (None) are left out.  The tracer is told the others: an unsampled exchange has nothing
-    for it to record at the end, so it leaves the exchange to them."""
+    for it to record at the end, so it leaves the exchange to them; with tracing.keep, the
+    metrics observer (when the router has one) hands it back if it failed or was slow."""
     rest = tuple(o for o in others if o is not None)
+    meter = next((o for o in rest if hasattr(o, "keeping")), None)
+    if meter is not None:  # a router's meter outlives a configuration: keeping is set anew
+        meter.keeping(None, False, 0.0)
     if tracer is None:
         return rest
     tracer.others = rest
-    if tracer.keeper is not None:  # tracing.keep: an unsampled exchange ends at the Keeper
-        tracer.kept = (tracer.keeper, *rest)
+    if tracer.keeper is not None:  # tracing.keep: an unsampled exchange may be kept at its end
+        if meter is not None:  # by the metrics observer, which reads what it needs anyway
+            meter.keeping(tracer.keep, tracer.keep_errors, tracer.keep_slower)
+            tracer.kept = rest
+        else:  # by a Keeper, first
+            tracer.kept = (tracer.keeper, *rest)
     return (tracer, *rest)
