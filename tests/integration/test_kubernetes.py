@@ -783,3 +783,66 @@ def test_cross_namespace_references_when_allowed(
     hw = make_hopwire(crd_config(api, allowCrossNamespace=True))
     assert served_by(hw.port, "/x/y") == "one"
     assert b.requests[-1][1] == "/y"
+
+
+def test_servers_transport_and_the_default_store_from_secrets(
+    api: FakeApiServer, make_backend: Any, make_hopwire: Any, tmp_path: Any
+) -> None:
+    """A ServersTransport whose CA and client certificate are Secrets reaches a backend
+    that requires both, by its serverName; the TLSStore ``default`` gives the certificate a
+    handshake without a known name gets."""
+    from tests.certs import Authority
+    from tests.integration.test_tls import client_context, https
+
+    ca = Authority(tmp_path)
+    backend_cert = ca.leaf("backend.internal", file="backend")
+    client = ca.leaf(file="to-backend", cn="hopwire", client=True)
+    fallback = ca.leaf("fallback.test", file="fallback")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(backend_cert.cert, backend_cert.key)
+    ctx.load_verify_locations(cadata=ca.pem.decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    b = make_backend("mtls", tls=ctx)
+    ca_secret = {
+        "kind": "Secret",
+        "metadata": {"name": "ca", "namespace": "default"},
+        "data": {"ca.crt": base64.b64encode(ca.pem).decode()},
+    }
+    secure = route("secure", "Host(`a.test`)", "whoami")
+    secure["spec"]["routes"][0]["services"][0].update(
+        {"scheme": "https", "serversTransport": "mtls"}
+    )
+    secure["spec"]["entryPoints"] = ["web", "websecure"]
+    secure["spec"]["tls"] = {}
+    for obj in [
+        *k8s_service("whoami", b),
+        ca_secret,
+        tls_secret("client", client),
+        tls_secret("fallback", fallback),
+        {
+            "kind": "ServersTransport",
+            "metadata": {"name": "mtls", "namespace": "default"},
+            "spec": {
+                "serverName": "backend.internal",
+                "rootCAs": [{"secret": "ca"}],
+                "certificatesSecrets": ["client"],
+            },
+        },
+        {
+            "kind": "TLSStore",
+            "metadata": {"name": "default", "namespace": "default"},
+            "spec": {"defaultCertificate": {"secretName": "fallback"}},
+        },
+        secure,
+    ]:
+        api.apply(obj)
+    port = free_port()
+    hw = make_hopwire(
+        {**crd_config(api), "entryPoints": {"websecure": {"address": f"127.0.0.1:{port}"}}}
+    )
+    loose = client_context(ca)
+    loose.check_hostname = False  # the store's certificate is not a.test's: its CA is checked
+    status, headers, _, serial = https(port, "a.test", loose)
+    assert status == 200 and dict(headers).get("x-server") == "mtls"
+    assert serial == fallback.serial  # no certificate for a.test: the store's default
+    assert "ServersTransport" not in hw.logs()  # nothing rejected
