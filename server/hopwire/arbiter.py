@@ -340,14 +340,17 @@ class Arbiter:
         return self.provider_sup.children
 
     def start_providers(self) -> bool:
-        """Fork a process per configured Kubernetes provider; each writes its snapshot
-        file, which every load of the configuration merges (``Source.snapshots``)."""
+        """Fork a process per configured Kubernetes provider not running yet; each writes
+        its snapshot file, which every load of the configuration merges
+        (``Source.snapshots``).  False: none is configured."""
         wanted = [i for i, name in enumerate(PROVIDERS) if getattr(self.config.providers, name)]
         if self.provider_dir is None and wanted:
             self.provider_dir = tempfile.mkdtemp(prefix="hopwire-providers-")
         self.source.snapshots = [self.snapshot(i) for i in wanted]
+        running = set(self.providers.values())
         for index in wanted:
-            self.spawn_provider(index)
+            if index not in running:
+                self.spawn_provider(index)
         return bool(wanted)
 
     def snapshot(self, index: int) -> str:
@@ -429,15 +432,8 @@ class Arbiter:
                 path = self.snapshot(index)
                 if os.path.exists(path):
                     os.unlink(path)  # its objects leave with it (the watcher sees the change)
-        wanted = [i for i, name in enumerate(PROVIDERS) if getattr(new.providers, name)]
-        if wanted and self.provider_dir is None:
-            self.provider_dir = tempfile.mkdtemp(prefix="hopwire-providers-")
         read = self.source.snapshots
-        self.source.snapshots = [self.snapshot(i) for i in wanted]
-        running = set(self.providers.values())
-        for index in wanted:
-            if index not in running:
-                self.spawn_provider(index)
+        self.start_providers()  # on self.config: ``new``, which the reload applied
         if set(read) - set(self.source.snapshots):
             # the configuration just applied was read with the removed provider's objects
             self.files_changed()

@@ -8,20 +8,20 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.harness import ROOT
 
 
-@pytest.mark.slow
-def test_soak_30s_loses_nothing(tmp_path: Path) -> None:
+def soak(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """bench/soak.py with ``args``: its summary, once it exited 0."""
     out = subprocess.run(
         [
             sys.executable,
             str(ROOT / "bench" / "soak.py"),
-            "--seconds",
-            "30",
+            *args,
             "--out",
             str(tmp_path / "soak.md"),
         ],
@@ -31,7 +31,13 @@ def test_soak_30s_loses_nothing(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return summary
+
+
+@pytest.mark.slow
+def test_soak_30s_loses_nothing(tmp_path: Path) -> None:
+    summary = soak(tmp_path, "--seconds", "30")
     assert summary["failed"] == 0, summary["problems"]
     assert summary["requests"] > 1000
     assert summary["kills"] >= 5 and summary["sighup"] >= 25 and summary["dynamic"] >= 100
@@ -45,23 +51,7 @@ def test_soak_kubernetes_20s_loses_nothing(tmp_path: Path) -> None:
     """The same load while the routes come from the CRD provider and the cluster changes:
     a middleware and a route every 200 ms, the endpoints every second, every watch expired
     (410) every 5 s, the API server restarted with its history forgotten every 10 s."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "soak.py"),
-            "--kubernetes",
-            "--seconds",
-            "20",
-            "--out",
-            str(tmp_path / "soak.md"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary = soak(tmp_path, "--kubernetes", "--seconds", "20")
     assert summary["mode"] == "kubernetes"
     assert summary["failed"] == 0, summary["problems"]
     assert summary["requests"] > 1000

@@ -1113,7 +1113,27 @@ class FileProvider:
 
 
 @dataclass(frozen=True, slots=True)
-class KubernetesCRDProvider:
+class KubernetesProvider:
+    """What both Kubernetes providers share: the API server and how much of it is read."""
+
+    endpoint: str = setting(
+        "",
+        "The API server's URL; empty: the pod's own (KUBERNETES_SERVICE_HOST/_PORT), with its "
+        "service account's token and CA.",
+    )
+    token: str = setting("", "Bearer token; empty: the pod's service-account token, if any.")
+    certAuthFilePath: str = setting("", "PEM file of the API server's CA; empty: the pod's.")
+    namespaces: tuple[str, ...] = setting((), "Namespaces read; empty: all.")
+    allowExternalNameServices: bool = setting(
+        False, "Let routes (or an Ingress's paths) go to ExternalName Services."
+    )
+    throttleDuration: float = setting(
+        0.0, "Wait after a change so that a burst of changes is one configuration.", DURATION
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesCRDProvider(KubernetesProvider):
     REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
         {
             "allowEmptyServices": "not supported: a route whose Service has no ready endpoint "
@@ -1124,14 +1144,6 @@ class KubernetesCRDProvider:
             "crossProviderNamespaces": "not supported",
         }
     )
-    endpoint: str = setting(
-        "",
-        "The API server's URL; empty: the pod's own (KUBERNETES_SERVICE_HOST/_PORT), with its "
-        "service account's token and CA.",
-    )
-    token: str = setting("", "Bearer token; empty: the pod's service-account token, if any.")
-    certAuthFilePath: str = setting("", "PEM file of the API server's CA; empty: the pod's.")
-    namespaces: tuple[str, ...] = setting((), "Namespaces read; empty: all.")
     labelSelector: str = setting("", "Label selector of the traefik.io objects read.")
     ingressClass: str = setting(
         "", "Serve only IngressRoutes of this class; empty: those of class traefik or none."
@@ -1139,14 +1151,10 @@ class KubernetesCRDProvider:
     allowCrossNamespace: bool = setting(
         False, "Let objects refer to Services, Middlewares... of other namespaces."
     )
-    allowExternalNameServices: bool = setting(False, "Let routes go to ExternalName Services.")
-    throttleDuration: float = setting(
-        0.0, "Wait after a change so that a burst of changes is one configuration.", DURATION
-    )
 
 
 @dataclass(frozen=True, slots=True)
-class KubernetesIngressProvider:
+class KubernetesIngressProvider(KubernetesProvider):
     REJECTED: ClassVar[Mapping[str, str]] = types.MappingProxyType(
         {
             "ingressEndpoint": "not supported: hopwire does not write the Ingress status",
@@ -1157,14 +1165,6 @@ class KubernetesIngressProvider:
             "strictPrefixMatching": "not supported",
         }
     )
-    endpoint: str = setting(
-        "",
-        "The API server's URL; empty: the pod's own (KUBERNETES_SERVICE_HOST/_PORT), with its "
-        "service account's token and CA.",
-    )
-    token: str = setting("", "Bearer token; empty: the pod's service-account token, if any.")
-    certAuthFilePath: str = setting("", "PEM file of the API server's CA; empty: the pod's.")
-    namespaces: tuple[str, ...] = setting((), "Namespaces read; empty: all.")
     labelSelector: str = setting("", "Label selector of the Ingresses read.")
     ingressClass: str = setting(
         "",
@@ -1173,10 +1173,6 @@ class KubernetesIngressProvider:
     )
     disableIngressClassLookup: bool = setting(
         False, "Do not read IngressClasses (match ingressClass by name only)."
-    )
-    allowExternalNameServices: bool = setting(False, "Let paths go to ExternalName Services.")
-    throttleDuration: float = setting(
-        0.0, "Wait after a change so that a burst of changes is one configuration.", DURATION
     )
 
 

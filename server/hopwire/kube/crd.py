@@ -119,10 +119,8 @@ def translate(
         if secret:
             label = f"IngressRoute {ns}/{name} tls"
             try:
-                unit = Unit(label)
-                unit.table("tls", "certificates")  # a list: see below
-                unit.fragment["tls"]["certificates"] = [cluster.certificate(ns, str(secret))]
-                units.append(unit)
+                certificate = cluster.certificate(ns, str(secret))
+                units.append(Unit(label, {"tls": {"certificates": [certificate]}}))
             except Invalid as exc:
                 invalid.append((label, str(exc)))
     return units, invalid

@@ -150,7 +150,7 @@ def translate(
                 default_taken = True
             except Invalid as exc:
                 invalid.append((unit.label, str(exc)))
-        paths: dict[str, list[tuple[str, dict[str, Any], Unit]]] = {}
+        paths: dict[str, list[tuple[dict[str, Any], Unit]]] = {}  # router key -> its paths
         for rule in rules:
             host = str(rule.get("host") or "")
             for index, path in enumerate((rule.get("http") or {}).get("paths") or ()):
@@ -172,9 +172,9 @@ def translate(
                     invalid.append((unit.label, str(exc)))
                     continue
                 key = normalize(f"{ns}-{name}-{host}{p}").strip("-")
-                paths.setdefault(key, []).append((key, rt, unit))
+                paths.setdefault(key, []).append((rt, unit))
         for key, entries in paths.items():
-            for _, rt, unit in entries:
+            for rt, unit in entries:
                 rname = key
                 if len(entries) > 1:
                     rname = f"{key}-{hashlib.sha256(rt['rule'].encode()).hexdigest()[:10]}"
