@@ -60,6 +60,7 @@ class Server:
         "healthy",
         "host_header",
         "inflight",
+        "log_url",
         "pool",
         "scheme",
         "url",
@@ -77,6 +78,7 @@ class Server:
         self.healthy = True
         self.inflight = 0
         self.current = 0
+        self.log_url: bytes | None = None  # the access log's part of a line (_accesslog)
 
 
 class Service:

@@ -111,7 +111,6 @@ class Exchange(RequestHead):
         "held",
         "notes",
         "observers",
-        "origin_duration",
         "origin_status",
         "origin_t0",
         "out",
@@ -189,12 +188,11 @@ class Exchange(RequestHead):
         self.reused = False
         self.deadline = 0.0  # response head (responseHeaderTimeout) or write (writeTimeout)
         self.continue_at = 0.0  # when hopwire answers 100 Continue itself (expectContinueTimeout)
-        # set by observers: 1 note when the backend attempt starts (origin_t0, the OTLP
-        # metrics), 2 also its duration (origin_duration, the access log)
+        # set by observers (the OTLP metrics, the access log): note when the backend attempt
+        # starts (origin_t0)
         self.timed = 0
         self.origin_t0 = 0.0
         self.origin_status = 0
-        self.origin_duration = 0.0
         # the response
         self.status = 0
         self.resp_head = False  # a response head is decided (written, or about to be)
@@ -643,8 +641,6 @@ class Exchange(RequestHead):
 
     def response_complete(self, upstream_keep_alive: bool) -> None:
         self.resp_complete = True
-        if self.timed > 1:
-            self.origin_duration = monotonic() - self.origin_t0
         filters = self.filters
         if filters is not None:
             conn = self.upstream

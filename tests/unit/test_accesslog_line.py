@@ -41,9 +41,10 @@ class Slots:
         "headers",
         "host",
         "http10",
+        "log_url",
         "method",
-        "origin_duration",
         "origin_status",
+        "origin_t0",
         "path_query",
         "req_bytes",
         "resp_bytes",
@@ -70,6 +71,18 @@ def made(slotted: bool, **fields: Any) -> Any:
     return Slots(**fields) if slotted else SimpleNamespace(**fields)
 
 
+class Connection:
+    """A connection with the slot where the compiled line keeps its part (``log_fields``, as
+    Downstream has it): made at the first line, then copied."""
+
+    __slots__ = ("client_ip", "client_port", "ep", "log_fields", "tls", "tls_fields", "version")
+
+    def __init__(self, **fields: Any):
+        self.log_fields = None
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
 def writer() -> Writer:
     """One writer for every example (its file, /dev/null, opened once)."""
     if not _WRITERS:
@@ -86,7 +99,8 @@ def ended(draw: Any) -> tuple[Any, Any, float]:
     slotted = draw(st.booleans())
     tls = draw(st.booleans())
     fields = draw(st.none() | st.tuples(TEXT, TEXT, st.none() | TEXT)) if tls else None
-    down = SimpleNamespace(
+    kept = draw(st.booleans())  # the parts kept on the connection and the server, or made anew
+    down = (Connection if kept else SimpleNamespace)(
         client_ip=draw(TEXT),
         client_port=draw(st.integers(0, 65535)),
         ep=SimpleNamespace(tls=tls, scheme_str="https" if tls else "http"),
@@ -117,9 +131,11 @@ def ended(draw: Any) -> tuple[Any, Any, float]:
         t0=t0,
         t1=t0 + draw(st.floats(0, 100)),
         attempts=attempts,
-        server=made(slotted, url=draw(TEXT)) if attempts else None,
+        server=(made(True, url=draw(TEXT), log_url=None) if kept else made(slotted, url=draw(TEXT)))
+        if attempts
+        else None,
         origin_status=draw(st.integers(0, 599)),
-        origin_duration=draw(st.floats(0, 100)),
+        origin_t0=t0 + draw(st.floats(0, 100)),
         down=down,
         trace=trace,
         method=draw(TEXT),
@@ -148,6 +164,10 @@ def test_compiled_line_is_the_reference_document(case: tuple[Any, Any, float]) -
     w = logger.writer
     assert w.compiled  # the default fields: the C line is the one written
     line = json_line(ex, logger, offset)
+    assert json_line(ex, logger, offset) == line  # the second from the parts kept, if any
+    if isinstance(ex.down, Connection):
+        assert isinstance(ex.down.log_fields, bytes)
+        assert ex.server is None or isinstance(ex.server.log_url, bytes)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     reference = orjson.dumps(w.doc(ex, logger, offset), option=orjson.OPT_APPEND_NEWLINE)
     mine, theirs = json.loads(line), json.loads(reference)
@@ -215,13 +235,13 @@ def test_a_bad_exchange_fails_its_batch_and_the_writer_keeps_the_others() -> Non
     """A field of the wrong type fails the C batch; the writer then writes the others one by
     one and counts the bad one as dropped."""
     good = made(
-        True, t0=1.0, t1=2.0, attempts=0, server=None, origin_status=0, origin_duration=0.0,
+        True, t0=1.0, t1=2.0, attempts=0, server=None, origin_status=0, origin_t0=0.0,
         down=SimpleNamespace(client_ip="1.2.3.4", client_port=1, version="1.1", ep=SimpleNamespace(
             tls=False, scheme_str="http")), trace=None, method="GET", path_query=b"/",
         http10=False, host="h", req_bytes=0, status=200, resp_bytes=2, headers=[],
     )  # fmt: skip
     bad = made(True, **{name: getattr(good, name) for name in ("t0", "t1", "attempts", "down")})
-    for name in ("server", "origin_status", "origin_duration", "trace", "http10", "req_bytes"):
+    for name in ("server", "origin_status", "origin_t0", "trace", "http10", "req_bytes"):
         setattr(bad, name, getattr(good, name))
     bad.method, bad.path_query, bad.host = "GET", "/not-bytes", "h"
     bad.status, bad.resp_bytes, bad.headers = 200, 2, []
@@ -254,7 +274,7 @@ def test_every_escape_at_every_place_of_a_word() -> None:
                 host = "".join(special if i == at else "abcdefgh"[i % 8] for i in range(length))
                 ex = made(
                     True, t0=1.0, t1=2.0, attempts=0, server=None, origin_status=0,
-                    origin_duration=0.0, down=SimpleNamespace(client_ip="1.2.3.4", client_port=1, version="1.1",
+                    origin_t0=0.0, down=SimpleNamespace(client_ip="1.2.3.4", client_port=1, version="1.1",
                     ep=SimpleNamespace(tls=False, scheme_str="http")), trace=None, method="GET",
                     path_query=host.encode("utf-8"), http10=False, host=host, req_bytes=0,
                     status=200, resp_bytes=2, headers=[],
@@ -327,7 +347,7 @@ def test_the_compiled_observer_queues_and_formats_a_batch() -> None:
     )
     base = {
         "t0": 1.0, "t1": 2.0, "attempts": 0, "server": None, "origin_status": 0,
-        "origin_duration": 0.0, "down": down, "trace": None, "method": "GET",
+        "origin_t0": 0.0, "down": down, "trace": None, "method": "GET",
         "path_query": b"/", "http10": False, "host": "h", "req_bytes": 0, "status": 200,
         "resp_bytes": 2, "headers": [],
     }  # fmt: skip
@@ -335,7 +355,7 @@ def test_the_compiled_observer_queues_and_formats_a_batch() -> None:
     for i, ex in enumerate(exchanges):
         ex.timed = 0
         logger.start(ex)
-        assert ex.timed == 2
+        assert ex.timed == 1
         logger.finish(ex)
         if i < w.batch - 1:  # read while the connection is open, before any line is made
             assert len(read) == i + 1 and len(w.pending) == i + 1

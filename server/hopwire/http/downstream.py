@@ -112,6 +112,7 @@ class Downstream(asyncio.Protocol):
         "fwd_block",
         "fwd_host",
         "linger_until",
+        "log_fields",
         "method_override",
         "parser",
         "queue",
@@ -171,6 +172,7 @@ class Downstream(asyncio.Protocol):
         self.method_override: bytes | None = None
         self.completed = 0  # messages parsed on this connection
         self.tls: tuple[str, str, str | None] | None = None  # see tls_fields
+        self.log_fields: bytes | None = None  # the access log's part of a line (_accesslog)
         # the X-Forwarded-* lines of the last request without trusted ones, and its Host:
         # the same for the next request with that Host (Exchange.build_head)
         self.fwd_host: bytes | None = None

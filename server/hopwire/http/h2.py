@@ -209,6 +209,15 @@ class Stream:
     def trusted(self) -> bool:
         return self.conn.trusted
 
+    @property
+    def log_fields(self) -> bytes | None:
+        """The access log's part of a line: the connection's, made once for its streams."""
+        return self.conn.log_fields
+
+    @log_fields.setter
+    def log_fields(self, part: bytes) -> None:
+        self.conn.log_fields = part
+
     def tls_fields(self) -> tuple[str, str, str | None] | None:
         return self.conn.tls_fields()
 
@@ -458,6 +467,7 @@ class H2Connection(asyncio.Protocol):
         self.client_port = 0
         self.trusted = False
         self.tls: tuple[str, str, str | None] | None = None
+        self.log_fields: bytes | None = None  # the access log's part of a line (_accesslog)
         self.going_away = False
         self.served = 0
         self.counted: dict[str, int] = {}  # the codec's counters already in the worker's

@@ -3,6 +3,7 @@ from typing import Any
 
 def json_line(ex: Any, logger: Any, offset: float) -> bytes: ...
 def record(ex: Any, logger: Any, offset: float, observed_ns: int) -> tuple[bytes, bytes]: ...
+def fields(down: Any) -> None: ...
 def json_lines(pending: list[tuple[Any, Any]], offset: float) -> bytes: ...
 def records(
     pending: list[tuple[Any, Any]], offset: float, observed_ns: int
@@ -13,6 +14,7 @@ class Logger:
     entrypoint: str
     router: str
     service: str
+    log_names: bytes
     def __init__(
         self,
         writer: Any,
