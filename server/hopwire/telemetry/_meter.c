@@ -405,18 +405,31 @@ done:
    an error; as _context.Keeper decides */
 static int keep_wanted(Meter *self, PyObject *ex, PyObject *status, double duration) {
     if (self->keep_errors) {
-        long code = PyLong_AsLong(status); /* an int: the exchange's status */
+        /* the status: an int of one digit read in place (the common case), else converted */
+        long code = PyLong_CheckExact(status) && Py_SIZE(status) == 1
+                        ? (long)((PyLongObject *)status)->ob_digit[0]
+                        : PyLong_AsLong(status);
         if (code == -1 && PyErr_Occurred())
             return -1;
         if (code >= 500)
             return 1;
-        PyObject *error = get(ex, A_ERROR_TYPE);
-        if (error == NULL)
-            return -1;
-        int failed = PyObject_IsTrue(error);
-        Py_DECREF(error);
-        if (failed != 0)
-            return failed;
+        /* the error kind: "" for none, read at its slot without a reference when it is one */
+        SlotCache *c = &slots[A_ERROR_TYPE];
+        PyTypeObject *type = Py_TYPE(ex);
+        PyObject *error = c->type == type && c->version == type->tp_version_tag && c->offset >= 0
+                              ? *(PyObject **)((char *)ex + c->offset)
+                              : NULL;
+        if (error != NULL && PyUnicode_CheckExact(error)) {
+            if (PyUnicode_GET_LENGTH(error))
+                return 1;
+        } else {
+            if ((error = get(ex, A_ERROR_TYPE)) == NULL)
+                return -1;
+            int failed = PyObject_IsTrue(error);
+            Py_DECREF(error);
+            if (failed != 0)
+                return failed;
+        }
     }
     return self->keep_slower > 0 && duration > self->keep_slower;
 }
