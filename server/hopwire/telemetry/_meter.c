@@ -296,7 +296,30 @@ static int same(PyObject *a, PyObject *b) {
     return 0;
 }
 
-static PyObject *get(PyObject *o, int name) { return slot_get(&slots[name], o, names[name]); }
+/* a new reference to o.<name>: read at the slot's offset, inline, when the cache knows it */
+static inline __attribute__((always_inline)) PyObject *get(PyObject *o, int name) {
+    SlotCache *c = &slots[name];
+    PyTypeObject *type = Py_TYPE(o);
+    if (c->type == type && c->version == type->tp_version_tag && c->offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)o + c->offset);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return slot_get(c, o, names[name]);
+}
+
+/* the truth of a bool, a str or an int without a call for them (else PyObject_IsTrue) */
+static inline int truth(PyObject *v) {
+    if (v == Py_True)
+        return 1;
+    if (v == Py_False || v == Py_None)
+        return 0;
+    if (PyUnicode_CheckExact(v))
+        return PyUnicode_GET_LENGTH(v) != 0;
+    if (PyLong_CheckExact(v))
+        return Py_SIZE(v) != 0;
+    return PyObject_IsTrue(v);
+}
 
 /* a new reference to o.<name>, or None when it was never set (an attribute set only where
    it applies, such as a gRPC call's status) */
@@ -454,7 +477,7 @@ static int keep_unsampled(Meter *self, PyObject *ex, PyObject *status, double du
     int on = 1;
     if (trace != Py_None) {
         PyObject *sampled = get(trace, A_SAMPLED);
-        on = sampled ? PyObject_IsTrue(sampled) : -1;
+        on = sampled ? truth(sampled) : -1;
         Py_XDECREF(sampled);
     }
     Py_DECREF(trace);
@@ -496,7 +519,7 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
             http10 = error ? get(ex, A_HTTP10) : NULL;
             if (http10 == NULL)
                 goto done;
-            int e = PyObject_IsTrue(error), h = PyObject_IsTrue(http10);
+            int e = truth(error), h = truth(http10);
             if (e < 0 || h < 0)
                 goto done;
             if (h) {
@@ -507,7 +530,12 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
                 if (version == NULL)
                     goto done;
             }
-            int plain = version == s_v11 ? 1 : PyObject_RichCompareBool(version, s_v11, Py_EQ);
+            int plain = version == s_v11 ||
+                                (PyUnicode_CheckExact(version) && PyUnicode_IS_COMPACT_ASCII(version) &&
+                                 PyUnicode_GET_LENGTH(version) == 3 &&
+                                 memcmp(PyUnicode_DATA(version), "1.1", 3) == 0)
+                            ? 1
+                            : PyObject_RichCompareBool(version, s_v11, Py_EQ);
             if (plain < 0)
                 goto done;
             longer = e || !plain;
@@ -556,7 +584,7 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
             goto done;
         if (trace != Py_None) {
             sampled = get(trace, A_SAMPLED);
-            int on = sampled ? PyObject_IsTrue(sampled) : -1;
+            int on = sampled ? truth(sampled) : -1;
             if (on < 0)
                 goto done;
             if (!on && self->keep != NULL && keep_if_wanted(self, ex, status, duration) < 0)
@@ -578,7 +606,7 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
         }
         if (self->rich) {
             attempts = get(ex, A_ATTEMPTS);
-            int any = attempts ? PyObject_IsTrue(attempts) : -1;
+            int any = attempts ? truth(attempts) : -1;
             if (any < 0 || (any && client_attempt(self, row, ex, status, t1) < 0))
                 goto done;
         }
