@@ -307,30 +307,17 @@ static PyObject *peek_slow(Held *h, PyObject *o, int name) {
 /* o.<name>, borrowed: read at the slot's offset when it is one (the exchange, and what it
    refers to, stay as they are while a line is made: only reads happen meanwhile) */
 HOT PyObject *peek(Held *h, PyObject *o, int name) {
-    SlotCache *c = &slots[name];
-    PyTypeObject *type = Py_TYPE(o);
-    if (c->type == type && c->version == type->tp_version_tag && c->offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)o + c->offset);
-        if (v != NULL)
-            return v;
-    }
-    return peek_slow(h, o, name);
+    PyObject *v = slot_peek(&slots[name], o, names[name]);
+    return v != NULL ? v : peek_slow(h, o, name);
 }
 
 /* o.<name> if o has it (*out NULL if not), borrowed; -1 on an error */
 static int peek_optional(Held *h, PyObject *o, int name, PyObject **out) {
-    SlotCache *c = &slots[name];
-    PyTypeObject *type = Py_TYPE(o);
-    if (c->type != type || c->version != type->tp_version_tag)
-        slot_learn(c, type, names[name]);
-    if (c->type == type && c->offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)o + c->offset);
-        if (v != NULL) {
-            *out = v;
-            return 0;
-        }
+    PyObject *v = slot_peek(&slots[name], o, names[name]);
+    if (v != NULL) {
+        *out = v;
+        return 0;
     }
-    PyObject *v;
     if (_PyObject_LookupAttr(o, names[name], &v) < 0)
         return -1;
     if (v != NULL && hold(h, v) < 0)

@@ -86,6 +86,15 @@ static void slot_learn(SlotCache *c, PyTypeObject *type, PyObject *name) {
     }
 }
 
+/* o.<name> read at the slot's offset, borrowed: NULL (no exception) when it is not a slot of
+   o's type or the slot is empty, and then it is read the generic way */
+static inline PyObject *slot_peek(SlotCache *c, PyObject *o, PyObject *name) {
+    PyTypeObject *type = Py_TYPE(o);
+    if (c->type != type || c->version != type->tp_version_tag)
+        slot_learn(c, type, name);
+    return c->type == type && c->offset >= 0 ? *(PyObject **)((char *)o + c->offset) : NULL;
+}
+
 /* a new reference to o.<name> (NULL and an exception as Python raises it) */
 static PyObject *slot_get(SlotCache *c, PyObject *o, PyObject *name) {
     PyTypeObject *type = Py_TYPE(o);

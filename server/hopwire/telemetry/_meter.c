@@ -298,14 +298,8 @@ static int same(PyObject *a, PyObject *b) {
 
 /* a new reference to o.<name>: read at the slot's offset, inline, when the cache knows it */
 static inline __attribute__((always_inline)) PyObject *get(PyObject *o, int name) {
-    SlotCache *c = &slots[name];
-    PyTypeObject *type = Py_TYPE(o);
-    if (c->type == type && c->version == type->tp_version_tag && c->offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)o + c->offset);
-        if (v != NULL)
-            return Py_NewRef(v);
-    }
-    return slot_get(c, o, names[name]);
+    PyObject *v = slot_peek(&slots[name], o, names[name]);
+    return v != NULL ? Py_NewRef(v) : slot_get(&slots[name], o, names[name]);
 }
 
 /* the truth of a bool, a str or an int without a call for them (else PyObject_IsTrue) */
@@ -325,14 +319,10 @@ static inline int truth(PyObject *v) {
    it applies, such as a gRPC call's status) */
 static PyObject *get_or_none(PyObject *o, int name) {
     SlotCache *c = &slots[name];
-    PyTypeObject *type = Py_TYPE(o);
-    if (c->type != type || c->version != type->tp_version_tag)
-        slot_learn(c, type, names[name]);
-    if (c->type == type && c->offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)o + c->offset);
+    PyObject *v = slot_peek(c, o, names[name]);
+    if (v != NULL || (c->type == Py_TYPE(o) && c->offset >= 0)) /* set, or a slot left empty */
         return Py_NewRef(v != NULL ? v : Py_None);
-    }
-    PyObject *v = PyObject_GetAttr(o, names[name]);
+    v = PyObject_GetAttr(o, names[name]);
     if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
         PyErr_Clear();
         return Py_NewRef(Py_None);
@@ -437,11 +427,7 @@ static int keep_wanted(Meter *self, PyObject *ex, PyObject *status, double durat
         if (code >= 500)
             return 1;
         /* the error kind: "" for none, read at its slot without a reference when it is one */
-        SlotCache *c = &slots[A_ERROR_TYPE];
-        PyTypeObject *type = Py_TYPE(ex);
-        PyObject *error = c->type == type && c->version == type->tp_version_tag && c->offset >= 0
-                              ? *(PyObject **)((char *)ex + c->offset)
-                              : NULL;
+        PyObject *error = slot_peek(&slots[A_ERROR_TYPE], ex, names[A_ERROR_TYPE]);
         if (error != NULL && PyUnicode_CheckExact(error)) {
             if (PyUnicode_GET_LENGTH(error))
                 return 1;
