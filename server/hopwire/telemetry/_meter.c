@@ -330,8 +330,13 @@ static PyObject *get_or_none(PyObject *o, int name) {
     return v;
 }
 
-static int number(PyObject *o, int name, double *out) {
-    PyObject *v = get(o, name);
+static inline int number(PyObject *o, int name, double *out) {
+    PyObject *v = slot_peek(&slots[name], o, names[name]);
+    if (v != NULL && PyFloat_CheckExact(v)) { /* the exchange's times: read in place */
+        *out = PyFloat_AS_DOUBLE(v);
+        return 0;
+    }
+    v = v != NULL ? Py_NewRef(v) : slot_get(&slots[name], o, names[name]);
     if (v == NULL)
         return -1;
     *out = PyFloat_AsDouble(v);
@@ -357,7 +362,15 @@ static int add_attr(PyObject *o, int name, long long *to) {
 
 /* the backend attempt's duration, counted for its server (and the origin's status when it
    is not the exchange's) */
-static int client_attempt(Meter *m, Row *row, PyObject *ex, PyObject *status, double t1) {
+/* the bucket of v, looked up only when it is not the request's own (index) */
+static inline Py_ssize_t bucket_near(const Meter *m, double v, Py_ssize_t index) {
+    if ((index == m->nbounds || v <= m->bound[index]) && (index == 0 || m->bound[index - 1] < v))
+        return index;
+    return bucket(m, v);
+}
+
+static int client_attempt(Meter *m, Row *row, PyObject *ex, PyObject *status, double t1,
+                          Py_ssize_t index) {
     PyObject *origin = get(ex, A_ORIGIN_STATUS), *server = origin ? get(ex, A_SERVER) : NULL;
     int rc = -1;
     double t0;
@@ -406,7 +419,7 @@ static int client_attempt(Meter *m, Row *row, PyObject *ex, PyObject *status, do
     }
     double v = t1 - t0;
     c->total += v;
-    c->buckets[bucket(m, v)]++;
+    c->buckets[bucket_near(m, v, index)]++;
     rc = 0;
 done:
     Py_XDECREF(origin);
@@ -593,7 +606,7 @@ static PyObject *Meter_finish(Meter *self, PyObject *ex) {
         if (self->rich) {
             attempts = get(ex, A_ATTEMPTS);
             int any = attempts ? truth(attempts) : -1;
-            if (any < 0 || (any && client_attempt(self, row, ex, status, t1) < 0))
+            if (any < 0 || (any && client_attempt(self, row, ex, status, t1, index) < 0))
                 goto done;
         }
     }
