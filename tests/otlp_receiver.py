@@ -4,6 +4,7 @@ three signals (traces, metrics, logs) with opentelemetry-proto and keeping what 
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -157,11 +158,29 @@ class GrpcReceiver(Spans):
 
 
 class HttpReceiver(Spans):
-    def __init__(self) -> None:
+    """OTLP/HTTP: one connection per request (HTTP/1.0 answers), or kept alive (``keep_alive``);
+    ``idle_close`` closes each connection after its answer without saying so, as a collector
+    whose idle timeout passed does; ``tls``: HTTPS with that context.  ``connections`` counts
+    the connections accepted."""
+
+    def __init__(
+        self, keep_alive: bool = False, idle_close: bool = False, tls: ssl.SSLContext | None = None
+    ) -> None:
         super().__init__()
         store = self
+        self.connections = 0
+        self.peer_certificates: list[Any] = []
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def handle(self) -> None:
+                with store.lock:
+                    store.connections += 1
+                    if tls is not None:
+                        store.peer_certificates.append(self.connection.getpeercert())
+                super().handle()
+
             def do_POST(self) -> None:
                 if self.headers.get("content-length") is not None:
                     body = self.rfile.read(int(self.headers["content-length"]))
@@ -192,14 +211,19 @@ class HttpReceiver(Spans):
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()
+                if idle_close:
+                    self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}/v1/traces"
-        self.base = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}/v1/traces"
+        self.base = f"{scheme}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -333,6 +334,146 @@ def test_otlp_http_receiver(make_backend: Any, make_hopwire: Any) -> None:
         assert rx.requests[0][1]["x-team"] == "edge"
         assert rx.requests[0][1]["content-type"] == "application/x-protobuf"
     finally:
+        rx.close()
+
+
+def http_tracing(endpoint: str, **http: Any) -> dict[str, Any]:
+    return {"otlp": {"http": {"endpoint": endpoint, **http}}, "batch": {"scheduleDelay": "50ms"}}
+
+
+@pytest.mark.parametrize("idle_close", [False, True], ids=["kept-alive", "closed-when-idle"])
+def test_otlp_http_connection_is_kept_and_renewed(
+    make_backend: Any, make_hopwire: Any, idle_close: bool
+) -> None:
+    """The exports share one kept-alive connection; a collector that closed it while it was
+    idle costs nothing: the export goes again at once on a new one (no error, nothing lost)."""
+    rx = HttpReceiver(keep_alive=True, idle_close=idle_close)
+    try:
+        b = make_backend()
+        tracing = http_tracing(rx.endpoint)
+        # shorter than the first backoff (~1 s): an export not sent again at once would fail
+        tracing["batch"]["exportTimeout"] = "500ms"
+        hw = make_hopwire({"http": routes(b), "tracing": tracing})
+        for i in range(4):  # one export each: the last one has arrived before the next request
+            assert request(hw.port, "GET", f"/k{i}")[0] == 200
+            rx.wait(2 * (i + 1))
+        assert len(rx.requests) == 4
+        assert rx.connections == (4 if idle_close else 1)
+        hw.stop()
+        assert "export failed" not in hw.logs()
+    finally:
+        rx.close()
+
+
+def test_otlp_https_receiver_with_a_client_certificate(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    """https:// with tls.ca (the only root trusted) and a client certificate the collector
+    requires."""
+    import ssl
+
+    ca, cert, key = make_ca(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    server.load_verify_locations(ca)
+    server.verify_mode = ssl.CERT_REQUIRED
+    rx = HttpReceiver(tls=server)
+    try:
+        b = make_backend()
+        tls = {"ca": str(ca), "cert": str(cert), "key": str(key)}
+        hw = make_hopwire({"http": routes(b), "tracing": http_tracing(rx.endpoint, tls=tls)})
+        assert request(hw.port, "GET", "/s")[0] == 200
+        assert {s.name for s in rx.wait(2)} == {"GET api", "GET"}
+        subject = dict(item[0] for item in rx.peer_certificates[0]["subject"])
+        assert subject["commonName"] == "127.0.0.1"  # the client certificate hopwire showed
+    finally:
+        rx.close()
+
+
+def test_otlp_http_refuses_an_unknown_certificate(
+    make_backend: Any, make_hopwire: Any, tmp_path: Path
+) -> None:
+    """Without tls.ca the collector's certificate (from a private CA) is refused: the export
+    fails and is logged; with insecureSkipVerify it is accepted."""
+    import ssl
+
+    _, cert, key = make_ca(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    rx = HttpReceiver(tls=server)
+    try:
+        b = make_backend()
+        tracing = http_tracing(rx.endpoint, timeout="1s")
+        tracing["batch"]["exportTimeout"] = "1s"  # no retry after that: the failure is logged
+        hw = make_hopwire({"http": routes(b), "tracing": tracing})
+        assert request(hw.port, "GET", "/v")[0] == 200
+        wait_for(lambda: "span export failed" in hw.logs())
+        assert "SSLCertVerificationError" in hw.logs()
+        hw.stop()
+        assert rx.requests == []
+        insecure = http_tracing(rx.endpoint, tls={"insecureSkipVerify": True})
+        hw = make_hopwire({"http": routes(b), "tracing": insecure})
+        assert request(hw.port, "GET", "/v")[0] == 200
+        assert {s.name for s in rx.wait(2)} == {"GET api", "GET"}
+    finally:
+        rx.close()
+
+
+class ForwardProxy:
+    """An HTTP forward proxy for plain http:// targets: keeps each request line (and its
+    Proxy-Authorization), sends the request on to its absolute URL and relays the answer."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                seen.append((self.requestline, self.headers.get("proxy-authorization")))
+                url = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers["content-length"]))
+                with socket.create_connection((url.hostname, url.port), timeout=5) as up:
+                    head = f"POST {url.path} HTTP/1.0\r\ncontent-length: {len(body)}\r\n"
+                    up.sendall(head.encode() + b"\r\n" + body)
+                    answer = b""
+                    while chunk := up.recv(65536):
+                        answer += chunk
+                self.wfile.write(answer)
+                self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://user:s%40cret@127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_otlp_http_goes_through_the_proxy_the_environment_names(
+    make_backend: Any, make_hopwire: Any
+) -> None:
+    """HTTP_PROXY (with credentials) is used as the official exporter (requests) uses it: the
+    absolute URL to the proxy; NO_PROXY is honoured for the backend, which is not traced."""
+    import base64
+
+    rx, proxy = HttpReceiver(), ForwardProxy()
+    try:
+        b = make_backend()
+        env = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "NO_PROXY": "", "no_proxy": ""}
+        hw = make_hopwire({"http": routes(b), "tracing": http_tracing(rx.endpoint)}, env=env)
+        assert request(hw.port, "GET", "/p")[0] == 200
+        assert {s.name for s in rx.wait(2)} == {"GET api", "GET"}
+        line, auth = proxy.seen[0]
+        assert line == f"POST {rx.endpoint} HTTP/1.1"
+        assert auth == "Basic " + base64.b64encode(b"user:s@cret").decode()
+    finally:
+        proxy.close()
         rx.close()
 
 

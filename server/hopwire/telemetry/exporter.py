@@ -17,8 +17,10 @@ On SIGTERM it stops receiving, sends what it holds within ``deadline`` seconds a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import http.client
 import logging
 import os
 import queue
@@ -30,6 +32,8 @@ import ssl
 import struct
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -154,45 +158,114 @@ class GrpcTransport:
 
 
 class HttpTransport:
-    """OTLP/HTTP (protobuf) with the official exporter's behaviour."""
+    """OTLP/HTTP (protobuf) as the official exporter sends it (headers, TLS, gzip, a deadline
+    per request, the proxy the environment names), over one kept-alive connection
+    (``http.client``).  ``requests``, which the official exporter uses, cost ~600 µs of CPU
+    per export here against ~100 µs for this (bench/NOTES.md)."""
 
     def __init__(self, cfg: Any):
-        import requests
-
-        self.requests = requests
-        self.session = requests.Session()
-        self.session.headers.update(
-            {
-                "Content-Type": "application/x-protobuf",
-                "User-Agent": f"hopwire/{__version__}",
-                **cfg.headers,
-            }
-        )
-        tls = cfg.tls
-        if tls is not None:
-            self.session.verify = False if tls.insecureSkipVerify else (tls.ca or True)
-            if tls.cert:
-                self.session.cert = (tls.cert, tls.key)
+        url = urllib.parse.urlsplit(cfg.endpoint)
+        self.https = url.scheme == "https"
+        self.host = url.hostname or ""
+        self.port = url.port or (443 if self.https else 80)
+        self.target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        self.headers = {
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": f"hopwire/{__version__}",
+            **cfg.headers,
+        }
         self.gzip = cfg.compression == "gzip"
         if self.gzip:
-            self.session.headers["Content-Encoding"] = "gzip"
+            self.headers["Content-Encoding"] = "gzip"
+        self.context: ssl.SSLContext | None = None
+        if self.https:
+            tls = cfg.tls
+            if tls is not None and tls.insecureSkipVerify:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:  # a ca replaces the system's roots, as requests' verify=<file> does
+                context = ssl.create_default_context(cafile=tls.ca if tls and tls.ca else None)
+            if tls is not None and tls.cert:
+                context.load_cert_chain(tls.cert, tls.key or None)
+            self.context = context
+        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as requests (the official exporter) reads them
+        self.proxy: urllib.parse.SplitResult | None = None
+        proxy = urllib.request.getproxies().get(url.scheme)
+        if proxy and not urllib.request.proxy_bypass(self.host):
+            self.proxy = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            if self.proxy.scheme != "http" or not self.proxy.hostname:
+                raise ValueError(
+                    f"{url.scheme} proxy {proxy!r}: only an http:// proxy is supported"
+                )
+        self.proxy_auth: dict[str, str] = {}
+        if self.proxy is not None and self.proxy.username:
+            user = urllib.parse.unquote(self.proxy.username)
+            secret = urllib.parse.unquote(self.proxy.password or "")
+            token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            self.proxy_auth = {"Proxy-Authorization": f"Basic {token}"}
         self.endpoint = cfg.endpoint
         self.timeout = cfg.timeout
+        self.conn: http.client.HTTPConnection | None = None
+        self.used = 0  # requests sent on the open connection
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        """A new connection: to the collector, or through the proxy (a CONNECT tunnel for
+        https, the request's absolute URL for http)."""
+        proxy = self.proxy
+        host, port = (proxy.hostname or "", proxy.port or 80) if proxy else (self.host, self.port)
+        conn: http.client.HTTPConnection
+        if self.https:
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self.context)
+            if proxy is not None:
+                conn.set_tunnel(self.host, self.port, headers=self.proxy_auth)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.used = 0
+        return conn
 
     def send(self, body: bytes, deadline: float) -> tuple[bool, bool, str]:
-        timeout = max(0.05, min(self.timeout, deadline - time.monotonic()))
-        try:
-            resp = self.session.post(
-                self.endpoint, data=gzip.compress(body) if self.gzip else body, timeout=timeout
-            )
-        except self.requests.RequestException as exc:
-            return False, True, type(exc).__name__
-        if 200 <= resp.status_code < 300:
-            return True, False, ""
-        return False, resp.status_code in RETRYABLE_HTTP, f"HTTP {resp.status_code}"
+        data = gzip.compress(body) if self.gzip else body
+        target, headers = self.target, self.headers
+        if self.proxy is not None and not self.https:  # the absolute URL, to the proxy
+            target, headers = self.endpoint, {**headers, **self.proxy_auth}
+        while True:
+            timeout = max(0.05, min(self.timeout, deadline - time.monotonic()))
+            conn = self.conn
+            if conn is None:
+                conn = self.conn = self.connection(timeout)
+            elif conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            conn.timeout = timeout
+            reused = self.used > 0
+            try:
+                conn.request("POST", target, body=data, headers=headers)
+                resp = conn.getresponse()
+                resp.read(1 << 16)  # the (small) answer; more than that is not read
+            except (ConnectionError, http.client.HTTPException) as exc:
+                self.drop()
+                if reused and isinstance(
+                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                ):
+                    continue  # the collector closed the idle connection: once more, anew
+                return False, True, type(exc).__name__
+            except OSError as exc:  # a timeout, a refused connection, TLS
+                self.drop()
+                return False, True, type(exc).__name__
+            self.used += 1
+            if resp.will_close or not resp.isclosed():
+                self.drop()
+            if 200 <= resp.status < 300:
+                return True, False, ""
+            return False, resp.status in RETRYABLE_HTTP, f"HTTP {resp.status}"
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def close(self) -> None:
-        self.session.close()
+        self.drop()
 
 
 Done = Callable[[bool], None] | None  # told whether a batch was accepted (metrics' delta)
