@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py --workers 2
 	$(PY) bench/telemetry.py
 	$(PY) bench/exporter.py
+	$(PY) bench/otlp_transport.py
 	$(PY) bench/tls.py
 	$(PY) bench/h2.py
 	$(PY) bench/grpc_cost.py

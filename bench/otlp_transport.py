@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -55,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "otlp-transport.md"))
     args = ap.parse_args()
     from hopwire.telemetry.exporter import SIGNALS, GrpcTransport, HttpTransport
 
@@ -97,19 +99,29 @@ def main() -> None:
     finally:
         sink.terminate()
         sink.wait()
-    print(f"Measured {time.strftime('%Y-%m-%d')}: {args.rounds} rounds of {args.calls} calls\n")
-    print(
+    lines = [
+        "# OTLP transports: CPU of one export",
+        "",
+        f"`python bench/otlp_transport.py --rounds {args.rounds} --calls {args.calls}`, measured"
+        f" {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} cores, Python"
+        f" {platform.python_version()}). CPU of this process (getrusage, every thread) per"
+        " export to bench/otlp_sink.py on 127.0.0.1; the sink's CPU is not counted; medians.",
+        "",
         "| transport | "
         + " | ".join(f"CPU per call, {s}" for s in SIZES)
-        + " | per record (512 KB) |"
-    )
-    print("| --- |" + " ---: |" * (len(SIZES) + 1))
+        + " | per record (512 KB) |",
+        "| --- |" + " ---: |" * (len(SIZES) + 1),
+    ]
     for name in transports:
         cells = [statistics.median(runs[(name, s)]) for s in SIZES]
         per_record = cells[-1] / 512
-        print(
+        lines.append(
             f"| {name} | " + " | ".join(f"{c:,.0f} µs" for c in cells) + f" | {per_record:.2f} µs |"
         )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":
