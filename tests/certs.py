@@ -9,6 +9,7 @@ bench.
 from __future__ import annotations
 
 import datetime
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,15 @@ class Authority:
         self.pem = self.cert.public_bytes(serialization.Encoding.PEM)
         self.path = tmp / f"{name.replace(' ', '-')}.pem"
         self.path.write_bytes(self.pem)
+
+    def mtls_server(self, leaf: Leaf) -> ssl.SSLContext:
+        """A server's context presenting ``leaf`` and requiring a client certificate this
+        authority signed."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(leaf.cert, leaf.key)
+        ctx.load_verify_locations(cadata=self.pem.decode())
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
 
     def leaf(
         self,

@@ -798,11 +798,7 @@ def test_servers_transport_and_the_default_store_from_secrets(
     backend_cert = ca.leaf("backend.internal", file="backend")
     client = ca.leaf(file="to-backend", cn="hopwire", client=True)
     fallback = ca.leaf("fallback.test", file="fallback")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(backend_cert.cert, backend_cert.key)
-    ctx.load_verify_locations(cadata=ca.pem.decode())
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    b = make_backend("mtls", tls=ctx)
+    b = make_backend("mtls", tls=ca.mtls_server(backend_cert))
     ca_secret = {
         "kind": "Secret",
         "metadata": {"name": "ca", "namespace": "default"},

@@ -617,11 +617,7 @@ def test_servers_transport_server_name_client_certificate_and_versions(
     """A backend over TLS that requires a client certificate and answers for a name other
     than its address: serverName and certificates make it work; maxVersion is obeyed."""
     backend_cert = ca.leaf("backend.internal", file="backend")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(backend_cert.cert, backend_cert.key)
-    ctx.load_verify_locations(cadata=ca.pem.decode())
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    b = make_backend("mtls", tls=ctx)
+    b = make_backend("mtls", tls=ca.mtls_server(backend_cert))
     client = ca.leaf(file="to-backend", cn="hopwire", client=True)
     url = b.url.replace("http://", "https://")
     transport = {

@@ -370,22 +370,19 @@ def test_otlp_https_receiver_with_a_client_certificate(
 ) -> None:
     """https:// with tls.ca (the only root trusted) and a client certificate the collector
     requires."""
-    import ssl
+    from tests.certs import Authority
 
-    ca, cert, key = make_ca(tmp_path)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    server.load_verify_locations(ca)
-    server.verify_mode = ssl.CERT_REQUIRED
-    rx = HttpReceiver(tls=server)
+    ca = Authority(tmp_path)
+    client = ca.leaf(file="to-collector", cn="hopwire", client=True)
+    rx = HttpReceiver(tls=ca.mtls_server(ca.leaf("127.0.0.1", file="collector")))
     try:
         b = make_backend()
-        tls = {"ca": str(ca), "cert": str(cert), "key": str(key)}
+        tls = {"ca": str(ca.path), "cert": str(client.cert), "key": str(client.key)}
         hw = make_hopwire({"http": routes(b), "tracing": http_tracing(rx.endpoint, tls=tls)})
         assert request(hw.port, "GET", "/s")[0] == 200
         assert {s.name for s in rx.wait(2)} == {"GET api", "GET"}
         subject = dict(item[0] for item in rx.peer_certificates[0]["subject"])
-        assert subject["commonName"] == "127.0.0.1"  # the client certificate hopwire showed
+        assert subject["commonName"] == "hopwire"  # the client certificate hopwire showed
     finally:
         rx.close()
 
