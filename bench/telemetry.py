@@ -42,6 +42,7 @@ METRICS_OFF = "metrics: {prometheus: false}"
 ROUTER_LABELS = "metrics: {prometheus: {addRoutersLabels: true}}"
 OTLP_METRICS = "metrics: {otlp: {grpc: {endpoint: SINK, insecure: true}}}"
 OTLP_ACCESS = "accessLog: {otlp: {grpc: {endpoint: SINK, insecure: true}}}"
+OTLP_ACCESS_HTTP = "accessLog: {otlp: {http: {endpoint: HTTP_SINK}}}"
 RATES = (0.0, 0.01, 0.1, 1.0)
 # name -> (config fragment, tracing sample rate or None, baseline)
 HOPWIRE: dict[str, tuple[str, float | None, str]] = {
@@ -51,6 +52,7 @@ HOPWIRE: dict[str, tuple[str, float | None, str]] = {
     "metrics+accesslog": ("accessLog: {filePath: ACCESS_LOG}", None, "metrics"),
     "metrics+otlp": (OTLP_METRICS, None, "metrics"),
     "accesslog otlp": (OTLP_ACCESS, None, "metrics"),
+    "accesslog otlp http": (OTLP_ACCESS_HTTP, None, "metrics"),
     **{f"tracing rate {r:g}": ("", r, "metrics") for r in RATES},
     # tracing.keep.errors at the low rates: no dearer than without (the requests all succeed)
     "tracing rate 0 keep": ("KEEP", 0.0, "tracing rate 0"),
@@ -76,6 +78,7 @@ TARGETS = [
     ("tracing rate 0.1", "unsampled", 3.0),
     ("metrics+otlp", "none", 1.0),
     ("accesslog otlp", "none", 5.0),
+    ("accesslog otlp http", "none", 5.0),
     ("metrics+accesslog", "none", 5.0),
     ("tracing rate 0 keep", "none", 0.0, "tracing rate 0"),
     ("tracing rate 0.01 keep", "none", 0.0, "tracing rate 0.01"),
@@ -117,10 +120,17 @@ tracing:
 
 
 def start_hopwire(
-    tmp: Path, name: str, fragment: str, rate: float | None, be_port: int, sink_port: int
+    tmp: Path,
+    name: str,
+    fragment: str,
+    rate: float | None,
+    be_port: int,
+    sink_port: int,
+    http_sink: int = 0,
 ) -> tuple[int, subprocess.Popen[bytes], Path]:
     port, internal = free_port(), free_port()
     fragment = fragment.replace("ACCESS_LOG", str(tmp / "access.log"))
+    fragment = fragment.replace("HTTP_SINK", f'"http://127.0.0.1:{http_sink}/v1/logs"')
     fragment = fragment.replace("SINK", f'"127.0.0.1:{sink_port}"')
     tracing = tracing_yaml(rate, sink_port)
     ep_extra = ""
@@ -230,7 +240,7 @@ def main() -> None:
     tmp.chmod(0o755)
     (tmp / "www").mkdir()
     (tmp / "www" / "12B").write_bytes(b"x" * 12)
-    be_port, sink_port = free_port(), free_port()
+    be_port, sink_port, http_sink = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     instances: dict[str, Instance] = {}
     try:
@@ -243,12 +253,18 @@ def main() -> None:
             )
         )
         sink = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "otlp_sink.py"), "--port", str(sink_port)],
+            [
+                sys.executable,
+                str(ROOT / "bench" / "otlp_sink.py"),
+                *("--port", str(sink_port), "--http-port", str(http_sink)),
+            ],
             stdout=subprocess.PIPE,
         )
         procs.append(sink)
         for name, (fragment, rate, base) in hopwire.items():
-            port, proc, log = start_hopwire(tmp, name, fragment, rate, be_port, sink_port)
+            port, proc, log = start_hopwire(
+                tmp, name, fragment, rate, be_port, sink_port, http_sink
+            )
             procs.append(proc)
             instances[name] = Instance(name, port, proc, log, base)
         for name, (rate, base) in traefik.items():
