@@ -462,6 +462,26 @@ class MetricsPipeline(Pipeline):
         self.in_flight = False
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def keep_heap() -> None:
+    """Keep the batches' memory in the heap: every export is a new bytes object of up to
+    ~0.5 MB (a log batch), which glibc would otherwise give back to the kernel when it is
+    freed and fault in again for the next one.  Measured (the access log over OTLP, three
+    interleaved runs): the exporter's CPU per record 1.46 -> 1.31 µs over gRPC, 1.17 -> 1.04
+    µs over HTTP.  The exporter's memory is bounded (its queues), so what the heap keeps is
+    too."""
+    import ctypes
+
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:  # not glibc: its allocator's own policy
+        log.debug("exporter: no mallopt here, the heap is left as the allocator keeps it")
+        return
+    mallopt(M_MMAP_THRESHOLD, 16 << 20)
+    mallopt(M_TRIM_THRESHOLD, 32 << 20)
+
+
 def run_exporter(
     config: Any,
     path: str,
@@ -477,6 +497,7 @@ def run_exporter(
         signal.signal(sig, signal.SIG_DFL)
     log_cfg = config.log
     logs.setup(log_cfg.level, log_cfg.filePath, f"exporter-{index}", log_cfg.format)
+    keep_heap()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
