@@ -26,7 +26,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "server"))
 from run import free_port, wait_port  # noqa: E402
 
 SIZES = {"1 KB": 1_000, "512 KB": 512_000}

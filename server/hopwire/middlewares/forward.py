@@ -23,6 +23,7 @@ from hopwire import errors
 from hopwire.contracts import ExchangeView, WorkerState
 from hopwire.http.client import Call
 from hopwire.http.pool import Pool
+from hopwire.http.tls.options import client_context
 from hopwire.http.wire import HOP_BY_HOP
 from hopwire.middlewares.bodies import RequestBody
 from hopwire.middlewares.redirect import answer
@@ -32,16 +33,6 @@ Fields = list[tuple[bytes, bytes]]
 
 _COOKIES = "forwardAuth cookies"  # the key of the cookies kept for the response in ex.notes
 _LOCAL = frozenset((b"content-length", b"date", b"server", b"transfer-encoding"))
-
-
-def client_context(tls: Any) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=tls.ca or None)
-    if tls.cert:
-        ctx.load_cert_chain(tls.cert, tls.key or None)
-    if tls.insecureSkipVerify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def cookie_name(value: bytes) -> str:

@@ -51,7 +51,7 @@ FAILED = b"Could not insert/update bucket\n"
 def client(cfg: Any) -> Any:
     import redis.asyncio
 
-    from hopwire.middlewares.forward import client_context
+    from hopwire.http.tls.options import client_context
 
     host, _, port = cfg.endpoints[0].rpartition(":")
     context = client_context(cfg.tls) if cfg.tls is not None else None

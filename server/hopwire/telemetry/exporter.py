@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hopwire import __version__
+from hopwire.http.tls.options import client_context
 from hopwire.telemetry import logs, metrics, otlp, otlplogs, otlpmetrics
 from hopwire.telemetry.records import ACCESS_LOG, APP_LOG, HEADER, SPANS
 from hopwire.throttle import Throttle
@@ -178,17 +179,9 @@ class HttpTransport:
         if self.gzip:
             self.headers["Content-Encoding"] = "gzip"
         self.context: ssl.SSLContext | None = None
-        if self.https:
+        if self.https:  # a ca replaces the system's roots, as requests' verify=<file> does
             tls = cfg.tls
-            if tls is not None and tls.insecureSkipVerify:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            else:  # a ca replaces the system's roots, as requests' verify=<file> does
-                context = ssl.create_default_context(cafile=tls.ca if tls and tls.ca else None)
-            if tls is not None and tls.cert:
-                context.load_cert_chain(tls.cert, tls.key or None)
-            self.context = context
+            self.context = client_context(tls) if tls is not None else ssl.create_default_context()
         # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as requests (the official exporter) reads them
         self.proxy: urllib.parse.SplitResult | None = None
         proxy = urllib.request.getproxies().get(url.scheme)
@@ -242,15 +235,12 @@ class HttpTransport:
                 conn.request("POST", target, body=data, headers=headers)
                 resp = conn.getresponse()
                 resp.read(1 << 16)  # the (small) answer; more than that is not read
-            except (ConnectionError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException) as exc:  # also a timeout, TLS
                 self.drop()
                 if reused and isinstance(
                     exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
                 ):
                     continue  # the collector closed the idle connection: once more, anew
-                return False, True, type(exc).__name__
-            except OSError as exc:  # a timeout, a refused connection, TLS
-                self.drop()
                 return False, True, type(exc).__name__
             self.used += 1
             if resp.will_close or not resp.isclosed():

@@ -1,5 +1,6 @@
 """Traefik's TLS options: the protocol versions, curves and cipher suites, and the
-``ssl.SSLContext`` one (options, certificate) pair makes.
+``ssl.SSLContext`` one (options, certificate) pair makes; and the client context of a
+``tls`` section hopwire dials with (``client_context``).
 """
 
 from __future__ import annotations
@@ -89,6 +90,19 @@ DEFAULT_OPTIONS = "default"
 
 
 TLS_VERSIONS = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3"}
+
+
+def client_context(tls: Any) -> ssl.SSLContext:
+    """The context of a client ``tls`` section (forwardAuth, rateLimit's Redis, OTLP/HTTP):
+    ``ca`` the only roots trusted (else the system's), ``cert``/``key`` shown when asked,
+    ``insecureSkipVerify`` no verification at all."""
+    ctx = ssl.create_default_context(cafile=tls.ca or None)
+    if tls.cert:
+        ctx.load_cert_chain(tls.cert, tls.key or None)
+    if tls.insecureSkipVerify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def openssl_ciphers(names: Iterable[str], key: str, errors: list[str]) -> str:
