@@ -6,6 +6,7 @@ HTTP/1.1 client as a chunked body's trailer section (h11 as the strict peer)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -360,6 +361,7 @@ class H2Backend:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.seen: list[dict[str, Any]] = []
+        self.errors: list[str] = []  # what was not HTTP/2 (a test checks there is none)
         self.connections = 0
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -380,6 +382,7 @@ class H2Backend:
         import h2.config
         import h2.connection
         import h2.events
+        import h2.exceptions
 
         h2c = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
@@ -397,7 +400,12 @@ class H2Backend:
                     return
                 if not data:
                     return
-                for event in h2c.receive_data(data):
+                try:
+                    events = h2c.receive_data(data)
+                except h2.exceptions.ProtocolError as exc:  # not HTTP/2: kept, connection closed
+                    self.errors.append(repr(exc))
+                    return
+                for event in events:
                     if isinstance(event, h2.events.RequestReceived):
                         heads[event.stream_id] = list(event.headers)
                         bodies[event.stream_id] = b""
@@ -421,6 +429,10 @@ class H2Backend:
                 conn.sendall(h2c.data_to_send())
 
     def close(self) -> None:
+        # shut down first: a thread blocked in accept() keeps a merely closed listening socket
+        # alive (and would take a later test's connection), as tests.harness.Backend does
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 
@@ -465,6 +477,7 @@ def test_http11_clients_through_an_h2c_backend(make_hopwire: Any) -> None:
             assert echo["trailers"] == ([["x-sum", "9"]] if chunks else [])
             assert dict(events[-1].headers)[b"x-checksum"].isdigit()  # the trailer
         assert backend.connections <= 2  # one per worker: its streams share it
+        assert backend.errors == []  # hopwire spoke HTTP/2 on every connection
     finally:
         backend.close()
 
